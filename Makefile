@@ -1,0 +1,43 @@
+# snowrain: see README.md. Two commands matter: `make run` and `make test`.
+GO      ?= go
+BIN     := ./snowrain
+VAR     := $(CURDIR)/var
+DNS     ?=
+DNSFLAG := $(if $(DNS),--dns $(DNS),)
+
+.PHONY: all build run test test-deps unit e2e bench fuzz vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/snowrain
+
+# The daemon on an embedded SQLite default in ./var/, milter on a local
+# socket; it prints the main.cf lines to paste.
+run: build
+	mkdir -p $(VAR)
+	$(BIN) serve --config $(CURDIR)/contrib/snowrain.dev.conf \
+		--milter inet:127.0.0.1:8891 --db $(VAR)/snowrain.db --metrics 127.0.0.1:9425 $(DNSFLAG)
+
+# Everything the tests need (Postfix, swaks, Sendmail's extracted tree),
+# installed when missing; then every test, including the real-MTA ones.
+test: test-deps vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-deps:
+	bash scripts/deps-postfix.sh
+	bash scripts/deps-sendmail.sh
+
+vet:
+	$(GO) vet ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./measure/ ./milter/ ./resolver/ ./auth/ ./tlsinfo/
+
+# A short fuzz pass over every parser we own (longer: FUZZTIME=5m).
+FUZZTIME ?= 20s
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -f $(BIN)

@@ -1,0 +1,261 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// DKIM failure classes of Table 8: exactly one per failing signature.
+const (
+	DKIMWeakKey        = "weak_key"
+	DKIMRevoked        = "revoked"
+	DKIMUnsupportedAlg = "unsupported_algorithm"
+	DKIMExpired        = "expired"
+	DKIMBodyHash       = "body_hash"
+	DKIMVersion        = "version"
+	DKIMDuplicateTags  = "duplicate_tags"
+	DKIMOther          = "other"
+)
+
+// Signature is the verdict on one DKIM-Signature.
+type Signature struct {
+	Domain    string
+	Selector  string
+	Algorithm string
+	KeyBits   int    // 0 when the key was not found or unparsable
+	Result    string // pass, fail, temperror, permerror, policy
+	Class     string // Table 8 class, for fail/permerror/temperror
+	Detail    string // finer reason: no_key, header_sig, dns_temp, syntax, over_limit, …
+	Err       string
+}
+
+// DKIMVerifier verifies the DKIM signatures of a message streamed into it:
+// the header block first, then the body, so a 25 MB message never sits in
+// memory.
+type DKIMVerifier struct {
+	pw      *io.PipeWriter
+	done    chan struct{}
+	result  []Signature
+	failed  error // the whole verification failed (unparsable header block)
+	over    bool  // more signatures than the cap
+	writeOK bool
+
+	mu   sync.Mutex
+	keys map[string][]string // TXT answers seen, by query name
+}
+
+// NewDKIMVerifier starts verifying. max caps the signatures verified
+// (RFC 6376 section 6.1 lets a verifier limit them); the rest are recorded
+// with result "policy".
+func NewDKIMVerifier(ctx context.Context, r resolver.Resolver, max int) *DKIMVerifier {
+	pr, pw := io.Pipe()
+	v := &DKIMVerifier{pw: pw, done: make(chan struct{}), writeOK: true, keys: map[string][]string{}}
+	opts := &dkim.VerifyOptions{MaxVerifications: max, LookupTXT: v.lookup(ctx, r)}
+	go v.run(pr, opts)
+	return v
+}
+
+func (v *DKIMVerifier) lookup(ctx context.Context, r resolver.Resolver) func(string) ([]string, error) {
+	return func(name string) ([]string, error) {
+		txt, err := r.LookupTXT(ctx, name)
+		v.mu.Lock()
+		v.keys[strings.ToLower(strings.TrimSuffix(name, "."))] = txt
+		v.mu.Unlock()
+		return txt, err
+	}
+}
+
+// Write feeds message bytes (CRLF line endings, header block then body).
+// After a failure inside the verifier it discards the input.
+func (v *DKIMVerifier) Write(p []byte) (int, error) {
+	if !v.writeOK {
+		return len(p), nil
+	}
+	if _, err := v.pw.Write(p); err != nil {
+		v.writeOK = false
+	}
+	return len(p), nil
+}
+
+// Close ends the message and returns one Signature per DKIM-Signature
+// header, in header order. headers are the raw DKIM-Signature values, used
+// to fill the columns go-msgauth does not report.
+func (v *DKIMVerifier) Close(headers []string) []Signature {
+	v.pw.Close()
+	<-v.done
+	var out []Signature
+	for i, h := range headers {
+		tags, synErr := ParseSignatureTags(h)
+		s := Signature{Domain: tags.Domain, Selector: tags.Selector, Algorithm: tags.Algorithm}
+		switch {
+		case v.failed != nil:
+			s.Result, s.Class, s.Detail, s.Err = "permerror", DKIMOther, "syntax", v.failed.Error()
+		case i < len(v.result):
+			s.Result, s.Class, s.Detail, s.Err = v.result[i].Result, v.result[i].Class, v.result[i].Detail, v.result[i].Err
+		default:
+			s.Result, s.Detail = "policy", "over_limit"
+		}
+		if s.Class == DKIMOther && tags.Duplicate != "" {
+			s.Class = DKIMDuplicateTags
+		}
+		if s.Class == DKIMOther && s.Detail == "" && synErr != nil {
+			s.Detail = "syntax"
+		}
+		s.KeyBits = v.keyBits(tags)
+		out = append(out, s)
+	}
+	return out
+}
+
+func (v *DKIMVerifier) keyBits(t SignatureTags) int {
+	v.mu.Lock()
+	txt := v.keys[strings.ToLower(t.Selector+"._domainkey."+t.Domain)]
+	v.mu.Unlock()
+	for _, rec := range txt {
+		if n := KeyBits(rec); n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// KeyBits returns the size of the public key in a DKIM key record, or 0.
+func KeyBits(record string) int {
+	var p, k string
+	for _, spec := range strings.Split(record, ";") {
+		name, val, _ := strings.Cut(strings.TrimSpace(spec), "=")
+		switch strings.TrimSpace(name) {
+		case "p":
+			p = stripFWS(val)
+		case "k":
+			k = strings.TrimSpace(val)
+		}
+	}
+	der, err := base64.StdEncoding.DecodeString(p)
+	if err != nil || len(der) == 0 {
+		return 0
+	}
+	if k == "ed25519" {
+		if len(der) == ed25519.PublicKeySize {
+			return 256
+		}
+		return 0
+	}
+	key, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		if rk, err2 := x509.ParsePKCS1PublicKey(der); err2 == nil {
+			return rk.N.BitLen()
+		}
+		return 0
+	}
+	if rk, ok := key.(*rsa.PublicKey); ok {
+		return rk.N.BitLen()
+	}
+	return 0
+}
+
+func (v *DKIMVerifier) run(pr *io.PipeReader, opts *dkim.VerifyOptions) {
+	defer close(v.done)
+	defer func() {
+		if p := recover(); p != nil {
+			v.failed = fmt.Errorf("dkim: verifier panic: %v", p)
+			pr.CloseWithError(v.failed)
+		}
+	}()
+	verifs, err := dkim.VerifyWithOptions(pr, opts)
+	// go-msgauth may stop reading early; drain so the milter never blocks.
+	io.Copy(io.Discard, pr)
+	switch {
+	case errors.Is(err, dkim.ErrTooManySignatures):
+		v.over = true
+	case err != nil:
+		v.failed = err
+		return
+	}
+	for _, vf := range verifs {
+		res, class, detail := ClassifyDKIM(vf.Err)
+		s := Signature{Result: res, Class: class, Detail: detail}
+		if vf.Err != nil {
+			s.Err = vf.Err.Error()
+		}
+		v.result = append(v.result, s)
+	}
+}
+
+// dkimClasses maps go-msgauth's error texts (its only way of telling
+// failures apart) to Table 8 classes. Pinned to go-msgauth v0.7.0; the unit
+// test holds one case per class so an upgrade that rewords fails loudly.
+var dkimClasses = []struct {
+	substr, result, class, detail string
+}{
+	{"key unavailable", "temperror", DKIMOther, "dns_temp"},
+	{"key is too short", "permerror", DKIMWeakKey, ""},
+	{"key revoked", "permerror", DKIMRevoked, ""},
+	{"signature has expired", "permerror", DKIMExpired, ""},
+	{"body hash did not verify", "fail", DKIMBodyHash, ""},
+	{"signature did not verify", "fail", DKIMOther, "header_sig"},
+	{"incompatible signature version", "permerror", DKIMVersion, ""},
+	{"incompatible public key version", "permerror", DKIMVersion, "key_version"},
+	{"duplicate tag name", "permerror", DKIMDuplicateTags, ""},
+	{"hash algorithm too weak", "permerror", DKIMUnsupportedAlg, "sha1"},
+	{"unsupported hash algorithm", "permerror", DKIMUnsupportedAlg, "hash"},
+	{"unsupported key algorithm", "permerror", DKIMUnsupportedAlg, "key"},
+	{"malformed algorithm name", "permerror", DKIMUnsupportedAlg, "syntax"},
+	{"inappropriate key algorithm", "permerror", DKIMUnsupportedAlg, "key_hash"},
+	{"inappropriate hash algorithm", "permerror", DKIMUnsupportedAlg, "key_hash"},
+	{"canonicalization", "permerror", DKIMUnsupportedAlg, "canon"},
+	{"unsupported public key query method", "permerror", DKIMUnsupportedAlg, "query"},
+	{"no key for signature", "permerror", DKIMOther, "no_key"},
+	{"no valid key found", "permerror", DKIMOther, "no_key"},
+	{"multiple TXT records found for key", "permerror", DKIMOther, "no_key"},
+	{"key syntax error", "permerror", DKIMOther, "key_syntax"},
+	{"key record error", "permerror", DKIMOther, "key_syntax"},
+	{"insecure body length tag", "fail", DKIMOther, "l_tag"},
+	{"domain mismatch", "permerror", DKIMOther, "syntax"},
+	{"From field not signed", "permerror", DKIMOther, "from_not_signed"},
+	{"missing", "permerror", DKIMOther, "syntax"},
+	{"malformed", "permerror", DKIMOther, "syntax"},
+}
+
+// ClassifyDKIM returns the result, Table 8 class and detail for one
+// go-msgauth verification error (nil means pass).
+func ClassifyDKIM(err error) (result, class, detail string) {
+	if err == nil {
+		return "pass", "", ""
+	}
+	msg := err.Error()
+	for _, c := range dkimClasses {
+		if strings.Contains(msg, c.substr) {
+			return c.result, c.class, c.detail
+		}
+	}
+	if dkim.IsTempFail(err) {
+		return "temperror", DKIMOther, "dns_temp"
+	}
+	return "permerror", DKIMOther, ""
+}
+
+// DKIMVerdict is the message's DKIM verdict: pass if any signature passes,
+// fail if there were signatures, none otherwise.
+func DKIMVerdict(sigs []Signature) string {
+	v := "none"
+	for _, s := range sigs {
+		if s.Result == "pass" {
+			return "pass"
+		}
+		v = "fail"
+	}
+	return v
+}

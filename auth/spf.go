@@ -1,0 +1,94 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+
+	"blitiri.com.ar/go/spf"
+
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// SPF error classes of Table 21.
+const (
+	SPFDNSTimeout    = "dns_timeout"
+	SPFTempError     = "temperror"
+	SPFPermError     = "permerror"
+	SPFInvalidRecord = "invalid_record"
+)
+
+// SPFResult is the outcome of one SPF check.
+type SPFResult struct {
+	Identity   string // "mailfrom" or "helo"
+	Domain     string // the domain checked
+	Result     string // pass, fail, softfail, neutral, none, temperror, permerror
+	ErrorClass string // for temperror/permerror: one of the SPF* classes
+	Err        error
+}
+
+// SPFChecker runs SPF checks through a Resolver.
+type SPFChecker struct {
+	Resolver resolver.Resolver
+}
+
+// CheckMailFrom checks the MAIL FROM identity; for the null sender, RFC 7208
+// section 2.4 makes it postmaster@HELO.
+func (c *SPFChecker) CheckMailFrom(ctx context.Context, ip net.IP, helo, sender string) SPFResult {
+	domain := domainOf(sender)
+	if domain == "" {
+		domain = strings.ToLower(helo)
+		sender = "postmaster@" + helo
+	}
+	return c.check(ctx, "mailfrom", ip, helo, sender, domain)
+}
+
+// CheckHelo checks the HELO identity (RFC 7208 section 2.3).
+func (c *SPFChecker) CheckHelo(ctx context.Context, ip net.IP, helo string) SPFResult {
+	return c.check(ctx, "helo", ip, helo, "postmaster@"+helo, strings.ToLower(helo))
+}
+
+func (c *SPFChecker) check(ctx context.Context, identity string, ip net.IP, helo, sender, domain string) SPFResult {
+	r := SPFResult{Identity: identity, Domain: domain}
+	if domain == "" || net.ParseIP(strings.Trim(domain, "[]")) != nil {
+		r.Result = string(spf.None)
+		return r
+	}
+	res, err := spf.CheckHostWithSender(ip, helo, sender,
+		spf.WithContext(ctx), spf.WithResolver(c.Resolver))
+	r.Result = string(res)
+	if res == spf.TempError || res == spf.PermError {
+		r.Err = err
+		r.ErrorClass = classifySPF(res, err)
+	}
+	return r
+}
+
+// classifySPF maps a temperror/permerror to its Table 21 class.
+func classifySPF(res spf.Result, err error) string {
+	if res == spf.TempError {
+		if resolver.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+			return SPFDNSTimeout
+		}
+		return SPFTempError
+	}
+	for _, syntax := range []error{spf.ErrUnknownField, spf.ErrInvalidIP, spf.ErrInvalidMask,
+		spf.ErrInvalidMacro, spf.ErrInvalidDomain, spf.ErrMultipleRecords} {
+		if errors.Is(err, syntax) {
+			return SPFInvalidRecord
+		}
+	}
+	return SPFPermError
+}
+
+// domainOf returns the lower-cased domain of an address, or "" for the null
+// sender and addresses without one.
+func domainOf(addr string) string {
+	addr = strings.Trim(addr, "<> ")
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return ""
+	}
+	return strings.ToLower(strings.TrimSuffix(addr[i+1:], "."))
+}

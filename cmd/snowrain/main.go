@@ -1,0 +1,47 @@
+// Command snowrain is the mail-security daemon and scanner: `serve` runs
+// the milter, `report` prints what it recorded, `db` maintains the store.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: snowrain <command> [flags]
+
+commands:
+  serve     run the milter (flags: snowrain serve -h)
+  report    print the recorded counts for a period
+  db        database maintenance: prune, vacuum
+  version   print the version
+`
+
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args)
+	case "report":
+		err = report(args, os.Stdout)
+	case "db":
+		err = db(args, os.Stdout)
+	case "version":
+		fmt.Println("snowrain", version)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "snowrain: unknown command %q\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "snowrain:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,218 @@
+// Package config holds snowrain's settings: a TOML file
+// (/etc/snowrain/snowrain.conf) whose every option is also a command-line
+// flag, flags winning.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where serve looks for its configuration.
+const DefaultPath = "/etc/snowrain/snowrain.conf"
+
+// Config is every setting of snowrain serve.
+type Config struct {
+	Milter      string `toml:"milter"`       // inet:HOST:PORT or unix:PATH
+	SocketMode  string `toml:"socket_mode"`  // octal, for unix sockets
+	SocketOwner string `toml:"socket_owner"` // user[:group], for unix sockets
+	DB          string `toml:"db"`
+	Metrics     string `toml:"metrics"` // listen address for /metrics, empty: off
+	LogFormat   string `toml:"log_format"`
+	LogLevel    string `toml:"log_level"`
+
+	DNS          []string `toml:"dns"` // empty: /etc/resolv.conf
+	DNSTimeout   Duration `toml:"dns_timeout"`
+	DNSBudget    Duration `toml:"dns_budget"`
+	DNSCacheSize int      `toml:"dns_cache_size"`
+
+	AuthServID        string   `toml:"authserv_id"`
+	SubmissionDaemons []string `toml:"submission_daemons"`
+	InternalNetworks  []string `toml:"internal_networks"`
+	MaxSignatures     int      `toml:"max_signatures"`
+	CheckHelo         bool     `toml:"check_helo"`
+	StoreLocalparts   bool     `toml:"store_localparts"`
+
+	QueueSize     int      `toml:"queue_size"`
+	BatchSize     int      `toml:"batch_size"`
+	BatchInterval Duration `toml:"batch_interval"`
+	DrainTimeout  Duration `toml:"drain_timeout"`
+
+	Enforce Enforce `toml:"enforce"`
+}
+
+// Enforce is the optional DMARC enforcement.
+type Enforce struct {
+	DMARC      bool     `toml:"dmarc"`
+	Domains    []string `toml:"domains"`
+	Quarantine string   `toml:"quarantine"` // header or hold
+}
+
+// Duration is a time.Duration written as "5s" in TOML and flags.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses "5s", "1m30s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// MarshalText renders the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the built-in settings.
+func Default() Config {
+	return Config{
+		Milter: "unix:/run/snowrain/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
+		LogFormat: "text", LogLevel: "info",
+		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
+		AuthServID: hostname(), SubmissionDaemons: []string{"submission", "smtps", "submissions"},
+		MaxSignatures: 8, CheckHelo: true,
+		QueueSize: 10000, BatchSize: 500, BatchInterval: Duration{time.Second}, DrainTimeout: Duration{10 * time.Second},
+		Enforce: Enforce{Quarantine: "header"},
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	return h
+}
+
+// Load reads a TOML file over c. A missing file is an error only when
+// required.
+func (c *Config) Load(path string, required bool) error {
+	md, err := toml.DecodeFile(path, c)
+	if errors.Is(err, os.ErrNotExist) && !required {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return fmt.Errorf("config: %s: unknown option %q", path, und[0].String())
+	}
+	return c.Validate()
+}
+
+// Parse decodes TOML text over c (for tests and fuzzing).
+func (c *Config) Parse(text string) error {
+	md, err := toml.Decode(text, c)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return fmt.Errorf("config: unknown option %q", und[0].String())
+	}
+	return c.Validate()
+}
+
+// Validate checks values that would otherwise fail late.
+func (c *Config) Validate() error {
+	if _, _, err := SplitListen(c.Milter); err != nil {
+		return err
+	}
+	if _, err := c.Networks(); err != nil {
+		return err
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
+	}
+	switch c.Enforce.Quarantine {
+	case "", "header", "hold":
+	default:
+		return fmt.Errorf("config: enforce.quarantine %q: want header or hold", c.Enforce.Quarantine)
+	}
+	if c.DB == "" {
+		return errors.New("config: db is empty")
+	}
+	return nil
+}
+
+// Networks parses InternalNetworks.
+func (c *Config) Networks() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, n := range c.InternalNetworks {
+		p, err := netip.ParsePrefix(strings.TrimSpace(n))
+		if err != nil {
+			return nil, fmt.Errorf("config: internal_networks: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// SplitListen parses the --milter address into a Go network and address.
+// It takes inet:HOST:PORT, inet6:[HOST]:PORT, Sendmail's inet:PORT@HOST,
+// and unix:PATH (or local:PATH).
+func SplitListen(s string) (network, addr string, err error) {
+	kind, rest, ok := strings.Cut(s, ":")
+	if !ok || rest == "" {
+		return "", "", fmt.Errorf("config: milter address %q: want inet:HOST:PORT or unix:PATH", s)
+	}
+	switch kind {
+	case "unix", "local":
+		return "unix", rest, nil
+	case "inet", "inet6", "tcp":
+		if port, host, ok := strings.Cut(rest, "@"); ok {
+			rest = host + ":" + port
+		}
+		if !strings.Contains(rest, ":") {
+			return "", "", fmt.Errorf("config: milter address %q: missing port", s)
+		}
+		return "tcp", rest, nil
+	}
+	return "", "", fmt.Errorf("config: milter address %q: unknown kind %q", s, kind)
+}
+
+// Bind registers a flag for every option, writing into c.
+func (c *Config) Bind(fs *flag.FlagSet) {
+	fs.StringVar(&c.Milter, "milter", c.Milter, "milter socket: inet:HOST:PORT or unix:PATH")
+	fs.StringVar(&c.SocketMode, "socket-mode", c.SocketMode, "unix socket mode (octal)")
+	fs.StringVar(&c.SocketOwner, "socket-owner", c.SocketOwner, "unix socket owner user[:group]")
+	fs.StringVar(&c.DB, "db", c.DB, "SQLite database path")
+	fs.StringVar(&c.Metrics, "metrics", c.Metrics, "listen address for Prometheus /metrics (empty: off)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.Func("dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)", func(v string) error {
+		c.DNS = append(c.DNS, v)
+		return nil
+	})
+	fs.TextVar(&c.DNSTimeout, "dns-timeout", c.DNSTimeout, "timeout of one DNS query")
+	fs.TextVar(&c.DNSBudget, "dns-budget", c.DNSBudget, "DNS time budget of one message")
+	fs.IntVar(&c.DNSCacheSize, "dns-cache-size", c.DNSCacheSize, "cached DNS answers (0: off)")
+	fs.StringVar(&c.AuthServID, "authserv-id", c.AuthServID, "authserv-id of Authentication-Results")
+	fs.Func("submission-daemon", "daemon name whose mail is outbound (repeatable)", func(v string) error {
+		c.SubmissionDaemons = append(c.SubmissionDaemons, v)
+		return nil
+	})
+	fs.Func("internal-network", "CIDR whose mail is outbound (repeatable)", func(v string) error {
+		c.InternalNetworks = append(c.InternalNetworks, v)
+		return nil
+	})
+	fs.IntVar(&c.MaxSignatures, "max-signatures", c.MaxSignatures, "DKIM signatures verified per message")
+	fs.BoolVar(&c.CheckHelo, "check-helo", c.CheckHelo, "also check SPF of the HELO identity")
+	fs.BoolVar(&c.StoreLocalparts, "store-localparts", c.StoreLocalparts, "store envelope local parts (privacy!)")
+	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "events held in memory before drops")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "events per database transaction")
+	fs.TextVar(&c.BatchInterval, "batch-interval", c.BatchInterval, "longest wait before writing a batch")
+	fs.TextVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "wait for sessions and the queue on SIGTERM")
+	fs.BoolVar(&c.Enforce.DMARC, "enforce-dmarc", c.Enforce.DMARC, "reject/quarantine per DMARC policy")
+	fs.Func("enforce-domain", "enforce only for this From domain (repeatable)", func(v string) error {
+		c.Enforce.Domains = append(c.Enforce.Domains, v)
+		return nil
+	})
+	fs.StringVar(&c.Enforce.Quarantine, "quarantine", c.Enforce.Quarantine, "quarantine action: header or hold")
+}

@@ -1,0 +1,205 @@
+// Package dnstest runs an authoritative miekg/dns server on loopback that
+// serves test zones, so every lookup in a test is real DNS over UDP and TCP.
+package dnstest
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Server is a loopback authoritative DNS server.
+type Server struct {
+	Addr string // "127.0.0.1:PORT", the same for UDP and TCP
+
+	mu       sync.RWMutex
+	records  map[string][]dns.RR // by lower-case FQDN
+	servfail map[string]bool     // names (and their subdomains) that SERVFAIL
+	delay    time.Duration
+	drop     bool
+	queries  atomic.Int64
+	udp, tcp *dns.Server
+}
+
+// Start serves zone (RFC 1035 master file text; $ORIGIN allowed, default
+// TTL 300) until the test ends.
+func Start(t testing.TB, zone string) *Server {
+	t.Helper()
+	s, err := New(zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// New starts a server without a testing.TB; Close stops it.
+func New(zone string) (*Server, error) {
+	s := &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}}
+	if err := s.Add(zone); err != nil {
+		return nil, err
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	s.Addr = pc.LocalAddr().String()
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	s.udp = &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: notify}
+	s.tcp = &dns.Server{Listener: l, Handler: s, NotifyStartedFunc: notify}
+	go s.udp.ActivateAndServe()
+	go s.tcp.ActivateAndServe()
+	<-started
+	<-started
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() {
+	s.udp.Shutdown()
+	s.tcp.Shutdown()
+}
+
+// Add parses more zone text into the server.
+func (s *Server) Add(zone string) error {
+	zp := dns.NewZoneParser(strings.NewReader(zone), "", "")
+	zp.SetDefaultTTL(300)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		name := strings.ToLower(rr.Header().Name)
+		s.records[name] = append(s.records[name], rr)
+	}
+	if err := zp.Err(); err != nil {
+		return fmt.Errorf("dnstest: %w", err)
+	}
+	return nil
+}
+
+// ServFail makes name and every name below it answer SERVFAIL.
+func (s *Server) ServFail(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.servfail[strings.ToLower(dns.Fqdn(name))] = true
+}
+
+// SetDelay delays every answer by d.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// SetDrop makes the server swallow queries without answering.
+func (s *Server) SetDrop(drop bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drop = drop
+}
+
+// Queries returns how many queries the server received.
+func (s *Server) Queries() int64 { return s.queries.Load() }
+
+// ServeDNS answers from the loaded records.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	s.queries.Add(1)
+	s.mu.RLock()
+	delay, drop := s.delay, s.drop
+	s.mu.RUnlock()
+	if drop || len(req.Question) != 1 {
+		return
+	}
+	time.Sleep(delay)
+	m := s.answer(req)
+	if w.RemoteAddr().Network() == "udp" {
+		m.Truncate(dnsSize(req))
+	}
+	w.WriteMsg(m)
+}
+
+func dnsSize(req *dns.Msg) int {
+	if o := req.IsEdns0(); o != nil {
+		return int(o.UDPSize())
+	}
+	return dns.MinMsgSize
+}
+
+func (s *Server) answer(req *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Authoritative = true
+	q := req.Question[0]
+	name := strings.ToLower(q.Name)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.failing(name) {
+		m.Rcode = dns.RcodeServerFailure
+		return m
+	}
+	rrs, exists := s.records[name]
+	for _, rr := range rrs {
+		if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {
+			m.Answer = append(m.Answer, dns.Copy(rr))
+		}
+	}
+	if len(m.Answer) == 0 {
+		for _, rr := range rrs {
+			if cn, ok := rr.(*dns.CNAME); ok {
+				m.Answer = append(m.Answer, dns.Copy(rr))
+				for _, t := range s.records[strings.ToLower(cn.Target)] {
+					if t.Header().Rrtype == q.Qtype {
+						m.Answer = append(m.Answer, dns.Copy(t))
+					}
+				}
+			}
+		}
+	}
+	if !exists && !s.hasBelow(name) {
+		m.Rcode = dns.RcodeNameError
+	}
+	if len(m.Answer) == 0 {
+		m.Ns = []dns.RR{soa(name)}
+	}
+	return m
+}
+
+func (s *Server) failing(name string) bool {
+	for n := name; ; {
+		if s.servfail[n] {
+			return true
+		}
+		i := strings.IndexByte(n, '.')
+		if i < 0 || i == len(n)-1 {
+			return false
+		}
+		n = n[i+1:]
+	}
+}
+
+// hasBelow reports whether some name below name exists (an empty
+// non-terminal answers NODATA, not NXDOMAIN).
+func (s *Server) hasBelow(name string) bool {
+	for n := range s.records {
+		if strings.HasSuffix(n, "."+name) {
+			return true
+		}
+	}
+	return false
+}
+
+func soa(name string) dns.RR {
+	rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60", name))
+	return rr
+}

@@ -1,0 +1,127 @@
+package measure
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// migrations are applied in order; each runs once, in its own transaction.
+// Never edit a released one: append a new one.
+var migrations = []string{
+	// 1: connections, messages, signatures.
+	`CREATE TABLE connections (
+		id            INTEGER PRIMARY KEY,
+		conn_uid      TEXT NOT NULL,
+		started_at    INTEGER NOT NULL,
+		ended_at      INTEGER,
+		direction     TEXT NOT NULL,
+		mta           TEXT,
+		daemon        TEXT,
+		client_ip     TEXT,
+		client_ptr    TEXT,
+		helo          TEXT,
+		tls_version   TEXT,
+		cipher        TEXT,
+		cipher_bits   INTEGER,
+		key_exchange  TEXT,
+		bulk_cipher   TEXT,
+		mac           TEXT,
+		forward_secret INTEGER NOT NULL DEFAULT 0,
+		client_cert   INTEGER NOT NULL DEFAULT 0,
+		cert_verify   TEXT,
+		authenticated INTEGER NOT NULL DEFAULT 0,
+		messages      INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX connections_started ON connections(started_at);
+	CREATE TABLE messages (
+		id              INTEGER PRIMARY KEY,
+		conn_uid        TEXT NOT NULL,
+		received_at     INTEGER NOT NULL,
+		direction       TEXT NOT NULL,
+		queue_id        TEXT,
+		client_ip       TEXT,
+		mail_from_domain TEXT,
+		mail_from_local TEXT,
+		rcpt_domains    TEXT,
+		rcpt_count      INTEGER NOT NULL DEFAULT 0,
+		from_domain     TEXT,
+		from_class      TEXT,
+		size            INTEGER NOT NULL DEFAULT 0,
+		tls_version     TEXT,
+		cipher          TEXT,
+		forward_secret  INTEGER NOT NULL DEFAULT 0,
+		spf_result      TEXT,
+		spf_class       TEXT,
+		spf_domain      TEXT,
+		helo_spf_result TEXT,
+		helo_spf_class  TEXT,
+		dkim_result     TEXT,
+		dkim_signatures INTEGER NOT NULL DEFAULT 0,
+		dmarc_result    TEXT,
+		dmarc_policy    TEXT,
+		dmarc_disposition TEXT,
+		dmarc_record_domain TEXT,
+		spf_aligned     INTEGER NOT NULL DEFAULT 0,
+		dkim_aligned    INTEGER NOT NULL DEFAULT 0,
+		auth_class      TEXT,
+		action          TEXT NOT NULL,
+		fail_open       TEXT
+	);
+	CREATE INDEX messages_received ON messages(received_at, direction);
+	CREATE INDEX messages_from ON messages(from_domain, received_at);
+	CREATE TABLE signatures (
+		id          INTEGER PRIMARY KEY,
+		message_id  INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+		domain      TEXT,
+		selector    TEXT,
+		algorithm   TEXT,
+		key_bits    INTEGER,
+		result      TEXT NOT NULL,
+		class       TEXT,
+		detail      TEXT
+	);
+	CREATE INDEX signatures_message ON signatures(message_id);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("measure: migrations table: %w", err)
+	}
+	var have int
+	if err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("measure: schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("measure: database schema %d is newer than this binary (%d)", have, len(migrations))
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		if err := s.apply(ctx, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) apply(ctx context.Context, v int) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("measure: migration %d: %w", v, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+		return fmt.Errorf("measure: migration %d: %w", v, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now().Unix()); err != nil {
+		return fmt.Errorf("measure: migration %d: %w", v, err)
+	}
+	return tx.Commit()
+}
+
+// SchemaVersion returns the applied schema version.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}

@@ -1,0 +1,167 @@
+package measure
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+)
+
+// Counts are the per-direction figures of a report. The JSON names are a
+// contract that scripts and later reports keep.
+type Counts struct {
+	Messages      int64            `json:"messages"`
+	Rejected      int64            `json:"rejected"`
+	TLSMessages   int64            `json:"tls_messages"`
+	ForwardSecret int64            `json:"forward_secret_messages"`
+	ByCipher      map[string]int64 `json:"by_cipher"`
+	ByTLSVersion  map[string]int64 `json:"by_tls_version"`
+	SPF           map[string]int64 `json:"spf"`
+	SPFErrorClass map[string]int64 `json:"spf_error_class"`
+	DKIM          map[string]int64 `json:"dkim"`
+	DKIMFailClass map[string]int64 `json:"dkim_fail_class"`
+	DMARC         map[string]int64 `json:"dmarc"`
+	DMARCPolicy   map[string]int64 `json:"dmarc_policy"`
+	Auth          map[string]int64 `json:"auth"`
+	FailOpen      map[string]int64 `json:"fail_open"`
+}
+
+// Report is the first report: what the milter recorded in a period.
+type Report struct {
+	Since    time.Time `json:"since"`
+	Until    time.Time `json:"until"`
+	Inbound  Counts    `json:"inbound"`
+	Outbound Counts    `json:"outbound"`
+}
+
+// BuildReport counts the messages received in [since, until).
+func (s *Store) BuildReport(ctx context.Context, since, until time.Time) (*Report, error) {
+	r := &Report{Since: since.UTC(), Until: until.UTC()}
+	for dir, c := range map[string]*Counts{"inbound": &r.Inbound, "outbound": &r.Outbound} {
+		if err := s.fill(ctx, c, dir, since.Unix(), until.Unix()); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+const inPeriod = `FROM messages WHERE direction = ? AND received_at >= ? AND received_at < ?`
+
+func (s *Store) fill(ctx context.Context, c *Counts, dir string, since, until int64) error {
+	err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*),
+		COALESCE(SUM(action = 'reject'), 0),
+		COALESCE(SUM(tls_version <> ''), 0),
+		COALESCE(SUM(forward_secret), 0) `+inPeriod,
+		dir, since, until).Scan(&c.Messages, &c.Rejected, &c.TLSMessages, &c.ForwardSecret)
+	if err != nil {
+		return fmt.Errorf("measure: report: %w", err)
+	}
+	groups := []struct {
+		dst  *map[string]int64
+		expr string
+		cond string
+	}{
+		{&c.ByCipher, "tls_version || ' ' || cipher", "tls_version <> ''"},
+		{&c.ByTLSVersion, "CASE WHEN tls_version = '' THEN 'none' ELSE tls_version END", "1"},
+		{&c.SPF, "spf_result", "1"},
+		{&c.SPFErrorClass, "spf_class", "spf_class <> ''"},
+		{&c.DKIM, "dkim_result", "1"},
+		{&c.DMARC, "dmarc_result", "1"},
+		{&c.DMARCPolicy, "dmarc_policy", "1"},
+		{&c.Auth, "auth_class", "1"},
+		{&c.FailOpen, "fail_open", "fail_open <> ''"},
+	}
+	for _, g := range groups {
+		q := `SELECT ` + g.expr + `, COUNT(*) ` + inPeriod + ` AND ` + g.cond + ` GROUP BY 1`
+		m, err := s.countMap(ctx, q, dir, since, until)
+		if err != nil {
+			return err
+		}
+		*g.dst = m
+	}
+	c.DKIMFailClass, err = s.countMap(ctx, `SELECT sg.class, COUNT(*) FROM signatures sg
+		JOIN messages m ON m.id = sg.message_id
+		WHERE m.direction = ? AND m.received_at >= ? AND m.received_at < ? AND sg.class <> ''
+		GROUP BY 1`, dir, since, until)
+	return err
+}
+
+func (s *Store) countMap(ctx context.Context, q string, args ...any) (map[string]int64, error) {
+	rows, err := s.DB.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("measure: report: %w", err)
+	}
+	defer rows.Close()
+	m := map[string]int64{}
+	for rows.Next() {
+		var k *string
+		var n int64
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, fmt.Errorf("measure: report: %w", err)
+		}
+		key := ""
+		if k != nil {
+			key = *k
+		}
+		m[key] += n
+	}
+	return m, rows.Err()
+}
+
+// WriteText renders r for a terminal or a cron mail.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "snowrain report %s – %s\n", r.Since.Format(time.RFC3339), r.Until.Format(time.RFC3339))
+	for _, d := range []struct {
+		name string
+		c    *Counts
+	}{{"Inbound", &r.Inbound}, {"Outbound (authenticated/submission)", &r.Outbound}} {
+		c := d.c
+		fmt.Fprintf(w, "\n== %s: %d messages, %d rejected, %d over TLS (%s), %d forward secret\n",
+			d.name, c.Messages, c.Rejected, c.TLSMessages, pct(c.TLSMessages, c.Messages), c.ForwardSecret)
+		section(w, "TLS cipher suites (Table 3)", c.ByCipher, c.Messages)
+		section(w, "SPF", c.SPF, c.Messages)
+		section(w, "SPF errors (Table 21)", c.SPFErrorClass, c.Messages)
+		section(w, "DKIM", c.DKIM, c.Messages)
+		section(w, "DKIM failures by signature (Table 8)", c.DKIMFailClass, sum(c.DKIMFailClass))
+		section(w, "DMARC", c.DMARC, c.Messages)
+		section(w, "DMARC published policy (Table 18)", c.DMARCPolicy, c.Messages)
+		section(w, "Authentication (Table 17)", c.Auth, c.Messages)
+		section(w, "Checks skipped (fail open)", c.FailOpen, c.Messages)
+	}
+}
+
+func section(w io.Writer, title string, m map[string]int64, total int64) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  %s\n", title)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	for _, k := range keys {
+		fmt.Fprintf(w, "    %-44s %8d  %7s\n", k, m[k], pct(m[k], total))
+	}
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func pct(n, total int64) string {
+	if total == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f%%", 100*float64(n)/float64(total))
+}

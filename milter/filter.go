@@ -1,0 +1,86 @@
+package milter
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync/atomic"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"github.com/snowrain/snowrain/auth"
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/metrics"
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// Recorder takes events for the store without blocking; measure.Writer is
+// one.
+type Recorder interface {
+	Enqueue(measure.Event) bool
+}
+
+// Filter holds what all milter sessions share.
+type Filter struct {
+	cfg      atomic.Pointer[Config]
+	resolver resolver.Resolver
+	recorder Recorder
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	spf      *auth.SPFChecker
+	dmarc    *auth.DMARCChecker
+}
+
+// NewFilter returns a Filter. m and log may be nil.
+func NewFilter(cfg Config, r resolver.Resolver, rec Recorder, m *metrics.Metrics, log *slog.Logger) *Filter {
+	if m == nil {
+		m = metrics.New()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	f := &Filter{resolver: r, recorder: rec, metrics: m, log: log,
+		spf: &auth.SPFChecker{Resolver: r}, dmarc: &auth.DMARCChecker{Resolver: r}}
+	f.SetConfig(cfg)
+	return f
+}
+
+// SetConfig swaps the configuration; sessions pick it up at their next
+// message (SIGHUP).
+func (f *Filter) SetConfig(cfg Config) {
+	cfg.Defaults()
+	f.cfg.Store(&cfg)
+}
+
+// Config returns the configuration in force.
+func (f *Filter) Config() *Config { return f.cfg.Load() }
+
+// macroRequests asks both MTAs for the macros ConnInfo reads, at the
+// stages where they are set. TLS macros appear at HELO after STARTTLS and
+// are asked again at MAIL in case an MTA only sets them there.
+var macroRequests = map[gomilter.MacroStage][]gomilter.MacroName{
+	gomilter.StageConnect: {"j", "v", "_", "{daemon_name}", "{client_addr}", "{client_ptr}"},
+	gomilter.StageHelo:    {"{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}", "{verify}"},
+	gomilter.StageMail: {"{auth_authen}", "{auth_type}", "{tls_version}", "{cipher}", "{cipher_bits}",
+		"{cert_subject}", "{cert_issuer}", "{verify}", "{mail_addr}"},
+	gomilter.StageEOM: {"i"},
+}
+
+// NewServer returns a go-milter server running the filter.
+func (f *Filter) NewServer() *gomilter.Server {
+	opts := []gomilter.Option{
+		gomilter.WithMilter(func() gomilter.Milter { return &guard{s: newSession(f)} }),
+		gomilter.WithProtocols(gomilter.OptHeaderLeadingSpace | gomilter.OptNoUnknown),
+		gomilter.WithActions(gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine),
+	}
+	for stage, names := range macroRequests {
+		opts = append(opts, gomilter.WithMacroRequest(stage, names))
+	}
+	return gomilter.NewServer(opts...)
+}
+
+func newUID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

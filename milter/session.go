@@ -1,0 +1,232 @@
+package milter
+
+import (
+	"context"
+	"net"
+	"strings"
+	"time"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"github.com/snowrain/snowrain/auth"
+	"github.com/snowrain/snowrain/measure"
+)
+
+// testHook, when set by tests, runs at the start of each handler so a test
+// can make one panic.
+var testHook func(stage string)
+
+func hook(stage string) {
+	if testHook != nil {
+		testHook(stage)
+	}
+}
+
+// session is the state of one milter connection: one SMTP connection,
+// possibly several messages.
+type session struct {
+	f       *Filter
+	uid     string
+	started time.Time
+	ci      ConnInfo
+	helo    string
+	nmsg    int
+	msg     *message
+
+	lastQueueID string
+}
+
+// message is the state of the current transaction.
+type message struct {
+	cfg      *Config
+	ctx      context.Context
+	cancel   context.CancelFunc
+	start    time.Time
+	from     string // MAIL FROM address, angle brackets removed
+	rcpts    []string
+	spf      chan [2]auth.SPFResult
+	dkim     *auth.DKIMVerifier
+	dkimSigs []string // raw DKIM-Signature values
+	froms    []string // From header values
+	arIndex  []int    // occurrence numbers of our forged A-R headers
+	arSeen   int
+	size     int64
+	failOpen []string
+	rec      *measure.Message
+}
+
+func newSession(f *Filter) *session {
+	return &session{f: f, uid: newUID(), started: time.Now()}
+}
+
+func (s *session) NewConnection(m gomilter.Modifier) error { return nil }
+
+func (s *session) Connect(host, family string, port uint16, addr string, m gomilter.Modifier) (*gomilter.Response, error) {
+	hook("connect")
+	s.ci.ClientIP = parseIP(addr)
+	if h := clean(host); h != "" && !strings.HasPrefix(h, "[") && h != "unknown" {
+		s.ci.ClientPTR = strings.TrimSuffix(h, ".")
+	}
+	s.ci.Update(m)
+	return gomilter.RespContinue, nil
+}
+
+func (s *session) Helo(name string, m gomilter.Modifier) (*gomilter.Response, error) {
+	hook("helo")
+	s.helo = clean(name)
+	s.ci.Update(m)
+	return gomilter.RespContinue, nil
+}
+
+func (s *session) MailFrom(from, args string, m gomilter.Modifier) (*gomilter.Response, error) {
+	hook("mail")
+	s.endMessage()
+	s.ci.Update(m)
+	cfg := s.f.Config()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DNSBudget)
+	msg := &message{cfg: cfg, ctx: ctx, cancel: cancel, start: time.Now(),
+		from: strings.Trim(strings.TrimSpace(from), "<>"), spf: make(chan [2]auth.SPFResult, 1)}
+	s.msg = msg
+	go s.checkSPF(msg)
+	return gomilter.RespContinue, nil
+}
+
+// checkSPF runs while the client sends the message, so its DNS overlaps
+// the data transfer.
+func (s *session) checkSPF(msg *message) {
+	var out [2]auth.SPFResult
+	defer func() {
+		if p := recover(); p != nil {
+			s.f.metrics.Panics.Inc()
+			s.f.log.Error("panic in SPF check", "panic", p)
+			out[0] = auth.SPFResult{Identity: "mailfrom", Result: "temperror", ErrorClass: auth.SPFTempError}
+		}
+		msg.spf <- out
+	}()
+	ip := net.ParseIP(s.ci.ClientIP)
+	if ip == nil {
+		out[0] = auth.SPFResult{Identity: "mailfrom", Result: "none"}
+		return
+	}
+	out[0] = s.f.spf.CheckMailFrom(msg.ctx, ip, s.helo, msg.from)
+	if msg.cfg.CheckHelo && s.helo != "" && msg.from != "" {
+		out[1] = s.f.spf.CheckHelo(msg.ctx, ip, s.helo)
+	}
+}
+
+func (s *session) RcptTo(rcpt, args string, m gomilter.Modifier) (*gomilter.Response, error) {
+	hook("rcpt")
+	if s.msg != nil {
+		s.msg.rcpts = append(s.msg.rcpts, strings.Trim(strings.TrimSpace(rcpt), "<>"))
+	}
+	return gomilter.RespContinue, nil
+}
+
+func (s *session) Data(m gomilter.Modifier) (*gomilter.Response, error) {
+	hook("data")
+	return gomilter.RespContinue, nil
+}
+
+func (s *session) Header(name, value string, m gomilter.Modifier) (*gomilter.Response, error) {
+	hook("header")
+	msg := s.msg
+	if msg == nil {
+		return gomilter.RespContinue, nil
+	}
+	if msg.dkim == nil {
+		msg.dkim = auth.NewDKIMVerifier(msg.ctx, s.f.resolver, msg.cfg.MaxSignatures)
+	}
+	switch {
+	case strings.EqualFold(name, "DKIM-Signature"):
+		msg.dkimSigs = append(msg.dkimSigs, value)
+	case strings.EqualFold(name, "From"):
+		msg.froms = append(msg.froms, value)
+	case strings.EqualFold(name, "Authentication-Results"):
+		msg.arSeen++
+		if auth.IsOurs(value, msg.cfg.AuthServID) {
+			msg.arIndex = append(msg.arIndex, msg.arSeen)
+		}
+	}
+	line := name + ":" + crlf(value) + "\r\n"
+	msg.size += int64(len(line))
+	msg.dkim.Write([]byte(line))
+	return gomilter.RespContinue, nil
+}
+
+// crlf restores the CRLF line ends that MTAs turn into LF inside folded
+// header values; DKIM's simple canonicalization needs the bytes as sent.
+func crlf(v string) string {
+	if !strings.Contains(v, "\n") {
+		return v
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", "\n"), "\n", "\r\n")
+}
+
+func (s *session) Headers(m gomilter.Modifier) (*gomilter.Response, error) {
+	hook("eoh")
+	if msg := s.msg; msg != nil {
+		if msg.dkim == nil {
+			msg.dkim = auth.NewDKIMVerifier(msg.ctx, s.f.resolver, msg.cfg.MaxSignatures)
+		}
+		msg.dkim.Write([]byte("\r\n"))
+	}
+	return gomilter.RespContinue, nil
+}
+
+func (s *session) BodyChunk(chunk []byte, m gomilter.Modifier) (*gomilter.Response, error) {
+	hook("body")
+	if msg := s.msg; msg != nil && msg.dkim != nil {
+		msg.size += int64(len(chunk))
+		msg.dkim.Write(chunk)
+	}
+	return gomilter.RespContinue, nil
+}
+
+func (s *session) Abort(m gomilter.Modifier) error {
+	hook("abort")
+	s.endMessage()
+	return nil
+}
+
+func (s *session) Cleanup(m gomilter.Modifier) {
+	s.endMessage()
+	dir := "inbound"
+	if s.f.Config().outbound(&s.ci) {
+		dir = "outbound"
+	}
+	ci := s.ci
+	s.f.record(&measure.Connection{UID: s.uid, Started: s.started, Ended: time.Now(), Direction: dir,
+		MTA: ci.MTAVersion, Daemon: ci.Daemon, ClientIP: ci.ClientIP, ClientPTR: ci.ClientPTR,
+		Helo: s.helo, TLSVersion: ci.TLSVersion, Cipher: ci.Cipher, CipherBits: ci.CipherBits,
+		KeyExchange: ci.Suite.KeyExchange, BulkCipher: ci.Suite.Cipher, MAC: ci.Suite.MAC,
+		ForwardSecret: ci.Suite.ForwardSecret, ClientCert: ci.CertSubj != "", CertVerify: ci.Verify,
+		Authenticated: ci.AuthUser != "", Messages: s.nmsg})
+}
+
+// endMessage drops an unfinished transaction (RSET, abort, disconnect).
+func (s *session) endMessage() {
+	msg := s.msg
+	if msg == nil {
+		return
+	}
+	s.msg = nil
+	msg.cancel()
+	if msg.dkim != nil {
+		go msg.dkim.Close(nil) // ends the verifier goroutine
+	}
+}
+
+func (s *session) failOpen(reason string) {
+	s.f.metrics.FailOpen.WithLabelValues(reason).Inc()
+	if s.msg != nil {
+		s.msg.failOpen = append(s.msg.failOpen, reason)
+	}
+}
+
+func (s *session) record(ev measure.Event) { s.f.record(ev) }
+
+func (f *Filter) record(ev measure.Event) {
+	if f.recorder != nil && !f.recorder.Enqueue(ev) {
+		f.metrics.FailOpen.WithLabelValues("store_queue_full").Inc()
+	}
+}

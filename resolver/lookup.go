@@ -1,0 +1,86 @@
+package resolver
+
+import (
+	"context"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// LookupTXT returns the TXT records of name, each one's strings joined.
+func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	ans, err := c.Query(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rr := range ans.Records {
+		out = append(out, strings.Join(rr.(*dns.TXT).Txt, ""))
+	}
+	return out, nil
+}
+
+// LookupMX returns the MX records of name sorted by preference.
+func (c *Client) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	ans, err := c.Query(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	var out []*net.MX
+	for _, rr := range ans.Records {
+		mx := rr.(*dns.MX)
+		out = append(out, &net.MX{Host: mx.Mx, Pref: mx.Preference})
+	}
+	slices.SortStableFunc(out, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
+	return out, nil
+}
+
+// LookupIPAddr returns the IPv4 and IPv6 addresses of host. It fails only
+// when both lookups fail, with the more telling error.
+func (c *Client) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	if ip := net.ParseIP(host); ip != nil {
+		return []net.IPAddr{{IP: ip}}, nil
+	}
+	var out []net.IPAddr
+	a, errA := c.Query(ctx, host, dns.TypeA)
+	if errA == nil {
+		for _, rr := range a.Records {
+			out = append(out, net.IPAddr{IP: rr.(*dns.A).A})
+		}
+	}
+	aaaa, errAAAA := c.Query(ctx, host, dns.TypeAAAA)
+	if errAAAA == nil {
+		for _, rr := range aaaa.Records {
+			out = append(out, net.IPAddr{IP: rr.(*dns.AAAA).AAAA})
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	if isTemporary(errA) {
+		return nil, errA
+	}
+	if isTemporary(errAAAA) {
+		return nil, errAAAA
+	}
+	return nil, errA
+}
+
+// LookupAddr returns the PTR names of addr.
+func (c *Client) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	rev, err := dns.ReverseAddr(addr)
+	if err != nil {
+		return nil, &net.DNSError{Err: "invalid address", Name: addr}
+	}
+	ans, err := c.Query(ctx, rev, dns.TypePTR)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rr := range ans.Records {
+		out = append(out, rr.(*dns.PTR).Ptr)
+	}
+	return out, nil
+}

@@ -1,0 +1,247 @@
+// Package resolver holds the one DNS client every part of snowrain uses:
+// SPF, DKIM, DMARC, MTA-STS, policy and the scanner all ask their questions
+// through a Resolver, so tests point everything at one loopback server.
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Resolver answers DNS questions. Its method set matches what
+// blitiri.com.ar/go/spf needs, plus Query for callers that need raw records
+// (TLSA, the AD bit).
+//
+// Errors are always *net.DNSError: IsNotFound for NXDOMAIN and NODATA,
+// IsTimeout for timeouts, IsTemporary for SERVFAIL, REFUSED and transport
+// failures. Libraries such as go-msgauth and spf tell temporary from
+// permanent failures only that way.
+type Resolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+	Query(ctx context.Context, name string, qtype uint16) (*Answer, error)
+}
+
+// Answer is the useful part of a DNS response.
+type Answer struct {
+	Records       []dns.RR
+	Authenticated bool // AD bit set by a validating resolver
+	TTL           time.Duration
+}
+
+// Config sets up a Client.
+type Config struct {
+	// Servers are "host:port" addresses asked in order. Empty means the
+	// nameservers of /etc/resolv.conf.
+	Servers []string
+	// Timeout bounds one query to one server.
+	Timeout time.Duration
+	// CacheSize bounds the number of cached answers; 0 disables caching.
+	CacheSize int
+	// MaxTTL caps how long any answer is cached.
+	MaxTTL time.Duration
+	// Observe, if set, is told about every query sent on the wire.
+	Observe func(qtype uint16, result string, d time.Duration)
+}
+
+// Client is the miekg/dns-backed Resolver.
+type Client struct {
+	cfg   Config
+	udp   *dns.Client
+	tcp   *dns.Client
+	cache *cache
+}
+
+// New returns a Client for cfg, filling in defaults.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Servers) == 0 {
+		servers, err := systemServers("/etc/resolv.conf")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Servers = servers
+	}
+	for i, s := range cfg.Servers {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			cfg.Servers[i] = net.JoinHostPort(s, "53")
+		}
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = time.Hour
+	}
+	return &Client{
+		cfg:   cfg,
+		udp:   &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: 1232},
+		tcp:   &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
+		cache: newCache(cfg.CacheSize),
+	}, nil
+}
+
+// Servers returns the addresses the client asks.
+func (c *Client) Servers() []string { return c.cfg.Servers }
+
+func systemServers(path string) ([]string, error) {
+	conf, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: reading %s: %w", path, err)
+	}
+	var out []string
+	for _, s := range conf.Servers {
+		out = append(out, net.JoinHostPort(s, conf.Port))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("resolver: no nameserver in %s", path)
+	}
+	return out, nil
+}
+
+// Query asks for name/qtype, from the cache when it can.
+func (c *Client) Query(ctx context.Context, name string, qtype uint16) (*Answer, error) {
+	name = dns.Fqdn(strings.ToLower(name))
+	if _, ok := dns.IsDomainName(name); !ok || len(name) > 254 {
+		return nil, &net.DNSError{Err: "invalid domain name", Name: name}
+	}
+	key := cacheKey{name, qtype}
+	if e, ok := c.cache.get(key); ok {
+		return e.answer, e.err
+	}
+	ans, err, ttl := c.exchange(ctx, name, qtype)
+	if ttl > 0 {
+		c.cache.put(key, ans, err, min(ttl, c.cfg.MaxTTL))
+	}
+	return ans, err
+}
+
+// exchange asks the servers in turn and returns the answer, the error and
+// how long the outcome may be cached (0: not at all).
+func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*Answer, error, time.Duration) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.SetEdns0(1232, false)
+	m.AuthenticatedData = true
+	var lastErr error
+	for _, server := range c.cfg.Servers {
+		if err := ctx.Err(); err != nil {
+			return nil, dnsError(name, server, err), 0
+		}
+		r, err := c.ask(ctx, m, server)
+		if err != nil {
+			lastErr = dnsError(name, server, err)
+			continue
+		}
+		ans, err, ttl := interpret(name, server, r)
+		if isTemporary(err) {
+			lastErr = err
+			continue
+		}
+		return ans, err, ttl
+	}
+	return nil, lastErr, 0
+}
+
+func (c *Client) ask(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
+	start := time.Now()
+	r, _, err := c.udp.ExchangeContext(ctx, m, server)
+	if err == nil && r.Truncated {
+		r, _, err = c.tcp.ExchangeContext(ctx, m, server)
+	}
+	c.observe(m.Question[0].Qtype, r, err, time.Since(start))
+	return r, err
+}
+
+func (c *Client) observe(qtype uint16, r *dns.Msg, err error, d time.Duration) {
+	if c.cfg.Observe == nil {
+		return
+	}
+	result := "error"
+	switch {
+	case err != nil && isTimeoutErr(err):
+		result = "timeout"
+	case err == nil:
+		result = strings.ToLower(dns.RcodeToString[r.Rcode])
+	}
+	c.cfg.Observe(qtype, result, d)
+}
+
+// interpret turns a response into records or a classified error.
+func interpret(name, server string, r *dns.Msg) (*Answer, error, time.Duration) {
+	switch r.Rcode {
+	case dns.RcodeSuccess:
+	case dns.RcodeNameError:
+		return nil, notFound(name, server, "no such host"), negativeTTL(r)
+	default:
+		return nil, &net.DNSError{Err: "server answered " + dns.RcodeToString[r.Rcode],
+			Name: name, Server: server, IsTemporary: true}, 0
+	}
+	qtype := r.Question[0].Qtype
+	ans := &Answer{Authenticated: r.AuthenticatedData}
+	ttl := uint32(1<<31 - 1)
+	for _, rr := range r.Answer {
+		h := rr.Header()
+		if h.Rrtype != qtype {
+			continue // CNAME chain links; the target records follow
+		}
+		ans.Records = append(ans.Records, rr)
+		ttl = min(ttl, h.Ttl)
+	}
+	if len(ans.Records) == 0 {
+		return nil, notFound(name, server, "no records of that type"), negativeTTL(r)
+	}
+	ans.TTL = time.Duration(ttl) * time.Second
+	return ans, nil, ans.TTL
+}
+
+func negativeTTL(r *dns.Msg) time.Duration {
+	for _, rr := range r.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return time.Duration(min(soa.Minttl, soa.Hdr.Ttl)) * time.Second
+		}
+	}
+	return time.Minute
+}
+
+func notFound(name, server, msg string) *net.DNSError {
+	return &net.DNSError{Err: msg, Name: name, Server: server, IsNotFound: true}
+}
+
+func dnsError(name, server string, err error) *net.DNSError {
+	return &net.DNSError{Err: err.Error(), Name: name, Server: server,
+		IsTimeout: isTimeoutErr(err), IsTemporary: true}
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func isTemporary(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && (de.IsTemporary || de.IsTimeout)
+}
+
+// IsNotFound reports whether err says the name or record does not exist.
+func IsNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
+// IsTemporary reports whether err is a failure worth retrying later:
+// a timeout, SERVFAIL, REFUSED or a transport error.
+func IsTemporary(err error) bool { return isTemporary(err) }
+
+// IsTimeout reports whether err is a timeout.
+func IsTimeout(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsTimeout
+}

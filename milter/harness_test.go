@@ -3,6 +3,8 @@ package milter
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
@@ -16,6 +18,9 @@ import (
 	"github.com/snowrain/snowrain/metrics"
 	"github.com/snowrain/snowrain/resolver"
 )
+
+// quiet swallows the logs of injected faults.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // harness runs the filter on a unix socket with a real store and a
 // loopback DNS server serving the corpus zone.
@@ -43,7 +48,8 @@ func newHarness(t testing.TB, cfg Config) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.store.Close() })
-	h.writer = measure.NewWriter(h.store, measure.WriterConfig{Interval: 50 * time.Millisecond})
+	h.writer = measure.NewWriter(h.store, measure.WriterConfig{Interval: 50 * time.Millisecond, Logger: quiet})
+	t.Cleanup(func() { h.writer.Close(context.Background()) })
 	res, err := resolver.New(resolver.Config{Servers: []string{h.dns.Addr}, Timeout: 500 * time.Millisecond, CacheSize: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	if cfg.DNSBudget == 0 {
 		cfg.DNSBudget = 3 * time.Second
 	}
-	h.filter = NewFilter(cfg, res, h.writer, h.metrics, nil)
+	h.filter = NewFilter(cfg, res, h.writer, h.metrics, quiet)
 	h.sock = filepath.Join(dir, "milter.sock")
 	ln, err := net.Listen("unix", h.sock)
 	if err != nil {

@@ -74,14 +74,14 @@ func (s *Store) Prune(ctx context.Context, age time.Duration) (int64, error) {
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM signatures WHERE message_id IN
-		(SELECT id FROM messages WHERE received_at < ?)`, cut); err != nil {
+		(SELECT id FROM messages WHERE received_at <= ?)`, cut); err != nil {
 		return 0, fmt.Errorf("measure: prune: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE received_at < ?`, cut)
+	res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE received_at <= ?`, cut)
 	if err != nil {
 		return 0, fmt.Errorf("measure: prune: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE started_at < ?`, cut); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE started_at <= ?`, cut); err != nil {
 		return 0, fmt.Errorf("measure: prune: %w", err)
 	}
 	n, _ := res.RowsAffected()

@@ -80,7 +80,7 @@ func checkReport(t *testing.T, store *measure.Store, cases []corpus.Case) *measu
 
 func TestCorpusBothFlavors(t *testing.T) {
 	for _, fl := range []flavor{postfixFlavor, sendmailFlavor} {
-		t.Run(fl.name, func(t *testing.T) {
+		t.Run(fl.Name, func(t *testing.T) {
 			h := newHarness(t, Config{AuthServID: "mx.test.example"})
 			cases := corpus.Cases()
 			for _, c := range cases {
@@ -107,7 +107,7 @@ func TestCorpusBothFlavors(t *testing.T) {
 			}
 			var mta, ptr string
 			h.store.DB.QueryRow(`SELECT mta, client_ptr FROM connections WHERE client_ip = ?`, cases[0].ClientIP).Scan(&mta, &ptr)
-			if fl.name == "sendmail" && (mta != "8.17.1" || ptr != "client.example") {
+			if fl.Name == "sendmail" && (mta != "8.17.1" || ptr != "client.example") {
 				t.Errorf("sendmail connection: mta %q ptr %q", mta, ptr)
 			}
 		})

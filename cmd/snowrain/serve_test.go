@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/snowrain/snowrain/internal/corpus"
+	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/miltertest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "snowrain-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "snowrain")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a running `snowrain serve`.
+type daemon struct {
+	cmd  *exec.Cmd
+	sock string
+	db   string
+	log  *strings.Builder
+	done chan error
+}
+
+func startDaemon(t *testing.T, dir, dnsAddr string, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{sock: filepath.Join(dir, "milter.sock"), db: filepath.Join(dir, "snowrain.db"),
+		log: &strings.Builder{}, done: make(chan error, 1)}
+	args := append([]string{"serve", "--config", filepath.Join(dir, "snowrain.conf"),
+		"--milter", "unix:" + d.sock, "--db", d.db, "--dns", dnsAddr, "--batch-interval", "100ms"}, extra...)
+	os.WriteFile(filepath.Join(dir, "snowrain.conf"), []byte("authserv_id = \"first.example\"\n"), 0o644)
+	d.cmd = exec.Command(binary, args...)
+	d.cmd.Stderr = &syncWriter{w: d.log}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() { d.cmd.Process.Kill() })
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("unix", d.sock); err == nil {
+			c.Close()
+			return d
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("daemon did not listen: %s", d.log)
+	return nil
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (d *daemon) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("daemon exited: %v\n%s", err, d.log)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("daemon did not exit")
+	}
+}
+
+func countRows(t *testing.T, path, table string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// load sends corpus messages from workers until stop closes, counting the
+// ones the milter answered.
+func load(sock string, workers int, stop <-chan struct{}) (*atomic.Int64, *sync.WaitGroup) {
+	var accepted atomic.Int64
+	var wg sync.WaitGroup
+	cases := corpus.Cases()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			cl := miltertest.NewClient("unix", sock)
+			for i := w; ; i += workers {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := miltertest.SendOne(cl, miltertest.Postfix, cases[i%len(cases)]); err != nil {
+					return // the daemon is going away
+				}
+				accepted.Add(1)
+			}
+		}(w)
+	}
+	return &accepted, &wg
+}
+
+func TestSIGTERMFlushesEverything(t *testing.T) {
+	dns := dnstest.Start(t, corpus.Zone())
+	d := startDaemon(t, t.TempDir(), dns.Addr)
+	stop := make(chan struct{})
+	accepted, wg := load(d.sock, 8, stop)
+	for accepted.Load() < 300 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t)
+	close(stop)
+	wg.Wait()
+	if n := countRows(t, d.db, "messages"); int64(n) != accepted.Load() {
+		t.Errorf("recorded %d messages, the milter answered %d\n%s", n, accepted.Load(), d.log)
+	}
+}
+
+func TestKill9LeavesDatabaseIntact(t *testing.T) {
+	dns := dnstest.Start(t, corpus.Zone())
+	dir := t.TempDir()
+	d := startDaemon(t, dir, dns.Addr)
+	stop := make(chan struct{})
+	accepted, wg := load(d.sock, 8, stop)
+	for accepted.Load() < 300 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+	close(stop)
+	wg.Wait()
+	db, _ := sql.Open("sqlite3", "file:"+d.db)
+	var check string
+	db.QueryRow("PRAGMA integrity_check").Scan(&check)
+	db.Close()
+	if check != "ok" {
+		t.Fatalf("integrity_check: %s", check)
+	}
+	before := countRows(t, d.db, "messages")
+	d2 := startDaemon(t, dir, dns.Addr)
+	if _, err := miltertest.SendOne(miltertest.NewClient("unix", d2.sock), miltertest.Postfix, corpus.Cases()[0]); err != nil {
+		t.Fatal(err)
+	}
+	d2.cmd.Process.Signal(syscall.SIGTERM)
+	d2.wait(t)
+	if after := countRows(t, d.db, "messages"); after != before+1 {
+		t.Errorf("after restart: %d messages, want %d", after, before+1)
+	}
+}
+
+func TestSIGHUPReloadsAndMetrics(t *testing.T) {
+	dns := dnstest.Start(t, corpus.Zone())
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	d := startDaemon(t, dir, dns.Addr, "--metrics", metricsAddr)
+	cl := miltertest.NewClient("unix", d.sock)
+	c := corpus.Cases()[0]
+	arOf := func() string {
+		r, err := miltertest.SendOne(cl, miltertest.Postfix, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ar, _ := miltertest.Header(r.Mods, "Authentication-Results")
+		return ar
+	}
+	if ar := arOf(); !strings.HasPrefix(ar, "first.example") {
+		t.Fatalf("A-R %q", ar)
+	}
+	os.WriteFile(filepath.Join(dir, "snowrain.conf"), []byte("authserv_id = \"second.example\"\n"), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	var ar string
+	for i := 0; i < 100 && !strings.HasPrefix(ar, "second.example"); i++ {
+		time.Sleep(20 * time.Millisecond)
+		ar = arOf()
+	}
+	if !strings.HasPrefix(ar, "second.example") {
+		t.Errorf("after SIGHUP, A-R %q", ar)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+metricsAddr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"snowrain_messages_total", "snowrain_store_queue_depth",
+		"snowrain_dns_query_seconds", "snowrain_store_events_dropped_total", "snowrain_verdicts_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t)
+}
+
+func TestReportJSON(t *testing.T) {
+	dns := dnstest.Start(t, corpus.Zone())
+	for _, n := range corpus.ServFail {
+		dns.ServFail(n)
+	}
+	dir := t.TempDir()
+	d := startDaemon(t, dir, dns.Addr)
+	cl := miltertest.NewClient("unix", d.sock)
+	cases := corpus.Cases()
+	for _, c := range cases {
+		if _, err := miltertest.SendOne(cl, miltertest.Postfix, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t)
+	out, err := exec.Command(binary, "report", "--db", d.db, "--format", "json", "--since", "1h").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"inbound"`, `"outbound"`, `"messages": ` + fmt.Sprint(len(cases)),
+		`"TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256"`, `"dkim_fail_class"`, `"weak_key": 2`, `"dmarc_policy"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("JSON report lacks %s:\n%s", want, out)
+		}
+	}
+	text, err := exec.Command(binary, "report", "--db", d.db, "--since", "1h").Output()
+	if err != nil || !strings.Contains(string(text), "Table 8") {
+		t.Errorf("text report: %v\n%s", err, text)
+	}
+	pr, err := exec.Command(binary, "db", "prune", "--db", d.db, "--older-than", "0d").CombinedOutput()
+	if err != nil || !strings.Contains(string(pr), fmt.Sprintf("pruned %d", len(cases))) {
+		t.Errorf("prune: %v %s", err, pr)
+	}
+	if out, err := exec.Command(binary, "db", "vacuum", "--db", d.db).CombinedOutput(); err != nil {
+		t.Errorf("vacuum: %v %s", err, out)
+	}
+}

@@ -1,0 +1,147 @@
+// Package miltertest drives a milter the way Postfix and Sendmail do, with
+// go-milter's client: their macro sets, one transaction per corpus case.
+package miltertest
+
+import (
+	"bytes"
+	"fmt"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"github.com/snowrain/snowrain/internal/corpus"
+)
+
+// Flavor is the macro set one MTA sends.
+type Flavor struct {
+	Name string
+	Fill func(b *gomilter.MacroBag, c corpus.Case)
+}
+
+var tlsMacros = map[string][3]string{
+	"1.2": {"TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256", "128"},
+	"1.3": {"TLSv1.3", "TLS_AES_256_GCM_SHA384", "256"},
+}
+
+// Postfix sends Postfix 3.7's macros.
+var Postfix = Flavor{"postfix", func(b *gomilter.MacroBag, c corpus.Case) {
+	b.Set("j", "mx.test.example")
+	b.Set("v", "Postfix 3.7.11")
+	b.Set("{daemon_name}", "smtpd")
+	b.Set("{client_addr}", c.ClientIP)
+	b.Set("_", "unknown ["+c.ClientIP+"]")
+	if m, ok := tlsMacros[c.TLS]; ok {
+		b.Set("{tls_version}", m[0])
+		b.Set("{cipher}", m[1])
+		b.Set("{cipher_bits}", m[2])
+	}
+	b.Set("i", c.Name)
+}}
+
+// Sendmail sends Sendmail 8.17's macros.
+var Sendmail = Flavor{"sendmail", func(b *gomilter.MacroBag, c corpus.Case) {
+	b.Set("j", "mx.test.example")
+	b.Set("v", "8.17.1")
+	b.Set("{daemon_name}", "MTA")
+	b.Set("{client_addr}", c.ClientIP)
+	b.Set("_", "client.example ["+c.ClientIP+"] (may be forged)")
+	if m, ok := tlsMacros[c.TLS]; ok {
+		b.Set("{tls_version}", m[0])
+		b.Set("{cipher}", m[1])
+		b.Set("{cipher_bits}", m[2])
+		b.Set("{verify}", "NO")
+	}
+	b.Set("i", c.Name)
+}}
+
+// NewClient returns a client offering what Postfix offers.
+func NewClient(network, addr string) *gomilter.Client {
+	return gomilter.NewClient(network, addr,
+		gomilter.WithActions(gomilter.AllClientSupportedActionMasks),
+		gomilter.WithProtocols(gomilter.OptHeaderLeadingSpace|gomilter.OptNoUnknown),
+		gomilter.WithoutDefaultMacros())
+}
+
+// Open connects and greets as c's client.
+func Open(cl *gomilter.Client, fl Flavor, c corpus.Case) (*gomilter.ClientSession, error) {
+	bag := gomilter.NewMacroBag()
+	fl.Fill(bag, c)
+	s, err := cl.Session(bag)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Conn("["+c.ClientIP+"]", gomilter.FamilyInet, 40000, c.ClientIP); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if _, err := s.Helo(c.Helo); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Result is what the milter answered for one message.
+type Result struct {
+	Mods []gomilter.ModifyAction
+	Act  *gomilter.Action
+}
+
+// Send runs one transaction of c on an open session.
+func Send(s *gomilter.ClientSession, c corpus.Case) (Result, error) {
+	step := func(a *gomilter.Action, err error) error {
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
+		if a.Type != gomilter.ActionContinue {
+			return fmt.Errorf("%s: unexpected action %v", c.Name, a)
+		}
+		return nil
+	}
+	if err := step(s.Mail("<"+c.MailFrom+">", "")); err != nil {
+		return Result{}, err
+	}
+	if err := step(s.Rcpt("<"+c.Rcpt+">", "")); err != nil {
+		return Result{}, err
+	}
+	if err := step(s.DataStart()); err != nil {
+		return Result{}, err
+	}
+	fields, body := corpus.Split(c.Message)
+	for _, f := range fields {
+		if err := step(s.HeaderField(f.Name, f.Value, nil)); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := step(s.HeaderEnd()); err != nil {
+		return Result{}, err
+	}
+	mods, act, err := s.BodyReadFrom(bytes.NewReader(body))
+	if err == nil && act == nil {
+		mods, act, err = s.End()
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: end: %w", c.Name, err)
+	}
+	return Result{mods, act}, nil
+}
+
+// SendOne runs c in a connection of its own.
+func SendOne(cl *gomilter.Client, fl Flavor, c corpus.Case) (Result, error) {
+	s, err := Open(cl, fl, c)
+	if err != nil {
+		return Result{}, err
+	}
+	defer s.Close()
+	return Send(s, c)
+}
+
+// Header returns the value of the first header the milter added or
+// inserted under name.
+func Header(mods []gomilter.ModifyAction, name string) (string, bool) {
+	for _, m := range mods {
+		if (m.Type == gomilter.ActionInsertHeader || m.Type == gomilter.ActionAddHeader) && m.HeaderName == name {
+			return m.HeaderValue, true
+		}
+	}
+	return "", false
+}

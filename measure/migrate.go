@@ -69,19 +69,18 @@ var migrations = []string{
 		fail_open       TEXT
 	);
 	CREATE INDEX messages_received ON messages(received_at, direction);
-	CREATE INDEX messages_from ON messages(from_domain, received_at);
 	CREATE TABLE signatures (
-		id          INTEGER PRIMARY KEY,
-		message_id  INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+		message_id  INTEGER NOT NULL,
+		seq         INTEGER NOT NULL,
 		domain      TEXT,
 		selector    TEXT,
 		algorithm   TEXT,
 		key_bits    INTEGER,
 		result      TEXT NOT NULL,
 		class       TEXT,
-		detail      TEXT
-	);
-	CREATE INDEX signatures_message ON signatures(message_id);`,
+		detail      TEXT,
+		PRIMARY KEY (message_id, seq)
+	) WITHOUT ROWID;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -31,9 +31,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "NORMAL")
 	q.Set("_busy_timeout", "5000")
-	q.Set("_foreign_keys", "on")
+	q.Set("_synchronous", "NORMAL")
+	q.Set("_cache_size", "-32000") // KiB: keeps index pages of a week in memory
 	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("measure: open %s: %w", path, err)

@@ -2,6 +2,7 @@ package measure
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -147,22 +148,37 @@ func (w *Writer) flush(events []Event) {
 }
 
 func (w *Writer) commit(events []Event) error {
-	tx, err := w.store.DB.Begin()
+	conn, err := w.store.DB.Conn(context.Background())
 	if err != nil {
-		return fmt.Errorf("measure: begin: %w", err)
+		return fmt.Errorf("measure: conn: %w", err)
 	}
-	defer tx.Rollback()
-	b, err := newBatch(tx)
-	if err != nil {
-		return err
-	}
-	for _, ev := range events {
-		if err := ev.apply(b); err != nil {
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		c := dc.(driver.Conn)
+		tx, err := c.Begin() //nolint:staticcheck // no context to pass on the raw conn
+		if err != nil {
+			return fmt.Errorf("measure: begin: %w", err)
+		}
+		b, err := newBatch(c)
+		if err != nil {
+			tx.Rollback()
+			return err
+		}
+		defer b.close()
+		for _, ev := range events {
+			if err := ev.apply(b); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("measure: insert: %w", err)
+			}
+		}
+		if err := b.flush(); err != nil {
+			tx.Rollback()
 			return fmt.Errorf("measure: insert: %w", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("measure: commit: %w", err)
-	}
-	return nil
+		if err := tx.Commit(); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("measure: commit: %w", err)
+		}
+		return nil
+	})
 }

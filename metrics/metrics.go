@@ -20,10 +20,10 @@ import (
 // Metrics are the collectors the daemon updates.
 type Metrics struct {
 	Registry   *prometheus.Registry
-	Messages   *prometheus.CounterVec   // direction, action
-	Verdicts   *prometheus.CounterVec   // check, result
-	Classes    *prometheus.CounterVec   // check, class
-	FailOpen   *prometheus.CounterVec   // reason
+	Messages   *prometheus.CounterVec // direction, action
+	Verdicts   *prometheus.CounterVec // check, result
+	Classes    *prometheus.CounterVec // check, class
+	FailOpen   *prometheus.CounterVec // reason
 	Panics     prometheus.Counter
 	DNSLatency *prometheus.HistogramVec // qtype, result
 	Latency    prometheus.Histogram     // end-of-message processing

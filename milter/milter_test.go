@@ -32,7 +32,7 @@ func checkRecords(t *testing.T, store *measure.Store, cases []corpus.Case) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: spf,class,dkim,dmarc,policy,disposition,auth = %q, want %q", c.Name, got, want)
 		}
-		rows, err := store.DB.Query(`SELECT class FROM signatures WHERE message_id = ? AND class <> '' ORDER BY id`, id)
+		rows, err := store.DB.Query(`SELECT class FROM signatures WHERE message_id = ? AND class <> '' ORDER BY seq`, id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,7 +64,7 @@ a.b.example.     A 192.0.2.2
 		notFound, temp, to bool
 	}{
 		{"nx.example", true, false, false},
-		{"ok.example", false, false, false}, // has TXT
+		{"ok.example", false, false, false},    // has TXT
 		{"mx1.ok.example", true, false, false}, // NODATA for TXT
 		{"b.example", true, false, false},      // empty non-terminal
 		{"x.broken.example", false, true, false},

@@ -52,6 +52,10 @@ type daemon struct {
 }
 
 func startDaemon(t *testing.T, dir, dnsAddr string, extra ...string) *daemon {
+	return startDaemonB(t, dir, dnsAddr, extra...)
+}
+
+func startDaemonB(t testing.TB, dir, dnsAddr string, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "milter.sock"), db: filepath.Join(dir, "snowrain.db"),
 		log: &strings.Builder{}, done: make(chan error, 1)}

@@ -108,7 +108,7 @@ func Cases() []Case {
 		Case{SPF: "fail", DMARC: "fail", Policy: "reject", Disposition: "quarantine", Auth: "none"})
 	add(Case{Name: "null-sender", ClientIP: "127.0.1.50", Helo: "helo.spf-pass.example", MailFrom: "",
 		Message: message("mailer-daemon@helo.spf-pass.example", rcpt, "null-sender", "bounce"),
-		SPF: "pass", Auth: "spf_only"})
+		SPF:     "pass", Auth: "spf_only"})
 	return cs
 }
 

@@ -31,13 +31,13 @@ type Case struct {
 	TLS      string // "", "1.2" or "1.3"
 	Message  []byte // CRLF
 
-	SPF        string   // expected MAIL FROM SPF result
-	SPFClass   string   // expected Table 21 class
-	DKIM       string   // expected message verdict: pass, fail, none
-	DKIMFails  []string // expected Table 8 class of each failing signature
-	DMARC      string
-	Policy     string // Table 18 class
-	Auth       string // Table 17 class
+	SPF         string   // expected MAIL FROM SPF result
+	SPFClass    string   // expected Table 21 class
+	DKIM        string   // expected message verdict: pass, fail, none
+	DKIMFails   []string // expected Table 8 class of each failing signature
+	DMARC       string
+	Policy      string // Table 18 class
+	Auth        string // Table 17 class
 	Disposition string
 }
 

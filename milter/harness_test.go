@@ -36,6 +36,12 @@ type harness struct {
 }
 
 func newHarness(t testing.TB, cfg Config) *harness {
+	return newHarnessOn(t, cfg, "unix")
+}
+
+// newHarnessOn listens on a unix socket or, for MTAs running as another
+// user, on a loopback TCP port (h.sock is then "HOST:PORT").
+func newHarnessOn(t testing.TB, cfg Config, network string) *harness {
 	t.Helper()
 	h := &harness{t: t, dns: dnstest.Start(t, corpus.Zone()), metrics: metrics.New()}
 	for _, n := range corpus.ServFail {
@@ -59,10 +65,14 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	}
 	h.filter = NewFilter(cfg, res, h.writer, h.metrics, quiet)
 	h.sock = filepath.Join(dir, "milter.sock")
-	ln, err := net.Listen("unix", h.sock)
+	if network == "tcp" {
+		h.sock = "127.0.0.1:0"
+	}
+	ln, err := net.Listen(network, h.sock)
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.sock = ln.Addr().String()
 	h.srv = h.filter.NewServer()
 	go h.srv.Serve(ln)
 	t.Cleanup(func() { h.srv.Close() })

@@ -1,0 +1,306 @@
+// Package postfixtest runs a throwaway Postfix (Debian's package) on a
+// loopback port, in its own configuration and queue directories, as a test
+// fixture. It needs root; scripts/deps-postfix.sh installs Postfix.
+package postfixtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Options configure a throwaway Postfix.
+type Options struct {
+	Milter   string            // smtpd_milters value, e.g. "inet:127.0.0.1:8891"; empty: none
+	CertFile string            // server certificate chain for STARTTLS; empty: no TLS
+	KeyFile  string            //
+	Hostname string            // myhostname; default mx.test.example
+	Main     map[string]string // more main.cf settings, applied last
+}
+
+// Instance is a running throwaway Postfix.
+type Instance struct {
+	Addr    string // 127.0.0.1:PORT of its smtpd
+	Dir     string // root of its config, queue and data directories
+	LogFile string // its maillog_file
+
+	t        testing.TB
+	stopOnce sync.Once
+}
+
+var regMu sync.Mutex // serialises alternate_config_directories edits in-process
+
+// Start configures and starts an instance; it stops when the test ends.
+func Start(t testing.TB, o Options) *Instance {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("postfixtest: needs root (make test runs as root in CI)")
+	}
+	if _, err := exec.LookPath("postfix"); err != nil {
+		t.Fatal("postfixtest: postfix not installed; run scripts/deps-postfix.sh")
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "snowrain-postfix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	in := &Instance{Dir: dir, LogFile: filepath.Join(dir, "maillog"), t: t}
+	t.Cleanup(in.Stop)
+	port := freePort(t)
+	in.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := in.configure(o, port); err != nil {
+		t.Fatal(err)
+	}
+	if err := register(in.confDir(), true); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := in.postfix("start"); err != nil {
+		t.Fatalf("postfix start: %v\n%s\n%s", err, out, in.Log())
+	}
+	if err := in.waitBanner(20 * time.Second); err != nil {
+		t.Fatalf("postfix did not answer: %v\n%s", err, in.Log())
+	}
+	return in
+}
+
+func (in *Instance) confDir() string { return filepath.Join(in.Dir, "etc") }
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (in *Instance) configure(o Options, port int) error {
+	etc := in.confDir()
+	for _, d := range []string{etc, filepath.Join(in.Dir, "spool"), filepath.Join(in.Dir, "data")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if out, err := exec.Command("cp", "-r", "/etc/postfix/master.cf", "/etc/postfix/dynamicmaps.cf",
+		"/etc/postfix/dynamicmaps.cf.d", etc).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy config: %v %s", err, out)
+	}
+	if out, err := exec.Command("chown", "postfix", filepath.Join(in.Dir, "data")).CombinedOutput(); err != nil {
+		return fmt.Errorf("chown data: %v %s", err, out)
+	}
+	if err := rewriteMaster(filepath.Join(etc, "master.cf"), port); err != nil {
+		return err
+	}
+	host := o.Hostname
+	if host == "" {
+		host = "mx.test.example"
+	}
+	main := map[string]string{
+		"compatibility_level":          "3.6",
+		"queue_directory":              filepath.Join(in.Dir, "spool"),
+		"data_directory":               filepath.Join(in.Dir, "data"),
+		"maillog_file":                 in.LogFile,
+		"maillog_file_prefixes":        in.Dir,
+		"syslog_name":                  "postfix-" + filepath.Base(in.Dir),
+		"myhostname":                   host,
+		"mydomain":                     "test.example",
+		"mydestination":                "",
+		"relay_domains":                "",
+		"inet_interfaces":              "127.0.0.1",
+		"inet_protocols":               "ipv4",
+		"mynetworks":                   "127.0.0.0/8",
+		"smtpd_relay_restrictions":     "permit_mynetworks, reject",
+		"smtpd_recipient_restrictions": "permit_mynetworks, reject",
+		"default_transport":            "discard",
+		"local_transport":              "discard",
+		"message_size_limit":           "40000000",
+		"smtpd_peername_lookup":        "no",
+		"smtpd_error_sleep_time":       "0",
+		"in_flow_delay":                "0",
+		"biff":                         "no",
+		"smtputf8_enable":              "no",
+		"milter_protocol":              "6",
+		"milter_default_action":        "accept",
+		"milter_connect_timeout":       "10s",
+		"milter_command_timeout":       "10s",
+		"milter_content_timeout":       "60s",
+		"milter_connect_macros":        "j {daemon_name} {daemon_addr} {daemon_port} v _ {client_addr} {client_name} {client_ptr}",
+		"milter_helo_macros":           "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
+		"milter_mail_macros":           "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer} {tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
+		"milter_end_of_data_macros":    "i",
+	}
+	if o.Milter != "" {
+		main["smtpd_milters"] = o.Milter
+		main["non_smtpd_milters"] = o.Milter
+	}
+	if o.CertFile != "" {
+		main["smtpd_tls_cert_file"] = o.CertFile
+		main["smtpd_tls_key_file"] = o.KeyFile
+		main["smtpd_tls_security_level"] = "may"
+		main["smtpd_tls_loglevel"] = "1"
+	}
+	for k, v := range o.Main {
+		main[k] = v
+	}
+	keys := make([]string, 0, len(main))
+	for k := range main {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", k, main[k])
+	}
+	if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	if out, err := exec.Command("postconf", "-c", etc, "-F", "*/*/chroot = n").CombinedOutput(); err != nil {
+		return fmt.Errorf("postconf chroot: %v %s", err, out)
+	}
+	return nil
+}
+
+var smtpInet = regexp.MustCompile(`(?m)^smtp\s+inet\s`)
+
+// rewriteMaster moves the smtpd listener to 127.0.0.1:port.
+func rewriteMaster(path string, port int) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !smtpInet.Match(b) {
+		return fmt.Errorf("postfixtest: no smtp inet line in %s", path)
+	}
+	b = smtpInet.ReplaceAll(b, []byte(fmt.Sprintf("127.0.0.1:%d inet ", port)))
+	return os.WriteFile(path, b, 0o644)
+}
+
+// register adds or removes dir in the default instance's
+// alternate_config_directories, without which `postfix -c` refuses to run.
+func register(dir string, add bool) error {
+	regMu.Lock()
+	defer regMu.Unlock()
+	lock, err := os.OpenFile("/run/lock/snowrain-postfixtest.lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err == nil {
+		defer lock.Close()
+		syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
+	}
+	out, err := exec.Command("postconf", "-h", "alternate_config_directories").Output()
+	if err != nil {
+		return fmt.Errorf("postconf: %v (is /etc/postfix/main.cf there? run scripts/deps-postfix.sh)", err)
+	}
+	var dirs []string
+	for _, d := range strings.FieldsFunc(string(out), func(r rune) bool { return r == ' ' || r == ',' || r == '\n' }) {
+		if d != dir {
+			if _, err := os.Stat(d); err == nil {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	if add {
+		dirs = append(dirs, dir)
+	}
+	if o, err := exec.Command("postconf", "-e", "alternate_config_directories = "+strings.Join(dirs, " ")).CombinedOutput(); err != nil {
+		return fmt.Errorf("postconf -e: %v %s", err, o)
+	}
+	return nil
+}
+
+func (in *Instance) postfix(args ...string) ([]byte, error) {
+	return exec.Command("postfix", append([]string{"-c", in.confDir()}, args...)...).CombinedOutput()
+}
+
+func (in *Instance) waitBanner(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", in.Addr, time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err == nil && strings.HasPrefix(line, "220") {
+				return nil
+			}
+			last = fmt.Errorf("banner %q: %v", line, err)
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+// Log returns the instance's maillog so far.
+func (in *Instance) Log() string {
+	b, _ := os.ReadFile(in.LogFile)
+	return string(b)
+}
+
+// Postconf changes main.cf settings and reloads.
+func (in *Instance) Postconf(kv map[string]string) error {
+	for k, v := range kv {
+		if out, err := exec.Command("postconf", "-c", in.confDir(), "-e", k+" = "+v).CombinedOutput(); err != nil {
+			return fmt.Errorf("postconf %s: %v %s", k, err, out)
+		}
+	}
+	if out, err := in.postfix("reload"); err != nil {
+		return fmt.Errorf("postfix reload: %v %s", err, out)
+	}
+	return nil
+}
+
+// WaitIdle waits until the queue is empty.
+func (in *Instance) WaitIdle(ctx context.Context) error {
+	for {
+		out, _ := exec.Command("postqueue", "-c", in.confDir(), "-j").Output()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postfix queue not empty: %s", out)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops the instance and removes its files; safe to call twice.
+func (in *Instance) Stop() {
+	in.stopOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join(in.confDir(), "main.cf")); err == nil {
+			if out, err := in.postfix("stop"); err != nil {
+				in.t.Logf("postfix stop: %v %s", err, out)
+				in.postfix("abort")
+			}
+			in.waitStopped(10 * time.Second)
+			register(in.confDir(), false)
+		}
+		os.RemoveAll(in.Dir)
+	})
+}
+
+// waitStopped waits for the master's pid file to go away.
+func (in *Instance) waitStopped(limit time.Duration) {
+	pid := filepath.Join(in.Dir, "spool", "pid", "master.pid")
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(pid); err != nil {
+			return
+		}
+		if out, err := in.postfix("status"); err != nil {
+			_ = out
+			return
+		}
+	}
+}

@@ -84,7 +84,7 @@ func (s *session) decide(msg *message, res auth.Results, rec *measure.Message, m
 		if msg.cfg.QuarantineAction == "hold" {
 			m.Quarantine("DMARC quarantine policy of " + res.DMARC.FromDomain)
 		} else {
-			m.InsertHeader(0, "X-Snowrain-Quarantine", "DMARC policy of "+res.DMARC.FromDomain)
+			m.InsertHeader(0, "X-Snowrain-Quarantine", headerValue(m, "DMARC policy of "+res.DMARC.FromDomain))
 		}
 	}
 	return gomilter.RespAccept
@@ -99,7 +99,7 @@ func (s *session) modify(msg *message, res auth.Results, m gomilter.Modifier) {
 			s.f.log.Warn("removing forged Authentication-Results", "err", err)
 		}
 	}
-	if err := m.InsertHeader(0, "Authentication-Results", auth.FormatAuthResults(res)); err != nil {
+	if err := m.InsertHeader(0, "Authentication-Results", headerValue(m, auth.FormatAuthResults(res))); err != nil {
 		s.f.log.Warn("adding Authentication-Results", "err", err)
 	}
 }
@@ -195,4 +195,14 @@ func localPart(addr string) string {
 		return clean(addr)
 	}
 	return clean(addr[:i])
+}
+
+// headerValue adds the space after the colon ourselves when the MTA agreed
+// to pass header values verbatim (SMFIP_HDR_LEADSPC): it then writes ours
+// verbatim too.
+func headerValue(m gomilter.Modifier, v string) string {
+	if m.Protocol()&gomilter.OptHeaderLeadingSpace != 0 {
+		return " " + v
+	}
+	return v
 }

@@ -5,6 +5,7 @@ package miltertest
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
 	gomilter "github.com/d--j/go-milter"
 
@@ -136,11 +137,12 @@ func SendOne(cl *gomilter.Client, fl Flavor, c corpus.Case) (Result, error) {
 }
 
 // Header returns the value of the first header the milter added or
-// inserted under name.
+// inserted under name, without the space after the colon that the milter
+// sends itself under SMFIP_HDR_LEADSPC.
 func Header(mods []gomilter.ModifyAction, name string) (string, bool) {
 	for _, m := range mods {
 		if (m.Type == gomilter.ActionInsertHeader || m.Type == gomilter.ActionAddHeader) && m.HeaderName == name {
-			return m.HeaderValue, true
+			return strings.TrimPrefix(m.HeaderValue, " "), true
 		}
 	}
 	return "", false

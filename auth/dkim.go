@@ -110,8 +110,10 @@ func (v *DKIMVerifier) Close(headers []string) []Signature {
 		if s.Class == DKIMOther && tags.Duplicate != "" {
 			s.Class = DKIMDuplicateTags
 		}
-		if s.Class == DKIMOther && s.Detail == "" && synErr != nil {
-			s.Detail = "syntax"
+		if synErr != nil && s.Result != "policy" && s.Class != DKIMDuplicateTags {
+			// RFC 6376 3.2: a malformed tag-list is a permanent failure,
+			// whatever go-msgauth made of it.
+			s.Result, s.Class, s.Detail, s.Err = "permerror", DKIMOther, "syntax", synErr.Error()
 		}
 		s.KeyBits = v.keyBits(tags)
 		out = append(out, s)

@@ -91,7 +91,6 @@ func smtpSend(t *testing.T, addr string, c corpus.Case, n int, roots *x509.CertP
 	return key
 }
 
-
 func TestPostfixEndToEnd(t *testing.T) {
 	h := newHarnessOn(t, Config{AuthServID: "mx.test.example"}, "tcp")
 	ca := testca.New(t)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/snowrain/snowrain/internal/corpus"
 	"github.com/snowrain/snowrain/internal/postfixtest"
+	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
 )
 
@@ -122,5 +123,35 @@ func TestPostfixEndToEnd(t *testing.T) {
 	h.store.DB.QueryRow(`SELECT mta FROM connections LIMIT 1`).Scan(&mta)
 	if !strings.HasPrefix(mta, "Postfix") {
 		t.Errorf("MTA recorded as %q", mta)
+	}
+}
+
+// TestPostfixDeliversOurHeader relays through Postfix to a sink: the
+// delivered mail carries our Authentication-Results, and forged ones with
+// our authserv-id are gone while others stay.
+func TestPostfixDeliversOurHeader(t *testing.T) {
+	h := newHarnessOn(t, Config{AuthServID: "mx.test.example"}, "tcp")
+	sink := smtpsink.Start(t, "127.0.0.1:0")
+	pf := postfixtest.Start(t, postfixtest.Options{Milter: "inet:" + h.sock, Main: map[string]string{
+		"default_transport": "smtp", "relayhost": "[" + strings.Replace(sink.Addr, ":", "]:", 1),
+		"smtp_tls_security_level": "none"}})
+	c := pick(t, "dkim-rsa-pass")
+	c.TLS = ""
+	c.Message = append([]byte("Authentication-Results: mx.test.example; dkim=pass header.d=forged.example\r\n"+
+		"Authentication-Results: elsewhere.example; spf=pass\r\n"), c.Message...)
+	smtpSend(t, pf.Addr, c, 0, nil)
+	msgs := sink.Wait(1, 20*time.Second)
+	if len(msgs) != 1 {
+		t.Fatalf("sink got %d messages\n%s", len(msgs), pf.Log())
+	}
+	data := string(msgs[0].Data)
+	if !strings.Contains(data, "Authentication-Results: mx.test.example (tls=none);\r\n\tspf=pass smtp.mailfrom=dkim.example;") {
+		t.Errorf("our header missing or malformed:\n%s", data)
+	}
+	if strings.Contains(data, "forged.example") || !strings.Contains(data, "elsewhere.example") {
+		t.Errorf("forged header kept or foreign one removed:\n%s", data)
+	}
+	if !strings.Contains(data, "dkim=pass header.d=dkim.example") {
+		t.Errorf("DKIM no longer passes after Postfix:\n%s", data)
 	}
 }

@@ -1,0 +1,128 @@
+// Package smtpsink is a small SMTP server on loopback that keeps what it
+// receives, for tests where a real MTA delivers to it.
+package smtpsink
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Message is one received message.
+type Message struct {
+	From string
+	To   []string
+	Data []byte
+}
+
+// Sink is a running SMTP sink.
+type Sink struct {
+	Addr string
+
+	ln   net.Listener
+	mu   sync.Mutex
+	msgs []Message
+	wg   sync.WaitGroup
+}
+
+// Start listens on addr ("127.0.0.1:0" for any port) until the test ends.
+func Start(t testing.TB, addr string) *Sink {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Sink{Addr: ln.Addr().String(), ln: ln}
+	go s.serve()
+	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	return s
+}
+
+// Messages returns what arrived so far.
+func (s *Sink) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...)
+}
+
+// Wait waits until n messages arrived or the limit passes.
+func (s *Sink) Wait(n int, limit time.Duration) []Message {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if m := s.Messages(); len(m) >= n {
+			return m
+		}
+	}
+	return s.Messages()
+}
+
+func (s *Sink) serve() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.session(c)
+		}()
+	}
+}
+
+func (s *Sink) session(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	r := bufio.NewReader(c)
+	say := func(line string) { c.Write([]byte(line + "\r\n")) }
+	say("220 sink.test.example ESMTP")
+	var m Message
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		switch {
+		case strings.HasPrefix(cmd, "EHLO"):
+			say("250-sink.test.example")
+			say("250 8BITMIME")
+		case strings.HasPrefix(cmd, "HELO"):
+			say("250 sink.test.example")
+		case strings.HasPrefix(cmd, "MAIL FROM:"):
+			m = Message{From: strings.TrimSpace(line[10:])}
+			say("250 ok")
+		case strings.HasPrefix(cmd, "RCPT TO:"):
+			m.To = append(m.To, strings.TrimSpace(line[8:]))
+			say("250 ok")
+		case cmd == "DATA":
+			say("354 go ahead")
+			var data bytes.Buffer
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" || l == ".\n" {
+					break
+				}
+				data.WriteString(strings.TrimPrefix(l, "."))
+			}
+			m.Data = data.Bytes()
+			s.mu.Lock()
+			s.msgs = append(s.msgs, m)
+			s.mu.Unlock()
+			say("250 queued")
+		case cmd == "RSET", cmd == "NOOP":
+			say("250 ok")
+		case cmd == "QUIT":
+			say("221 bye")
+			return
+		default:
+			say("502 not implemented")
+		}
+	}
+}

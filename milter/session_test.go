@@ -1,6 +1,7 @@
 package milter
 
 import (
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
@@ -312,3 +313,37 @@ func TestQueueFullDropsAndCounts(t *testing.T) {
 type fullRecorder struct{}
 
 func (fullRecorder) Enqueue(measure.Event) bool { return false }
+
+func TestDiskFullMailFlows(t *testing.T) {
+	h := newHarness(t, Config{AuthServID: "mx.test.example"})
+	// SQLITE_FULL, as on a full disk: cap the file at its current size.
+	h.store.DB.SetMaxOpenConns(1)
+	var pages int
+	h.store.DB.QueryRow(`PRAGMA page_count`).Scan(&pages)
+	if _, err := h.store.DB.Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pages)); err != nil {
+		t.Fatal(err)
+	}
+	c := pick(t, "dkim-rsa-pass")
+	for i := 0; i < 50; i++ {
+		if r := h.send(postfixFlavor, c); r.act.Type != gomilter.ActionAccept {
+			t.Fatalf("message %d: %v", i, r.act)
+		}
+	}
+	h.flush()
+	if st := h.writer.Stats(); st.Dropped == 0 || st.FailedBatches == 0 {
+		t.Errorf("stats %+v: want failed batches and drops counted", st)
+	}
+}
+
+func TestStoreLocalparts(t *testing.T) {
+	for _, store := range []bool{false, true} {
+		h := newHarness(t, Config{AuthServID: "mx.test.example", StoreLocalparts: store})
+		h.send(postfixFlavor, pick(t, "spf-pass"))
+		h.flush()
+		var local *string
+		h.store.DB.QueryRow(`SELECT mail_from_local FROM messages`).Scan(&local)
+		if got := local != nil && *local == "a"; got != store {
+			t.Errorf("store_localparts=%v: stored %v", store, local)
+		}
+	}
+}

@@ -210,6 +210,9 @@ func TestSIGHUPReloadsAndMetrics(t *testing.T) {
 		ar, _ := miltertest.Header(r.Mods, "Authentication-Results")
 		return ar
 	}
+	if fi, err := os.Stat(d.sock); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode: %v %v, want 0660", fi.Mode(), err)
+	}
 	if ar := arOf(); !strings.HasPrefix(ar, "first.example") {
 		t.Fatalf("A-R %q", ar)
 	}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/snowrain/snowrain/tlsinfo"
 )
@@ -105,16 +106,23 @@ func ptrFromUnderscore(s string) string {
 	return clean(name)
 }
 
-// clean bounds and sanitises untrusted macro text before it is stored.
+// clean bounds and sanitises untrusted macro text before it is stored:
+// valid UTF-8, no control characters, at most 255 bytes cut on a rune
+// boundary.
 func clean(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) > 255 {
-		s = s[:255]
-	}
-	return strings.Map(func(r rune) rune {
+	s = strings.ToValidUTF8(strings.TrimSpace(s), "?")
+	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return -1
 		}
 		return r
 	}, s)
+	if len(s) <= 255 {
+		return s
+	}
+	i := 255
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }

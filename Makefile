@@ -32,7 +32,9 @@ vet:
 	$(GO) vet ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./measure/ ./milter/ ./resolver/ ./auth/ ./tlsinfo/
+	$(GO) test -run "^$$" -bench StoreIngest -benchtime 500000x -count 3 ./measure/
+	$(GO) test -run "^$$" -bench Milter -benchtime 10000x -count 3 ./milter/
+	$(GO) test -run "^$$" -bench Daemon50Conns -benchtime 20000x -count 3 ./cmd/snowrain/
 
 # A short fuzz pass over every parser we own (longer: FUZZTIME=5m).
 FUZZTIME ?= 20s

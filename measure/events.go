@@ -91,6 +91,8 @@ type batch struct {
 	conn    driver.Stmt
 	stmts   map[string]driver.Stmt // multi-row inserts by text
 	pending []*Message
+	args    []driver.Value // reused between statements
+	sigArgs []driver.Value
 }
 
 func newBatch(c driver.Conn) (*batch, error) {
@@ -185,10 +187,11 @@ func (b *batch) flush() error {
 	if err != nil {
 		return err
 	}
-	args := make([]driver.Value, 0, n*messageCols)
+	args := b.args[:0]
 	for _, m := range b.pending {
 		args = m.values(args)
 	}
+	b.args = args
 	res, err := exec(st, args...)
 	if err != nil {
 		return err
@@ -197,7 +200,7 @@ func (b *batch) flush() error {
 	if err != nil {
 		return err
 	}
-	var sigArgs []driver.Value
+	sigArgs := b.sigArgs[:0]
 	for i, m := range b.pending {
 		id := last - int64(n-1-i)
 		for seq, s := range m.Signatures {
@@ -205,6 +208,7 @@ func (b *batch) flush() error {
 		}
 	}
 	b.pending = b.pending[:0]
+	b.sigArgs = sigArgs
 	for len(sigArgs) > 0 {
 		rows := min(len(sigArgs)/signatureCols, 4*rowsPerInsert)
 		st, err := b.stmt(insertSignature, signatureCols, rows)

@@ -3,7 +3,6 @@ package measure
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -111,27 +110,31 @@ func TestReportCountsAndPrune(t *testing.T) {
 	}
 }
 
-// BenchmarkStoreIngest measures batched message records per second.
+// BenchmarkStoreIngest measures batched message records per second, bare
+// and with one DKIM signature row each (83% of mail is signed, per the
+// paper).
 func BenchmarkStoreIngest(b *testing.B) {
-	s := openTemp(b)
-	w := NewWriter(s, WriterConfig{QueueSize: b.N + 1, BatchSize: 5000, Interval: time.Hour})
-	msgs := make([]*Message, 1000)
-	for i := range msgs {
-		msgs[i] = sampleMessage(i)
-		if os.Getenv("NOSIG") != "" {
-			msgs[i].Signatures = nil
-		}
-	}
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		w.Enqueue(msgs[i%len(msgs)])
-	}
-	if err := w.Close(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
-	if st := w.Stats(); st.Dropped != 0 {
-		b.Fatalf("dropped %d", st.Dropped)
+	for _, sigs := range []int{0, 1} {
+		b.Run(fmt.Sprintf("signatures=%d", sigs), func(b *testing.B) {
+			s := openTemp(b)
+			w := NewWriter(s, WriterConfig{QueueSize: b.N + 1, BatchSize: 5000, Interval: time.Hour})
+			msgs := make([]*Message, 1000)
+			for i := range msgs {
+				msgs[i] = sampleMessage(i)
+				msgs[i].Signatures = msgs[i].Signatures[:sigs]
+			}
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				w.Enqueue(msgs[i%len(msgs)])
+			}
+			if err := w.Close(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+			if st := w.Stats(); st.Dropped != 0 {
+				b.Fatalf("dropped %d", st.Dropped)
+			}
+		})
 	}
 }

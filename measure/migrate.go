@@ -81,6 +81,36 @@ var migrations = []string{
 		detail      TEXT,
 		PRIMARY KEY (message_id, seq)
 	) WITHOUT ROWID;`,
+	// 2: outbound deliveries read from the MTA log, and where each log
+	// was read up to.
+	`CREATE TABLE deliveries (
+		id            INTEGER PRIMARY KEY,
+		delivered_at  INTEGER NOT NULL,
+		mta           TEXT NOT NULL,
+		queue_id      TEXT,
+		domain        TEXT NOT NULL,
+		relay_host    TEXT,
+		relay_ip      TEXT,
+		relay_port    INTEGER,
+		status        TEXT NOT NULL,
+		dsn           TEXT,
+		delay         REAL,
+		tls_version   TEXT,
+		cipher        TEXT,
+		cipher_bits   INTEGER,
+		tls_level     TEXT NOT NULL,
+		key_exchange  TEXT,
+		bulk_cipher   TEXT,
+		mac           TEXT,
+		forward_secret INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX deliveries_at ON deliveries(delivered_at);
+	CREATE TABLE log_positions (
+		source     TEXT PRIMARY KEY,
+		inode      INTEGER NOT NULL,
+		offset     INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

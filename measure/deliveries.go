@@ -1,0 +1,67 @@
+package measure
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/snowrain/snowrain/measure/maillog"
+)
+
+// LogPosition is how far a log source has been read.
+type LogPosition struct {
+	Source string
+	Inode  uint64
+	Offset int64
+}
+
+// LogPosition returns the stored position of source, if any.
+func (s *Store) LogPosition(ctx context.Context, source string) (LogPosition, bool, error) {
+	p := LogPosition{Source: source}
+	err := s.DB.QueryRowContext(ctx, `SELECT inode, offset FROM log_positions WHERE source = ?`, source).
+		Scan(&p.Inode, &p.Offset)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, fmt.Errorf("measure: log position: %w", err)
+	}
+	return p, true, nil
+}
+
+const insertDelivery = `INSERT INTO deliveries (delivered_at, mta, queue_id, domain, relay_host,
+	relay_ip, relay_port, status, dsn, delay, tls_version, cipher, cipher_bits, tls_level,
+	key_exchange, bulk_cipher, mac, forward_secret) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+
+// RecordDeliveries writes ds and, in the same transaction, pos (when not
+// nil): a crash then neither loses nor repeats a delivery.
+func (s *Store) RecordDeliveries(ctx context.Context, ds []*maillog.Delivery, pos *LogPosition) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("measure: deliveries: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, insertDelivery)
+	if err != nil {
+		return fmt.Errorf("measure: deliveries: %w", err)
+	}
+	defer st.Close()
+	for _, d := range ds {
+		if _, err := st.ExecContext(ctx, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
+			d.RelayPort, d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, d.CipherBits, d.Level,
+			d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret); err != nil {
+			return fmt.Errorf("measure: deliveries: %w", err)
+		}
+	}
+	if pos != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO log_positions (source, inode, offset, updated_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET inode = excluded.inode,
+			offset = excluded.offset, updated_at = excluded.updated_at`,
+			pos.Source, pos.Inode, pos.Offset, time.Now().Unix()); err != nil {
+			return fmt.Errorf("measure: log position: %w", err)
+		}
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,129 @@
+package measure
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/snowrain/snowrain/measure/maillog"
+)
+
+// logWriter appends numbered Postfix delivery lines to a log file.
+type logWriter struct {
+	t    *testing.T
+	path string
+	n    int
+}
+
+func (w *logWriter) write(count int, partialTail bool) {
+	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer f.Close()
+	for i := 0; i < count; i++ {
+		w.n++
+		line := fmt.Sprintf("Nov 24 10:00:01 mx postfix/smtp[%d]: Q%07d: to=<u@d%d.example>, relay=mx.d.example[192.0.2.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 ok)\n", 100+w.n%7, w.n, w.n)
+		if partialTail && i == count-1 {
+			f.WriteString(line[:40]) // the MTA is mid-write
+			f.Sync()
+			time.Sleep(60 * time.Millisecond)
+			f.WriteString(line[40:])
+			continue
+		}
+		f.WriteString(line)
+	}
+}
+
+func countDeliveries(t *testing.T, s *Store) (total, distinct int) {
+	t.Helper()
+	s.DB.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT queue_id) FROM deliveries`).Scan(&total, &distinct)
+	return
+}
+
+func waitDeliveries(t *testing.T, s *Store, want int) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if n, _ := countDeliveries(t, s); n >= want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func startFollower(s *Store, path string) (cancel func()) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		(&Follower{Store: s, Path: path, Poll: 20 * time.Millisecond, Batch: 7}).Run(ctx)
+		close(done)
+	}()
+	return func() { stop(); <-done }
+}
+
+func TestFollowerRotationAndRestart(t *testing.T) {
+	s := openTemp(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	w := &logWriter{t: t, path: path}
+	w.write(10, false)
+	stop := startFollower(s, path)
+	w.write(10, true)
+	waitDeliveries(t, s, 20)
+
+	// Rotation by rename, with lines written to the old file just before.
+	w.write(5, false)
+	os.Rename(path, path+".1")
+	w.write(5, false)
+	waitDeliveries(t, s, 30)
+
+	// copytruncate: the same file shrinks to nothing and grows again.
+	os.Truncate(path, 0)
+	w.write(4, false)
+	waitDeliveries(t, s, 34)
+	stop()
+
+	// Restart: nothing read twice, nothing skipped.
+	w.write(6, false)
+	stop = startFollower(s, path)
+	waitDeliveries(t, s, 40)
+	stop()
+
+	// Rotation while snowrain is down: the rest of PATH.1 is read first.
+	w.write(3, false)
+	os.Rename(path, path+".1")
+	w.write(2, false)
+	stop = startFollower(s, path)
+	waitDeliveries(t, s, 45)
+	stop()
+
+	total, distinct := countDeliveries(t, s)
+	if total != w.n || distinct != w.n {
+		t.Errorf("recorded %d deliveries (%d distinct), wrote %d", total, distinct, w.n)
+	}
+}
+
+func TestIngestGzip(t *testing.T) {
+	s := openTemp(t)
+	var raw bytes.Buffer
+	for i := 0; i < 12; i++ {
+		fmt.Fprintf(&raw, "Nov 24 10:00:01 mx postfix/smtp[1]: Q%d: to=<u@d.example>, relay=mx[192.0.2.1]:25, dsn=2.0.0, status=sent (ok)\n", i)
+	}
+	raw.WriteString("not a log line\n")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	for _, in := range []*bytes.Buffer{bytes.NewBuffer(raw.Bytes()), &gz} {
+		p := maillog.NewParser()
+		n, err := s.IngestReader(context.Background(), in, p)
+		if err != nil || n != 12 || p.Counts()[maillog.ClassMalformed] != 1 {
+			t.Errorf("ingested %d, %v, counts %v", n, err, p.Counts())
+		}
+	}
+}

@@ -26,6 +26,8 @@ type Config struct {
 	DB          string `toml:"db"`
 	Metrics     string `toml:"metrics"` // listen address for /metrics, empty: off
 	LogFormat   string `toml:"log_format"`
+	Maillog     string `toml:"maillog"` // MTA log to follow for outbound deliveries, empty: off
+	Journal     bool   `toml:"journal"` // follow the systemd journal instead of a file
 	LogLevel    string `toml:"log_level"`
 
 	DNS          []string `toml:"dns"` // empty: /etc/resolv.conf
@@ -185,6 +187,8 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.DB, "db", c.DB, "SQLite database path")
 	fs.StringVar(&c.Metrics, "metrics", c.Metrics, "listen address for Prometheus /metrics (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.Maillog, "maillog", c.Maillog, "MTA log file to follow for outbound delivery TLS (e.g. /var/log/mail.log)")
+	fs.BoolVar(&c.Journal, "journal", c.Journal, "follow the systemd journal (journalctl) for outbound deliveries")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.Func("dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)", func(v string) error {
 		c.DNS = append(c.DNS, v)

@@ -27,12 +27,25 @@ type Counts struct {
 	FailOpen      map[string]int64 `json:"fail_open"`
 }
 
-// Report is the first report: what the milter recorded in a period.
+// DeliveryCounts are the outbound deliveries read from the MTA log.
+type DeliveryCounts struct {
+	Deliveries    int64            `json:"deliveries"`
+	TLSDeliveries int64            `json:"tls_deliveries"`
+	ForwardSecret int64            `json:"forward_secret_deliveries"`
+	ByStatus      map[string]int64 `json:"by_status"`
+	ByCipher      map[string]int64 `json:"by_cipher"`
+	ByLevel       map[string]int64 `json:"by_tls_level"`
+	ByDomain      map[string]int64 `json:"by_domain"`
+	TLSByDomain   map[string]int64 `json:"tls_by_domain"`
+}
+
+// Report is what the milter and the MTA log recorded in a period.
 type Report struct {
-	Since    time.Time `json:"since"`
-	Until    time.Time `json:"until"`
-	Inbound  Counts    `json:"inbound"`
-	Outbound Counts    `json:"outbound"`
+	Since    time.Time      `json:"since"`
+	Until    time.Time      `json:"until"`
+	Inbound  Counts         `json:"inbound"`
+	Outbound Counts         `json:"outbound"`
+	Delivery DeliveryCounts `json:"delivery"`
 }
 
 // BuildReport counts the messages received in [since, until).
@@ -43,7 +56,38 @@ func (s *Store) BuildReport(ctx context.Context, since, until time.Time) (*Repor
 			return nil, err
 		}
 	}
+	if err := s.fillDeliveries(ctx, &r.Delivery, since.Unix(), until.Unix()); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+const deliveredInPeriod = `FROM deliveries WHERE delivered_at >= ? AND delivered_at < ?`
+
+func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, until int64) error {
+	err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(tls_version <> ''), 0),
+		COALESCE(SUM(forward_secret), 0) `+deliveredInPeriod, since, until).
+		Scan(&c.Deliveries, &c.TLSDeliveries, &c.ForwardSecret)
+	if err != nil {
+		return fmt.Errorf("measure: report: %w", err)
+	}
+	for _, g := range []struct {
+		dst        *map[string]int64
+		expr, cond string
+	}{
+		{&c.ByStatus, "status", "1"},
+		{&c.ByCipher, "tls_version || ' ' || cipher", "tls_version <> ''"},
+		{&c.ByLevel, "tls_level", "1"},
+		{&c.ByDomain, "domain", "1"},
+		{&c.TLSByDomain, "domain", "tls_version <> ''"},
+	} {
+		m, err := s.countMap(ctx, `SELECT `+g.expr+`, COUNT(*) `+deliveredInPeriod+` AND `+g.cond+` GROUP BY 1`, since, until)
+		if err != nil {
+			return err
+		}
+		*g.dst = m
+	}
+	return nil
 }
 
 const inPeriod = `FROM messages WHERE direction = ? AND received_at >= ? AND received_at < ?`
@@ -129,6 +173,12 @@ func (r *Report) WriteText(w io.Writer) {
 		section(w, "Authentication (Table 17)", c.Auth, c.Messages)
 		section(w, "Checks skipped (fail open)", c.FailOpen, c.Messages)
 	}
+	d := &r.Delivery
+	fmt.Fprintf(w, "\n== Outbound deliveries (MTA log): %d, %d over TLS (%s), %d forward secret\n",
+		d.Deliveries, d.TLSDeliveries, pct(d.TLSDeliveries, d.Deliveries), d.ForwardSecret)
+	section(w, "Status", d.ByStatus, d.Deliveries)
+	section(w, "TLS cipher suites (Table 3)", d.ByCipher, d.Deliveries)
+	section(w, "TLS verification level", d.ByLevel, d.Deliveries)
 }
 
 func section(w io.Writer, title string, m map[string]int64, total int64) {

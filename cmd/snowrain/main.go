@@ -12,6 +12,7 @@ const usage = `usage: snowrain <command> [flags]
 commands:
   serve     run the milter (flags: snowrain serve -h)
   report    print the recorded counts for a period
+  ingest    import MTA logs (plain or gzip) for outbound delivery TLS
   db        database maintenance: prune, vacuum
   version   print the version
 `
@@ -30,6 +31,8 @@ func main() {
 		err = serve(args)
 	case "report":
 		err = report(args, os.Stdout)
+	case "ingest":
+		err = ingest(args, os.Stdout)
 	case "db":
 		err = db(args, os.Stdout)
 	case "version":

@@ -105,6 +105,7 @@ func serve(args []string) error {
 		}
 		go mt.Serve(ctx, mln)
 	}
+	followers := startFollowers(ctx, cfg, store, log)
 	srv := filter.NewServer()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -126,6 +127,8 @@ func serve(args []string) error {
 		}
 		break
 	}
+	stop()
+	followers.Wait()
 	return shutdown(cfg, srv, writer, log)
 }
 

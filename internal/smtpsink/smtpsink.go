@@ -5,6 +5,7 @@ package smtpsink
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"net"
 	"strings"
 	"sync"
@@ -19,9 +20,16 @@ type Message struct {
 	Data []byte
 }
 
+// Options shape a sink's STARTTLS behaviour.
+type Options struct {
+	TLS     *tls.Config // offer STARTTLS with this configuration
+	FailTLS bool        // offer STARTTLS, then break the handshake
+}
+
 // Sink is a running SMTP sink.
 type Sink struct {
 	Addr string
+	opts Options
 
 	ln   net.Listener
 	mu   sync.Mutex
@@ -30,13 +38,16 @@ type Sink struct {
 }
 
 // Start listens on addr ("127.0.0.1:0" for any port) until the test ends.
-func Start(t testing.TB, addr string) *Sink {
+func Start(t testing.TB, addr string) *Sink { return StartWith(t, addr, Options{}) }
+
+// StartWith starts a sink with STARTTLS options.
+func StartWith(t testing.TB, addr string, o Options) *Sink {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Sink{Addr: ln.Addr().String(), ln: ln}
+	s := &Sink{Addr: ln.Addr().String(), ln: ln, opts: o}
 	go s.serve()
 	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
 	return s
@@ -74,11 +85,12 @@ func (s *Sink) serve() {
 }
 
 func (s *Sink) session(c net.Conn) {
-	defer c.Close()
+	defer func() { c.Close() }()
 	c.SetDeadline(time.Now().Add(time.Minute))
 	r := bufio.NewReader(c)
 	say := func(line string) { c.Write([]byte(line + "\r\n")) }
 	say("220 sink.test.example ESMTP")
+	tlsOn := false
 	var m Message
 	for {
 		line, err := r.ReadString('\n')
@@ -89,7 +101,22 @@ func (s *Sink) session(c net.Conn) {
 		switch {
 		case strings.HasPrefix(cmd, "EHLO"):
 			say("250-sink.test.example")
+			if !tlsOn && (s.opts.TLS != nil || s.opts.FailTLS) {
+				say("250-STARTTLS")
+			}
 			say("250 8BITMIME")
+		case cmd == "STARTTLS" && !tlsOn && (s.opts.TLS != nil || s.opts.FailTLS):
+			say("220 go ahead")
+			if s.opts.FailTLS {
+				c.Write([]byte("this is not a TLS server hello\r\n"))
+				return
+			}
+			// Bytes pipelined after STARTTLS are discarded (no injection).
+			tc := tls.Server(c, s.opts.TLS)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			c, r, tlsOn = tc, bufio.NewReader(tc), true
 		case strings.HasPrefix(cmd, "HELO"):
 			say("250 sink.test.example")
 		case strings.HasPrefix(cmd, "MAIL FROM:"):

@@ -59,8 +59,10 @@ func (l *Line) parseTime(s string, now time.Time, loc *time.Location) (string, e
 			return "", ErrNoTimestamp
 		}
 		t, err := time.Parse(time.RFC3339Nano, s[:sp])
-		if err != nil {
-			return "", ErrNoTimestamp
+		if err != nil { // journalctl -o short-iso writes +0000
+			if t, err = time.Parse("2006-01-02T15:04:05-0700", s[:sp]); err != nil {
+				return "", ErrNoTimestamp
+			}
 		}
 		l.Time = t
 		return s[sp+1:], nil

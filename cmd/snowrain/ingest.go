@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/snowrain/snowrain/config"
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/measure/maillog"
+)
+
+// ingest imports MTA logs (plain or gzip) once.
+func ingest(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("usage: snowrain ingest [--db PATH] FILE…")
+	}
+	ctx := context.Background()
+	store, err := measure.Open(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	for _, path := range fs.Args() {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		p := maillog.NewParser()
+		n, err := store.IngestReader(ctx, f, p)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		fmt.Fprintf(out, "%s: %d deliveries; lines by class: %s\n", path, n, formatCounts(p.Counts()))
+	}
+	return nil
+}
+
+func formatCounts(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s := ""
+	for _, k := range keys {
+		s += fmt.Sprintf("%s=%d ", k, m[k])
+	}
+	return s
+}
+
+// startFollowers follows the configured MTA log or journal until ctx ends.
+func startFollowers(ctx context.Context, cfg config.Config, store *measure.Store, log *slog.Logger) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	if cfg.Maillog != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fw := &measure.Follower{Store: store, Path: cfg.Maillog, Log: log}
+			if err := fw.Run(ctx); err != nil {
+				log.Error("maillog follower stopped", "path", cfg.Maillog, "err", err)
+			}
+		}()
+	}
+	if cfg.Journal {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := followJournal(ctx, store, filepath.Join(filepath.Dir(cfg.DB), "journal.cursor"), log); err != nil {
+				log.Error("journal follower stopped", "err", err)
+			}
+		}()
+	}
+	return &wg
+}
+
+// followJournal reads `journalctl --follow` for the MTAs' delivery agents;
+// journalctl's cursor file keeps the position across restarts.
+func followJournal(ctx context.Context, store *measure.Store, cursor string, log *slog.Logger) error {
+	cmd := exec.CommandContext(ctx, "journalctl", "--follow", "--output=short-iso", "--no-pager",
+		"--cursor-file="+cursor, "-t", "postfix/smtp", "-t", "sendmail", "-t", "sm-mta")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("journalctl: %w", err)
+	}
+	p := maillog.NewParser()
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var batch []*maillog.Delivery
+	for sc.Scan() {
+		if d, _ := p.Feed(sc.Text()); d != nil {
+			batch = append(batch, d)
+		}
+		if len(batch) > 0 {
+			if err := store.RecordDeliveries(context.WithoutCancel(ctx), batch, nil); err != nil {
+				log.Error("journal: writing deliveries", "err", err)
+			}
+			batch = batch[:0]
+		}
+	}
+	return cmd.Wait()
+}

@@ -38,12 +38,12 @@ func TestFormatAuthResultsGolden(t *testing.T) {
 
 func TestAuthServID(t *testing.T) {
 	cases := map[string]string{
-		"mx.example.net; spf=pass":                     "mx.example.net",
-		" (comment) mx.example.net 1; dkim=pass":       "mx.example.net",
-		"(nested (comment)) MX.Example.NET;":           "MX.Example.NET",
-		"\r\n\tmx.example.net\r\n\t(tls=none); none":   "mx.example.net",
-		"(unterminated":                                "",
-		"":                                             "",
+		"mx.example.net; spf=pass":                   "mx.example.net",
+		" (comment) mx.example.net 1; dkim=pass":     "mx.example.net",
+		"(nested (comment)) MX.Example.NET;":         "MX.Example.NET",
+		"\r\n\tmx.example.net\r\n\t(tls=none); none": "mx.example.net",
+		"(unterminated":                              "",
+		"":                                           "",
 	}
 	for in, want := range cases {
 		if got := AuthServID(in); got != want {
@@ -108,8 +108,8 @@ func FuzzFormatAuthResults(f *testing.F) {
 	f.Add("a\r\nInjected: yes", ")(", ";", "(", "\\")
 	f.Fuzz(func(t *testing.T, domain, selector, alg, tlsState, class string) {
 		v := FormatAuthResults(Results{AuthServID: "mx", TLS: tlsState,
-			SPF:  SPFResult{Result: "permerror", Domain: domain, ErrorClass: class},
-			DKIM: []Signature{{Domain: domain, Selector: selector, Algorithm: alg, Result: "fail", Class: class, Detail: class}},
+			SPF:   SPFResult{Result: "permerror", Domain: domain, ErrorClass: class},
+			DKIM:  []Signature{{Domain: domain, Selector: selector, Algorithm: alg, Result: "fail", Class: class, Detail: class}},
 			DMARC: DMARCResult{Result: "fail", Policy: "reject", Disposition: "none", FromDomain: domain}})
 		if strings.Contains(strings.ReplaceAll(v, "\r\n\t", ""), "\n") || strings.Contains(strings.ReplaceAll(v, "\r\n\t", ""), "\r") {
 			t.Fatalf("line break injected: %q", v)

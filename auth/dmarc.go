@@ -30,10 +30,10 @@ const (
 
 // DMARCInput is what the evaluation needs from the rest of the message.
 type DMARCInput struct {
-	FromDomain  string   // RFC5322.From domain ("" when FromClass says why)
-	FromClass   string   // "" or one of the From* classes
+	FromDomain  string    // RFC5322.From domain ("" when FromClass says why)
+	FromClass   string    // "" or one of the From* classes
 	SPF         SPFResult // the MAIL FROM check (HELO for the null sender)
-	DKIMDomains []string // d= of every passing signature
+	DKIMDomains []string  // d= of every passing signature
 }
 
 // DMARCResult is the DMARC evaluation of one message.

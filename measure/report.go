@@ -2,7 +2,9 @@ package measure
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
 	"io"
 	"sort"
 	"time"
@@ -90,39 +92,59 @@ func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, un
 	return nil
 }
 
-const inPeriod = `FROM messages WHERE direction = ? AND received_at >= ? AND received_at < ?`
-
+// fill counts one direction in a single scan: the GROUP BY yields a few
+// hundred combinations however many messages there are, and Go adds them
+// up into every table.
 func (s *Store) fill(ctx context.Context, c *Counts, dir string, since, until int64) error {
-	err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*),
-		COALESCE(SUM(action = 'reject'), 0),
-		COALESCE(SUM(tls_version <> ''), 0),
-		COALESCE(SUM(forward_secret), 0) `+inPeriod,
-		dir, since, until).Scan(&c.Messages, &c.Rejected, &c.TLSMessages, &c.ForwardSecret)
+	*c = Counts{ByCipher: map[string]int64{}, ByTLSVersion: map[string]int64{}, SPF: map[string]int64{},
+		SPFErrorClass: map[string]int64{}, DKIM: map[string]int64{}, DMARC: map[string]int64{},
+		DMARCPolicy: map[string]int64{}, Auth: map[string]int64{}, FailOpen: map[string]int64{}}
+	rows, err := s.DB.QueryContext(ctx, `SELECT action, tls_version, cipher, forward_secret,
+		spf_result, spf_class, dkim_result, dmarc_result, dmarc_policy, auth_class, fail_open, COUNT(*)
+		FROM messages WHERE direction = ? AND received_at >= ? AND received_at < ?
+		GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11`, dir, since, until)
 	if err != nil {
 		return fmt.Errorf("measure: report: %w", err)
 	}
-	groups := []struct {
-		dst  *map[string]int64
-		expr string
-		cond string
-	}{
-		{&c.ByCipher, "tls_version || ' ' || cipher", "tls_version <> ''"},
-		{&c.ByTLSVersion, "CASE WHEN tls_version = '' THEN 'none' ELSE tls_version END", "1"},
-		{&c.SPF, "spf_result", "1"},
-		{&c.SPFErrorClass, "spf_class", "spf_class <> ''"},
-		{&c.DKIM, "dkim_result", "1"},
-		{&c.DMARC, "dmarc_result", "1"},
-		{&c.DMARCPolicy, "dmarc_policy", "1"},
-		{&c.Auth, "auth_class", "1"},
-		{&c.FailOpen, "fail_open", "fail_open <> ''"},
-	}
-	for _, g := range groups {
-		q := `SELECT ` + g.expr + `, COUNT(*) ` + inPeriod + ` AND ` + g.cond + ` GROUP BY 1`
-		m, err := s.countMap(ctx, q, dir, since, until)
-		if err != nil {
-			return err
+	defer rows.Close()
+	for rows.Next() {
+		var action, version, cipher, spf, spfClass, dkim, dmarc, policy, auth, failOpen sql.NullString
+		var fs bool
+		var n int64
+		if err := rows.Scan(&action, &version, &cipher, &fs, &spf, &spfClass, &dkim, &dmarc, &policy,
+			&auth, &failOpen, &n); err != nil {
+			return fmt.Errorf("measure: report: %w", err)
 		}
-		*g.dst = m
+		c.Messages += n
+		if action.String == "reject" {
+			c.Rejected += n
+		}
+		if version.String != "" {
+			c.TLSMessages += n
+			c.ByCipher[version.String+" "+cipher.String] += n
+			c.ByTLSVersion[version.String] += n
+		} else {
+			c.ByTLSVersion["none"] += n
+		}
+		if fs {
+			c.ForwardSecret += n
+		}
+		c.SPF[spf.String] += n
+		if spfClass.String != "" {
+			c.SPFErrorClass[spfClass.String] += n
+		}
+		c.DKIM[dkim.String] += n
+		c.DMARC[dmarc.String] += n
+		c.DMARCPolicy[policy.String] += n
+		c.Auth[auth.String] += n
+		for _, r := range strings.Split(failOpen.String, ",") {
+			if r != "" {
+				c.FailOpen[r] += n
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("measure: report: %w", err)
 	}
 	c.DKIMFailClass, err = s.countMap(ctx, `SELECT sg.class, COUNT(*) FROM signatures sg
 		JOIN messages m ON m.id = sg.message_id

@@ -33,7 +33,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "5000")
 	q.Set("_synchronous", "NORMAL")
-	q.Set("_mutex", "no") // database/sql never shares a connection; the locks cost 10% of ingest
+	q.Set("_mutex", "no")          // database/sql never shares a connection; the locks cost 10% of ingest
 	q.Set("_cache_size", "-32000") // KiB: keeps index pages of a week in memory
 	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {

@@ -30,7 +30,7 @@ func main() {
 	case "serve":
 		err = serve(args)
 	case "report":
-		err = report(args, os.Stdout)
+		err = runReport(args, os.Stdout)
 	case "ingest":
 		err = ingest(args, os.Stdout)
 	case "db":

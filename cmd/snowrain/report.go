@@ -1,36 +1,45 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
+	"mime/quotedprintable"
+	"os"
+	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/report"
 )
 
-func report(args []string, out io.Writer) error {
+func runReport(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
-	since := fs.String("since", "7d", "start: RFC 3339 time, YYYY-MM-DD, or an age like 24h or 7d")
-	until := fs.String("until", "", "end (exclusive), same forms; default now")
-	format := fs.String("format", "text", "text or json")
+	since := fs.String("since", "", "start: RFC 3339 time, YYYY-MM-DD, or an age like 24h or 7d (default: last full ISO week)")
+	until := fs.String("until", "", "end (exclusive), same forms; default now when --since is given")
+	week := fs.String("week", "", "ISO week, e.g. 2026-W47")
+	format := fs.String("format", "text", "text, md, json, csv or html")
+	output := fs.String("o", "", "output file (csv: directory); default standard output")
+	geoip := fs.String("geoip", "", "MMDB country database (GeoLite2-Country, DB-IP) for the country table")
+	mailTo := fs.String("mail-to", "", "send the report (text and HTML) to this address through the local MTA")
+	sendmail := fs.String("sendmail", "/usr/sbin/sendmail -t -i", "command that takes a message on standard input")
+	tz := fs.String("tz", "Local", "time zone of days and weeks")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	now := time.Now()
-	from, err := parseWhen(*since, now)
+	loc, err := time.LoadLocation(*tz)
 	if err != nil {
-		return fmt.Errorf("--since: %w", err)
+		return fmt.Errorf("--tz: %w", err)
 	}
-	to := now.Add(time.Second)
-	if *until != "" {
-		if to, err = parseWhen(*until, now); err != nil {
-			return fmt.Errorf("--until: %w", err)
-		}
+	period, err := choosePeriod(*since, *until, *week, time.Now(), loc)
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	store, err := measure.OpenReadOnly(ctx, *dbPath)
@@ -38,28 +47,70 @@ func report(args []string, out io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	r, err := store.BuildReport(ctx, from, to)
+	r, err := report.Build(ctx, store, report.Options{Period: period, Loc: loc, GeoIP: *geoip})
 	if err != nil {
 		return err
 	}
-	switch *format {
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "text":
-		r.WriteText(out)
-		return nil
+	if *mailTo != "" {
+		return mailReport(r, *mailTo, *sendmail)
 	}
-	return fmt.Errorf("--format %q: want text or json", *format)
+	if *format == "csv" {
+		if *output == "" {
+			return fmt.Errorf("--format csv needs -o DIRECTORY")
+		}
+		return r.WriteCSV(*output)
+	}
+	w := out
+	if *output != "" {
+		f, err := os.Create(*output)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	switch *format {
+	case "text":
+		return r.WriteText(w)
+	case "md":
+		return r.WriteMarkdown(w)
+	case "json":
+		return r.WriteJSON(w)
+	case "html":
+		return r.WriteHTML(w)
+	}
+	return fmt.Errorf("--format %q: want text, md, json, csv or html", *format)
+}
+
+func choosePeriod(since, until, week string, now time.Time, loc *time.Location) (report.Period, error) {
+	switch {
+	case week != "":
+		return report.ParseWeek(week, loc)
+	case since == "":
+		return report.LastFullWeek(now, loc), nil
+	}
+	from, err := parseWhen(since, now, loc)
+	if err != nil {
+		return report.Period{}, fmt.Errorf("--since: %w", err)
+	}
+	to := now.Add(time.Second)
+	if until != "" {
+		if to, err = parseWhen(until, now, loc); err != nil {
+			return report.Period{}, fmt.Errorf("--until: %w", err)
+		}
+	}
+	if !to.After(from) {
+		return report.Period{}, fmt.Errorf("--until must be after --since")
+	}
+	return report.Period{Since: from, Until: to}, nil
 }
 
 // parseWhen reads an absolute time or an age before now.
-func parseWhen(s string, now time.Time) (time.Time, error) {
+func parseWhen(s string, now time.Time, loc *time.Location) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
+	if t, err := time.ParseInLocation("2006-01-02", s, loc); err == nil {
 		return t, nil
 	}
 	d, err := parseAge(s)
@@ -79,4 +130,36 @@ func parseAge(s string) (time.Duration, error) {
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(s)
+}
+
+// mailReport sends a multipart/alternative message (text and HTML).
+func mailReport(r *report.Report, to, command string) error {
+	var text, html bytes.Buffer
+	r.WriteText(&text)
+	r.WriteHTML(&html)
+	var b [12]byte
+	rand.Read(b[:])
+	boundary := "snowrain-" + hex.EncodeToString(b[:])
+	var msg bytes.Buffer
+	fmt.Fprintf(&msg, "To: %s\r\nSubject: snowrain report %s\r\nDate: %s\r\nMIME-Version: 1.0\r\n",
+		to, r.Period.Since.Format("2006-01-02"), time.Now().Format(time.RFC1123Z))
+	fmt.Fprintf(&msg, "Auto-Submitted: auto-generated\r\nContent-Type: multipart/alternative; boundary=%q\r\n\r\n", boundary)
+	for _, part := range []struct {
+		kind string
+		body []byte
+	}{{"text/plain", text.Bytes()}, {"text/html", html.Bytes()}} {
+		fmt.Fprintf(&msg, "--%s\r\nContent-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", boundary, part.kind)
+		qp := quotedprintable.NewWriter(&msg)
+		qp.Write(part.body)
+		qp.Close()
+		msg.WriteString("\r\n")
+	}
+	fmt.Fprintf(&msg, "--%s--\r\n", boundary)
+	argv := strings.Fields(command)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin = &msg
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", command, err, out)
+	}
+	return nil
 }

@@ -1,0 +1,269 @@
+package report
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/snowrain/snowrain/tlsinfo"
+)
+
+// Table is one section of the report, format-neutral.
+type Table struct {
+	ID      string     `json:"id"`
+	Title   string     `json:"title"`
+	Note    string     `json:"note,omitempty"`
+	Columns []string   `json:"columns"`
+	Rows    [][]string `json:"rows"`
+}
+
+// Tables returns every section in reading order.
+func (r *Report) Tables() []Table {
+	t := []Table{r.summary(), r.figure3(), r.table3(), r.table17(), r.table8(), r.table18(), r.table21(),
+		r.peerDomains(), r.fullTLS(), r.plaintext(), r.downgrades()}
+	if r.opts.GeoIP != "" {
+		t = append(t, r.countryTable())
+	}
+	return t
+}
+
+func share(n, total int64) float64 {
+	if total == 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(total)
+}
+
+func pctS(n, total int64) string {
+	if total == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f%%", share(n, total))
+}
+
+func change(n, total, pn, ptotal int64) string {
+	if total == 0 || ptotal == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%+.2f", share(n, total)-share(pn, ptotal))
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func (r *Report) summary() Table {
+	c, p := r.Current, r.Prior
+	row := func(name string, n, total, pn, ptotal int64) []string {
+		return []string{name, pctS(n, total), pctS(pn, ptotal), change(n, total, pn, ptotal)}
+	}
+	count := func(name string, n, pn int64) []string {
+		return []string{name, fmt.Sprint(n), fmt.Sprint(pn), fmt.Sprintf("%+d", n-pn)}
+	}
+	return Table{ID: "summary", Title: "Summary", Columns: []string{"Measure", "This period", "Previous", "Change"},
+		Rows: [][]string{
+			count("Inbound messages", c.Inbound.Messages, p.Inbound.Messages),
+			row("Inbound over TLS", c.Inbound.TLSMessages, c.Inbound.Messages, p.Inbound.TLSMessages, p.Inbound.Messages),
+			row("Inbound TLS with forward secrecy", c.Inbound.ForwardSecret, c.Inbound.TLSMessages, p.Inbound.ForwardSecret, p.Inbound.TLSMessages),
+			count("Outbound deliveries", c.Delivery.Deliveries, p.Delivery.Deliveries),
+			row("Outbound over TLS", c.Delivery.TLSDeliveries, c.Delivery.Deliveries, p.Delivery.TLSDeliveries, p.Delivery.Deliveries),
+			row("DKIM-signed messages failing", c.Inbound.DKIM["fail"], c.Inbound.DKIM["fail"]+c.Inbound.DKIM["pass"],
+				p.Inbound.DKIM["fail"], p.Inbound.DKIM["fail"]+p.Inbound.DKIM["pass"]),
+			count("Messages rejected by snowrain", c.Inbound.Rejected, p.Inbound.Rejected),
+		}}
+}
+
+func (r *Report) figure3() Table {
+	t := Table{ID: "figure3", Title: "Figure 3: TLS share per day",
+		Note:    "Inbound: messages recorded by the milter. Outbound: deliveries read from the MTA log.",
+		Columns: []string{"Date", "Day", "Inbound", "Inbound TLS", "Outbound", "Outbound TLS"}}
+	var wd, we [2][]float64
+	for _, d := range r.Days {
+		t.Rows = append(t.Rows, []string{d.Date.Format("2006-01-02"), d.Date.Format("Mon"), fmt.Sprint(d.InMessages),
+			pctS(d.InTLS, d.InMessages), fmt.Sprint(d.OutDeliveries), pctS(d.OutTLS, d.OutDeliveries)})
+		avg := &wd
+		if d.Weekend() {
+			avg = &we
+		}
+		if d.InMessages > 0 {
+			avg[0] = append(avg[0], share(d.InTLS, d.InMessages))
+		}
+		if d.OutDeliveries > 0 {
+			avg[1] = append(avg[1], share(d.OutTLS, d.OutDeliveries))
+		}
+	}
+	t.Rows = append(t.Rows, []string{"Weekday average", "", "", mean(wd[0]), "", mean(wd[1])},
+		[]string{"Weekend average", "", "", mean(we[0]), "", mean(we[1])})
+	return t
+}
+
+func mean(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return fmt.Sprintf("%.2f%%", s/float64(len(v)))
+}
+
+// table3 groups inbound TLS messages by version / key exchange / cipher /
+// MAC, the paper's columns, from the MTAs' suite names.
+func (r *Report) table3() Table {
+	type key struct{ v, kx, c, mac string }
+	group := func(by map[string]int64) map[key]int64 {
+		out := map[key]int64{}
+		for k, n := range by {
+			v, name, _ := strings.Cut(k, " ")
+			s := tlsinfo.Parse(name)
+			out[key{v, s.KeyExchange, s.Cipher, s.MAC}] += n
+		}
+		return out
+	}
+	cur, prev := group(r.Current.Inbound.ByCipher), group(r.Prior.Inbound.ByCipher)
+	total, ptotal := r.Current.Inbound.TLSMessages, r.Prior.Inbound.TLSMessages
+	keys := make([]key, 0, len(cur))
+	for k := range cur {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if cur[keys[i]] != cur[keys[j]] {
+			return cur[keys[i]] > cur[keys[j]]
+		}
+		return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j])
+	})
+	t := Table{ID: "table3", Title: "Table 3: TLS cipher suites of inbound mail",
+		Note: fmt.Sprintf("%s of TLS messages used forward-secret key exchange.",
+			pctS(r.Current.Inbound.ForwardSecret, total)),
+		Columns: []string{"TLS version", "Key exchange", "Cipher", "MAC", "Messages", "Share", "Previous", "Change"}}
+	for _, k := range keys {
+		t.Rows = append(t.Rows, []string{k.v, k.kx, k.c, k.mac, fmt.Sprint(cur[k]), pctS(cur[k], total),
+			pctS(prev[k], ptotal), change(cur[k], total, prev[k], ptotal)})
+	}
+	return t
+}
+
+// classTable renders fixed classes of a count map, share of total.
+func classTable(id, title, note string, classes [][2]string, cur, prev map[string]int64, total, ptotal int64) Table {
+	t := Table{ID: id, Title: title, Note: note, Columns: []string{"Class", "Count", "Share", "Previous", "Change"}}
+	for _, c := range classes {
+		t.Rows = append(t.Rows, []string{c[1], fmt.Sprint(cur[c[0]]), pctS(cur[c[0]], total),
+			pctS(prev[c[0]], ptotal), change(cur[c[0]], total, prev[c[0]], ptotal)})
+	}
+	return t
+}
+
+func (r *Report) table17() Table {
+	c, p := r.Current.Inbound, r.Prior.Inbound
+	return classTable("table17", "Table 17: Authentication of inbound mail", "",
+		[][2]string{{"dkim_and_spf", "DKIM & SPF"}, {"dkim_only", "DKIM only"}, {"spf_only", "SPF only"}, {"none", "No authentication"}},
+		c.Auth, p.Auth, c.Messages, p.Messages)
+}
+
+func (r *Report) table8() Table {
+	c, p := r.Current.Inbound, r.Prior.Inbound
+	t := classTable("table8", "Table 8: DKIM failures",
+		"Share of failing signatures; the first row is the share of DKIM-signed messages that failed.",
+		[][2]string{{"weak_key", "Weak key (< 1024 bits)"}, {"revoked", "Key revoked"},
+			{"unsupported_algorithm", "Algorithm not supported"}, {"expired", "Signature expired"},
+			{"body_hash", "Body hash mismatch"}, {"version", "Protocol version incorrect"},
+			{"duplicate_tags", "Duplicated tags"}, {"other", "Other error"}},
+		c.DKIMFailClass, p.DKIMFailClass, sum(c.DKIMFailClass), sum(p.DKIMFailClass))
+	signed, psigned := c.DKIM["pass"]+c.DKIM["fail"], p.DKIM["pass"]+p.DKIM["fail"]
+	overall := []string{"Overall failure rate", fmt.Sprint(c.DKIM["fail"]), pctS(c.DKIM["fail"], signed),
+		pctS(p.DKIM["fail"], psigned), change(c.DKIM["fail"], signed, p.DKIM["fail"], psigned)}
+	t.Rows = append([][]string{overall}, t.Rows...)
+	return t
+}
+
+func (r *Report) table18() Table {
+	c, p := r.Current.Inbound, r.Prior.Inbound
+	return classTable("table18", "Table 18: DMARC policies of inbound mail", "",
+		[][2]string{{"quarantine", "Quarantine"}, {"none", "Empty (p=none)"}, {"reject", "Reject"}, {"absent", "Not published"}},
+		c.DMARCPolicy, p.DMARCPolicy, c.Messages, p.Messages)
+}
+
+func (r *Report) table21() Table {
+	c, p := r.Current.Inbound, r.Prior.Inbound
+	return classTable("table21", "Table 21: SPF errors of inbound mail", "Share of all inbound messages.",
+		[][2]string{{"dns_timeout", "DNS timeout"}, {"temperror", "Temporary error"}, {"permerror", "Permanent error"}, {"invalid_record", "Invalid record"}},
+		c.SPFErrorClass, p.SPFErrorClass, c.Messages, p.Messages)
+}
+
+func (r *Report) peerDomains() Table {
+	t := Table{ID: "domains", Title: "Peer domains: TLS coverage",
+		Note:    fmt.Sprintf("The %d busiest domains; change in TLS share against the previous period, in points.", r.opts.Top),
+		Columns: []string{"Domain", "Inbound", "Inbound TLS", "Change", "Outbound", "Outbound TLS", "Change"}}
+	for i, d := range r.Domains {
+		if i == r.opts.Top {
+			break
+		}
+		t.Rows = append(t.Rows, []string{d.Name, fmt.Sprint(d.In), pctS(d.InTLS, d.In), change(d.InTLS, d.In, d.PrevInTLS, d.PrevIn),
+			fmt.Sprint(d.Out), pctS(d.OutTLS, d.Out), change(d.OutTLS, d.Out, d.PrevOutTLS, d.PrevOut)})
+	}
+	return t
+}
+
+func (r *Report) fullTLS() Table {
+	t := Table{ID: "full_tls", Title: "Domains at 100% TLS", Columns: []string{"Domain", "Inbound", "Outbound"}}
+	for _, d := range r.Domains {
+		if d.In+d.Out >= r.opts.MinMessages && d.InTLS == d.In && d.OutTLS == d.Out {
+			t.Rows = append(t.Rows, []string{d.Name, fmt.Sprint(d.In), fmt.Sprint(d.Out)})
+		}
+	}
+	return t
+}
+
+func (r *Report) plaintext() Table {
+	list := append([]Domain(nil), r.Domains...)
+	plain := func(d Domain) int64 { return d.In - d.InTLS + d.Out - d.OutTLS }
+	sort.SliceStable(list, func(i, j int) bool { return plain(list[i]) > plain(list[j]) })
+	t := Table{ID: "plaintext", Title: "Top domains still in plaintext",
+		Columns: []string{"Domain", "Plaintext inbound", "Plaintext outbound"}}
+	for i, d := range list {
+		if i == r.opts.Top || plain(d) == 0 {
+			break
+		}
+		t.Rows = append(t.Rows, []string{d.Name, fmt.Sprint(d.In - d.InTLS), fmt.Sprint(d.Out - d.OutTLS)})
+	}
+	return t
+}
+
+// downgrades lists domains whose TLS share fell by DowngradeDrop points
+// or more: possible STARTTLS stripping, or a peer that lost its TLS.
+func (r *Report) downgrades() Table {
+	t := Table{ID: "downgrades", Title: "Downgrade candidates",
+		Note:    fmt.Sprintf("TLS share dropped by %.0f points or more against the previous period.", r.opts.DowngradeDrop),
+		Columns: []string{"Domain", "Direction", "Previous TLS", "TLS", "Drop"}}
+	for _, d := range r.Domains {
+		for _, dir := range []struct {
+			name             string
+			n, tls, pn, ptls int64
+		}{{"inbound", d.In, d.InTLS, d.PrevIn, d.PrevInTLS}, {"outbound", d.Out, d.OutTLS, d.PrevOut, d.PrevOutTLS}} {
+			if dir.n < r.opts.MinMessages || dir.pn < r.opts.MinMessages {
+				continue
+			}
+			drop := share(dir.ptls, dir.pn) - share(dir.tls, dir.n)
+			if drop >= r.opts.DowngradeDrop {
+				t.Rows = append(t.Rows, []string{d.Name, dir.name, pctS(dir.ptls, dir.pn), pctS(dir.tls, dir.n), fmt.Sprintf("%.2f", drop)})
+			}
+		}
+	}
+	return t
+}
+
+func (r *Report) countryTable() Table {
+	t := Table{ID: "countries", Title: "Inbound mail by country of the sending address",
+		Columns: []string{"Country", "Messages", "Share", "TLS", "Change"}}
+	for _, c := range r.Countries {
+		p := r.CountriesPrior[c.Code]
+		t.Rows = append(t.Rows, []string{c.Code, fmt.Sprint(c.Messages), pctS(c.Messages, r.Current.Inbound.Messages),
+			pctS(c.TLS, c.Messages), change(c.TLS, c.Messages, p.TLS, p.Messages)})
+	}
+	return t
+}

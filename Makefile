@@ -26,7 +26,8 @@ test: test-deps vet
 
 test-deps:
 	bash scripts/deps-postfix.sh
-	if [ -f scripts/deps-sendmail.sh ]; then bash scripts/deps-sendmail.sh; fi
+	bash scripts/deps-sendmail.sh
+	bash scripts/deps-chromium.sh
 
 vet:
 	$(GO) vet ./...

@@ -52,7 +52,7 @@ func (r *Report) dailyChart() template.HTML {
 		if n == 1 {
 			return left + float64(w-left)/2
 		}
-		return left + float64(i)*float64(w-left-10)/float64(n-1)
+		return left + float64(i)*float64(w-left-30)/float64(n-1)
 	}
 	y := func(pct float64) float64 { return top + (100-pct)*float64(h-top-bottom)/100 }
 	var b strings.Builder

@@ -22,6 +22,7 @@ import (
 	"github.com/snowrain/snowrain/internal/corpus"
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/miltertest"
+	"github.com/snowrain/snowrain/internal/postfixtest"
 )
 
 var binary string
@@ -281,5 +282,27 @@ func TestReportJSON(t *testing.T) {
 	}
 	if out, err := exec.Command(binary, "db", "vacuum", "--db", d.db).CombinedOutput(); err != nil {
 		t.Errorf("vacuum: %v %s", err, out)
+	}
+}
+
+// TestReportMailTo sends the report through a real Postfix's sendmail.
+func TestReportMailTo(t *testing.T) {
+	dns := dnstest.Start(t, corpus.Zone())
+	dir := t.TempDir()
+	d := startDaemon(t, dir, dns.Addr)
+	miltertest.SendOne(miltertest.NewClient("unix", d.sock), miltertest.Postfix, corpus.Cases()[0])
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t)
+	pf := postfixtest.Start(t, postfixtest.Options{})
+	out, err := exec.Command(binary, "report", "--db", d.db, "--since", "1h", "--mail-to", "postmaster@dest.example",
+		"--sendmail", "/usr/sbin/sendmail -C "+filepath.Join(pf.Dir, "etc")+" -t -i").CombinedOutput()
+	if err != nil {
+		t.Fatalf("report --mail-to: %v %s", err, out)
+	}
+	for i := 0; i < 100 && !strings.Contains(pf.Log(), "to=<postmaster@dest.example>"); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if log := pf.Log(); !strings.Contains(log, "to=<postmaster@dest.example>") || !strings.Contains(log, "status=sent") {
+		t.Errorf("report not delivered by Postfix:\n%s", log)
 	}
 }

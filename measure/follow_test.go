@@ -127,3 +127,32 @@ func TestIngestGzip(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLogIngest parses and stores a Postfix 3.7 log: per delivery a
+// qmgr line, a TLS line (two in three) and a status line, plus noise.
+func BenchmarkLogIngest(b *testing.B) {
+	var log bytes.Buffer
+	lines := 0
+	for i := 0; log.Len() < 64<<20; i++ {
+		pid := 1000 + i%50
+		fmt.Fprintf(&log, "Nov 24 10:00:01 mx postfix/qmgr[900]: Q%08X: from=<a@example.org>, size=1234, nrcpt=1 (queue active)\n", i)
+		if i%3 != 0 {
+			fmt.Fprintf(&log, "Nov 24 10:00:01 mx postfix/smtp[%d]: Trusted TLS connection established to mx%d.example[192.0.2.%d]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256\n", pid, i%97, i%250)
+			lines++
+		}
+		fmt.Fprintf(&log, "Nov 24 10:00:01 mx postfix/smtp[%d]: Q%08X: to=<u@d%d.example>, relay=mx%d.example[192.0.2.%d]:25, delay=0.21, delays=0.01/0.01/0.1/0.09, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 1)\n", pid, i, i%97, i%97, i%250)
+		fmt.Fprintf(&log, "Nov 24 10:00:01 mx postfix/qmgr[900]: Q%08X: removed\n", i)
+		lines += 3
+	}
+	data := log.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s := openTemp(b)
+		start := time.Now()
+		if _, err := s.IngestReader(context.Background(), bytes.NewReader(data), maillog.NewParser()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(lines)/time.Since(start).Seconds(), "lines/s")
+	}
+}

@@ -25,6 +25,13 @@ type Options struct {
 	CAFile   string
 	Hostname string // default mx.test.example
 	Root     string // unpacked tree; default $SENDMAIL_ROOT or /opt/snowrain-test/sendmail
+
+	// SmartHost, when set ("127.0.0.1:PORT"), makes Sendmail deliver
+	// everything there at once instead of only queueing it.
+	SmartHost string
+	// Syslog collects Sendmail's log lines (it logs nowhere else) on a
+	// datagram socket at /dev/log, which must not exist yet.
+	Syslog bool
 }
 
 // Instance is a running throwaway Sendmail.
@@ -36,6 +43,8 @@ type Instance struct {
 	out      *strings.Builder
 	mu       sync.Mutex
 	stopOnce sync.Once
+	syslog   *net.UnixConn
+	lines    []string
 }
 
 // Start builds a .cf with m4, starts Sendmail in the foreground inside a
@@ -65,6 +74,11 @@ func Start(t testing.TB, o Options) *Instance {
 	}
 	in := &Instance{Dir: dir, out: &strings.Builder{}}
 	t.Cleanup(in.Stop)
+	if o.Syslog {
+		if err := in.listenSyslog(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	port := freePort(t)
 	in.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	cf, err := in.buildCF(o, port)
@@ -74,7 +88,7 @@ func Start(t testing.TB, o Options) *Instance {
 	hosts := filepath.Join(dir, "hosts")
 	os.WriteFile(hosts, []byte(fmt.Sprintf("127.0.0.1 localhost\n127.0.1.1 %s %s\n", o.Hostname,
 		strings.SplitN(o.Hostname, ".", 2)[0])), 0o644)
-	script := fmt.Sprintf("mount --bind %s /etc/hosts && hostname %s && exec %s -bD -C %s -L sendmail-test",
+	script := fmt.Sprintf("mount --bind %s /etc/hosts && hostname %s && exec %s -bD -C %s -L sendmail",
 		hosts, o.Hostname, bin, cf)
 	in.cmd = exec.Command("unshare", "-m", "-u", "--propagation", "private", "sh", "-c", script)
 	in.cmd.Stdout, in.cmd.Stderr = in, in
@@ -125,7 +139,15 @@ func (in *Instance) buildCF(o Options, port int) (string, error) {
 	w("define(`confPID_FILE', `%s')dnl", filepath.Join(in.Dir, "sendmail.pid"))
 	w("define(`ALIAS_FILE', `')dnl")
 	w("define(`HELP_FILE', `')dnl")
-	w("define(`confDELIVERY_MODE', `queueonly')dnl")
+	if o.SmartHost != "" {
+		host, port, _ := net.SplitHostPort(o.SmartHost)
+		w("define(`confDELIVERY_MODE', `background')dnl")
+		w("define(`SMART_HOST', `esmtp:[%s]')dnl", host)
+		w("define(`ESMTP_MAILER_ARGS', `TCP $h %s')dnl", port)
+		w("define(`confLOG_LEVEL', `9')dnl")
+	} else {
+		w("define(`confDELIVERY_MODE', `queueonly')dnl")
+	}
 	w("define(`confDOMAIN_NAME', `%s')dnl", o.Hostname)
 	w("define(`confMAX_MESSAGE_SIZE', `40000000')dnl")
 	w("define(`confDONT_PROBE_INTERFACES', `True')dnl")
@@ -231,6 +253,51 @@ func (in *Instance) Stop() {
 				<-done
 			}
 		}
+		if in.syslog != nil {
+			in.syslog.Close()
+			os.Remove("/dev/log")
+		}
 		os.RemoveAll(in.Dir)
 	})
+}
+
+// listenSyslog binds /dev/log and keeps what arrives, rewritten as a
+// syslog file line ("Mon _2 15:04:05 host tag[pid]: msg").
+func (in *Instance) listenSyslog() error {
+	if _, err := os.Stat("/dev/log"); err == nil {
+		return fmt.Errorf("sendmailtest: /dev/log exists; a syslog daemon runs, read its files instead")
+	}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "/dev/log", Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	os.Chmod("/dev/log", 0o666)
+	in.syslog = c
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			line := string(buf[:n])
+			if i := strings.IndexByte(line, '>'); strings.HasPrefix(line, "<") && i > 0 {
+				line = line[i+1:]
+			}
+			if len(line) > 16 {
+				line = line[:16] + "localhost " + line[16:]
+			}
+			in.mu.Lock()
+			in.lines = append(in.lines, strings.TrimRight(line, "\n"))
+			in.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// Syslog returns the log lines received so far (with Options.Syslog).
+func (in *Instance) Syslog() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]string(nil), in.lines...)
 }

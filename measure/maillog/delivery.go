@@ -85,7 +85,9 @@ func fields(s string) map[string]string {
 // splitRelay reads Postfix's "host[ip]:port" or Sendmail's "host. [ip]".
 func splitRelay(r string) (host, ip string, port int) {
 	r = strings.TrimSpace(r)
-	open := strings.IndexByte(r, '[')
+	// The address is the last bracketed part: Sendmail writes a relay
+	// without a name as "[192.0.2.1] [192.0.2.1]".
+	open := strings.LastIndexByte(r, '[')
 	close := strings.LastIndexByte(r, ']')
 	if open < 0 || close < open {
 		return strings.TrimSuffix(r, "."), "", 0

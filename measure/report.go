@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"io"
-	"sort"
 	"time"
 )
 
@@ -173,67 +171,4 @@ func (s *Store) countMap(ctx context.Context, q string, args ...any) (map[string
 		m[key] += n
 	}
 	return m, rows.Err()
-}
-
-// WriteText renders r for a terminal or a cron mail.
-func (r *Report) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "snowrain report %s – %s\n", r.Since.Format(time.RFC3339), r.Until.Format(time.RFC3339))
-	for _, d := range []struct {
-		name string
-		c    *Counts
-	}{{"Inbound", &r.Inbound}, {"Outbound (authenticated/submission)", &r.Outbound}} {
-		c := d.c
-		fmt.Fprintf(w, "\n== %s: %d messages, %d rejected, %d over TLS (%s), %d forward secret\n",
-			d.name, c.Messages, c.Rejected, c.TLSMessages, pct(c.TLSMessages, c.Messages), c.ForwardSecret)
-		section(w, "TLS cipher suites (Table 3)", c.ByCipher, c.Messages)
-		section(w, "SPF", c.SPF, c.Messages)
-		section(w, "SPF errors (Table 21)", c.SPFErrorClass, c.Messages)
-		section(w, "DKIM", c.DKIM, c.Messages)
-		section(w, "DKIM failures by signature (Table 8)", c.DKIMFailClass, sum(c.DKIMFailClass))
-		section(w, "DMARC", c.DMARC, c.Messages)
-		section(w, "DMARC published policy (Table 18)", c.DMARCPolicy, c.Messages)
-		section(w, "Authentication (Table 17)", c.Auth, c.Messages)
-		section(w, "Checks skipped (fail open)", c.FailOpen, c.Messages)
-	}
-	d := &r.Delivery
-	fmt.Fprintf(w, "\n== Outbound deliveries (MTA log): %d, %d over TLS (%s), %d forward secret\n",
-		d.Deliveries, d.TLSDeliveries, pct(d.TLSDeliveries, d.Deliveries), d.ForwardSecret)
-	section(w, "Status", d.ByStatus, d.Deliveries)
-	section(w, "TLS cipher suites (Table 3)", d.ByCipher, d.Deliveries)
-	section(w, "TLS verification level", d.ByLevel, d.Deliveries)
-}
-
-func section(w io.Writer, title string, m map[string]int64, total int64) {
-	if len(m) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "  %s\n", title)
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if m[keys[i]] != m[keys[j]] {
-			return m[keys[i]] > m[keys[j]]
-		}
-		return keys[i] < keys[j]
-	})
-	for _, k := range keys {
-		fmt.Fprintf(w, "    %-44s %8d  %7s\n", k, m[k], pct(m[k], total))
-	}
-}
-
-func sum(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
-func pct(n, total int64) string {
-	if total == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f%%", 100*float64(n)/float64(total))
 }

@@ -3,6 +3,7 @@ package measure
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
@@ -48,12 +49,24 @@ func (s *Store) RecordDeliveries(ctx context.Context, ds []*maillog.Delivery, po
 		return fmt.Errorf("measure: deliveries: %w", err)
 	}
 	defer st.Close()
+	roll := newRollup()
 	for _, d := range ds {
+		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
 		if _, err := st.ExecContext(ctx, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
 			d.RelayPort, d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, d.CipherBits, d.Level,
 			d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret); err != nil {
 			return fmt.Errorf("measure: deliveries: %w", err)
 		}
+	}
+	if err := roll.write(func(q string, args ...driver.Value) error {
+		a := make([]any, len(args))
+		for i, v := range args {
+			a[i] = v
+		}
+		_, err := tx.ExecContext(ctx, q, a...)
+		return err
+	}); err != nil {
+		return fmt.Errorf("measure: rollup: %w", err)
 	}
 	if pos != nil {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO log_positions (source, inode, offset, updated_at)

@@ -93,10 +93,11 @@ type batch struct {
 	pending []*Message
 	args    []driver.Value // reused between statements
 	sigArgs []driver.Value
+	roll    *rollup
 }
 
 func newBatch(c driver.Conn) (*batch, error) {
-	b := &batch{c: c, stmts: map[string]driver.Stmt{}}
+	b := &batch{c: c, stmts: map[string]driver.Stmt{}, roll: newRollup()}
 	var err error
 	if b.conn, err = c.Prepare(insertConnection); err != nil {
 		return nil, fmt.Errorf("measure: prepare: %w", err)
@@ -124,6 +125,22 @@ func (b *batch) stmt(prefix string, cols, n int) (driver.Stmt, error) {
 	}
 	b.stmts[text] = st
 	return st, nil
+}
+
+// writeRollup adds the transaction's hourly aggregates.
+func (b *batch) writeRollup() error {
+	return b.roll.write(func(q string, args ...driver.Value) error {
+		st, ok := b.stmts[q]
+		if !ok {
+			var err error
+			if st, err = b.c.Prepare(q); err != nil {
+				return fmt.Errorf("measure: prepare: %w", err)
+			}
+			b.stmts[q] = st
+		}
+		_, err := exec(st, args...)
+		return err
+	})
 }
 
 func exec(st driver.Stmt, args ...driver.Value) (driver.Result, error) {
@@ -159,6 +176,7 @@ const insertSignature = `INSERT INTO signatures (message_id, seq, domain, select
 const signatureCols = 9
 
 func (m *Message) apply(b *batch) error {
+	b.roll.addMessage(m)
 	b.pending = append(b.pending, m)
 	if len(b.pending) < rowsPerInsert {
 		return nil

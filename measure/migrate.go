@@ -111,6 +111,51 @@ var migrations = []string{
 		offset     INTEGER NOT NULL,
 		updated_at INTEGER NOT NULL
 	);`,
+	// 3: hourly rollups, kept by the writer in the same transactions, so
+	// that reports over months of mail read thousands of rows, not
+	// millions. Filled from what is already there.
+	`CREATE TABLE hourly_messages (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, action TEXT NOT NULL,
+		tls_version TEXT NOT NULL, cipher TEXT NOT NULL, forward_secret INTEGER NOT NULL,
+		spf_result TEXT NOT NULL, spf_class TEXT NOT NULL, dkim_result TEXT NOT NULL,
+		dmarc_result TEXT NOT NULL, dmarc_policy TEXT NOT NULL, auth_class TEXT NOT NULL,
+		fail_open TEXT NOT NULL, messages INTEGER NOT NULL,
+		PRIMARY KEY (hour, direction, action, tls_version, cipher, forward_secret, spf_result,
+			spf_class, dkim_result, dmarc_result, dmarc_policy, auth_class, fail_open)
+	) WITHOUT ROWID;
+	CREATE TABLE hourly_dkim_failures (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, class TEXT NOT NULL, signatures INTEGER NOT NULL,
+		PRIMARY KEY (hour, direction, class)
+	) WITHOUT ROWID;
+	CREATE TABLE hourly_peers (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, domain TEXT NOT NULL,
+		messages INTEGER NOT NULL, tls INTEGER NOT NULL,
+		PRIMARY KEY (hour, direction, domain)
+	) WITHOUT ROWID;
+	CREATE TABLE hourly_clients (
+		hour INTEGER NOT NULL, client_ip TEXT NOT NULL, messages INTEGER NOT NULL, tls INTEGER NOT NULL,
+		PRIMARY KEY (hour, client_ip)
+	) WITHOUT ROWID;
+	CREATE TABLE hourly_deliveries (
+		hour INTEGER NOT NULL, domain TEXT NOT NULL, status TEXT NOT NULL, tls_version TEXT NOT NULL,
+		cipher TEXT NOT NULL, tls_level TEXT NOT NULL, forward_secret INTEGER NOT NULL,
+		deliveries INTEGER NOT NULL,
+		PRIMARY KEY (hour, domain, status, tls_version, cipher, tls_level, forward_secret)
+	) WITHOUT ROWID;
+	INSERT INTO hourly_messages SELECT received_at / 3600, direction, action, COALESCE(tls_version, ''),
+		COALESCE(cipher, ''), forward_secret, COALESCE(spf_result, ''), COALESCE(spf_class, ''),
+		COALESCE(dkim_result, ''), COALESCE(dmarc_result, ''), COALESCE(dmarc_policy, ''),
+		COALESCE(auth_class, ''), COALESCE(fail_open, ''), COUNT(*)
+		FROM messages GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13;
+	INSERT INTO hourly_dkim_failures SELECT m.received_at / 3600, m.direction, s.class, COUNT(*)
+		FROM signatures s JOIN messages m ON m.id = s.message_id WHERE s.class <> '' GROUP BY 1, 2, 3;
+	INSERT INTO hourly_peers SELECT received_at / 3600, direction,
+		COALESCE(NULLIF(mail_from_domain, ''), NULLIF(from_domain, ''), '(none)'), COUNT(*),
+		SUM(COALESCE(tls_version, '') <> '') FROM messages GROUP BY 1, 2, 3;
+	INSERT INTO hourly_clients SELECT received_at / 3600, COALESCE(client_ip, ''), COUNT(*),
+		SUM(COALESCE(tls_version, '') <> '') FROM messages WHERE direction = 'inbound' GROUP BY 1, 2;
+	INSERT INTO hourly_deliveries SELECT delivered_at / 3600, domain, status, COALESCE(tls_version, ''),
+		COALESCE(cipher, ''), tls_level, forward_secret, COUNT(*) FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6, 7;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -48,25 +48,34 @@ type Report struct {
 	Delivery DeliveryCounts `json:"delivery"`
 }
 
-// BuildReport counts the messages received in [since, until).
+// Hours returns the rollup hours covering [since, until): reports count
+// whole hours, so a period not on hour boundaries is widened to them.
+func Hours(since, until time.Time) (from, to int64) {
+	return since.Unix() / 3600, (until.Unix() + 3599) / 3600
+}
+
+// BuildReport counts the messages received in [since, until), from the
+// hourly rollups.
 func (s *Store) BuildReport(ctx context.Context, since, until time.Time) (*Report, error) {
 	r := &Report{Since: since.UTC(), Until: until.UTC()}
+	from, to := Hours(since, until)
 	for dir, c := range map[string]*Counts{"inbound": &r.Inbound, "outbound": &r.Outbound} {
-		if err := s.fill(ctx, c, dir, since.Unix(), until.Unix()); err != nil {
+		if err := s.fill(ctx, c, dir, from, to); err != nil {
 			return nil, err
 		}
 	}
-	if err := s.fillDeliveries(ctx, &r.Delivery, since.Unix(), until.Unix()); err != nil {
+	if err := s.fillDeliveries(ctx, &r.Delivery, from, to); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-const deliveredInPeriod = `FROM deliveries WHERE delivered_at >= ? AND delivered_at < ?`
+const deliveredInPeriod = `FROM hourly_deliveries WHERE hour >= ? AND hour < ?`
 
 func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, until int64) error {
-	err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(tls_version <> ''), 0),
-		COALESCE(SUM(forward_secret), 0) `+deliveredInPeriod, since, until).
+	err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(deliveries), 0),
+		COALESCE(SUM(deliveries * (tls_version <> '')), 0),
+		COALESCE(SUM(deliveries * forward_secret), 0) `+deliveredInPeriod, since, until).
 		Scan(&c.Deliveries, &c.TLSDeliveries, &c.ForwardSecret)
 	if err != nil {
 		return fmt.Errorf("measure: report: %w", err)
@@ -81,7 +90,7 @@ func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, un
 		{&c.ByDomain, "domain", "1"},
 		{&c.TLSByDomain, "domain", "tls_version <> ''"},
 	} {
-		m, err := s.countMap(ctx, `SELECT `+g.expr+`, COUNT(*) `+deliveredInPeriod+` AND `+g.cond+` GROUP BY 1`, since, until)
+		m, err := s.countMap(ctx, `SELECT `+g.expr+`, SUM(deliveries) `+deliveredInPeriod+` AND `+g.cond+` GROUP BY 1`, since, until)
 		if err != nil {
 			return err
 		}
@@ -90,16 +99,15 @@ func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, un
 	return nil
 }
 
-// fill counts one direction in a single scan: the GROUP BY yields a few
-// hundred combinations however many messages there are, and Go adds them
-// up into every table.
+// fill counts one direction from the hourly rollup: a few rows per hour
+// however many messages there were, added up in Go into every table.
 func (s *Store) fill(ctx context.Context, c *Counts, dir string, since, until int64) error {
 	*c = Counts{ByCipher: map[string]int64{}, ByTLSVersion: map[string]int64{}, SPF: map[string]int64{},
 		SPFErrorClass: map[string]int64{}, DKIM: map[string]int64{}, DMARC: map[string]int64{},
 		DMARCPolicy: map[string]int64{}, Auth: map[string]int64{}, FailOpen: map[string]int64{}}
 	rows, err := s.DB.QueryContext(ctx, `SELECT action, tls_version, cipher, forward_secret,
-		spf_result, spf_class, dkim_result, dmarc_result, dmarc_policy, auth_class, fail_open, COUNT(*)
-		FROM messages WHERE direction = ? AND received_at >= ? AND received_at < ?
+		spf_result, spf_class, dkim_result, dmarc_result, dmarc_policy, auth_class, fail_open, SUM(messages)
+		FROM hourly_messages WHERE direction = ? AND hour >= ? AND hour < ?
 		GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11`, dir, since, until)
 	if err != nil {
 		return fmt.Errorf("measure: report: %w", err)
@@ -144,10 +152,8 @@ func (s *Store) fill(ctx context.Context, c *Counts, dir string, since, until in
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("measure: report: %w", err)
 	}
-	c.DKIMFailClass, err = s.countMap(ctx, `SELECT sg.class, COUNT(*) FROM signatures sg
-		JOIN messages m ON m.id = sg.message_id
-		WHERE m.direction = ? AND m.received_at >= ? AND m.received_at < ? AND sg.class <> ''
-		GROUP BY 1`, dir, since, until)
+	c.DKIMFailClass, err = s.countMap(ctx, `SELECT class, SUM(signatures) FROM hourly_dkim_failures
+		WHERE direction = ? AND hour >= ? AND hour < ? GROUP BY 1`, dir, since, until)
 	return err
 }
 

@@ -85,6 +85,15 @@ func (s *Store) Prune(ctx context.Context, age time.Duration) (int64, error) {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE started_at <= ?`, cut); err != nil {
 		return 0, fmt.Errorf("measure: prune: %w", err)
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE delivered_at <= ?`, cut); err != nil {
+		return 0, fmt.Errorf("measure: prune: %w", err)
+	}
+	// Rollup hours wholly before the cut go with the records.
+	for _, t := range []string{"hourly_messages", "hourly_dkim_failures", "hourly_peers", "hourly_clients", "hourly_deliveries"} {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE hour < ?`, cut/3600); err != nil {
+			return 0, fmt.Errorf("measure: prune: %w", err)
+		}
+	}
 	n, _ := res.RowsAffected()
 	return n, tx.Commit()
 }

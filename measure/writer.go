@@ -175,6 +175,10 @@ func (w *Writer) commit(events []Event) error {
 			tx.Rollback()
 			return fmt.Errorf("measure: insert: %w", err)
 		}
+		if err := b.writeRollup(); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("measure: rollup: %w", err)
+		}
 		if err := tx.Commit(); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("measure: commit: %w", err)

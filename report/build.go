@@ -112,29 +112,29 @@ func days(ctx context.Context, s *measure.Store, p Period, loc *time.Location) (
 		index[d.Format("2006-01-02")] = len(out)
 		out = append(out, Day{Date: d})
 	}
-	_, offset := p.Since.In(loc).Zone()
+	from, to := measure.Hours(p.Since, p.Until)
 	for _, q := range []struct {
 		sql      string
 		all, tls func(*Day) *int64
 	}{
-		{`SELECT (received_at + ?) / 86400, COUNT(*), COALESCE(SUM(tls_version <> ''), 0) FROM messages
-			WHERE direction = 'inbound' AND received_at >= ? AND received_at < ? GROUP BY 1`,
+		{`SELECT hour, SUM(messages), SUM(messages * (tls_version <> '')) FROM hourly_messages
+			WHERE direction = 'inbound' AND hour >= ? AND hour < ? GROUP BY 1`,
 			func(d *Day) *int64 { return &d.InMessages }, func(d *Day) *int64 { return &d.InTLS }},
-		{`SELECT (delivered_at + ?) / 86400, COUNT(*), COALESCE(SUM(tls_version <> ''), 0) FROM deliveries
-			WHERE delivered_at >= ? AND delivered_at < ? GROUP BY 1`,
+		{`SELECT hour, SUM(deliveries), SUM(deliveries * (tls_version <> '')) FROM hourly_deliveries
+			WHERE hour >= ? AND hour < ? GROUP BY 1`,
 			func(d *Day) *int64 { return &d.OutDeliveries }, func(d *Day) *int64 { return &d.OutTLS }},
 	} {
-		rows, err := s.DB.QueryContext(ctx, q.sql, offset, p.Since.Unix(), p.Until.Unix())
+		rows, err := s.DB.QueryContext(ctx, q.sql, from, to)
 		if err != nil {
 			return nil, fmt.Errorf("report: days: %w", err)
 		}
 		for rows.Next() {
-			var day, n, tls int64
-			if err := rows.Scan(&day, &n, &tls); err != nil {
+			var hour, n, tls int64
+			if err := rows.Scan(&hour, &n, &tls); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("report: days: %w", err)
 			}
-			date := time.Unix(day*86400, 0).UTC().Format("2006-01-02")
+			date := time.Unix(hour*3600, 0).In(loc).Format("2006-01-02")
 			if i, ok := index[date]; ok {
 				*q.all(&out[i]) += n
 				*q.tls(&out[i]) += tls
@@ -157,11 +157,10 @@ func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain,
 		byName[n] = d
 		return d
 	}
-	const in = `SELECT COALESCE(NULLIF(mail_from_domain, ''), NULLIF(from_domain, ''), '(none)'), COUNT(*),
-		COALESCE(SUM(tls_version <> ''), 0) FROM messages WHERE direction = 'inbound'
-		AND received_at >= ? AND received_at < ? GROUP BY 1`
-	const out = `SELECT domain, COUNT(*), COALESCE(SUM(tls_version <> ''), 0) FROM deliveries
-		WHERE delivered_at >= ? AND delivered_at < ? GROUP BY 1`
+	const in = `SELECT domain, SUM(messages), SUM(tls) FROM hourly_peers
+		WHERE direction = 'inbound' AND hour >= ? AND hour < ? GROUP BY 1`
+	const out = `SELECT domain, SUM(deliveries), SUM(deliveries * (tls_version <> '')) FROM hourly_deliveries
+		WHERE hour >= ? AND hour < ? GROUP BY 1`
 	for _, q := range []struct {
 		sql string
 		p   Period
@@ -172,7 +171,8 @@ func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain,
 		{in, prev, func(d *Domain, n, t int64) { d.PrevIn, d.PrevInTLS = n, t }},
 		{out, prev, func(d *Domain, n, t int64) { d.PrevOut, d.PrevOutTLS = n, t }},
 	} {
-		rows, err := s.DB.QueryContext(ctx, q.sql, q.p.Since.Unix(), q.p.Until.Unix())
+		from, to := measure.Hours(q.p.Since, q.p.Until)
+		rows, err := s.DB.QueryContext(ctx, q.sql, from, to)
 		if err != nil {
 			return nil, fmt.Errorf("report: domains: %w", err)
 		}
@@ -208,9 +208,9 @@ func countries(ctx context.Context, s *measure.Store, p Period, path string) ([]
 		return nil, fmt.Errorf("report: geoip: %w", err)
 	}
 	defer db.Close()
-	rows, err := s.DB.QueryContext(ctx, `SELECT client_ip, COUNT(*), COALESCE(SUM(tls_version <> ''), 0)
-		FROM messages WHERE direction = 'inbound' AND received_at >= ? AND received_at < ? GROUP BY 1`,
-		p.Since.Unix(), p.Until.Unix())
+	from, to := measure.Hours(p.Since, p.Until)
+	rows, err := s.DB.QueryContext(ctx, `SELECT client_ip, SUM(messages), SUM(tls)
+		FROM hourly_clients WHERE hour >= ? AND hour < ? GROUP BY 1`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("report: countries: %w", err)
 	}

@@ -1,0 +1,149 @@
+package measure
+
+import (
+	"database/sql/driver"
+	"strings"
+)
+
+// rollup accumulates the hourly aggregates of one transaction; write adds
+// them to the hourly_* tables.
+type rollup struct {
+	msgs    map[msgKey]int64
+	dkim    map[dkimKey]int64
+	peers   map[peerKey][2]int64
+	clients map[clientKey][2]int64
+	deliv   map[delivKey]int64
+}
+
+type msgKey struct {
+	hour                                               int64
+	direction, action, version, cipher                 string
+	fs                                                 bool
+	spf, spfClass, dkim, dmarc, policy, auth, failOpen string
+}
+
+type dkimKey struct {
+	hour             int64
+	direction, class string
+}
+
+type peerKey struct {
+	hour              int64
+	direction, domain string
+}
+
+type clientKey struct {
+	hour int64
+	ip   string
+}
+
+type delivKey struct {
+	hour                                   int64
+	domain, status, version, cipher, level string
+	fs                                     bool
+}
+
+func newRollup() *rollup {
+	return &rollup{msgs: map[msgKey]int64{}, dkim: map[dkimKey]int64{}, peers: map[peerKey][2]int64{},
+		clients: map[clientKey][2]int64{}, deliv: map[delivKey]int64{}}
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// PeerDomain is the domain a message is counted under in per-domain
+// tables: the envelope sender's, else the header From's.
+func PeerDomain(m *Message) string {
+	switch {
+	case m.MailFromDomain != "":
+		return m.MailFromDomain
+	case m.FromDomain != "":
+		return m.FromDomain
+	}
+	return "(none)"
+}
+
+func (r *rollup) addMessage(m *Message) {
+	h := m.Received.Unix() / 3600
+	r.msgs[msgKey{h, m.Direction, m.Action, m.TLSVersion, m.Cipher, m.ForwardSecret, m.SPFResult, m.SPFClass,
+		m.DKIMResult, m.DMARCResult, m.DMARCPolicy, m.AuthClass, m.FailOpen}]++
+	tls := b2i(m.TLSVersion != "")
+	pk := peerKey{h, m.Direction, PeerDomain(m)}
+	p := r.peers[pk]
+	r.peers[pk] = [2]int64{p[0] + 1, p[1] + tls}
+	if m.Direction == "inbound" {
+		ck := clientKey{h, m.ClientIP}
+		c := r.clients[ck]
+		r.clients[ck] = [2]int64{c[0] + 1, c[1] + tls}
+	}
+	for _, s := range m.Signatures {
+		if s.Class != "" {
+			r.dkim[dkimKey{h, m.Direction, s.Class}]++
+		}
+	}
+}
+
+func (r *rollup) addDelivery(hour int64, domain, status, version, cipher, level string, fs bool) {
+	r.deliv[delivKey{hour, domain, status, version, cipher, level, fs}]++
+}
+
+// upsert builds "INSERT … ON CONFLICT(pk) DO UPDATE SET counter += …".
+func upsert(table string, keys, counters []string) string {
+	cols := append(append([]string{}, keys...), counters...)
+	var set []string
+	for _, c := range counters {
+		set = append(set, c+" = "+c+" + excluded."+c)
+	}
+	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (" +
+		strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ") ON CONFLICT (" +
+		strings.Join(keys, ", ") + ") DO UPDATE SET " + strings.Join(set, ", ")
+}
+
+var (
+	upsertMessages = upsert("hourly_messages", []string{"hour", "direction", "action", "tls_version", "cipher",
+		"forward_secret", "spf_result", "spf_class", "dkim_result", "dmarc_result", "dmarc_policy", "auth_class",
+		"fail_open"}, []string{"messages"})
+	upsertDKIM       = upsert("hourly_dkim_failures", []string{"hour", "direction", "class"}, []string{"signatures"})
+	upsertPeers      = upsert("hourly_peers", []string{"hour", "direction", "domain"}, []string{"messages", "tls"})
+	upsertClients    = upsert("hourly_clients", []string{"hour", "client_ip"}, []string{"messages", "tls"})
+	upsertDeliveries = upsert("hourly_deliveries", []string{"hour", "domain", "status", "tls_version", "cipher",
+		"tls_level", "forward_secret"}, []string{"deliveries"})
+)
+
+// execer runs one statement; the writer's raw connection and a sql.Tx
+// both provide one.
+type execer func(query string, args ...driver.Value) error
+
+func (r *rollup) write(exec execer) error {
+	for k, n := range r.msgs {
+		if err := exec(upsertMessages, k.hour, k.direction, k.action, k.version, k.cipher, b2i(k.fs), k.spf,
+			k.spfClass, k.dkim, k.dmarc, k.policy, k.auth, k.failOpen, n); err != nil {
+			return err
+		}
+	}
+	for k, n := range r.dkim {
+		if err := exec(upsertDKIM, k.hour, k.direction, k.class, n); err != nil {
+			return err
+		}
+	}
+	for k, n := range r.peers {
+		if err := exec(upsertPeers, k.hour, k.direction, k.domain, n[0], n[1]); err != nil {
+			return err
+		}
+	}
+	for k, n := range r.clients {
+		if err := exec(upsertClients, k.hour, k.ip, n[0], n[1]); err != nil {
+			return err
+		}
+	}
+	for k, n := range r.deliv {
+		if err := exec(upsertDeliveries, k.hour, k.domain, k.status, k.version, k.cipher, k.level, b2i(k.fs), n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

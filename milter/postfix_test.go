@@ -13,6 +13,7 @@ import (
 	"github.com/snowrain/snowrain/internal/postfixtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/measure"
 )
 
 // tls12Suites are the TLS 1.2 suites the clients rotate through, by Go
@@ -92,21 +93,20 @@ func smtpSend(t *testing.T, addr string, c corpus.Case, n int, roots *x509.CertP
 	return key
 }
 
-func TestPostfixEndToEnd(t *testing.T) {
-	h := newHarnessOn(t, Config{AuthServID: "mx.test.example"}, "tcp")
-	ca := testca.New(t)
-	cert, key := ca.Issue(t, "mx", "mx.test.example")
-	pf := postfixtest.Start(t, postfixtest.Options{Milter: "inet:" + h.sock, CertFile: cert, KeyFile: key})
+// sendCorpusThrough sends the corpus to an MTA at addr whose milter is h,
+// then checks every record and the report, TLS suites included.
+func sendCorpusThrough(t *testing.T, h *harness, addr string, roots *x509.CertPool, mtaLog func() string) *measure.Report {
+	t.Helper()
 	cases := corpus.Cases()
 	byCipher := map[string]int64{}
 	for i, c := range cases {
-		if k := smtpSend(t, pf.Addr, c, i, ca.Pool()); k != "" {
+		if k := smtpSend(t, addr, c, i, roots); k != "" {
 			byCipher[k]++
 		}
 	}
 	h.flush()
 	if t.Failed() {
-		t.Log(pf.Log())
+		t.Log(mtaLog())
 	}
 	checkRecords(t, h.store, cases)
 	r := checkReport(t, h.store, cases)
@@ -118,6 +118,15 @@ func TestPostfixEndToEnd(t *testing.T) {
 	if len(r.Inbound.ByCipher) != len(byCipher) {
 		t.Errorf("by_cipher %v, want %v", r.Inbound.ByCipher, byCipher)
 	}
+	return r
+}
+
+func TestPostfixEndToEnd(t *testing.T) {
+	h := newHarnessOn(t, Config{AuthServID: "mx.test.example"}, "tcp")
+	ca := testca.New(t)
+	cert, key := ca.Issue(t, "mx", "mx.test.example")
+	pf := postfixtest.Start(t, postfixtest.Options{Milter: "inet:" + h.sock, CertFile: cert, KeyFile: key})
+	r := sendCorpusThrough(t, h, pf.Addr, ca.Pool(), pf.Log)
 	t.Logf("%d messages through Postfix, by cipher %v", r.Inbound.Messages, r.Inbound.ByCipher)
 	var mta string
 	h.store.DB.QueryRow(`SELECT mta FROM connections LIMIT 1`).Scan(&mta)

@@ -33,7 +33,10 @@ vet:
 	$(GO) vet ./...
 
 bench: build
+	mkdir -p $(VAR)
 	$(GO) test -run "^$$" -bench StoreIngest -benchtime 500000x -count 3 ./measure/
+	$(GO) test -run "^$$" -bench LogIngest -benchtime 3x ./measure/
+	SNOWRAIN_BENCH_DB=$(VAR)/bench-10m.db $(GO) test -run "^$$" -bench Report10M -benchtime 5x -benchmem -timeout 30m ./report/
 	$(GO) test -run "^$$" -bench Milter -benchtime 10000x -count 3 ./milter/
 	$(GO) test -run "^$$" -bench Daemon50Conns -benchtime 20000x -count 3 ./cmd/snowrain/
 

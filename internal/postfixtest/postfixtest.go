@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -76,13 +77,20 @@ func Start(t testing.TB, o Options) *Instance {
 
 func (in *Instance) confDir() string { return filepath.Join(in.Dir, "etc") }
 
+// freePort picks a free port below the kernel's ephemeral range, where
+// the ":0" listeners and client sockets of concurrent tests cannot take it
+// between our check and the daemon's bind.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 100; i++ {
+		port := 10000 + rand.IntN(20000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port")
+	return 0
 }
 
 func (in *Instance) configure(o Options, port int) error {

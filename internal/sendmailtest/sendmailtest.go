@@ -6,6 +6,7 @@ package sendmailtest
 import (
 	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -115,13 +116,20 @@ func (in *Instance) Output() string {
 	return in.out.String()
 }
 
+// freePort picks a free port below the kernel's ephemeral range, where
+// the ":0" listeners and client sockets of concurrent tests cannot take it
+// between our check and the daemon's bind.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 100; i++ {
+		port := 10000 + rand.IntN(20000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port")
+	return 0
 }
 
 func (in *Instance) buildCF(o Options, port int) (string, error) {

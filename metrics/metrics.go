@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/measure/maillog"
 )
 
 // Metrics are the collectors the daemon updates.
@@ -91,4 +92,15 @@ func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// WatchMaillog exports the MTA log lines read, by class.
+func (m *Metrics) WatchMaillog(p *maillog.Parser) {
+	for _, class := range []string{maillog.ClassDelivery, maillog.ClassTLS, maillog.ClassOther,
+		maillog.ClassMalformed, maillog.ClassBroken} {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "snowrain_maillog_lines_total", Help: "MTA log lines read, by class.",
+			ConstLabels: prometheus.Labels{"class": class}},
+			func() float64 { return float64(p.Counts()[class]) }))
+	}
 }

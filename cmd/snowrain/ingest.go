@@ -16,6 +16,7 @@ import (
 	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/measure/maillog"
+	"github.com/snowrain/snowrain/metrics"
 )
 
 // ingest imports MTA logs (plain or gzip) once.
@@ -64,13 +65,15 @@ func formatCounts(m map[string]int64) string {
 }
 
 // startFollowers follows the configured MTA log or journal until ctx ends.
-func startFollowers(ctx context.Context, cfg config.Config, store *measure.Store, log *slog.Logger) *sync.WaitGroup {
+func startFollowers(ctx context.Context, cfg config.Config, store *measure.Store, mt *metrics.Metrics, log *slog.Logger) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	if cfg.Maillog != "" {
+		p := maillog.NewParser()
+		mt.WatchMaillog(p)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fw := &measure.Follower{Store: store, Path: cfg.Maillog, Log: log}
+			fw := &measure.Follower{Store: store, Path: cfg.Maillog, Parser: p, Log: log}
 			if err := fw.Run(ctx); err != nil {
 				log.Error("maillog follower stopped", "path", cfg.Maillog, "err", err)
 			}

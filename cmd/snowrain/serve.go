@@ -105,7 +105,7 @@ func serve(args []string) error {
 		}
 		go mt.Serve(ctx, mln)
 	}
-	followers := startFollowers(ctx, cfg, store, log)
+	followers := startFollowers(ctx, cfg, store, mt, log)
 	srv := filter.NewServer()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -306,3 +306,35 @@ func TestReportMailTo(t *testing.T) {
 		t.Errorf("report not delivered by Postfix:\n%s", log)
 	}
 }
+
+// TestServeFollowsMaillog runs the daemon with --maillog and checks the
+// deliveries land in the database and the line classes in /metrics.
+func TestServeFollowsMaillog(t *testing.T) {
+	dns := dnstest.Start(t, corpus.Zone())
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "mail.log")
+	os.WriteFile(logPath, []byte(
+		"Nov 24 10:00:01 mx postfix/smtp[1]: Trusted TLS connection established to mx.a.example[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n"+
+			"Nov 24 10:00:01 mx postfix/smtp[1]: Q1: to=<u@a.example>, relay=mx.a.example[192.0.2.1]:25, dsn=2.0.0, status=sent (ok)\n"+
+			"not a syslog line\n"), 0o644)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	d := startDaemon(t, dir, dns.Addr, "--maillog", logPath, "--metrics", metricsAddr)
+	var body []byte
+	for i := 0; i < 100 && !strings.Contains(string(body), `snowrain_maillog_lines_total{class="delivery"} 1`); i++ {
+		time.Sleep(50 * time.Millisecond)
+		if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+	}
+	if !strings.Contains(string(body), `snowrain_maillog_lines_total{class="malformed"} 1`) {
+		t.Errorf("maillog metrics missing:\n%s", body)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t)
+	if n := countRows(t, d.db, "deliveries"); n != 1 {
+		t.Errorf("%d deliveries recorded, want 1", n)
+	}
+}

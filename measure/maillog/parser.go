@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,6 +25,7 @@ type Parser struct {
 	// Now gives the year of classic timestamps; nil means time.Now.
 	Now func() time.Time
 
+	mu     sync.Mutex // guards counts, read by metrics while Feed runs
 	counts map[string]int64
 	// Postfix: TLS state by smtp process, fresh until a status line uses it.
 	pfFresh map[int]tlsState
@@ -47,6 +49,8 @@ func NewParser() *Parser {
 
 // Counts returns how many lines of each class were fed.
 func (p *Parser) Counts() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	out := make(map[string]int64, len(p.counts))
 	for k, v := range p.counts {
 		out[k] = v
@@ -57,7 +61,9 @@ func (p *Parser) Counts() map[string]int64 {
 // Feed parses one line; it returns a delivery when the line completes one.
 func (p *Parser) Feed(s string) (*Delivery, string) {
 	class, d := p.feed(strings.TrimRight(s, "\r\n"))
+	p.mu.Lock()
 	p.counts[class]++
+	p.mu.Unlock()
 	return d, class
 }
 

@@ -156,6 +156,32 @@ var migrations = []string{
 		SUM(COALESCE(tls_version, '') <> '') FROM messages WHERE direction = 'inbound' GROUP BY 1, 2;
 	INSERT INTO hourly_deliveries SELECT delivered_at / 3600, domain, status, COALESCE(tls_version, ''),
 		COALESCE(cipher, ''), tls_level, forward_secret, COUNT(*) FROM deliveries GROUP BY 1, 2, 3, 4, 5, 6, 7;`,
+	// 4: TLS policy state: cached MTA-STS policies, forgotten domains, and
+	// the decisions served.
+	`CREATE TABLE mta_sts_policies (
+		domain     TEXT PRIMARY KEY,
+		policy_id  TEXT NOT NULL,
+		mode       TEXT NOT NULL,
+		mx         TEXT NOT NULL,
+		max_age    INTEGER NOT NULL,
+		fetched_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		text       TEXT NOT NULL
+	);
+	CREATE TABLE policy_forgotten (
+		domain       TEXT PRIMARY KEY,
+		forgotten_at INTEGER NOT NULL
+	);
+	CREATE TABLE policy_decisions (
+		id         INTEGER PRIMARY KEY,
+		decided_at INTEGER NOT NULL,
+		domain     TEXT NOT NULL,
+		source     TEXT NOT NULL,
+		answer     TEXT NOT NULL,
+		latency_us INTEGER NOT NULL,
+		error      TEXT
+	);
+	CREATE INDEX policy_decisions_at ON policy_decisions(decided_at);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -21,6 +21,7 @@ type Server struct {
 	mu       sync.RWMutex
 	records  map[string][]dns.RR // by lower-case FQDN
 	servfail map[string]bool     // names (and their subdomains) that SERVFAIL
+	signed   map[string]bool     // names (and their subdomains) answered with AD set
 	delay    time.Duration
 	drop     bool
 	queries  atomic.Int64
@@ -41,7 +42,7 @@ func Start(t testing.TB, zone string) *Server {
 
 // New starts a server without a testing.TB; Close stops it.
 func New(zone string) (*Server, error) {
-	s := &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}}
+	s := &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}, signed: map[string]bool{}}
 	if err := s.Add(zone); err != nil {
 		return nil, err
 	}
@@ -109,6 +110,14 @@ func (s *Server) ServFail(name string) {
 	s.servfail[strings.ToLower(dns.Fqdn(name))] = true
 }
 
+// Signed makes answers for name and every name below it carry the AD bit,
+// as a validating resolver would for a DNSSEC-signed zone.
+func (s *Server) Signed(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.signed[strings.ToLower(dns.Fqdn(name))] = true
+}
+
 // SetDelay delays every answer by d.
 func (s *Server) SetDelay(d time.Duration) {
 	s.mu.Lock()
@@ -158,10 +167,11 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 	name := strings.ToLower(q.Name)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.failing(name) {
+	if under(s.servfail, name) {
 		m.Rcode = dns.RcodeServerFailure
 		return m
 	}
+	m.AuthenticatedData = under(s.signed, name)
 	rrs, exists := s.records[name]
 	for _, rr := range rrs {
 		if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {
@@ -189,9 +199,10 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 	return m
 }
 
-func (s *Server) failing(name string) bool {
+// under reports whether name or one of its parents is in set.
+func under(set map[string]bool, name string) bool {
 	for n := name; ; {
-		if s.servfail[n] {
+		if set[n] {
 			return true
 		}
 		i := strings.IndexByte(n, '.')

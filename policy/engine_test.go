@@ -1,0 +1,320 @@
+package policy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// stsWorld is a loopback DNS server, an HTTPS server for mta-sts.* hosts
+// and a store.
+type stsWorld struct {
+	dns    *dnstest.Server
+	store  *measure.Store
+	res    *resolver.Client
+	fetch  *STSFetcher
+	mu     sync.Mutex
+	files  map[string]string // host → policy text
+	hang   map[string]bool
+	server *http.Server
+}
+
+const stsZone = `
+enforce.example.       MX 10 mx.enforce.example.
+_mta-sts.enforce.example. TXT "v=STSv1; id=20261125a;"
+mta-sts.enforce.example. A 127.0.0.1
+testing.example.       MX 10 mx.testing.example.
+_mta-sts.testing.example. TXT "v=STSv1; id=1;"
+mta-sts.testing.example. A 127.0.0.1
+none.example.          MX 10 mx.none.example.
+_mta-sts.none.example. TXT "v=STSv1; id=1;"
+mta-sts.none.example.  A 127.0.0.1
+bad.example.           MX 10 mx.bad.example.
+_mta-sts.bad.example.  TXT "v=STSv1; id=1;"
+mta-sts.bad.example.   A 127.0.0.1
+big.example.           MX 10 mx.big.example.
+_mta-sts.big.example.  TXT "v=STSv1; id=1;"
+mta-sts.big.example.   A 127.0.0.1
+hang.example.          MX 10 mx.hang.example.
+_mta-sts.hang.example. TXT "v=STSv1; id=1;"
+mta-sts.hang.example.  A 127.0.0.1
+badid.example.         MX 10 mx.badid.example.
+_mta-sts.badid.example. TXT "v=STSv1; id=not-valid!;"
+dane.example.          MX 10 mx.dane.example.
+_25._tcp.mx.dane.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+_mta-sts.dane.example. TXT "v=STSv1; id=1;"
+mta-sts.dane.example.  A 127.0.0.1
+unsigned.example.      MX 10 mx.unsigned.example.
+_25._tcp.mx.unsigned.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+plain.example.         MX 10 mx.plain.example.
+`
+
+func newWorld(t *testing.T) *stsWorld {
+	t.Helper()
+	w := &stsWorld{dns: dnstest.Start(t, stsZone), files: map[string]string{
+		"mta-sts.enforce.example": "version: STSv1\nmode: enforce\nmx: mx.enforce.example\nmx: *.backup.example\nmax_age: 86400\n",
+		"mta-sts.testing.example": "version: STSv1\r\nmode: testing\r\nmx: mx.testing.example\r\nmax_age: 86400\r\n",
+		"mta-sts.none.example":    "version: STSv1\nmode: none\nmax_age: 86400\n",
+		"mta-sts.bad.example":     "version: STSv2\nmode: enforce\n",
+		"mta-sts.big.example":     "version: STSv1\nmode: enforce\nmx: a\nmax_age: 1\n" + strings.Repeat("#", 70000),
+		"mta-sts.dane.example":    "version: STSv1\nmode: enforce\nmx: nomatch.example\nmax_age: 86400\n",
+	}, hang: map[string]bool{"mta-sts.hang.example": true}}
+	w.dns.Signed("dane.example")
+	ca := testca.New(t)
+	var names []string
+	for h := range w.files {
+		names = append(names, h)
+	}
+	cert, key := ca.Issue(t, "sts", append(names, "mta-sts.hang.example")...)
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{kp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	w.server = &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.Host)
+		if host == "" {
+			host = r.Host
+		}
+		w.mu.Lock()
+		body, ok := w.files[host]
+		hang := w.hang[host]
+		w.mu.Unlock()
+		if hang {
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+			return
+		}
+		if !ok || r.URL.Path != "/.well-known/mta-sts.txt" {
+			http.NotFound(rw, r)
+			return
+		}
+		rw.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(rw, body)
+	})}
+	go w.server.Serve(ln)
+	t.Cleanup(func() { close(done); w.server.Close() })
+	w.res, _ = resolver.New(resolver.Config{Servers: []string{w.dns.Addr}, Timeout: 300 * time.Millisecond})
+	w.fetch = &STSFetcher{Resolver: w.res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port, Timeout: time.Second}
+	w.store, err = measure.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.store.Close() })
+	return w
+}
+
+func (w *stsWorld) engine(cfg Config) *Engine {
+	return NewEngine(cfg, w.res, w.fetch, w.store.DB, nil)
+}
+
+func TestDecisions(t *testing.T) {
+	w := newWorld(t)
+	e := w.engine(Config{DANE: true, MTASTS: true, Budget: 3 * time.Second, DecisionSample: 1,
+		Overrides: map[string]string{"bank.example": "verify", ".corp.example": "encrypt", "enforce.example.override": "may"}})
+	cases := []struct {
+		domain, answer, source string
+		err                    error
+	}{
+		{"bank.example", "verify", SourceOverride, nil},
+		{"mail.corp.example", "encrypt", SourceOverride, nil},
+		{"corp.example", "", SourceNone, nil},
+		{"enforce.example", "secure match=mx.enforce.example:.backup.example servername=hostname", SourceMTASTS, nil},
+		{"ENFORCE.example.", "secure match=mx.enforce.example:.backup.example servername=hostname", SourceMTASTS, nil},
+		{"testing.example", "", SourceNone, nil},
+		{"none.example", "", SourceNone, nil},
+		{"plain.example", "", SourceNone, nil},
+		{"dane.example", "dane", SourceDANE, nil},
+		{"unsigned.example", "", SourceNone, nil},
+		{"bad.example", "", SourceError, ErrSTSPolicySyntax},
+		{"big.example", "", SourceError, ErrSTSTooLarge},
+		{"badid.example", "", SourceError, ErrSTSRecord},
+		{"hang.example", "", SourceError, ErrSTSFetch},
+		{"[192.0.2.1]:25", "", SourceNone, nil},
+	}
+	for _, c := range cases {
+		d := e.Decide(context.Background(), c.domain)
+		if d.Answer != c.answer || d.Source != c.source || (c.err != nil && !errors.Is(d.Err, c.err)) {
+			t.Errorf("%s: %q from %s (%v), want %q from %s (%v)\n%s", c.domain, d.Answer, d.Source, d.Err,
+				c.answer, c.source, c.err, strings.Join(d.Steps, "\n"))
+		}
+	}
+	var n int
+	w.store.DB.QueryRow(`SELECT COUNT(*) FROM policy_decisions`).Scan(&n)
+	if n != len(cases) {
+		t.Errorf("%d decisions recorded, want %d", n, len(cases))
+	}
+}
+
+func TestSTSCacheSurvivesOutages(t *testing.T) {
+	w := newWorld(t)
+	e := w.engine(Config{MTASTS: true, Budget: 2 * time.Second})
+	want := "secure match=mx.enforce.example:.backup.example servername=hostname"
+	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
+		t.Fatalf("first fetch: %q %v", d.Answer, d.Err)
+	}
+	// The HTTPS server goes away and the id changes: the cached policy holds.
+	w.mu.Lock()
+	w.hang["mta-sts.enforce.example"] = true
+	w.mu.Unlock()
+	w.dns.Add(`_mta-sts.enforce.example. TXT "v=STSv1; id=20261125b;"`)
+	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
+		t.Errorf("fetch failing: %q %v", d.Answer, d.Err)
+	}
+	// DNS down too: still the cached policy.
+	w.dns.SetDrop(true)
+	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
+		t.Errorf("DNS down: %q %v\n%s", d.Answer, d.Err, strings.Join(d.Steps, "\n"))
+	}
+	// A domain never seen: fail open (NOTFOUND), or TEMP when asked.
+	d := e.Decide(context.Background(), "testing.example")
+	if d.Answer != "" || d.Temp || d.Source != SourceError {
+		t.Errorf("DNS down, nothing cached: %+v", d)
+	}
+	e2 := w.engine(Config{MTASTS: true, TempOnError: true, Budget: time.Second})
+	if d := e2.Decide(context.Background(), "testing.example"); !d.Temp {
+		t.Errorf("TempOnError: %+v", d)
+	}
+}
+
+func TestLearnedPolicy(t *testing.T) {
+	w := newWorld(t)
+	e := w.engine(Config{Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}})
+	add := func(level, version string, n int) {
+		for i := 0; i < n; i++ {
+			w.store.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, 'learn.example', 'sent', ?, 'X', ?, 1, 1)
+				ON CONFLICT DO UPDATE SET deliveries = deliveries + 1`, time.Now().Unix()/3600, version, level)
+		}
+	}
+	add("trusted", "TLSv1.3", 2)
+	if d := e.Decide(context.Background(), "learn.example"); d.Answer != "" {
+		t.Errorf("below threshold: %q", d.Answer)
+	}
+	add("trusted", "TLSv1.3", 1)
+	if d := e.Decide(context.Background(), "learn.example"); d.Answer != "encrypt" || d.Source != SourceLearned {
+		t.Errorf("at threshold: %q %s\n%s", d.Answer, d.Source, strings.Join(d.Steps, "\n"))
+	}
+	if err := e.Forget(context.Background(), "learn.example"); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.Decide(context.Background(), "learn.example"); d.Answer != "" {
+		t.Errorf("after forget: %q", d.Answer)
+	}
+}
+
+func TestSocketmapServer(t *testing.T) {
+	w := newWorld(t)
+	srv := &SocketmapServer{Engine: w.engine(Config{MTASTS: true, Overrides: map[string]string{"x.example": "encrypt"}}), MaxRequest: 100}
+	classes := map[string]int{}
+	var mu sync.Mutex
+	srv.Classes = func(c string) { mu.Lock(); classes[c]++; mu.Unlock() }
+	ln, _ := net.Listen("unix", filepath.Join(t.TempDir(), "policy.sock"))
+	go srv.Serve(ln)
+	t.Cleanup(func() { ln.Close(); srv.Close() })
+	ask := func(conn net.Conn, r *bufio.Reader, req string) string {
+		conn.Write([]byte(req))
+		reply, err := ReadNetstring(r, 10000)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return reply
+	}
+	conn, _ := net.Dial("unix", ln.Addr().String())
+	r := bufio.NewReader(conn)
+	// Persistent connection, several lookups.
+	for _, c := range [][2]string{
+		{FormatNetstring("tls x.example"), "OK encrypt"},
+		{FormatNetstring("tls enforce.example"), "OK secure match=mx.enforce.example:.backup.example servername=hostname"},
+		{FormatNetstring("tls plain.example"), "NOTFOUND "},
+		{FormatNetstring("tls"), "PERM expected NAME KEY"},
+	} {
+		if got := ask(conn, r, c[0]); got != c[1] {
+			t.Errorf("%q → %q, want %q", c[0], got, c[1])
+		}
+	}
+	conn.Close()
+	// Many concurrent clients.
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("unix", ln.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			if got := ask(c, bufio.NewReader(c), FormatNetstring("tls x.example")); got != "OK encrypt" {
+				t.Errorf("concurrent: %q", got)
+			}
+		}()
+	}
+	wg.Wait()
+	// Garbage and huge netstrings: a PERM, then the connection closes.
+	for _, bad := range []string{"hello\n", "99999999999:", "5:abc"} {
+		c, _ := net.Dial("unix", ln.Addr().String())
+		c.Write([]byte(bad))
+		if bad == "5:abc" {
+			c.(*net.UnixConn).CloseWrite()
+		}
+		reply, _ := ReadNetstring(bufio.NewReader(c), 1000)
+		if !strings.HasPrefix(reply, "PERM") {
+			t.Errorf("%q → %q", bad, reply)
+		}
+		c.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if classes["garbage"] < 2 || classes["too_long"] != 1 || classes["bad_request"] != 1 {
+		t.Errorf("classes %v", classes)
+	}
+}
+
+func TestParseSTS(t *testing.T) {
+	for _, bad := range []string{"", "version: STSv1\nmode: enforce\nmax_age: 10\n", "version: STSv1\nmode: x\nmax_age: 1\n",
+		"version: STSv1\nmode: none\nmax_age: -1\n", "version: STSv1\nmode: none\nmax_age: 99999999999\n", "garbage"} {
+		if _, err := ParseSTSPolicy(bad); !errors.Is(err, ErrSTSPolicySyntax) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	for rec, id := range map[string]string{"v=STSv1; id=abc123;": "abc123", "v=STSv1;id=X": "X"} {
+		if got, err := ParseSTSRecord(rec); err != nil || got != id {
+			t.Errorf("%q → %q %v", rec, got, err)
+		}
+	}
+}
+
+func FuzzParseSTSPolicy(f *testing.F) {
+	f.Add("version: STSv1\nmode: enforce\nmx: *.example.com\nmax_age: 86400\n")
+	f.Add("version: STSv1\r\nmode: none\r\nmax_age: 0\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseSTSPolicy(s)
+		if err == nil && (p.MaxAge < 0 || (p.Mode != "none" && len(p.MX) == 0)) {
+			t.Fatalf("accepted %q as %+v", s, p)
+		}
+		if err == nil {
+			_ = p.PostfixMatch()
+		}
+	})
+}

@@ -1,0 +1,222 @@
+package policy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// MTA-STS error classes.
+var (
+	ErrSTSNoRecord     = errors.New("mta-sts: no _mta-sts record")
+	ErrSTSRecord       = errors.New("mta-sts: invalid _mta-sts record")
+	ErrSTSFetch        = errors.New("mta-sts: policy fetch failed")
+	ErrSTSPolicySyntax = errors.New("mta-sts: invalid policy")
+	ErrSTSTooLarge     = errors.New("mta-sts: policy too large")
+)
+
+// STSPolicy is a parsed MTA-STS policy (RFC 8461 section 3.2).
+type STSPolicy struct {
+	Mode   string // enforce, testing, none
+	MX     []string
+	MaxAge time.Duration
+	ID     string // from the _mta-sts TXT record
+	Text   string
+}
+
+// ParseSTSRecord reads the id of a "v=STSv1; id=…;" TXT record.
+func ParseSTSRecord(txt string) (string, error) {
+	fields := strings.Split(txt, ";")
+	if strings.TrimSpace(fields[0]) != "v=STSv1" {
+		return "", ErrSTSRecord
+	}
+	for _, f := range fields[1:] {
+		k, v, _ := strings.Cut(strings.TrimSpace(f), "=")
+		if k == "id" {
+			if v == "" || len(v) > 32 || strings.IndexFunc(v, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+			}) >= 0 {
+				return "", fmt.Errorf("%w: id %q", ErrSTSRecord, v)
+			}
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no id", ErrSTSRecord)
+}
+
+// ParseSTSPolicy reads a policy file.
+func ParseSTSPolicy(text string) (*STSPolicy, error) {
+	p := &STSPolicy{Text: text}
+	version := ""
+	maxAge := ""
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			return nil, fmt.Errorf("%w: line %q", ErrSTSPolicySyntax, line)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch k {
+		case "version":
+			version = v
+		case "mode":
+			p.Mode = v
+		case "max_age":
+			maxAge = v
+		case "mx":
+			p.MX = append(p.MX, strings.ToLower(v))
+		}
+	}
+	if version != "STSv1" {
+		return nil, fmt.Errorf("%w: version %q", ErrSTSPolicySyntax, version)
+	}
+	switch p.Mode {
+	case "enforce", "testing":
+		if len(p.MX) == 0 {
+			return nil, fmt.Errorf("%w: no mx", ErrSTSPolicySyntax)
+		}
+	case "none":
+	default:
+		return nil, fmt.Errorf("%w: mode %q", ErrSTSPolicySyntax, p.Mode)
+	}
+	age, err := strconv.ParseInt(maxAge, 10, 64)
+	if err != nil || age < 0 || age > 31557600 {
+		return nil, fmt.Errorf("%w: max_age %q", ErrSTSPolicySyntax, maxAge)
+	}
+	p.MaxAge = time.Duration(age) * time.Second
+	return p, nil
+}
+
+// PostfixMatch turns the mx patterns into a Postfix "secure" match list:
+// "*.example.net" becomes ".example.net".
+func (p *STSPolicy) PostfixMatch() string {
+	var out []string
+	for _, mx := range p.MX {
+		if rest, ok := strings.CutPrefix(mx, "*."); ok {
+			out = append(out, "."+rest)
+		} else {
+			out = append(out, mx)
+		}
+	}
+	return strings.Join(out, ":")
+}
+
+// STSFetcher looks up and downloads MTA-STS policies.
+type STSFetcher struct {
+	Resolver resolver.Resolver
+	Roots    *x509.CertPool // nil: the system roots
+	Port     int            // HTTPS port; 443 unless a test says otherwise
+	Timeout  time.Duration  // whole fetch; default 10 s
+	MaxSize  int64          // default 64 KiB (RFC 8461 section 3.3)
+}
+
+// LookupID returns the policy id published at _mta-sts.domain.
+func (f *STSFetcher) LookupID(ctx context.Context, domain string) (string, error) {
+	txts, err := f.Resolver.LookupTXT(ctx, "_mta-sts."+domain)
+	if resolver.IsNotFound(err) {
+		return "", ErrSTSNoRecord
+	}
+	if err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, t := range txts {
+		if strings.HasPrefix(t, "v=STSv1") {
+			id, err := ParseSTSRecord(t)
+			if err != nil {
+				return "", err
+			}
+			ids = append(ids, id)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return "", ErrSTSNoRecord
+	case 1:
+		return ids[0], nil
+	}
+	return "", fmt.Errorf("%w: %d records", ErrSTSRecord, len(ids))
+}
+
+// Fetch downloads and parses https://mta-sts.DOMAIN/.well-known/mta-sts.txt.
+func (f *STSFetcher) Fetch(ctx context.Context, domain string) (*STSPolicy, error) {
+	timeout, max := f.Timeout, f.MaxSize
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if max <= 0 {
+		max = 64 << 10
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	host := "mta-sts." + domain
+	client := &http.Client{
+		Transport: &http.Transport{
+			DialContext:       f.dial,
+			TLSClientConfig:   &tls.Config{RootCAs: f.Roots, MinVersion: tls.VersionTLS12},
+			DisableKeepAlives: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+host+"/.well-known/mta-sts.txt", nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSTSFetch, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSTSFetch, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%w: HTTP %d", ErrSTSFetch, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSTSFetch, err)
+	}
+	if int64(len(body)) > max {
+		return nil, ErrSTSTooLarge
+	}
+	return ParseSTSPolicy(string(body))
+}
+
+// dial resolves through the project's Resolver, so tests and admins
+// choose the DNS, and connects to the configured port.
+func (f *STSFetcher) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if f.Port != 0 {
+		port = strconv.Itoa(f.Port)
+	}
+	ips, err := f.Resolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	var last error
+	for _, ip := range ips {
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.IP.String(), port))
+		if err == nil {
+			return c, nil
+		}
+		last = err
+	}
+	return nil, last
+}

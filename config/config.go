@@ -48,6 +48,39 @@ type Config struct {
 	DrainTimeout  Duration `toml:"drain_timeout"`
 
 	Enforce Enforce `toml:"enforce"`
+	Policy  Policy  `toml:"policy"`
+}
+
+// Policy is the TLS policy service.
+type Policy struct {
+	Socket         string            `toml:"socket"` // socketmap for smtp_tls_policy_maps; empty: off
+	Overrides      map[string]string `toml:"overrides"`
+	DANE           bool              `toml:"dane"`
+	MTASTS         bool              `toml:"mta_sts"`
+	MTASTSRoots    string            `toml:"mta_sts_roots"` // PEM bundle; empty: system roots
+	MTASTSPort     int               `toml:"mta_sts_port"`  // for tests; 0: 443
+	TempOnError    bool              `toml:"temp_on_error"`
+	DecisionSample float64           `toml:"decision_sample"`
+	Budget         Duration          `toml:"budget"`
+	Refresh        Duration          `toml:"refresh"` // MTA-STS refresh interval
+	Learn          Learn             `toml:"learn"`
+	Inbound        Inbound           `toml:"inbound"`
+}
+
+// Learn is trust on first use from delivery history.
+type Learn struct {
+	Enabled       bool   `toml:"enabled"`
+	MinDeliveries int64  `toml:"min_deliveries"`
+	Days          int    `toml:"days"`
+	Answer        string `toml:"answer"`
+}
+
+// Inbound is the policy delegation service requiring TLS from senders.
+type Inbound struct {
+	Socket     string   `toml:"socket"`      // check_policy_service socket; empty: off
+	RequireTLS []string `toml:"require_tls"` // sender domains that must use TLS
+	Learned    bool     `toml:"learned"`     // also domains that always used TLS
+	Action     string   `toml:"action"`      // defer (default), reject or record
 }
 
 // Enforce is the optional DMARC enforcement.
@@ -80,6 +113,9 @@ func Default() Config {
 		MaxSignatures: 8, CheckHelo: true,
 		QueueSize: 10000, BatchSize: 500, BatchInterval: Duration{time.Second}, DrainTimeout: Duration{10 * time.Second},
 		Enforce: Enforce{Quarantine: "header"},
+		Policy: Policy{DANE: true, MTASTS: true, DecisionSample: 1, Budget: Duration{10 * time.Second},
+			Refresh: Duration{time.Hour}, Learn: Learn{MinDeliveries: 10, Days: 30, Answer: "encrypt"},
+			Inbound: Inbound{Action: "defer"}},
 	}
 }
 
@@ -139,6 +175,26 @@ func (c *Config) Validate() error {
 	}
 	if c.DB == "" {
 		return errors.New("config: db is empty")
+	}
+	for _, sock := range []string{c.Policy.Socket, c.Policy.Inbound.Socket} {
+		if sock != "" {
+			if _, _, err := SplitListen(sock); err != nil {
+				return err
+			}
+		}
+	}
+	switch c.Policy.Inbound.Action {
+	case "", "defer", "reject", "record":
+	default:
+		return fmt.Errorf("config: policy.inbound.action %q: want defer, reject or record", c.Policy.Inbound.Action)
+	}
+	switch c.Policy.Learn.Answer {
+	case "", "encrypt", "verify":
+	default:
+		return fmt.Errorf("config: policy.learn.answer %q: want encrypt or verify", c.Policy.Learn.Answer)
+	}
+	if c.Policy.DecisionSample < 0 || c.Policy.DecisionSample > 1 {
+		return fmt.Errorf("config: policy.decision_sample %v: want 0 to 1", c.Policy.DecisionSample)
 	}
 	return nil
 }
@@ -219,4 +275,14 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&c.Enforce.Quarantine, "quarantine", c.Enforce.Quarantine, "quarantine action: header or hold")
+	fs.StringVar(&c.Policy.Socket, "policy-socket", c.Policy.Socket, "TLS policy socketmap: unix:PATH or inet:HOST:PORT (empty: off)")
+	fs.StringVar(&c.Policy.Inbound.Socket, "policy-inbound-socket", c.Policy.Inbound.Socket, "inbound TLS policy delegation socket (empty: off)")
+	fs.BoolVar(&c.Policy.DANE, "policy-dane", c.Policy.DANE, "answer dane for domains with authenticated TLSA records")
+	fs.BoolVar(&c.Policy.MTASTS, "policy-mta-sts", c.Policy.MTASTS, "honour MTA-STS")
+	fs.StringVar(&c.Policy.MTASTSRoots, "mta-sts-roots", c.Policy.MTASTSRoots, "PEM roots for MTA-STS fetches (default: system)")
+	fs.IntVar(&c.Policy.MTASTSPort, "mta-sts-port", c.Policy.MTASTSPort, "HTTPS port of MTA-STS fetches (tests)")
+	fs.BoolVar(&c.Policy.TempOnError, "policy-temp-on-error", c.Policy.TempOnError, "answer TEMP when no policy can be decided (defers mail!)")
+	fs.BoolVar(&c.Policy.Learn.Enabled, "policy-learn", c.Policy.Learn.Enabled, "learn encrypt policies from delivery history")
+	fs.Int64Var(&c.Policy.Learn.MinDeliveries, "policy-learn-min", c.Policy.Learn.MinDeliveries, "authenticated-TLS deliveries before a policy is learned")
+	fs.IntVar(&c.Policy.Learn.Days, "policy-learn-days", c.Policy.Learn.Days, "learning window in days")
 }

@@ -247,3 +247,30 @@ func nullable(s string) driver.Value {
 	}
 	return s
 }
+
+// Downgrade records a peer that used TLS in TLSBefore of its last Window
+// connections and then used plaintext.
+type Downgrade struct {
+	At        time.Time
+	Direction string // inbound, outbound
+	PeerKind  string // domain, ip
+	Peer      string
+	TLSBefore int
+	Window    int
+}
+
+func (d *Downgrade) apply(b *batch) error {
+	st, ok := b.stmts[insertDowngrade]
+	if !ok {
+		var err error
+		if st, err = b.c.Prepare(insertDowngrade); err != nil {
+			return err
+		}
+		b.stmts[insertDowngrade] = st
+	}
+	_, err := exec(st, d.At.Unix(), d.Direction, d.PeerKind, d.Peer, i64(d.TLSBefore), i64(d.Window))
+	return err
+}
+
+const insertDowngrade = `INSERT INTO downgrades (detected_at, direction, peer_kind, peer, tls_before, window)
+	VALUES (?, ?, ?, ?, ?, ?)`

@@ -26,6 +26,8 @@ type Follower struct {
 	Poll   time.Duration // how often to look for new lines; default 1s
 	Batch  int           // deliveries per transaction; default 1000
 	Log    *slog.Logger
+	// OnDelivery, if set, sees every delivery read (downgrade detection).
+	OnDelivery func(*maillog.Delivery)
 
 	f      *os.File
 	r      *bufio.Reader
@@ -166,6 +168,9 @@ func (fw *Follower) readAvailable(ctx context.Context) error {
 func (fw *Follower) feed(line string) {
 	if d, _ := fw.Parser.Feed(line); d != nil {
 		fw.batch = append(fw.batch, d)
+		if fw.OnDelivery != nil {
+			fw.OnDelivery(d)
+		}
 	}
 }
 

@@ -182,6 +182,24 @@ var migrations = []string{
 		error      TEXT
 	);
 	CREATE INDEX policy_decisions_at ON policy_decisions(decided_at);`,
+	// 5: peers that used TLS and then came or went in plaintext.
+	`CREATE TABLE downgrades (
+		id          INTEGER PRIMARY KEY,
+		detected_at INTEGER NOT NULL,
+		direction   TEXT NOT NULL,
+		peer_kind   TEXT NOT NULL,
+		peer        TEXT NOT NULL,
+		tls_before  INTEGER NOT NULL,
+		window      INTEGER NOT NULL
+	);
+	CREATE INDEX downgrades_at ON downgrades(detected_at);`,
+	// 6: policies imported with `snowrain policy import`.
+	`CREATE TABLE policy_overrides (
+		domain      TEXT PRIMARY KEY,
+		policy      TEXT NOT NULL,
+		origin      TEXT NOT NULL,
+		imported_at INTEGER NOT NULL
+	);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

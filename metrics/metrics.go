@@ -28,6 +28,8 @@ type Metrics struct {
 	Panics     prometheus.Counter
 	DNSLatency *prometheus.HistogramVec // qtype, result
 	Latency    prometheus.Histogram     // end-of-message processing
+	Downgrades *prometheus.CounterVec   // direction, kind
+	Policy     *prometheus.CounterVec   // service, source or class
 }
 
 // New creates and registers the collectors.
@@ -49,8 +51,12 @@ func New() *Metrics {
 			[]string{"qtype", "result"}),
 		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "snowrain_eom_seconds",
 			Help: "Time spent at end of message.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		Downgrades: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snowrain_downgrades_total",
+			Help: "Peers that used TLS and then plaintext."}, []string{"direction", "kind"}),
+		Policy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snowrain_policy_total",
+			Help: "TLS policy answers by service and source, and bad requests by class."}, []string{"service", "what"}),
 	}
-	m.Registry.MustRegister(m.Messages, m.Verdicts, m.Classes, m.FailOpen, m.Panics, m.DNSLatency,
+	m.Registry.MustRegister(m.Downgrades, m.Policy, m.Messages, m.Verdicts, m.Classes, m.FailOpen, m.Panics, m.DNSLatency,
 		m.Latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

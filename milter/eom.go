@@ -29,6 +29,9 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) 
 	s.nmsg++
 	s.count(rec)
 	s.record(rec)
+	if s.f.Watch != nil {
+		s.f.Watch(rec.Direction, measure.PeerDomain(rec), rec.ClientIP, rec.TLSVersion != "")
+	}
 	s.f.metrics.Latency.Observe(time.Since(start).Seconds())
 	return resp, nil
 }

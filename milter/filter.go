@@ -29,6 +29,10 @@ type Filter struct {
 	log      *slog.Logger
 	spf      *auth.SPFChecker
 	dmarc    *auth.DMARCChecker
+
+	// Watch, if set, sees every recorded message's peer and TLS use
+	// (downgrade detection). Set it before serving.
+	Watch func(direction, domain, ip string, tls bool)
 }
 
 // NewFilter returns a Filter. m and log may be nil.

@@ -142,8 +142,32 @@ func (e *Engine) override(_ context.Context, d *Decision) bool {
 			return true
 		}
 	}
+	if e.db != nil {
+		var p, origin string
+		for _, key := range lookupKeys(d.Domain) {
+			if err := e.db.QueryRowContext(context.Background(), `SELECT policy, origin FROM policy_overrides
+				WHERE domain = ?`, key).Scan(&p, &origin); err == nil {
+				d.Answer, d.Source = p, SourceOverride
+				d.Steps = append(d.Steps, "imported policy for "+key+" ("+origin+"): "+p)
+				return true
+			}
+		}
+	}
 	d.Steps = append(d.Steps, "override: none")
 	return false
+}
+
+// lookupKeys are domain, then ".parent" for each parent.
+func lookupKeys(domain string) []string {
+	keys := []string{domain}
+	for p := domain; ; {
+		i := strings.IndexByte(p, '.')
+		if i < 0 {
+			return keys
+		}
+		p = p[i+1:]
+		keys = append(keys, "."+p)
+	}
 }
 
 // dane answers "dane" when the MX records and the TLSA records of at least
@@ -232,8 +256,10 @@ func (e *Engine) Forget(ctx context.Context, domain string) error {
 		DO UPDATE SET forgotten_at = excluded.forgotten_at`, domain, time.Now().Unix()); err != nil {
 		return fmt.Errorf("policy: forget: %w", err)
 	}
-	if _, err := e.db.ExecContext(ctx, `DELETE FROM mta_sts_policies WHERE domain = ?`, domain); err != nil {
-		return fmt.Errorf("policy: forget: %w", err)
+	for _, t := range []string{"mta_sts_policies", "policy_overrides"} {
+		if _, err := e.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE domain = ?`, domain); err != nil {
+			return fmt.Errorf("policy: forget: %w", err)
+		}
 	}
 	return nil
 }

@@ -65,7 +65,8 @@ func formatCounts(m map[string]int64) string {
 }
 
 // startFollowers follows the configured MTA log or journal until ctx ends.
-func startFollowers(ctx context.Context, cfg config.Config, store *measure.Store, mt *metrics.Metrics, log *slog.Logger) *sync.WaitGroup {
+func startFollowers(ctx context.Context, cfg config.Config, store *measure.Store, mt *metrics.Metrics,
+	onDelivery func(*maillog.Delivery), log *slog.Logger) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	if cfg.Maillog != "" {
 		p := maillog.NewParser()
@@ -73,7 +74,7 @@ func startFollowers(ctx context.Context, cfg config.Config, store *measure.Store
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fw := &measure.Follower{Store: store, Path: cfg.Maillog, Parser: p, Log: log}
+			fw := &measure.Follower{Store: store, Path: cfg.Maillog, Parser: p, Log: log, OnDelivery: onDelivery}
 			if err := fw.Run(ctx); err != nil {
 				log.Error("maillog follower stopped", "path", cfg.Maillog, "err", err)
 			}

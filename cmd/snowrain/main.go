@@ -13,6 +13,7 @@ commands:
   serve     run the milter (flags: snowrain serve -h)
   report    print the recorded counts for a period
   ingest    import MTA logs (plain or gzip) for outbound delivery TLS
+  policy    TLS policies: check DOMAIN, list, forget DOMAIN, export, import FILE
   db        database maintenance: prune, vacuum
   version   print the version
 `
@@ -33,6 +34,8 @@ func main() {
 		err = runReport(args, os.Stdout)
 	case "ingest":
 		err = ingest(args, os.Stdout)
+	case "policy":
+		err = runPolicy(args, os.Stdout)
 	case "db":
 		err = db(args, os.Stdout)
 	case "version":

@@ -105,7 +105,12 @@ func serve(args []string) error {
 		}
 		go mt.Serve(ctx, mln)
 	}
-	followers := startFollowers(ctx, cfg, store, mt, log)
+	stopPolicy, onDelivery, err := startPolicy(ctx, cfg, store, res, writer, filter, mt, log)
+	if err != nil {
+		return err
+	}
+	defer stopPolicy()
+	followers := startFollowers(ctx, cfg, store, mt, onDelivery, log)
 	srv := filter.NewServer()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

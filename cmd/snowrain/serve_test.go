@@ -338,3 +338,47 @@ func TestServeFollowsMaillog(t *testing.T) {
 		t.Errorf("%d deliveries recorded, want 1", n)
 	}
 }
+
+func TestPolicyCLI(t *testing.T) {
+	dns := dnstest.Start(t, "plain.example. MX 10 mx.plain.example.\n")
+	dir := t.TempDir()
+	db := filepath.Join(dir, "p.db")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(binary, append([]string{"policy"}, append(args, "--db", db, "--dns", dns.Addr)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("policy %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	os.WriteFile(filepath.Join(dir, "list.csv"), []byte("domain,policy\nbank.example,verify\n.corp.example,encrypt\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "starttls-everywhere.json"), []byte(`{"policies": {
+		"sts.example": {"mode": "enforce", "mxs": [".sts.example"]},
+		"test.example": {"mode": "testing", "mxs": [".test.example"]}}}`), 0o644)
+	if out := run("import", filepath.Join(dir, "list.csv")); !strings.Contains(out, "imported 2") {
+		t.Errorf("import csv: %s", out)
+	}
+	if out := run("import", filepath.Join(dir, "starttls-everywhere.json")); !strings.Contains(out, "imported 1") {
+		t.Errorf("import json: %s", out)
+	}
+	if out := run("check", "mail.corp.example"); !strings.Contains(out, "OK encrypt (source override") {
+		t.Errorf("check: %s", out)
+	}
+	if out := run("check", "plain.example"); !strings.Contains(out, "NOTFOUND") || !strings.Contains(out, "mta-sts: no _mta-sts record") {
+		t.Errorf("check plain: %s", out)
+	}
+	list := run("list", "--format", "json")
+	for _, want := range []string{`"bank.example"`, `"secure match=.sts.example servername=hostname"`} {
+		if !strings.Contains(list, want) {
+			t.Errorf("list lacks %s:\n%s", want, list)
+		}
+	}
+	run("forget", "bank.example")
+	if out := run("export"); strings.Contains(out, "bank.example") || !strings.Contains(out, "sts.example") {
+		t.Errorf("after forget:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("x.example,nonsense\n"), 0o644)
+	if out, err := exec.Command(binary, "policy", "import", filepath.Join(dir, "bad.csv"), "--db", db).CombinedOutput(); err == nil {
+		t.Errorf("bad policy imported: %s", out)
+	}
+}

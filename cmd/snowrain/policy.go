@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/snowrain/snowrain/config"
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/measure/maillog"
+	"github.com/snowrain/snowrain/metrics"
+	"github.com/snowrain/snowrain/milter"
+	"github.com/snowrain/snowrain/policy"
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// newEngine builds the policy engine the configuration describes.
+func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, log *slog.Logger) (*policy.Engine, error) {
+	fetch := &policy.STSFetcher{Resolver: res, Port: cfg.Policy.MTASTSPort}
+	if cfg.Policy.MTASTSRoots != "" {
+		pem, err := os.ReadFile(cfg.Policy.MTASTSRoots)
+		if err != nil {
+			return nil, fmt.Errorf("mta_sts_roots: %w", err)
+		}
+		fetch.Roots = x509.NewCertPool()
+		if !fetch.Roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mta_sts_roots: no certificate in %s", cfg.Policy.MTASTSRoots)
+		}
+	}
+	p := cfg.Policy
+	return policy.NewEngine(policy.Config{Overrides: p.Overrides, DANE: p.DANE, MTASTS: p.MTASTS,
+		TempOnError: p.TempOnError, DecisionSample: p.DecisionSample, Budget: p.Budget.Duration,
+		Learn: policy.LearnConfig{Enabled: p.Learn.Enabled, MinDeliveries: p.Learn.MinDeliveries,
+			Days: p.Learn.Days, Answer: p.Learn.Answer}}, res, fetch, store.DB, log), nil
+}
+
+// startPolicy runs the socketmap, the inbound delegation service, the
+// MTA-STS refresher and downgrade detection; the returned function stops
+// them.
+func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, res resolver.Resolver,
+	writer *measure.Writer, filter *milter.Filter, mt *metrics.Metrics, log *slog.Logger) (func(), func(*maillog.Delivery), error) {
+	var closers []func()
+	stop := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	onDelivery := watchDowngrades(filter, writer, mt)
+	if cfg.Policy.Socket != "" {
+		engine, err := newEngine(cfg, res, store, log)
+		if err != nil {
+			return stop, onDelivery, err
+		}
+		ln, err := listenOn(cfg, cfg.Policy.Socket)
+		if err != nil {
+			return stop, onDelivery, fmt.Errorf("policy socket: %w", err)
+		}
+		srv := &policy.SocketmapServer{Engine: engine, Log: log,
+			Classes: func(c string) { mt.Policy.WithLabelValues("socketmap", c).Inc() }}
+		go srv.Serve(ln)
+		closers = append(closers, func() { ln.Close(); srv.Close() })
+		go refreshSTS(ctx, engine, cfg.Policy.Refresh.Duration, log)
+		log.Info("TLS policy socketmap serving", "socket", cfg.Policy.Socket)
+	}
+	if in := cfg.Policy.Inbound; in.Socket != "" {
+		ln, err := listenOn(cfg, in.Socket)
+		if err != nil {
+			return stop, onDelivery, fmt.Errorf("inbound policy socket: %w", err)
+		}
+		srv := &policy.Inbound{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: in.Action, DB: store.DB,
+			MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Log: log,
+			OnDecision: func(_, action string) { mt.Policy.WithLabelValues("inbound", action[:min(len(action), 15)]).Inc() }}
+		go srv.Serve(ln)
+		closers = append(closers, func() { ln.Close() })
+		log.Info("inbound TLS policy service serving", "socket", in.Socket)
+	}
+	return stop, onDelivery, nil
+}
+
+func refreshSTS(ctx context.Context, e *policy.Engine, every time.Duration, log *slog.Logger) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := e.RefreshSTS(ctx, 2*every); err != nil {
+				log.Warn("MTA-STS refresh", "err", err)
+			} else if n > 0 {
+				log.Info("MTA-STS policies refreshed", "count", n)
+			}
+		}
+	}
+}
+
+// watchDowngrades feeds the milter's messages and the log's deliveries to
+// a Detector, recording and counting each downgrade.
+func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.Metrics) func(*maillog.Delivery) {
+	det := &policy.Detector{}
+	observe := func(direction, kind, peer string, tls bool) {
+		if peer == "" {
+			return
+		}
+		if down, before := det.Observe(direction+" "+kind+" "+peer, tls); down {
+			mt.Downgrades.WithLabelValues(direction, kind).Inc()
+			writer.Enqueue(&measure.Downgrade{At: time.Now(), Direction: direction, PeerKind: kind, Peer: peer,
+				TLSBefore: before, Window: 10})
+		}
+	}
+	filter.Watch = func(direction, domain, ip string, tls bool) {
+		observe(direction, "domain", domain, tls)
+		observe(direction, "ip", ip, tls)
+	}
+	return func(d *maillog.Delivery) {
+		if d.Status == "sent" {
+			observe("outbound", "domain", d.Domain, d.TLSVersion != "")
+		}
+	}
+}
+
+// listenOn opens a unix or TCP socket with the configured permissions.
+func listenOn(cfg config.Config, addr string) (net.Listener, error) {
+	c := cfg
+	c.Milter = addr
+	return listen(c)
+}
+
+const policyUsage = `usage: snowrain policy check DOMAIN | list | forget DOMAIN | export [--format csv|json] | import FILE
+  (with serve's flags: --config, --db, --dns, --policy-*)`
+
+// runPolicy is `snowrain policy …`.
+func runPolicy(args []string, out io.Writer) error {
+	if len(args) < 1 {
+		return fmt.Errorf("%s", policyUsage)
+	}
+	sub, rest := args[0], args[1:]
+	format := "csv"
+	var pos []string
+	var flagArgs []string
+	for i := 0; i < len(rest); i++ {
+		switch {
+		case rest[i] == "--format" && i+1 < len(rest):
+			format = rest[i+1]
+			i++
+		case strings.HasPrefix(rest[i], "-"):
+			flagArgs = append(flagArgs, rest[i])
+			if !strings.Contains(rest[i], "=") && i+1 < len(rest) && !strings.HasPrefix(rest[i+1], "-") && needsValue(rest[i]) {
+				flagArgs = append(flagArgs, rest[i+1])
+				i++
+			}
+		default:
+			pos = append(pos, rest[i])
+		}
+	}
+	cfg, _, err := loadConfig("policy", flagArgs)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	store, err := measure.Open(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	res, err := resolver.New(resolver.Config{Servers: cfg.DNS, Timeout: cfg.DNSTimeout.Duration})
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	engine, err := newEngine(cfg, res, store, log)
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub == "check" && len(pos) == 1:
+		d := engine.Decide(ctx, pos[0])
+		for _, s := range d.Steps {
+			fmt.Fprintln(out, s)
+		}
+		answer := "NOTFOUND (Postfix's own smtp_tls_security_level applies)"
+		switch {
+		case d.Answer != "":
+			answer = "OK " + d.Answer
+		case d.Temp:
+			answer = "TEMP"
+		}
+		fmt.Fprintf(out, "\n%s: %s (source %s, %s)\n", d.Domain, answer, d.Source, d.Latency.Round(time.Microsecond))
+		if d.Err != nil {
+			fmt.Fprintf(out, "errors: %v\n", d.Err)
+		}
+		return nil
+	case sub == "list" || sub == "export":
+		list, err := engine.List(ctx)
+		if err != nil {
+			return err
+		}
+		if format == "json" {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(list)
+		}
+		return policy.WriteCSV(out, list)
+	case sub == "forget" && len(pos) == 1:
+		return engine.Forget(ctx, strings.ToLower(pos[0]))
+	case sub == "import" && len(pos) == 1:
+		data, err := os.ReadFile(pos[0])
+		if err != nil {
+			return err
+		}
+		list, err := policy.ParseImport(data)
+		if err != nil {
+			return err
+		}
+		if err := engine.Import(ctx, list, filepath.Base(pos[0])); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "imported %d policies from %s\n", len(list), pos[0])
+		return nil
+	}
+	return fmt.Errorf("%s", policyUsage)
+}
+
+// needsValue tells the boolean flags from those taking a value.
+func needsValue(flag string) bool {
+	switch strings.TrimLeft(flag, "-") {
+	case "policy-dane", "policy-mta-sts", "policy-temp-on-error", "policy-learn", "check-helo",
+		"store-localparts", "enforce-dmarc", "journal":
+		return false
+	}
+	return true
+}

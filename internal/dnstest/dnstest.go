@@ -40,13 +40,27 @@ func Start(t testing.TB, zone string) *Server {
 	return s
 }
 
+// StartOn serves zone on a fixed address, e.g. "127.53.0.1:53" for an MTA
+// whose resolv.conf cannot name a port.
+func StartOn(t testing.TB, addr, zone string) *Server {
+	t.Helper()
+	s, err := newOn(addr, zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 // New starts a server without a testing.TB; Close stops it.
-func New(zone string) (*Server, error) {
+func New(zone string) (*Server, error) { return newOn("", zone) }
+
+func newOn(addr, zone string) (*Server, error) {
 	s := &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}, signed: map[string]bool{}}
 	if err := s.Add(zone); err != nil {
 		return nil, err
 	}
-	pc, l, err := listenBoth()
+	pc, l, err := listenBoth(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +78,19 @@ func New(zone string) (*Server, error) {
 
 // listenBoth finds a port free for both UDP and TCP: the UDP port the
 // kernel picks may be taken for TCP, so try a few.
-func listenBoth() (net.PacketConn, net.Listener, error) {
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	if addr != "" {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			pc.Close()
+			return nil, nil, err
+		}
+		return pc, l, nil
+	}
 	var lastErr error
 	for i := 0; i < 20; i++ {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -199,7 +225,8 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 	return m
 }
 
-// under reports whether name or one of its parents is in set.
+// under reports whether name or one of its parents (the root included) is
+// in set.
 func under(set map[string]bool, name string) bool {
 	for n := name; ; {
 		if set[n] {
@@ -207,7 +234,7 @@ func under(set map[string]bool, name string) bool {
 		}
 		i := strings.IndexByte(n, '.')
 		if i < 0 || i == len(n)-1 {
-			return false
+			return set["."]
 		}
 		n = n[i+1:]
 	}

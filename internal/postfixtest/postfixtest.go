@@ -28,6 +28,10 @@ type Options struct {
 	KeyFile  string            //
 	Hostname string            // myhostname; default mx.test.example
 	Main     map[string]string // more main.cf settings, applied last
+	// Nameserver, when set (an IP answering on port 53), is the only DNS
+	// server Postfix uses: it runs in a private mount namespace whose
+	// /etc/resolv.conf names it (with trust-ad, for DANE).
+	Nameserver string
 }
 
 // Instance is a running throwaway Postfix.
@@ -66,7 +70,7 @@ func Start(t testing.TB, o Options) *Instance {
 	if err := register(in.confDir(), true); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := in.postfix("start"); err != nil {
+	if out, err := in.start(o.Nameserver); err != nil {
 		t.Fatalf("postfix start: %v\n%s\n%s", err, out, in.Log())
 	}
 	if err := in.waitBanner(20 * time.Second); err != nil {
@@ -223,6 +227,20 @@ func register(dir string, add bool) error {
 		return fmt.Errorf("postconf -e: %v %s", err, o)
 	}
 	return nil
+}
+
+// start starts the master, inside a namespace with its own resolv.conf
+// when a nameserver is given.
+func (in *Instance) start(nameserver string) ([]byte, error) {
+	if nameserver == "" {
+		return in.postfix("start")
+	}
+	conf := filepath.Join(in.Dir, "resolv.conf")
+	if err := os.WriteFile(conf, []byte("nameserver "+nameserver+"\noptions trust-ad\n"), 0o644); err != nil {
+		return nil, err
+	}
+	script := fmt.Sprintf("mount --bind %s /etc/resolv.conf && exec postfix -c %s start", conf, in.confDir())
+	return exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script).CombinedOutput()
 }
 
 func (in *Instance) postfix(args ...string) ([]byte, error) {

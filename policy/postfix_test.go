@@ -1,0 +1,205 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/smtp"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/postfixtest"
+	"github.com/snowrain/snowrain/internal/smtpsink"
+	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// A loopback Internet for Postfix: its resolv.conf names our DNS server on
+// 127.53.0.1:53; each destination's MX is a sink on its own 127.54.0.x
+// address, port 2525 (smtp_tcp_port); MTA-STS policies come from an HTTPS
+// server on 127.55.0.1.
+type scenario struct {
+	domain string
+	sink   smtpsink.Options
+	sts    string // policy file; "" for none
+	signed bool   // DNSSEC-signed, with a TLSA record for the sink's key
+	learn  int    // authenticated-TLS deliveries already in the history
+	want   string // sent or deferred
+}
+
+func TestPostfixTLSPolicies(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: port 53 on 127.53.0.1 and Postfix")
+	}
+	ca := testca.New(t)
+	valid := func(name string) smtpsink.Options {
+		cert, key := ca.Issue(t, name, name)
+		kp, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}}
+	}
+	selfSigned := func(name string) smtpsink.Options {
+		other := testca.New(t) // a CA Postfix does not trust
+		cert, key := other.Issue(t, name, name)
+		kp, _ := tls.LoadX509KeyPair(cert, key)
+		return smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}}
+	}
+	enforce := func(mx string) string {
+		return "version: STSv1\nmode: enforce\nmx: " + mx + "\nmax_age: 86400\n"
+	}
+	scenarios := []scenario{
+		{domain: "enforce-valid.example", sink: valid("mx.enforce-valid.example"), sts: enforce("mx.enforce-valid.example"), want: "sent"},
+		{domain: "enforce-notls.example", sts: enforce("mx.enforce-notls.example"), want: "deferred"},
+		{domain: "enforce-selfsigned.example", sink: selfSigned("mx.enforce-selfsigned.example"), sts: enforce("mx.enforce-selfsigned.example"), want: "deferred"},
+		{domain: "enforce-failtls.example", sink: smtpsink.Options{FailTLS: true}, sts: enforce("mx.enforce-failtls.example"), want: "deferred"},
+		{domain: "testing.example", sts: "version: STSv1\nmode: testing\nmx: mx.testing.example\nmax_age: 86400\n", want: "sent"},
+		{domain: "none.example", sts: "version: STSv1\nmode: none\nmax_age: 86400\n", want: "sent"},
+		{domain: "dane.example", sink: selfSigned("mx.dane.example"), sts: enforce("elsewhere.example"), signed: true, want: "sent"},
+		{domain: "learned.example", learn: 5, want: "deferred"},
+		{domain: "unlearned.example", learn: 2, want: "sent"},
+	}
+	var zone strings.Builder
+	sinks := map[string]*smtpsink.Sink{}
+	for i, sc := range scenarios {
+		ip := fmt.Sprintf("127.54.0.%d", i+1)
+		s := smtpsink.StartWith(t, ip+":2525", sc.sink)
+		sinks[sc.domain] = s
+		fmt.Fprintf(&zone, "%s. MX 10 mx.%s.\nmx.%s. A %s\n", sc.domain, sc.domain, sc.domain, ip)
+		if sc.sts != "" {
+			fmt.Fprintf(&zone, "_mta-sts.%s. TXT \"v=STSv1; id=1;\"\nmta-sts.%s. A 127.55.0.1\n", sc.domain, sc.domain)
+		}
+		if sc.signed {
+			cert := sc.sink.TLS.Certificates[0]
+			leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+			sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+			// Port 25 for snowrain's check; 2525, the port Postfix uses
+			// here, for Postfix's own DANE validation.
+			for _, port := range []int{25, 2525} {
+				fmt.Fprintf(&zone, "_%d._tcp.mx.%s. TLSA 3 1 1 %s\n", port, sc.domain, hex.EncodeToString(sum[:]))
+			}
+		}
+	}
+	// Postfix probes the root before it trusts the AD bit: answer it, and
+	// sign everything (only dane.example publishes TLSA records).
+	zone.WriteString(". NS ns.test.\nns.test. A 127.53.0.1\n")
+	dns := dnstest.StartOn(t, "127.53.0.1:53", zone.String())
+	dns.Signed(".")
+
+	// MTA-STS over HTTPS, certificates from the test CA.
+	var stsNames []string
+	files := map[string]string{}
+	for _, sc := range scenarios {
+		if sc.sts != "" {
+			stsNames = append(stsNames, "mta-sts."+sc.domain)
+			files["mta-sts."+sc.domain] = sc.sts
+		}
+	}
+	cert, key := ca.Issue(t, "sts", stsNames...)
+	kp, _ := tls.LoadX509KeyPair(cert, key)
+	ln, err := tls.Listen("tcp", "127.55.0.1:0", &tls.Config{Certificates: []tls.Certificate{kp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := strings.Cut(r.Host, ":")
+		if body, ok := files[host]; ok {
+			fmt.Fprint(w, body)
+			return
+		}
+		http.NotFound(w, r)
+	})}
+	go web.Serve(ln)
+	t.Cleanup(func() { web.Close() })
+
+	// snowrain's side: the engine behind a socketmap Postfix can reach.
+	store, err := measure.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, sc := range scenarios {
+		if sc.learn > 0 {
+			store.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, ?, 'sent', 'TLSv1.3', 'TLS_AES_128_GCM_SHA256', 'verified', 1, ?)`,
+				time.Now().Unix()/3600, sc.domain, sc.learn)
+		}
+	}
+	res, _ := resolver.New(resolver.Config{Servers: []string{"127.53.0.1:53"}, Timeout: time.Second})
+	engine := NewEngine(Config{DANE: true, MTASTS: true, DecisionSample: 1, Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}},
+		res, &STSFetcher{Resolver: res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port}, store.DB, nil)
+	sockDir, _ := os.MkdirTemp("/var/tmp", "snowrain-policy-")
+	os.Chmod(sockDir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "policy.sock")
+	pl, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(sock, 0o666)
+	sm := &SocketmapServer{Engine: engine}
+	go sm.Serve(pl)
+	t.Cleanup(func() { pl.Close(); sm.Close() })
+
+	pf := postfixtest.Start(t, postfixtest.Options{Nameserver: "127.53.0.1", Main: map[string]string{
+		"default_transport":         "smtp",
+		"smtp_tcp_port":             "2525",
+		"smtp_tls_security_level":   "may",
+		"smtp_tls_policy_maps":      "socketmap:unix:" + sock + ":tls",
+		"smtp_tls_CAfile":           ca.CAFile(),
+		"smtp_tls_loglevel":         "1",
+		"smtp_dns_support_level":    "dnssec",
+		"smtp_connect_timeout":      "5s",
+		"smtp_address_preference":   "ipv4",
+		"maximal_queue_lifetime":    "1h",
+		"smtp_tls_fallback_level":   "",
+	}})
+	for _, sc := range scenarios {
+		if err := smtp.SendMail(pf.Addr, nil, "sender@example.org", []string{"user@" + sc.domain},
+			[]byte("Subject: policy test\r\n\r\nhello\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(domain string) string {
+		for _, line := range strings.Split(pf.Log(), "\n") {
+			if strings.Contains(line, "to=<user@"+domain+">") {
+				for _, s := range []string{"status=sent", "status=deferred", "status=bounced"} {
+					if strings.Contains(line, s) {
+						return strings.TrimPrefix(s, "status=")
+					}
+				}
+			}
+		}
+		return ""
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, sc := range scenarios {
+		for status(sc.domain) == "" && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		got := status(sc.domain)
+		delivered := len(sinks[sc.domain].Messages())
+		t.Logf("%s: %s, %d delivered", sc.domain, got, delivered)
+		if got != sc.want || (sc.want == "sent") != (delivered == 1) {
+			d := engine.Decide(context.Background(), sc.domain)
+			t.Errorf("%s: %s (%d at the sink), want %s; policy %q from %s\n%s", sc.domain, got, delivered, sc.want,
+				d.Answer, d.Source, strings.Join(d.Steps, "\n"))
+		}
+	}
+	if !strings.Contains(pf.Log(), "Verified TLS connection established to mx.dane.example") {
+		t.Errorf("dane.example not delivered under DANE:\n%s", pf.Log())
+	}
+	if t.Failed() {
+		t.Log(pf.Log())
+	}
+}

@@ -59,6 +59,7 @@ type Decision struct {
 	Source  string
 	Steps   []string // what each source said, for `snowrain policy check`
 	Err     error
+	Class   string // error class of Err: dns_timeout, dns_temp, sts_record, sts_fetch, sts_syntax, sts_too_large, internal
 	Latency time.Duration
 }
 
@@ -113,9 +114,31 @@ func (e *Engine) Decide(ctx context.Context, domain string) Decision {
 	}
 	if d.Err != nil {
 		d.Source = SourceError
+		d.Class = ErrorClass(d.Err)
 		d.Temp = e.cfg.TempOnError
 	}
 	return e.finish(d, start)
+}
+
+// ErrorClass names the kind of failure behind a fail-open decision.
+func ErrorClass(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrSTSTooLarge):
+		return "sts_too_large"
+	case errors.Is(err, ErrSTSPolicySyntax):
+		return "sts_syntax"
+	case errors.Is(err, ErrSTSRecord):
+		return "sts_record"
+	case resolver.IsTimeout(err):
+		return "dns_timeout"
+	case resolver.IsTemporary(err):
+		return "dns_temp"
+	case errors.Is(err, ErrSTSFetch), errors.Is(err, context.DeadlineExceeded):
+		return "sts_fetch"
+	}
+	return "internal"
 }
 
 func (e *Engine) finish(d Decision, start time.Time) Decision {
@@ -238,7 +261,7 @@ func (e *Engine) record(d Decision) {
 	}
 	errText := ""
 	if d.Err != nil {
-		errText = d.Err.Error()
+		errText = d.Class + ": " + d.Err.Error()
 	}
 	answer := d.Answer
 	if answer == "" {

@@ -154,6 +154,9 @@ func TestDecisions(t *testing.T) {
 	}
 	for _, c := range cases {
 		d := e.Decide(context.Background(), c.domain)
+		if c.err != nil && d.Class == "" {
+			t.Errorf("%s: no error class for %v", c.domain, d.Err)
+		}
 		if d.Answer != c.answer || d.Source != c.source || (c.err != nil && !errors.Is(d.Err, c.err)) {
 			t.Errorf("%s: %q from %s (%v), want %q from %s (%v)\n%s", c.domain, d.Answer, d.Source, d.Err,
 				c.answer, c.source, c.err, strings.Join(d.Steps, "\n"))

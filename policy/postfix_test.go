@@ -35,41 +35,71 @@ type scenario struct {
 	signed bool   // DNSSEC-signed, with a TLSA record for the sink's key
 	learn  int    // authenticated-TLS deliveries already in the history
 	want   string // sent or deferred
+	dane   bool   // Postfix must validate DANE
+	class  string // error class snowrain must record (fail-open cases)
 }
 
 func TestPostfixTLSPolicies(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: port 53 on 127.53.0.1 and Postfix")
-	}
-	ca := testca.New(t)
-	valid := func(name string) smtpsink.Options {
-		cert, key := ca.Issue(t, name, name)
-		kp, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}}
-	}
-	selfSigned := func(name string) smtpsink.Options {
-		other := testca.New(t) // a CA Postfix does not trust
-		cert, key := other.Issue(t, name, name)
-		kp, _ := tls.LoadX509KeyPair(cert, key)
-		return smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}}
-	}
+	ca := testCA(t)
 	enforce := func(mx string) string {
 		return "version: STSv1\nmode: enforce\nmx: " + mx + "\nmax_age: 86400\n"
 	}
-	scenarios := []scenario{
-		{domain: "enforce-valid.example", sink: valid("mx.enforce-valid.example"), sts: enforce("mx.enforce-valid.example"), want: "sent"},
+	runPolicyWorld(t, ca, []scenario{
+		{domain: "enforce-valid.example", sink: validSink(t, ca, "mx.enforce-valid.example"), sts: enforce("mx.enforce-valid.example"), want: "sent"},
 		{domain: "enforce-notls.example", sts: enforce("mx.enforce-notls.example"), want: "deferred"},
-		{domain: "enforce-selfsigned.example", sink: selfSigned("mx.enforce-selfsigned.example"), sts: enforce("mx.enforce-selfsigned.example"), want: "deferred"},
+		{domain: "enforce-selfsigned.example", sink: selfSignedSink(t, "mx.enforce-selfsigned.example"), sts: enforce("mx.enforce-selfsigned.example"), want: "deferred"},
 		{domain: "enforce-failtls.example", sink: smtpsink.Options{FailTLS: true}, sts: enforce("mx.enforce-failtls.example"), want: "deferred"},
 		{domain: "testing.example", sts: "version: STSv1\nmode: testing\nmx: mx.testing.example\nmax_age: 86400\n", want: "sent"},
 		{domain: "none.example", sts: "version: STSv1\nmode: none\nmax_age: 86400\n", want: "sent"},
-		{domain: "dane.example", sink: selfSigned("mx.dane.example"), sts: enforce("elsewhere.example"), signed: true, want: "sent"},
+		{domain: "dane.example", sink: selfSignedSink(t, "mx.dane.example"), sts: enforce("elsewhere.example"), signed: true, want: "sent", dane: true},
 		{domain: "learned.example", learn: 5, want: "deferred"},
 		{domain: "unlearned.example", learn: 2, want: "sent"},
+	}, false)
+}
+
+// TestPostfixPolicyFaults breaks snowrain's side — its DNS server is gone,
+// an MTA-STS server hangs, policies are malformed or oversized — and mail
+// still flows (fail open), each decision recorded with its error class.
+func TestPostfixPolicyFaults(t *testing.T) {
+	ca := testCA(t)
+	t.Run("sts", func(t *testing.T) {
+		runPolicyWorld(t, ca, []scenario{
+			{domain: "hang.example", sts: "hang", want: "sent", class: "sts_fetch"},
+			{domain: "malformed.example", sts: "version: STSv9\nmode: enforce\n", want: "sent", class: "sts_syntax"},
+			{domain: "oversized.example", sts: "version: STSv1\nmode: enforce\nmx: x\nmax_age: 1\n" + strings.Repeat("#", 100000), want: "sent", class: "sts_too_large"},
+		}, false)
+	})
+	t.Run("dns-down", func(t *testing.T) {
+		runPolicyWorld(t, ca, []scenario{
+			{domain: "dnsdown.example", sts: "version: STSv1\nmode: enforce\nmx: nowhere.example\nmax_age: 86400\n", want: "sent", class: "dns_"},
+		}, true)
+	})
+}
+
+func testCA(t *testing.T) *testca.CA {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: port 53 on 127.53.0.1 and Postfix")
 	}
+	return testca.New(t)
+}
+
+func validSink(t *testing.T, ca *testca.CA, name string) smtpsink.Options {
+	cert, key := ca.Issue(t, name, name)
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}}
+}
+
+func selfSignedSink(t *testing.T, name string) smtpsink.Options {
+	return validSink(t, testca.New(t), name) // a CA Postfix does not trust
+}
+
+// runPolicyWorld builds the loopback Internet for scenarios, sends one
+// message to each through a real Postfix and checks the outcome. With
+// deadDNS, snowrain's resolver asks a server that is not there.
+func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS bool) {
 	var zone strings.Builder
 	sinks := map[string]*smtpsink.Sink{}
 	for i, sc := range scenarios {
@@ -112,16 +142,24 @@ func TestPostfixTLSPolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hung := make(chan struct{})
 	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := strings.Cut(r.Host, ":")
-		if body, ok := files[host]; ok {
+		body, ok := files[host]
+		switch {
+		case body == "hang":
+			select {
+			case <-hung:
+			case <-r.Context().Done():
+			}
+		case ok:
 			fmt.Fprint(w, body)
-			return
+		default:
+			http.NotFound(w, r)
 		}
-		http.NotFound(w, r)
 	})}
 	go web.Serve(ln)
-	t.Cleanup(func() { web.Close() })
+	t.Cleanup(func() { close(hung); web.Close() })
 
 	// snowrain's side: the engine behind a socketmap Postfix can reach.
 	store, err := measure.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
@@ -135,9 +173,14 @@ func TestPostfixTLSPolicies(t *testing.T) {
 				time.Now().Unix()/3600, sc.domain, sc.learn)
 		}
 	}
-	res, _ := resolver.New(resolver.Config{Servers: []string{"127.53.0.1:53"}, Timeout: time.Second})
-	engine := NewEngine(Config{DANE: true, MTASTS: true, DecisionSample: 1, Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}},
-		res, &STSFetcher{Resolver: res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port}, store.DB, nil)
+	dnsAddr := "127.53.0.1:53"
+	if deadDNS {
+		dnsAddr = "127.53.0.99:53"
+	}
+	res, _ := resolver.New(resolver.Config{Servers: []string{dnsAddr}, Timeout: 500 * time.Millisecond})
+	engine := NewEngine(Config{DANE: true, MTASTS: true, DecisionSample: 1, Budget: 3 * time.Second,
+		Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}},
+		res, &STSFetcher{Resolver: res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port, Timeout: 2 * time.Second}, store.DB, nil)
 	sockDir, _ := os.MkdirTemp("/var/tmp", "snowrain-policy-")
 	os.Chmod(sockDir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
@@ -152,17 +195,17 @@ func TestPostfixTLSPolicies(t *testing.T) {
 	t.Cleanup(func() { pl.Close(); sm.Close() })
 
 	pf := postfixtest.Start(t, postfixtest.Options{Nameserver: "127.53.0.1", Main: map[string]string{
-		"default_transport":         "smtp",
-		"smtp_tcp_port":             "2525",
-		"smtp_tls_security_level":   "may",
-		"smtp_tls_policy_maps":      "socketmap:unix:" + sock + ":tls",
-		"smtp_tls_CAfile":           ca.CAFile(),
-		"smtp_tls_loglevel":         "1",
-		"smtp_dns_support_level":    "dnssec",
-		"smtp_connect_timeout":      "5s",
-		"smtp_address_preference":   "ipv4",
-		"maximal_queue_lifetime":    "1h",
-		"smtp_tls_fallback_level":   "",
+		"default_transport":       "smtp",
+		"smtp_tcp_port":           "2525",
+		"smtp_tls_security_level": "may",
+		"smtp_tls_policy_maps":    "socketmap:unix:" + sock + ":tls",
+		"smtp_tls_CAfile":         ca.CAFile(),
+		"smtp_tls_loglevel":       "1",
+		"smtp_dns_support_level":  "dnssec",
+		"smtp_connect_timeout":    "5s",
+		"smtp_address_preference": "ipv4",
+		"maximal_queue_lifetime":  "1h",
+		"smtp_tls_fallback_level": "",
 	}})
 	for _, sc := range scenarios {
 		if err := smtp.SendMail(pf.Addr, nil, "sender@example.org", []string{"user@" + sc.domain},
@@ -196,8 +239,17 @@ func TestPostfixTLSPolicies(t *testing.T) {
 				d.Answer, d.Source, strings.Join(d.Steps, "\n"))
 		}
 	}
-	if !strings.Contains(pf.Log(), "Verified TLS connection established to mx.dane.example") {
-		t.Errorf("dane.example not delivered under DANE:\n%s", pf.Log())
+	for _, sc := range scenarios {
+		if sc.dane && !strings.Contains(pf.Log(), "Verified TLS connection established to mx."+sc.domain) {
+			t.Errorf("%s not delivered under DANE", sc.domain)
+		}
+		if sc.class != "" {
+			var errText string
+			store.DB.QueryRow(`SELECT error FROM policy_decisions WHERE domain = ? AND source = 'error' LIMIT 1`, sc.domain).Scan(&errText)
+			if !strings.HasPrefix(errText, sc.class) {
+				t.Errorf("%s: recorded error %q, want class %s", sc.domain, errText, sc.class)
+			}
+		}
 	}
 	if t.Failed() {
 		t.Log(pf.Log())

@@ -81,6 +81,7 @@ type Inbound struct {
 	RequireTLS []string `toml:"require_tls"` // sender domains that must use TLS
 	Learned    bool     `toml:"learned"`     // also domains that always used TLS
 	Action     string   `toml:"action"`      // defer (default), reject or record
+	Milter     bool     `toml:"milter"`      // apply it in the milter too (Sendmail has no policy delegation)
 }
 
 // Enforce is the optional DMARC enforcement.
@@ -282,6 +283,11 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Policy.MTASTSRoots, "mta-sts-roots", c.Policy.MTASTSRoots, "PEM roots for MTA-STS fetches (default: system)")
 	fs.IntVar(&c.Policy.MTASTSPort, "mta-sts-port", c.Policy.MTASTSPort, "HTTPS port of MTA-STS fetches (tests)")
 	fs.BoolVar(&c.Policy.TempOnError, "policy-temp-on-error", c.Policy.TempOnError, "answer TEMP when no policy can be decided (defers mail!)")
+	fs.Func("require-tls", "sender domain (or .parent) whose mail must arrive over TLS (repeatable)", func(v string) error {
+		c.Policy.Inbound.RequireTLS = append(c.Policy.Inbound.RequireTLS, v)
+		return nil
+	})
+	fs.BoolVar(&c.Policy.Inbound.Milter, "require-tls-milter", c.Policy.Inbound.Milter, "enforce require-tls in the milter (Sendmail)")
 	fs.BoolVar(&c.Policy.Learn.Enabled, "policy-learn", c.Policy.Learn.Enabled, "learn encrypt policies from delivery history")
 	fs.Int64Var(&c.Policy.Learn.MinDeliveries, "policy-learn-min", c.Policy.Learn.MinDeliveries, "authenticated-TLS deliveries before a policy is learned")
 	fs.IntVar(&c.Policy.Learn.Days, "policy-learn-days", c.Policy.Learn.Days, "learning window in days")

@@ -1,6 +1,7 @@
 package milter
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -33,6 +34,10 @@ type Filter struct {
 	// Watch, if set, sees every recorded message's peer and TLS use
 	// (downgrade detection). Set it before serving.
 	Watch func(direction, domain, ip string, tls bool)
+	// Inbound, if set, decides at MAIL FROM as a Postfix policy service
+	// would (policy.Inbound.Check): for Sendmail, which has no policy
+	// delegation, the milter applies the same TLS requirements.
+	Inbound func(ctx context.Context, attrs map[string]string) string
 }
 
 // NewFilter returns a Filter. m and log may be nil.

@@ -82,6 +82,9 @@ func (s *session) MailFrom(from, args string, m gomilter.Modifier) (*gomilter.Re
 	hook("mail")
 	s.endMessage()
 	s.ci.Update(m)
+	if r := s.inbound(from); r != nil {
+		return r, nil
+	}
 	cfg := s.f.Config()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DNSBudget)
 	msg := &message{cfg: cfg, ctx: ctx, cancel: cancel, start: time.Now(),
@@ -89,6 +92,31 @@ func (s *session) MailFrom(from, args string, m gomilter.Modifier) (*gomilter.Re
 	s.msg = msg
 	go s.checkSPF(msg)
 	return gomilter.RespContinue, nil
+}
+
+// inbound applies the TLS requirement for the sender's domain, if any.
+func (s *session) inbound(from string) *gomilter.Response {
+	if s.f.Inbound == nil || s.f.Config().outbound(&s.ci) {
+		return nil
+	}
+	action := s.f.Inbound(context.Background(), map[string]string{
+		"sender": strings.Trim(strings.TrimSpace(from), "<>"), "encryption_protocol": s.ci.TLSVersion,
+		"client_address": s.ci.ClientIP})
+	verb, text, _ := strings.Cut(action, " ")
+	code := uint16(0)
+	switch verb {
+	case "DEFER_IF_PERMIT", "DEFER":
+		code = 450
+	case "REJECT", "550", "554":
+		code = 550
+	default:
+		return nil
+	}
+	r, err := gomilter.RejectWithCodeAndReason(code, text)
+	if err != nil {
+		return gomilter.RespTempFail
+	}
+	return r
 }
 
 // checkSPF runs while the client sends the message, so its DNS overlaps

@@ -97,7 +97,7 @@ func (p *Inbound) Check(ctx context.Context, attrs map[string]string) string {
 	action := "DUNNO"
 	switch p.Action {
 	case "reject":
-		action = "REJECT 5.7.10 TLS required for mail from " + domain
+		action = "550 5.7.10 TLS required for mail from " + domain
 	case "record":
 	default:
 		action = "DEFER_IF_PERMIT 4.7.10 TLS required for mail from " + domain + ", try again over STARTTLS"

@@ -33,6 +33,7 @@ type Report struct {
 	Domains          []Domain
 	Countries        []Country
 	CountriesPrior   map[string]Country
+	Downgrades       []Downgrade
 	opts             Options
 }
 
@@ -53,6 +54,14 @@ type Domain struct {
 	Name                                   string
 	In, InTLS, Out, OutTLS                 int64
 	PrevIn, PrevInTLS, PrevOut, PrevOutTLS int64
+}
+
+// Downgrade is a peer the milter or the log follower saw fall back to
+// plaintext after using TLS (policy.Detector).
+type Downgrade struct {
+	Direction, Kind, Peer string
+	Times                 int64
+	Last                  time.Time
 }
 
 // Country is the inbound mail of one country.
@@ -87,6 +96,9 @@ func Build(ctx context.Context, s *measure.Store, o Options) (*Report, error) {
 		return nil, err
 	}
 	if r.Domains, err = domains(ctx, s, r.Period, r.Previous); err != nil {
+		return nil, err
+	}
+	if r.Downgrades, err = downgrades(ctx, s, r.Period); err != nil {
 		return nil, err
 	}
 	if o.GeoIP != "" {
@@ -258,4 +270,25 @@ func lookupCountry(db *maxminddb.Reader, ip string) string {
 		return "??"
 	}
 	return rec.Country.ISOCode
+}
+
+func downgrades(ctx context.Context, s *measure.Store, p Period) ([]Downgrade, error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT direction, peer_kind, peer, COUNT(*), MAX(detected_at)
+		FROM downgrades WHERE detected_at >= ? AND detected_at < ? GROUP BY 1, 2, 3 ORDER BY 4 DESC, 3`,
+		p.Since.Unix(), p.Until.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("report: downgrades: %w", err)
+	}
+	defer rows.Close()
+	var out []Downgrade
+	for rows.Next() {
+		var d Downgrade
+		var last int64
+		if err := rows.Scan(&d.Direction, &d.Kind, &d.Peer, &d.Times, &last); err != nil {
+			return nil, fmt.Errorf("report: downgrades: %w", err)
+		}
+		d.Last = time.Unix(last, 0).UTC()
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }

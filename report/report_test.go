@@ -92,6 +92,8 @@ func generate(t testing.TB) *measure.Store {
 	if err := s.RecordDeliveries(context.Background(), deliveries, nil); err != nil {
 		t.Fatal(err)
 	}
+	s.DB.Exec(`INSERT INTO downgrades (detected_at, direction, peer_kind, peer, tls_before, window)
+		VALUES (?, 'inbound', 'domain', 'downgrade.example', 10, 10)`, week47.Since.Add(2*time.Hour).Unix())
 	return s
 }
 

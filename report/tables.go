@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/snowrain/snowrain/tlsinfo"
 )
@@ -20,7 +21,7 @@ type Table struct {
 // Tables returns every section in reading order.
 func (r *Report) Tables() []Table {
 	t := []Table{r.summary(), r.figure3(), r.table3(), r.table17(), r.table8(), r.table18(), r.table21(),
-		r.peerDomains(), r.fullTLS(), r.plaintext(), r.downgrades()}
+		r.peerDomains(), r.fullTLS(), r.plaintext(), r.downgrades(), r.detected()}
 	if r.opts.GeoIP != "" {
 		t = append(t, r.countryTable())
 	}
@@ -264,6 +265,18 @@ func (r *Report) countryTable() Table {
 		p := r.CountriesPrior[c.Code]
 		t.Rows = append(t.Rows, []string{c.Code, fmt.Sprint(c.Messages), pctS(c.Messages, r.Current.Inbound.Messages),
 			pctS(c.TLS, c.Messages), change(c.TLS, c.Messages, p.TLS, p.Messages)})
+	}
+	return t
+}
+
+// detected lists the downgrades seen as they happened: a peer that used
+// TLS in most of its last ten connections, then plaintext.
+func (r *Report) detected() Table {
+	t := Table{ID: "detected_downgrades", Title: "Downgrades detected as they happened",
+		Note:    "A peer used TLS in at least 5 of its last 10 connections, then plaintext.",
+		Columns: []string{"Peer", "Kind", "Direction", "Times", "Last seen"}}
+	for _, d := range r.Downgrades {
+		t.Rows = append(t.Rows, []string{d.Peer, d.Kind, d.Direction, fmt.Sprint(d.Times), d.Last.Format(time.RFC3339)})
 	}
 	return t
 }

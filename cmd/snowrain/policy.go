@@ -70,15 +70,22 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		go refreshSTS(ctx, engine, cfg.Policy.Refresh.Duration, log)
 		log.Info("TLS policy socketmap serving", "socket", cfg.Policy.Socket)
 	}
-	if in := cfg.Policy.Inbound; in.Socket != "" {
+	in := cfg.Policy.Inbound
+	inbound := &policy.Inbound{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: in.Action, DB: store.DB,
+		MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Log: log,
+		OnDecision: func(_, action string) {
+			verb, _, _ := strings.Cut(action, " ")
+			mt.Policy.WithLabelValues("inbound", verb).Inc()
+		}}
+	if in.Milter {
+		filter.Inbound = inbound.Check
+	}
+	if in.Socket != "" {
 		ln, err := listenOn(cfg, in.Socket)
 		if err != nil {
 			return stop, onDelivery, fmt.Errorf("inbound policy socket: %w", err)
 		}
-		srv := &policy.Inbound{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: in.Action, DB: store.DB,
-			MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Log: log,
-			OnDecision: func(_, action string) { mt.Policy.WithLabelValues("inbound", action[:min(len(action), 15)]).Inc() }}
-		go srv.Serve(ln)
+		go inbound.Serve(ln)
 		closers = append(closers, func() { ln.Close() })
 		log.Info("inbound TLS policy service serving", "socket", in.Socket)
 	}

@@ -382,3 +382,38 @@ func TestPolicyCLI(t *testing.T) {
 		t.Errorf("bad policy imported: %s", out)
 	}
 }
+
+// TestDowngradeDetected: a sender domain that always used TLS arrives in
+// plaintext; the daemon records the downgrade and counts it.
+func TestDowngradeDetected(t *testing.T) {
+	dns := dnstest.Start(t, corpus.Zone())
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	d := startDaemon(t, dir, dns.Addr, "--metrics", metricsAddr)
+	cl := miltertest.NewClient("unix", d.sock)
+	c := corpus.Cases()[0] // spf-pass.example
+	c.TLS = "1.3"
+	for i := 0; i < 8; i++ {
+		if _, err := miltertest.SendOne(cl, miltertest.Postfix, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.TLS = ""
+	miltertest.SendOne(cl, miltertest.Postfix, c)
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `snowrain_downgrades_total{direction="inbound",kind="domain"} 1`) {
+		t.Errorf("downgrade not counted:\n%s", body)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t)
+	if n := countRows(t, d.db, "downgrades"); n != 2 { // the domain and the IP
+		t.Errorf("%d downgrades recorded, want 2", n)
+	}
+}

@@ -41,6 +41,10 @@ type Config struct {
 	DecisionSample float64
 	// Budget bounds one decision's DNS and HTTPS; default 10 s.
 	Budget time.Duration
+	// CacheTTL keeps decisions in memory; default 5 minutes, negative: off.
+	// Failed decisions are cached for a tenth of it, so an outage is
+	// retried soon without hammering DNS.
+	CacheTTL time.Duration
 }
 
 // LearnConfig is trust on first use from delivery history (opt-in).
@@ -59,17 +63,20 @@ type Decision struct {
 	Source  string
 	Steps   []string // what each source said, for `snowrain policy check`
 	Err     error
+	Cached  bool   // answered from the in-memory cache
 	Class   string // error class of Err: dns_timeout, dns_temp, sts_record, sts_fetch, sts_syntax, sts_too_large, internal
 	Latency time.Duration
 }
 
 // Engine decides TLS policies.
 type Engine struct {
-	cfg Config
-	res resolver.Resolver
-	sts *STSFetcher
-	db  *sql.DB
-	log *slog.Logger
+	cfg   Config
+	res   resolver.Resolver
+	sts   *STSFetcher
+	db    *sql.DB
+	log   *slog.Logger
+	cache *decisionCache
+	rec   *recorder
 }
 
 // NewEngine returns an Engine over db (the snowrain store).
@@ -92,7 +99,21 @@ func NewEngine(cfg Config, r resolver.Resolver, sts *STSFetcher, db *sql.DB, log
 	if sts == nil {
 		sts = &STSFetcher{Resolver: r}
 	}
-	return &Engine{cfg: cfg, res: r, sts: sts, db: db, log: log}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = 5 * time.Minute
+	}
+	e := &Engine{cfg: cfg, res: r, sts: sts, db: db, log: log, cache: newDecisionCache(100000)}
+	if db != nil {
+		e.rec = newRecorder(db, log)
+	}
+	return e
+}
+
+// Close writes the decisions still queued.
+func (e *Engine) Close() {
+	if e.rec != nil {
+		e.rec.close()
+	}
 }
 
 // Decide answers for domain, source by source; the first that has an
@@ -100,6 +121,12 @@ func NewEngine(cfg Config, r resolver.Resolver, sts *STSFetcher, db *sql.DB, log
 func (e *Engine) Decide(ctx context.Context, domain string) Decision {
 	start := time.Now()
 	domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	if d, ok := e.cache.get(domain); ok {
+		d.Latency = time.Since(start)
+		d.Cached = true
+		e.record(d)
+		return d
+	}
 	d := Decision{Domain: domain, Source: SourceNone}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.Budget)
 	defer cancel()
@@ -143,6 +170,12 @@ func ErrorClass(err error) string {
 
 func (e *Engine) finish(d Decision, start time.Time) Decision {
 	d.Latency = time.Since(start)
+	if ttl := e.cfg.CacheTTL; ttl > 0 {
+		if d.Err != nil {
+			ttl /= 10
+		}
+		e.cache.put(d, ttl)
+	}
 	e.record(d)
 	return d
 }
@@ -256,25 +289,15 @@ func (e *Engine) learned(ctx context.Context, d *Decision) bool {
 }
 
 func (e *Engine) record(d Decision) {
-	if e.db == nil || (e.cfg.DecisionSample < 1 && rand.Float64() >= e.cfg.DecisionSample) {
+	if e.rec == nil || (e.cfg.DecisionSample < 1 && rand.Float64() >= e.cfg.DecisionSample) {
 		return
 	}
-	errText := ""
-	if d.Err != nil {
-		errText = d.Class + ": " + d.Err.Error()
-	}
-	answer := d.Answer
-	if answer == "" {
-		answer = "NOTFOUND"
-	}
-	if _, err := e.db.Exec(`INSERT INTO policy_decisions (decided_at, domain, source, answer, latency_us, error)
-		VALUES (?, ?, ?, ?, ?, ?)`, time.Now().Unix(), d.Domain, d.Source, answer, d.Latency.Microseconds(), errText); err != nil {
-		e.log.Warn("policy: recording decision", "err", err)
-	}
+	e.rec.add(d)
 }
 
 // Forget drops what was learned and cached about domain.
 func (e *Engine) Forget(ctx context.Context, domain string) error {
+	e.cache.clear()
 	if _, err := e.db.ExecContext(ctx, `INSERT INTO policy_forgotten VALUES (?, ?) ON CONFLICT(domain)
 		DO UPDATE SET forgotten_at = excluded.forgotten_at`, domain, time.Now().Unix()); err != nil {
 		return fmt.Errorf("policy: forget: %w", err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -130,7 +131,7 @@ func (w *stsWorld) engine(cfg Config) *Engine {
 
 func TestDecisions(t *testing.T) {
 	w := newWorld(t)
-	e := w.engine(Config{DANE: true, MTASTS: true, Budget: 3 * time.Second, DecisionSample: 1,
+	e := w.engine(Config{DANE: true, MTASTS: true, Budget: 3 * time.Second, DecisionSample: 1, CacheTTL: -1,
 		Overrides: map[string]string{"bank.example": "verify", ".corp.example": "encrypt", "enforce.example.override": "may"}})
 	cases := []struct {
 		domain, answer, source string
@@ -162,6 +163,7 @@ func TestDecisions(t *testing.T) {
 				c.answer, c.source, c.err, strings.Join(d.Steps, "\n"))
 		}
 	}
+	e.Close()
 	var n int
 	w.store.DB.QueryRow(`SELECT COUNT(*) FROM policy_decisions`).Scan(&n)
 	if n != len(cases) {
@@ -171,7 +173,7 @@ func TestDecisions(t *testing.T) {
 
 func TestSTSCacheSurvivesOutages(t *testing.T) {
 	w := newWorld(t)
-	e := w.engine(Config{MTASTS: true, Budget: 2 * time.Second})
+	e := w.engine(Config{MTASTS: true, Budget: 2 * time.Second, CacheTTL: -1})
 	want := "secure match=mx.enforce.example:.backup.example servername=hostname"
 	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
 		t.Fatalf("first fetch: %q %v", d.Answer, d.Err)
@@ -194,7 +196,7 @@ func TestSTSCacheSurvivesOutages(t *testing.T) {
 	if d.Answer != "" || d.Temp || d.Source != SourceError {
 		t.Errorf("DNS down, nothing cached: %+v", d)
 	}
-	e2 := w.engine(Config{MTASTS: true, TempOnError: true, Budget: time.Second})
+	e2 := w.engine(Config{MTASTS: true, TempOnError: true, Budget: time.Second, CacheTTL: -1})
 	if d := e2.Decide(context.Background(), "testing.example"); !d.Temp {
 		t.Errorf("TempOnError: %+v", d)
 	}
@@ -202,7 +204,7 @@ func TestSTSCacheSurvivesOutages(t *testing.T) {
 
 func TestLearnedPolicy(t *testing.T) {
 	w := newWorld(t)
-	e := w.engine(Config{Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}})
+	e := w.engine(Config{Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}, CacheTTL: -1})
 	add := func(level, version string, n int) {
 		for i := 0; i < n; i++ {
 			w.store.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, 'learn.example', 'sent', ?, 'X', ?, 1, 1)
@@ -320,4 +322,133 @@ func FuzzParseSTSPolicy(f *testing.F) {
 			_ = p.PostfixMatch()
 		}
 	})
+}
+
+func TestDecisionCache(t *testing.T) {
+	w := newWorld(t)
+	e := w.engine(Config{MTASTS: true, Overrides: map[string]string{"x.example": "encrypt"}})
+	first := e.Decide(context.Background(), "enforce.example")
+	w.dns.SetDrop(true) // answers now come from memory
+	again := e.Decide(context.Background(), "enforce.example")
+	if !again.Cached || again.Answer != first.Answer {
+		t.Errorf("second decision %+v, want the cached %q", again, first.Answer)
+	}
+	e.Import(context.Background(), []Entry{{Domain: "enforce.example", Policy: "verify"}}, "test")
+	if d := e.Decide(context.Background(), "enforce.example"); d.Cached || d.Answer != "verify" {
+		t.Errorf("after import: %+v", d)
+	}
+	e.Close()
+}
+
+// BenchmarkSocketmap measures lookups answered from the decision cache
+// over persistent unix-socket connections, as Postfix's smtp processes
+// make them, with the p99 of one round trip.
+func BenchmarkSocketmap(b *testing.B) {
+	store, err := measure.Open(context.Background(), filepath.Join(b.TempDir(), "b.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	// Every decision is recorded, as by default (asynchronously, batched).
+	e := NewEngine(Config{Overrides: map[string]string{"bank.example": "verify"}, DecisionSample: 1}, nil, nil, store.DB, nil)
+	defer e.Close()
+	for i := 0; i < 1000; i++ {
+		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example"}, time.Hour)
+	}
+	srv := &SocketmapServer{Engine: e}
+	ln, _ := net.Listen("unix", filepath.Join(b.TempDir(), "s.sock"))
+	go srv.Serve(ln)
+	defer func() { ln.Close(); srv.Close() }()
+	const clients = 8
+	lat := make([][]time.Duration, clients)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			conn, err := net.Dial("unix", ln.Addr().String())
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer conn.Close()
+			r := bufio.NewReader(conn)
+			for i := c; i < b.N; i += clients {
+				t0 := time.Now()
+				conn.Write([]byte(FormatNetstring(fmt.Sprintf("tls d%d.example", i%1000))))
+				if _, err := ReadNetstring(r, 10000); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		}(c)
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "lookups/s")
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	}
+}
+
+// BenchmarkInbound measures policy delegation requests (Postfix's
+// attribute blocks) over persistent connections.
+func BenchmarkInbound(b *testing.B) {
+	p := &Inbound{RequireTLS: []string{"bank.example", ".gov.example"}}
+	ln, _ := net.Listen("unix", filepath.Join(b.TempDir(), "i.sock"))
+	go p.Serve(ln)
+	defer ln.Close()
+	req := "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address=192.0.2.1\n" +
+		"client_name=mail.example.org\nhelo_name=mail.example.org\nsender=alice@example.org\n" +
+		"recipient=bob@example.net\nencryption_protocol=TLSv1.3\nencryption_cipher=TLS_AES_256_GCM_SHA384\n\n"
+	const clients = 8
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			conn, err := net.Dial("unix", ln.Addr().String())
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer conn.Close()
+			r := bufio.NewReader(conn)
+			for i := c; i < b.N; i += clients {
+				conn.Write([]byte(req))
+				if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "action=") {
+					b.Errorf("%q %v", line, err)
+					return
+				}
+				r.ReadString('\n')
+			}
+		}(c)
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "requests/s")
+}
+
+func TestRefreshSTS(t *testing.T) {
+	w := newWorld(t)
+	e := w.engine(Config{MTASTS: true, CacheTTL: -1})
+	e.Decide(context.Background(), "enforce.example")
+	w.store.DB.Exec(`UPDATE mta_sts_policies SET expires_at = ? WHERE domain = 'enforce.example'`, time.Now().Add(time.Minute).Unix())
+	n, err := e.RefreshSTS(context.Background(), time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("refreshed %d, %v", n, err)
+	}
+	var exp int64
+	w.store.DB.QueryRow(`SELECT expires_at FROM mta_sts_policies WHERE domain = 'enforce.example'`).Scan(&exp)
+	if time.Until(time.Unix(exp, 0)) < 23*time.Hour {
+		t.Errorf("policy not refreshed: expires %v", time.Unix(exp, 0))
+	}
 }

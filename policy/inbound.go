@@ -52,33 +52,48 @@ func (p *Inbound) Serve(ln net.Listener) error {
 	}
 }
 
-// session reads "name=value" attribute blocks, each ended by an empty
-// line, over a persistent connection.
+// session answers attribute blocks over a persistent connection.
 func (p *Inbound) session(c net.Conn) {
 	r := bufio.NewReaderSize(c, 4096)
-	attrs := map[string]string{}
-	size := 0
 	for {
 		c.SetReadDeadline(time.Now().Add(5 * time.Minute))
-		line, err := r.ReadString('\n')
+		attrs, err := ReadAttributes(r, 64<<10)
 		if err != nil {
 			return
-		}
-		size += len(line)
-		if size > 64<<10 { // no request is that long: a client gone wrong
-			return
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if line != "" {
-			k, v, _ := strings.Cut(line, "=")
-			attrs[k] = v
-			continue
 		}
 		action := p.Check(context.Background(), attrs)
 		if _, err := c.Write([]byte("action=" + action + "\n\n")); err != nil {
 			return
 		}
-		attrs, size = map[string]string{}, 0
+	}
+}
+
+// ErrAttributes marks a policy request that is too long or not
+// "name=value" lines.
+var ErrAttributes = errors.New("policy: malformed policy request")
+
+// ReadAttributes reads one Postfix policy request: "name=value" lines
+// ended by an empty line, at most max bytes.
+func ReadAttributes(r *bufio.Reader, max int) (map[string]string, error) {
+	attrs := map[string]string{}
+	size := 0
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return nil, err
+		}
+		if size += len(line); size > max {
+			return nil, ErrAttributes
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			return attrs, nil
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || k == "" {
+			return nil, ErrAttributes
+		}
+		attrs[k] = v
 	}
 }
 

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -106,4 +108,36 @@ func TestInboundCheckAttributes(t *testing.T) {
 			t.Errorf("%s → %s", attrs, got)
 		}
 	}
+}
+
+func FuzzReadAttributes(f *testing.F) {
+	f.Add("request=smtpd_access_policy\nsender=a@b.example\nencryption_protocol=\n\n")
+	f.Add("novalue\n\n")
+	f.Add("a=b\r\n\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		attrs, err := ReadAttributes(bufio.NewReader(strings.NewReader(s)), 1000)
+		if err == nil {
+			p := &Inbound{RequireTLS: []string{"b.example"}}
+			if a := p.Check(context.Background(), attrs); strings.ContainsAny(a, "\n\r") {
+				t.Fatalf("action %q breaks the protocol", a)
+			}
+		}
+	})
+}
+
+func FuzzParseImport(f *testing.F) {
+	f.Add([]byte("domain,policy\nbank.example,verify\n.corp.example,encrypt\n"))
+	f.Add([]byte(`[{"domain":"a.example","policy":"secure match=.a.example"}]`))
+	f.Add([]byte(`{"policies":{"a.example":{"mode":"enforce","mxs":[".a.example"]}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		list, err := ParseImport(data)
+		if err != nil {
+			return
+		}
+		for _, e := range list {
+			if e.Domain == "" || strings.ContainsAny(e.Policy, "\r\n") {
+				t.Fatalf("accepted %+v", e)
+			}
+		}
+	})
 }

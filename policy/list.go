@@ -175,6 +175,7 @@ func validate(list []Entry) ([]Entry, error) {
 
 // Import stores entries as imported overrides.
 func (e *Engine) Import(ctx context.Context, list []Entry, origin string) error {
+	e.cache.clear()
 	tx, err := e.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -239,6 +239,7 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 				d.Answer, d.Source, strings.Join(d.Steps, "\n"))
 		}
 	}
+	engine.Close() // flush the recorded decisions
 	for _, sc := range scenarios {
 		if sc.dane && !strings.Contains(pf.Log(), "Verified TLS connection established to mx."+sc.domain) {
 			t.Errorf("%s not delivered under DANE", sc.domain)

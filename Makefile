@@ -39,6 +39,7 @@ bench: build
 	SNOWRAIN_BENCH_DB=$(VAR)/bench-10m.db $(GO) test -run "^$$" -bench Report10M -benchtime 5x -benchmem -timeout 30m ./report/
 	$(GO) test -run "^$$" -bench Milter -benchtime 10000x -count 3 ./milter/
 	$(GO) test -run "^$$" -bench Daemon50Conns -benchtime 20000x -count 3 ./cmd/snowrain/
+	$(GO) test -run "^$$" -bench 'Socketmap|Inbound' -benchtime 200000x -count 3 ./policy/
 
 # A short fuzz pass over every parser we own (longer: FUZZTIME=5m).
 FUZZTIME ?= 20s

@@ -66,7 +66,7 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		srv := &policy.SocketmapServer{Engine: engine, Log: log,
 			Classes: func(c string) { mt.Policy.WithLabelValues("socketmap", c).Inc() }}
 		go srv.Serve(ln)
-		closers = append(closers, func() { ln.Close(); srv.Close() })
+		closers = append(closers, func() { ln.Close(); srv.Close(); engine.Close() })
 		go refreshSTS(ctx, engine, cfg.Policy.Refresh.Duration, log)
 		log.Info("TLS policy socketmap serving", "socket", cfg.Policy.Socket)
 	}
@@ -192,6 +192,7 @@ func runPolicy(args []string, out io.Writer) error {
 	}
 	switch {
 	case sub == "check" && len(pos) == 1:
+		defer engine.Close()
 		d := engine.Decide(ctx, pos[0])
 		for _, s := range d.Steps {
 			fmt.Fprintln(out, s)

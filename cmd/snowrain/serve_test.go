@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/miltertest"
 	"github.com/snowrain/snowrain/internal/postfixtest"
+	"github.com/snowrain/snowrain/policy"
 )
 
 var binary string
@@ -415,5 +417,46 @@ func TestDowngradeDetected(t *testing.T) {
 	d.wait(t)
 	if n := countRows(t, d.db, "downgrades"); n != 2 { // the domain and the IP
 		t.Errorf("%d downgrades recorded, want 2", n)
+	}
+}
+
+// TestServePolicySockets checks serve's wiring of the socketmap and the
+// inbound delegation service.
+func TestServePolicySockets(t *testing.T) {
+	dns := dnstest.Start(t, "plain.example. MX 10 mx.plain.example.\n")
+	dir := t.TempDir()
+	pol, in := filepath.Join(dir, "policy.sock"), filepath.Join(dir, "inbound.sock")
+	d := startDaemon(t, dir, dns.Addr, "--policy-socket", "unix:"+pol, "--policy-inbound-socket", "unix:"+in,
+		"--require-tls", "bank.example")
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(in); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c, err := net.Dial("unix", pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(policy.FormatNetstring("tls plain.example")))
+	reply, err := policy.ReadNetstring(bufio.NewReader(c), 1000)
+	c.Close()
+	if err != nil || reply != "NOTFOUND " {
+		t.Errorf("socketmap: %q %v", reply, err)
+	}
+	c, err = net.Dial("unix", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("request=smtpd_access_policy\nsender=a@bank.example\nencryption_protocol=\n\n"))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if !strings.HasPrefix(line, "action=DEFER_IF_PERMIT 4.7.10") {
+		t.Errorf("inbound: %q", line)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t)
+	if n := countRows(t, d.db, "policy_decisions"); n != 2 {
+		t.Errorf("%d decisions recorded, want 2", n)
 	}
 }

@@ -63,6 +63,8 @@ type Policy struct {
 	DecisionSample float64           `toml:"decision_sample"`
 	Budget         Duration          `toml:"budget"`
 	Refresh        Duration          `toml:"refresh"` // MTA-STS refresh interval
+	DowngradeN     int               `toml:"downgrade_n"` // a peer with TLS in N …
+	DowngradeM     int               `toml:"downgrade_m"` // … of its last M connections, then plaintext, is flagged
 	Learn          Learn             `toml:"learn"`
 	Inbound        Inbound           `toml:"inbound"`
 }
@@ -115,6 +117,7 @@ func Default() Config {
 		QueueSize: 10000, BatchSize: 500, BatchInterval: Duration{time.Second}, DrainTimeout: Duration{10 * time.Second},
 		Enforce: Enforce{Quarantine: "header"},
 		Policy: Policy{DANE: true, MTASTS: true, DecisionSample: 1, Budget: Duration{10 * time.Second},
+			DowngradeN: 5, DowngradeM: 10,
 			Refresh: Duration{time.Hour}, Learn: Learn{MinDeliveries: 10, Days: 30, Answer: "encrypt"},
 			Inbound: Inbound{Action: "defer"}},
 	}
@@ -193,6 +196,9 @@ func (c *Config) Validate() error {
 	case "", "encrypt", "verify":
 	default:
 		return fmt.Errorf("config: policy.learn.answer %q: want encrypt or verify", c.Policy.Learn.Answer)
+	}
+	if p := c.Policy; p.DowngradeM < 1 || p.DowngradeM > 64 || p.DowngradeN < 1 || p.DowngradeN > p.DowngradeM {
+		return fmt.Errorf("config: policy.downgrade_n %d of downgrade_m %d: want 1 ≤ n ≤ m ≤ 64", p.DowngradeN, p.DowngradeM)
 	}
 	if c.Policy.DecisionSample < 0 || c.Policy.DecisionSample > 1 {
 		return fmt.Errorf("config: policy.decision_sample %v: want 0 to 1", c.Policy.DecisionSample)
@@ -288,6 +294,8 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&c.Policy.Inbound.Milter, "require-tls-milter", c.Policy.Inbound.Milter, "enforce require-tls in the milter (Sendmail)")
+	fs.IntVar(&c.Policy.DowngradeN, "downgrade-n", c.Policy.DowngradeN, "flag a peer that used TLS in N …")
+	fs.IntVar(&c.Policy.DowngradeM, "downgrade-m", c.Policy.DowngradeM, "… of its last M connections, then plaintext")
 	fs.BoolVar(&c.Policy.Learn.Enabled, "policy-learn", c.Policy.Learn.Enabled, "learn encrypt policies from delivery history")
 	fs.Int64Var(&c.Policy.Learn.MinDeliveries, "policy-learn-min", c.Policy.Learn.MinDeliveries, "authenticated-TLS deliveries before a policy is learned")
 	fs.IntVar(&c.Policy.Learn.Days, "policy-learn-days", c.Policy.Learn.Days, "learning window in days")

@@ -53,7 +53,7 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 			c()
 		}
 	}
-	onDelivery := watchDowngrades(filter, writer, mt)
+	onDelivery := watchDowngrades(filter, writer, mt, cfg.Policy.DowngradeN, cfg.Policy.DowngradeM)
 	if cfg.Policy.Socket != "" {
 		engine, err := newEngine(cfg, res, store, log)
 		if err != nil {
@@ -114,8 +114,8 @@ func refreshSTS(ctx context.Context, e *policy.Engine, every time.Duration, log 
 
 // watchDowngrades feeds the milter's messages and the log's deliveries to
 // a Detector, recording and counting each downgrade.
-func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.Metrics) func(*maillog.Delivery) {
-	det := &policy.Detector{}
+func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.Metrics, n, m int) func(*maillog.Delivery) {
+	det := &policy.Detector{N: n, M: m}
 	observe := func(direction, kind, peer string, tls bool) {
 		if peer == "" {
 			return
@@ -123,7 +123,7 @@ func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.
 		if down, before := det.Observe(direction+" "+kind+" "+peer, tls); down {
 			mt.Downgrades.WithLabelValues(direction, kind).Inc()
 			writer.Enqueue(&measure.Downgrade{At: time.Now(), Direction: direction, PeerKind: kind, Peer: peer,
-				TLSBefore: before, Window: 10})
+				TLSBefore: before, Window: m})
 		}
 	}
 	filter.Watch = func(direction, domain, ip string, tls bool) {

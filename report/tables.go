@@ -273,7 +273,7 @@ func (r *Report) countryTable() Table {
 // TLS in most of its last ten connections, then plaintext.
 func (r *Report) detected() Table {
 	t := Table{ID: "detected_downgrades", Title: "Downgrades detected as they happened",
-		Note:    "A peer used TLS in at least 5 of its last 10 connections, then plaintext.",
+		Note:    "A peer used TLS in at least downgrade_n of its last downgrade_m connections (default 5 of 10), then plaintext.",
 		Columns: []string{"Peer", "Kind", "Direction", "Times", "Last seen"}}
 	for _, d := range r.Downgrades {
 		t.Rows = append(t.Rows, []string{d.Peer, d.Kind, d.Direction, fmt.Sprint(d.Times), d.Last.Format(time.RFC3339)})

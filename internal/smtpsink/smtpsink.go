@@ -22,8 +22,10 @@ type Message struct {
 
 // Options shape a sink's STARTTLS behaviour.
 type Options struct {
-	TLS     *tls.Config // offer STARTTLS with this configuration
-	FailTLS bool        // offer STARTTLS, then break the handshake
+	TLS         *tls.Config   // offer STARTTLS with this configuration
+	FailTLS     bool          // offer STARTTLS, then break the handshake
+	BannerDelay time.Duration // wait before the banner (greet_pause, tarpits)
+	Drop        bool          // close every connection at once
 }
 
 // Sink is a running SMTP sink.
@@ -31,10 +33,20 @@ type Sink struct {
 	Addr string
 	opts Options
 
-	ln   net.Listener
-	mu   sync.Mutex
-	msgs []Message
-	wg   sync.WaitGroup
+	ln      net.Listener
+	mu      sync.Mutex
+	msgs    []Message
+	accepts int
+	wg      sync.WaitGroup
+	done    chan struct{}
+}
+
+// Accepts returns how many connections the sink accepted: a scanner test
+// proves a blocklisted address was never contacted with it.
+func (s *Sink) Accepts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepts
 }
 
 // Start listens on addr ("127.0.0.1:0" for any port) until the test ends.
@@ -47,9 +59,9 @@ func StartWith(t testing.TB, addr string, o Options) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Sink{Addr: ln.Addr().String(), ln: ln, opts: o}
+	s := &Sink{Addr: ln.Addr().String(), ln: ln, opts: o, done: make(chan struct{})}
 	go s.serve()
-	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	t.Cleanup(func() { close(s.done); ln.Close(); s.wg.Wait() })
 	return s
 }
 
@@ -76,6 +88,9 @@ func (s *Sink) serve() {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		s.accepts++
+		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -86,6 +101,16 @@ func (s *Sink) serve() {
 
 func (s *Sink) session(c net.Conn) {
 	defer func() { c.Close() }()
+	if s.opts.Drop {
+		return
+	}
+	if s.opts.BannerDelay > 0 {
+		select {
+		case <-time.After(s.opts.BannerDelay):
+		case <-s.done:
+			return
+		}
+	}
 	c.SetDeadline(time.Now().Add(time.Minute))
 	r := bufio.NewReader(c)
 	say := func(line string) { c.Write([]byte(line + "\r\n")) }

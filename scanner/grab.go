@@ -1,0 +1,259 @@
+package scanner
+
+import (
+	"bufio"
+	"context"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/snowrain/snowrain/tlsinfo"
+)
+
+// Certificate trust classes of Table 2.
+const (
+	TrustTrusted       = "trusted"
+	TrustSelfSigned    = "self_signed"
+	TrustExpired       = "expired"
+	TrustUnknownIssuer = "unknown_issuer"
+	TrustOther         = "other"
+)
+
+// Grab error classes.
+const (
+	ErrClassBlocked   = "blocked"
+	ErrClassConnect   = "connect"
+	ErrClassTimeout   = "timeout"
+	ErrClassBanner    = "banner"
+	ErrClassEHLO      = "ehlo"
+	ErrClassNoTLS     = "starttls_refused"
+	ErrClassHandshake = "handshake"
+	ErrClassDropped   = "dropped"
+)
+
+// TLSResult is what a STARTTLS handshake showed.
+type TLSResult struct {
+	Version  string   `json:"version"`
+	Cipher   string   `json:"cipher"`
+	KeyEx    string   `json:"key_exchange"`
+	FS       bool     `json:"forward_secret"`
+	Trust    string   `json:"trust"`
+	Names    []string `json:"names"` // DNS names of the leaf certificate
+	KeyBits  int      `json:"key_bits"`
+	KeyType  string   `json:"key_type"`
+	NotAfter int64    `json:"not_after"`
+
+	leaf *x509.Certificate
+}
+
+// Matches reports whether the leaf certificate is valid for name.
+func (t *TLSResult) Matches(name string) bool {
+	if t == nil || t.leaf == nil || name == "" {
+		return false
+	}
+	return t.leaf.VerifyHostname(strings.TrimSuffix(name, ".")) == nil
+}
+
+// Grab is one SMTP conversation with one mail server address.
+type Grab struct {
+	IP         string     `json:"ip"`
+	Port       int        `json:"port"`
+	Banner     string     `json:"banner,omitempty"`
+	ESMTP      bool       `json:"esmtp"`
+	STARTTLS   bool       `json:"starttls_advertised"`
+	TLS        *TLSResult `json:"tls,omitempty"`
+	ErrorClass string     `json:"error_class,omitempty"`
+	Error      string     `json:"error,omitempty"`
+	Millis     int64      `json:"ms"`
+}
+
+// Grabber talks to mail servers.
+type Grabber struct {
+	EHLOName  string         // who scans; the default names snowrain
+	Timeout   time.Duration  // whole conversation; default 20 s
+	Roots     *x509.CertPool // nil: the system pool
+	Blocklist *Blocklist
+	Dialer    net.Dialer
+}
+
+// Grab connects to ip:port, reads the banner, says EHLO, and when STARTTLS
+// is advertised does the handshake, never sending anything between
+// STARTTLS and the handshake (no command injection), then QUIT.
+func (g *Grabber) Grab(ctx context.Context, ip netip.Addr, port int) Grab {
+	start := time.Now()
+	res := Grab{IP: ip.String(), Port: port}
+	defer func() { res.Millis = time.Since(start).Milliseconds() }()
+	if g.Blocklist.Blocked(ip) {
+		res.ErrorClass, res.Error = ErrClassBlocked, "address is blocklisted"
+		return res
+	}
+	timeout := g.Timeout
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := g.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+	if err != nil {
+		res.fail(ErrClassConnect, err)
+		return res
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl) // tarpits hold connections open: one deadline for all
+	}
+	g.converse(conn, &res)
+	return res
+}
+
+func (r *Grab) fail(class string, err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		class = ErrClassTimeout
+	}
+	r.ErrorClass, r.Error = class, err.Error()
+}
+
+func (g *Grabber) converse(conn net.Conn, res *Grab) {
+	r := bufio.NewReader(conn)
+	banner, err := ReadReply(r)
+	if err != nil {
+		res.fail(droppedOr(err, ErrClassBanner), err)
+		return
+	}
+	res.Banner = clip(banner.Text(), 512)
+	res.ESMTP = strings.Contains(strings.ToUpper(banner.Text()), "ESMTP")
+	if banner.Code != 220 {
+		res.fail(ErrClassBanner, fmt.Errorf("banner code %d", banner.Code))
+		return
+	}
+	name := g.EHLOName
+	if name == "" {
+		name = "snowrain-scanner.invalid"
+	}
+	fmt.Fprintf(conn, "EHLO %s\r\n", name)
+	ehlo, err := ReadReply(r)
+	if err != nil || ehlo.Code != 250 {
+		if err == nil {
+			err = fmt.Errorf("EHLO answered %d", ehlo.Code)
+		}
+		res.fail(droppedOr(err, ErrClassEHLO), err)
+		return
+	}
+	_, res.STARTTLS = Extensions(ehlo)["STARTTLS"]
+	if !res.STARTTLS {
+		quit(conn, r)
+		return
+	}
+	fmt.Fprintf(conn, "STARTTLS\r\n")
+	rep, err := ReadReply(r)
+	if err != nil || rep.Code != 220 {
+		if err == nil {
+			err = fmt.Errorf("STARTTLS answered %d %s", rep.Code, clip(rep.Text(), 100))
+		}
+		res.fail(droppedOr(err, ErrClassNoTLS), err)
+		return
+	}
+	if r.Buffered() > 0 {
+		// Bytes before the handshake: the server (or a box) injected them.
+		res.fail(ErrClassHandshake, errors.New("plaintext after STARTTLS reply"))
+		return
+	}
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10,
+		ServerName: ""})
+	if err := tc.Handshake(); err != nil {
+		res.fail(ErrClassHandshake, err)
+		return
+	}
+	res.TLS = g.classify(tc.ConnectionState())
+	tr := bufio.NewReader(tc)
+	fmt.Fprintf(tc, "QUIT\r\n")
+	ReadReply(tr)
+}
+
+func droppedOr(err error, class string) string {
+	if errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "reset") {
+		return ErrClassDropped
+	}
+	return class
+}
+
+func quit(conn net.Conn, r *bufio.Reader) {
+	fmt.Fprintf(conn, "QUIT\r\n")
+	ReadReply(r)
+}
+
+// classify verifies the chain against the roots, by hand since the
+// handshake skipped it to see every certificate.
+func (g *Grabber) classify(st tls.ConnectionState) *TLSResult {
+	t := &TLSResult{Version: tlsinfo.NormalizeVersion(tlsVersion(st.Version)), Cipher: tls.CipherSuiteName(st.CipherSuite)}
+	s := tlsinfo.Parse(t.Cipher)
+	t.KeyEx, t.FS = s.KeyExchange, s.ForwardSecret
+	if len(st.PeerCertificates) == 0 {
+		t.Trust = TrustOther
+		return t
+	}
+	leaf := st.PeerCertificates[0]
+	t.leaf, t.Names, t.NotAfter = leaf, leaf.DNSNames, leaf.NotAfter.Unix()
+	if len(t.Names) == 0 && leaf.Subject.CommonName != "" {
+		t.Names = []string{leaf.Subject.CommonName}
+	}
+	switch k := leaf.PublicKey.(type) {
+	case *rsa.PublicKey:
+		t.KeyType, t.KeyBits = "RSA", k.N.BitLen()
+	default:
+		t.KeyType = strings.TrimPrefix(fmt.Sprintf("%T", k), "*")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range st.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: g.Roots, Intermediates: inter})
+	t.Trust = trustClass(leaf, err)
+	return t
+}
+
+func trustClass(leaf *x509.Certificate, err error) string {
+	var inv x509.CertificateInvalidError
+	var unk x509.UnknownAuthorityError
+	switch {
+	case err == nil:
+		return TrustTrusted
+	case errors.As(err, &inv) && inv.Reason == x509.Expired:
+		return TrustExpired
+	case errors.As(err, &unk):
+		if leaf.CheckSignatureFrom(leaf) == nil {
+			return TrustSelfSigned
+		}
+		return TrustUnknownIssuer
+	}
+	return TrustOther
+}
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return "0x" + strconv.FormatUint(uint64(v), 16)
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

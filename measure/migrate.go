@@ -200,6 +200,22 @@ var migrations = []string{
 		origin      TEXT NOT NULL,
 		imported_at INTEGER NOT NULL
 	);`,
+	// 7: scanner runs, resumable: one row per domain and per grabbed address.
+	`CREATE TABLE scan_runs (
+		id          INTEGER PRIMARY KEY,
+		started_at  INTEGER NOT NULL,
+		finished_at INTEGER,
+		kind        TEXT NOT NULL,
+		input       TEXT NOT NULL
+	);
+	CREATE TABLE scan_domains (
+		run_id INTEGER NOT NULL, domain TEXT NOT NULL, rank INTEGER, result TEXT NOT NULL,
+		PRIMARY KEY (run_id, domain)
+	) WITHOUT ROWID;
+	CREATE TABLE scan_ips (
+		run_id INTEGER NOT NULL, ip TEXT NOT NULL, result TEXT NOT NULL,
+		PRIMARY KEY (run_id, ip)
+	) WITHOUT ROWID;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/tls"
@@ -49,16 +50,24 @@ type TLSResult struct {
 	KeyBits  int      `json:"key_bits"`
 	KeyType  string   `json:"key_type"`
 	NotAfter int64    `json:"not_after"`
+	LeafDER  []byte   `json:"leaf_der"` // kept so a resumed scan judges names the same way
 
 	leaf *x509.Certificate
 }
 
 // Matches reports whether the leaf certificate is valid for name.
 func (t *TLSResult) Matches(name string) bool {
-	if t == nil || t.leaf == nil || name == "" {
+	if t == nil || name == "" {
 		return false
 	}
-	return t.leaf.VerifyHostname(strings.TrimSuffix(name, ".")) == nil
+	leaf := t.leaf
+	if leaf == nil && len(t.LeafDER) > 0 {
+		leaf, _ = x509.ParseCertificate(t.LeafDER) // a grab read back from a stored run
+	}
+	if leaf == nil {
+		return false
+	}
+	return leaf.VerifyHostname(strings.TrimSuffix(name, ".")) == nil
 }
 
 // Grab is one SMTP conversation with one mail server address.
@@ -201,7 +210,7 @@ func (g *Grabber) classify(st tls.ConnectionState) *TLSResult {
 		return t
 	}
 	leaf := st.PeerCertificates[0]
-	t.leaf, t.Names, t.NotAfter = leaf, leaf.DNSNames, leaf.NotAfter.Unix()
+	t.leaf, t.Names, t.NotAfter, t.LeafDER = leaf, leaf.DNSNames, leaf.NotAfter.Unix(), leaf.Raw
 	if len(t.Names) == 0 && leaf.Subject.CommonName != "" {
 		t.Names = []string{leaf.Subject.CommonName}
 	}
@@ -229,7 +238,10 @@ func trustClass(leaf *x509.Certificate, err error) string {
 	case errors.As(err, &inv) && inv.Reason == x509.Expired:
 		return TrustExpired
 	case errors.As(err, &unk):
-		if leaf.CheckSignatureFrom(leaf) == nil {
+		// Self-signed: issued by itself and verifiable with its own key
+		// (CheckSignatureFrom would insist the leaf be a CA).
+		if bytes.Equal(leaf.RawIssuer, leaf.RawSubject) &&
+			leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
 			return TrustSelfSigned
 		}
 		return TrustUnknownIssuer

@@ -63,11 +63,27 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
+// IssueOptions vary a certificate for scanner tests.
+type IssueOptions struct {
+	Expired    bool // validity ended yesterday
+	SelfSigned bool // signed by its own key, not the CA
+}
+
+// IssueWith makes a certificate as Issue does, with options.
+func (ca *CA) IssueWith(t testing.TB, name string, o IssueOptions, names ...string) (certFile, keyFile string) {
+	t.Helper()
+	return ca.issue(t, name, o, names)
+}
+
 // Issue makes an RSA-2048 server certificate for names (DNS names or IP
 // addresses), writing name.pem (certificate then CA) and name.key (mode
 // 0600). RSA, because the paper's TLS 1.2 suites are ECDHE-RSA.
 func (ca *CA) Issue(t testing.TB, name string, names ...string) (certFile, keyFile string) {
 	t.Helper()
+	return ca.issue(t, name, IssueOptions{}, names)
+}
+
+func (ca *CA) issue(t testing.TB, name string, o IssueOptions, names []string) (certFile, keyFile string) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +99,15 @@ func (ca *CA) Issue(t testing.TB, name string, names ...string) (certFile, keyFi
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if o.Expired {
+		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)
+	}
+	var der []byte
+	if o.SelfSigned {
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	} else {
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,303 @@
+package scanner
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+	"golang.org/x/time/rate"
+
+	"github.com/snowrain/snowrain/auth"
+	"github.com/snowrain/snowrain/policy"
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// MX is one mail server of a domain, with its grabs.
+type MX struct {
+	Host      string   `json:"host"`
+	Pref      uint16   `json:"pref"`
+	IPs       []string `json:"ips"`
+	TLSA      bool     `json:"tlsa"`        // TLSA records at _25._tcp.HOST
+	TLSAValid bool     `json:"tlsa_dnssec"` // … with the AD bit
+}
+
+// DomainResult is everything the sweep learned about one domain.
+type DomainResult struct {
+	Type       string   `json:"type"` // "domain"
+	Domain     string   `json:"domain"`
+	Rank       int      `json:"rank,omitempty"`
+	MX         []MX     `json:"mx"`
+	ImplicitMX bool     `json:"implicit_mx,omitempty"` // no MX: the domain's A (RFC 5321 5.1)
+	SPF        *SPFWalk `json:"spf"`
+	DMARC      *DMARC   `json:"dmarc"`
+	MTASTS     *MTASTS  `json:"mta_sts"`
+	// Derived from the grabs of the MX addresses, best MX first.
+	Connected  bool   `json:"connected"`
+	STARTTLS   bool   `json:"starttls"`
+	Trust      string `json:"trust,omitempty"`
+	CertMatch  string `json:"cert_match,omitempty"` // domain, mx, neither
+	TLSVersion string `json:"tls_version,omitempty"`
+	Cipher     string `json:"cipher,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// DMARC is a domain's published DMARC policy (Table 18).
+type DMARC struct {
+	Policy string `json:"policy"` // reject, quarantine, none, absent, invalid
+	SP     string `json:"sp,omitempty"`
+	Pct    int    `json:"pct"`
+	RUA    bool   `json:"rua"`
+}
+
+// MTASTS is a domain's MTA-STS state.
+type MTASTS struct {
+	Mode  string   `json:"mode"` // enforce, testing, none, absent, error
+	MX    []string `json:"mx,omitempty"`
+	Error string   `json:"error,omitempty"`
+}
+
+// Options shape a sweep.
+type Options struct {
+	Resolver   resolver.Resolver
+	Grabber    *Grabber
+	STS        *policy.STSFetcher
+	Port       int        // SMTP port; 25
+	Workers    int        // domains in flight; default 64
+	Grabbers   int        // SMTP conversations in flight; default 32
+	ConnRate   rate.Limit // connections per second; default 100
+	DNSRate    rate.Limit // domains per second into the DNS phase; default unlimited
+	DryRun     bool       // DNS only; no SMTP connection
+	SkipDomain func(string) bool
+	KnownGrab  func(ip string) (*Grab, bool) // grabs of an earlier run (resume)
+	OnDomain   func(*DomainResult)
+	OnGrab     func(*Grab)
+}
+
+// Sweep scans domains from in, calling OnDomain for each result; grabs are
+// made once per distinct address and shared by every domain using it.
+func Sweep(ctx context.Context, o Options, in <-chan Input) error {
+	if o.Port == 0 {
+		o.Port = 25
+	}
+	if o.Workers <= 0 {
+		o.Workers = 64
+	}
+	if o.Grabbers <= 0 {
+		o.Grabbers = 32
+	}
+	if o.ConnRate == 0 {
+		o.ConnRate = 100
+	}
+	s := &sweep{o: o, grabs: map[string]*grabSlot{}, sem: make(chan struct{}, o.Grabbers),
+		connLimit: rate.NewLimiter(o.ConnRate, 1)}
+	if o.DNSRate > 0 {
+		s.dnsLimit = rate.NewLimiter(o.DNSRate, 1)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < o.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for item := range in {
+				if ctx.Err() != nil {
+					continue
+				}
+				if o.SkipDomain != nil && o.SkipDomain(item.Domain) {
+					continue
+				}
+				r := s.domain(ctx, item)
+				if ctx.Err() == nil && o.OnDomain != nil {
+					o.OnDomain(r)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// Input is one domain to scan.
+type Input struct {
+	Domain string
+	Rank   int
+}
+
+type sweep struct {
+	o         Options
+	mu        sync.Mutex
+	grabs     map[string]*grabSlot
+	sem       chan struct{}
+	connLimit *rate.Limiter
+	dnsLimit  *rate.Limiter
+}
+
+type grabSlot struct {
+	once sync.Once
+	g    *Grab
+}
+
+// grab returns the one grab of ip, making it on first use.
+func (s *sweep) grab(ctx context.Context, ip string) *Grab {
+	s.mu.Lock()
+	slot, ok := s.grabs[ip]
+	if !ok {
+		slot = &grabSlot{}
+		s.grabs[ip] = slot
+	}
+	s.mu.Unlock()
+	slot.once.Do(func() {
+		if s.o.KnownGrab != nil {
+			if g, ok := s.o.KnownGrab(ip); ok {
+				slot.g = g
+				return
+			}
+		}
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
+			slot.g = &Grab{IP: ip, ErrorClass: ErrClassConnect, Error: err.Error()}
+			return
+		}
+		s.sem <- struct{}{}
+		defer func() { <-s.sem }()
+		if err := s.connLimit.Wait(ctx); err != nil {
+			slot.g = &Grab{IP: ip, ErrorClass: ErrClassConnect, Error: err.Error()}
+			return
+		}
+		g := s.o.Grabber.Grab(ctx, addr, s.o.Port)
+		slot.g = &g
+		if s.o.OnGrab != nil && ctx.Err() == nil {
+			s.o.OnGrab(slot.g)
+		}
+	})
+	return slot.g
+}
+
+func (s *sweep) domain(ctx context.Context, item Input) *DomainResult {
+	if s.dnsLimit != nil {
+		s.dnsLimit.Wait(ctx)
+	}
+	d := strings.ToLower(strings.TrimSuffix(item.Domain, "."))
+	r := &DomainResult{Type: "domain", Domain: d, Rank: item.Rank}
+	res := s.o.Resolver
+	r.MX, r.ImplicitMX = s.mxs(ctx, d)
+	r.SPF = (&SPFWalker{Resolver: res}).Walk(ctx, d)
+	r.DMARC = dmarcOf(ctx, res, d)
+	r.MTASTS = s.mtaSTS(ctx, d)
+	if len(r.MX) == 0 {
+		r.Error = "no mail server"
+		return r
+	}
+	if s.o.DryRun {
+		return r
+	}
+	s.judge(ctx, r)
+	return r
+}
+
+func (s *sweep) mxs(ctx context.Context, d string) ([]MX, bool) {
+	res := s.o.Resolver
+	var out []MX
+	implicit := false
+	mxs, err := res.LookupMX(ctx, d)
+	if err != nil || len(mxs) == 0 {
+		if !resolver.IsNotFound(err) && err != nil {
+			return nil, false
+		}
+		mxs, implicit = nil, true
+		out = append(out, MX{Host: d})
+	}
+	for _, mx := range mxs {
+		host := strings.ToLower(strings.TrimSuffix(mx.Host, "."))
+		if host == "" { // null MX (RFC 7505): no mail
+			return nil, false
+		}
+		out = append(out, MX{Host: host, Pref: mx.Pref})
+	}
+	for i := range out {
+		ips, _ := res.LookupIPAddr(ctx, out[i].Host)
+		for _, ip := range ips {
+			if ip.IP.To4() != nil { // the sweep is IPv4, as the paper's
+				out[i].IPs = append(out[i].IPs, ip.IP.String())
+			}
+		}
+		sort.Strings(out[i].IPs)
+		if ans, err := res.Query(ctx, "_25._tcp."+out[i].Host, dns.TypeTLSA); err == nil && len(ans.Records) > 0 {
+			out[i].TLSA, out[i].TLSAValid = true, ans.Authenticated
+		}
+	}
+	if implicit && len(out[0].IPs) == 0 {
+		return nil, true
+	}
+	return out, implicit
+}
+
+func dmarcOf(ctx context.Context, res resolver.Resolver, d string) *DMARC {
+	txts, err := res.LookupTXT(ctx, "_dmarc."+d)
+	out := &DMARC{Policy: "absent"}
+	if err != nil {
+		return out
+	}
+	for _, t := range txts {
+		if !strings.HasPrefix(t, "v=DMARC1") {
+			continue
+		}
+		rec, err := auth.ParseDMARC(t)
+		if err != nil {
+			out.Policy = "invalid"
+			return out
+		}
+		out.Policy, out.SP, out.Pct, out.RUA = string(rec.Policy), string(rec.SubdomainPolicy), 100, len(rec.ReportURIAggregate) > 0
+		if rec.Percent != nil {
+			out.Pct = *rec.Percent
+		}
+	}
+	return out
+}
+
+func (s *sweep) mtaSTS(ctx context.Context, d string) *MTASTS {
+	if s.o.STS == nil {
+		return &MTASTS{Mode: "absent"}
+	}
+	if _, err := s.o.STS.LookupID(ctx, d); err != nil {
+		if err == policy.ErrSTSNoRecord {
+			return &MTASTS{Mode: "absent"}
+		}
+		return &MTASTS{Mode: "error", Error: err.Error()}
+	}
+	p, err := s.o.STS.Fetch(ctx, d)
+	if err != nil {
+		return &MTASTS{Mode: "error", Error: err.Error()}
+	}
+	return &MTASTS{Mode: p.Mode, MX: p.MX}
+}
+
+// judge grabs the MX addresses in preference order and describes the
+// domain by the first server that answered.
+func (s *sweep) judge(ctx context.Context, r *DomainResult) {
+	for _, mx := range r.MX {
+		for _, ip := range mx.IPs {
+			g := s.grab(ctx, ip)
+			if g.ErrorClass == ErrClassConnect || g.ErrorClass == ErrClassBlocked || g.ErrorClass == ErrClassTimeout && g.Banner == "" {
+				continue
+			}
+			r.Connected = true
+			if g.TLS == nil {
+				return
+			}
+			r.STARTTLS = true
+			r.Trust, r.TLSVersion, r.Cipher = g.TLS.Trust, g.TLS.Version, g.TLS.Cipher
+			switch {
+			case g.TLS.Matches(r.Domain):
+				r.CertMatch = "domain"
+			case g.TLS.Matches(mx.Host):
+				r.CertMatch = "mx"
+			default:
+				r.CertMatch = "neither"
+			}
+			return
+		}
+	}
+}

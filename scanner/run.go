@@ -1,0 +1,195 @@
+package scanner
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Run is one stored sweep: results go to SQLite (and JSON lines), so a
+// killed sweep resumes where it stopped.
+type Run struct {
+	ID    int64
+	db    *sql.DB
+	jsonl io.Writer
+
+	mu    sync.Mutex
+	done  map[string]bool
+	known map[string]*Grab
+	batch []pending
+}
+
+type pending struct {
+	table, key string
+	rank       int
+	json       []byte
+}
+
+// NewRun starts a run of kind ("domains") over input (a description).
+func NewRun(ctx context.Context, db *sql.DB, kind, input string, jsonl io.Writer) (*Run, error) {
+	res, err := db.ExecContext(ctx, `INSERT INTO scan_runs (started_at, kind, input) VALUES (?, ?, ?)`,
+		time.Now().Unix(), kind, input)
+	if err != nil {
+		return nil, fmt.Errorf("scanner: new run: %w", err)
+	}
+	id, _ := res.LastInsertId()
+	return &Run{ID: id, db: db, jsonl: jsonl, done: map[string]bool{}, known: map[string]*Grab{}}, nil
+}
+
+// ResumeRun reopens run id with what it already holds.
+func ResumeRun(ctx context.Context, db *sql.DB, id int64, jsonl io.Writer) (*Run, error) {
+	r := &Run{ID: id, db: db, jsonl: jsonl, done: map[string]bool{}, known: map[string]*Grab{}}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_runs WHERE id = ?`, id).Scan(&n); err != nil || n == 0 {
+		return nil, fmt.Errorf("scanner: no run %d", id)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT domain FROM scan_domains WHERE run_id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var d string
+		rows.Scan(&d)
+		r.done[d] = true
+	}
+	rows.Close()
+	rows, err = db.QueryContext(ctx, `SELECT ip, result FROM scan_ips WHERE run_id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ip string
+		var js []byte
+		rows.Scan(&ip, &js)
+		g := &Grab{}
+		if json.Unmarshal(js, g) == nil {
+			r.known[ip] = g
+		}
+	}
+	return r, rows.Err()
+}
+
+// Done reports whether domain was already scanned in this run.
+func (r *Run) Done(domain string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done[strings.ToLower(domain)]
+}
+
+// KnownGrab returns a grab made earlier in this run.
+func (r *Run) KnownGrab(ip string) (*Grab, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g, ok := r.known[ip]
+	return g, ok
+}
+
+// SaveDomain records a domain result.
+func (r *Run) SaveDomain(d *DomainResult) error {
+	js, _ := json.Marshal(d)
+	return r.add(pending{"scan_domains", d.Domain, d.Rank, js})
+}
+
+// SaveGrab records one address's grab.
+func (r *Run) SaveGrab(g *Grab) error {
+	js, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		*Grab
+	}{"mx_ip", g})
+	return r.add(pending{"scan_ips", g.IP, 0, js})
+}
+
+func (r *Run) add(p pending) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.jsonl != nil {
+		r.jsonl.Write(append(p.json, '\n'))
+	}
+	r.batch = append(r.batch, p)
+	if len(r.batch) >= 500 {
+		return r.flushLocked()
+	}
+	return nil
+}
+
+// Flush writes what is pending; Finish also marks the run finished.
+func (r *Run) Flush() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.flushLocked()
+}
+
+func (r *Run) flushLocked() error {
+	if len(r.batch) == 0 {
+		return nil
+	}
+	tx, err := r.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, p := range r.batch {
+		var err error
+		if p.table == "scan_domains" {
+			_, err = tx.Exec(`INSERT OR IGNORE INTO scan_domains VALUES (?, ?, ?, ?)`, r.ID, p.key, p.rank, p.json)
+		} else {
+			_, err = tx.Exec(`INSERT OR IGNORE INTO scan_ips VALUES (?, ?, ?)`, r.ID, p.key, p.json)
+		}
+		if err != nil {
+			return fmt.Errorf("scanner: store: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	r.batch = r.batch[:0]
+	return nil
+}
+
+// Finish flushes and marks the run finished.
+func (r *Run) Finish() error {
+	if err := r.Flush(); err != nil {
+		return err
+	}
+	_, err := r.db.Exec(`UPDATE scan_runs SET finished_at = ? WHERE id = ?`, time.Now().Unix(), r.ID)
+	return err
+}
+
+// ReadInput streams domains from a Tranco-style "rank,domain" CSV or a
+// plain list (one per line, "#" comments), up to limit (0: all).
+func ReadInput(ctx context.Context, rd io.Reader, limit int, out chan<- Input) error {
+	defer close(out)
+	sc := bufio.NewScanner(rd)
+	n := 0
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		in := Input{Domain: line}
+		if rank, domain, ok := strings.Cut(line, ","); ok {
+			r, err := strconv.Atoi(strings.TrimSpace(rank))
+			if err != nil {
+				continue // a header line
+			}
+			in = Input{Domain: strings.TrimSpace(domain), Rank: r}
+		}
+		select {
+		case out <- in:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if n++; limit > 0 && n >= limit {
+			break
+		}
+	}
+	return sc.Err()
+}

@@ -1,0 +1,260 @@
+package scanner
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/smtpsink"
+	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// world is the simulated Internet of the sweep tests: per server kind,
+// domains whose MX is a sink on its own 127.60.0.x address.
+type world struct {
+	dns     *dnstest.Server
+	res     *resolver.Client
+	roots   *x509.CertPool
+	sinks   map[string]*smtpsink.Sink
+	want    map[string]DomainResult // what the generator built
+	domains []string
+	block   *Blocklist
+}
+
+type kind struct {
+	name           string
+	connected, tls bool
+	trust, match   string
+	opts           func(t *testing.T, ca *testca.CA, mx string, domains []string) smtpsink.Options
+}
+
+func tlsOpts(t *testing.T, ca *testca.CA, o testca.IssueOptions, names ...string) smtpsink.Options {
+	cert, key := ca.IssueWith(t, names[0], o, names...)
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}}
+}
+
+var kinds = []kind{
+	{"notls", true, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options { return smtpsink.Options{} }},
+	{"domain", true, true, TrustTrusted, "domain", func(t *testing.T, ca *testca.CA, mx string, ds []string) smtpsink.Options {
+		return tlsOpts(t, ca, testca.IssueOptions{}, ds...)
+	}},
+	{"mxname", true, true, TrustTrusted, "mx", func(t *testing.T, ca *testca.CA, mx string, _ []string) smtpsink.Options {
+		return tlsOpts(t, ca, testca.IssueOptions{}, mx)
+	}},
+	{"neither", true, true, TrustTrusted, "neither", func(t *testing.T, ca *testca.CA, _ string, _ []string) smtpsink.Options {
+		return tlsOpts(t, ca, testca.IssueOptions{}, "unrelated.example")
+	}},
+	{"selfsigned", true, true, TrustSelfSigned, "mx", func(t *testing.T, ca *testca.CA, mx string, _ []string) smtpsink.Options {
+		return tlsOpts(t, ca, testca.IssueOptions{SelfSigned: true}, mx)
+	}},
+	{"expired", true, true, TrustExpired, "mx", func(t *testing.T, ca *testca.CA, mx string, _ []string) smtpsink.Options {
+		return tlsOpts(t, ca, testca.IssueOptions{Expired: true}, mx)
+	}},
+	{"unknownca", true, true, TrustUnknownIssuer, "mx", func(t *testing.T, _ *testca.CA, mx string, _ []string) smtpsink.Options {
+		return tlsOpts(t, testca.New(t), testca.IssueOptions{}, mx)
+	}},
+	{"brokentls", true, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
+		return smtpsink.Options{FailTLS: true}
+	}},
+	{"slow", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
+		return smtpsink.Options{BannerDelay: 5 * time.Second}
+	}},
+	{"drops", true, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
+		return smtpsink.Options{Drop: true}
+	}},
+	{"blocked", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options { return smtpsink.Options{} }},
+}
+
+const perKind = 3
+
+func newWorld(t *testing.T) *world {
+	ca := testca.New(t)
+	w := &world{sinks: map[string]*smtpsink.Sink{}, want: map[string]DomainResult{}, roots: x509.NewCertPool()}
+	w.roots.AddCert(ca.Cert)
+	var zone strings.Builder
+	for i, k := range kinds {
+		ip := fmt.Sprintf("127.60.0.%d", i+1)
+		mx := "mx." + k.name + ".example"
+		var ds []string
+		for j := 0; j < perKind; j++ {
+			ds = append(ds, fmt.Sprintf("d%d.%s.example", j, k.name))
+		}
+		w.sinks[k.name] = smtpsink.StartWith(t, ip+":2525", k.opts(t, ca, mx, ds))
+		fmt.Fprintf(&zone, "%s. A %s\n", mx, ip)
+		for _, d := range ds {
+			fmt.Fprintf(&zone, "%s. MX 10 %s.\n", d, mx)
+			w.domains = append(w.domains, d)
+			w.want[d] = DomainResult{Domain: d, Connected: k.connected, STARTTLS: k.tls, Trust: k.trust, CertMatch: k.match}
+		}
+	}
+	// SPF trees, DMARC policies and one domain without mail.
+	zone.WriteString(`d0.notls.example. TXT "v=spf1 include:spf.notls.example -all"
+spf.notls.example. TXT "v=spf1 ip4:192.0.2.0/24 ~all"
+d1.notls.example. TXT "v=spf1 redirect=spf.notls.example"
+d2.notls.example. TXT "v=spf1 include:d2.notls.example -all"
+_dmarc.d0.domain.example. TXT "v=DMARC1; p=reject; rua=mailto:r@d0.domain.example"
+_dmarc.d1.domain.example. TXT "v=DMARC1; p=quarantine"
+_dmarc.d2.domain.example. TXT "v=DMARC1; p=none"
+nomail.example. TXT "v=spf1 -all"
+`)
+	w.domains = append(w.domains, "nomail.example")
+	w.want["nomail.example"] = DomainResult{Domain: "nomail.example"}
+	w.dns = dnstest.Start(t, zone.String())
+	w.res, _ = resolver.New(resolver.Config{Servers: []string{w.dns.Addr}, Timeout: time.Second, CacheSize: 1000})
+	w.block, _ = ParseBlocklist(strings.NewReader(fmt.Sprintf("127.60.0.%d/32\n", len(kinds))))
+	return w
+}
+
+func (w *world) options(run *Run) Options {
+	return Options{Resolver: w.res, Port: 2525, Workers: 8, Grabbers: 8, ConnRate: 1000,
+		Grabber:    &Grabber{EHLOName: "scanner.test.example", Timeout: 2 * time.Second, Roots: w.roots, Blocklist: w.block},
+		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
+		OnDomain: func(d *DomainResult) { run.SaveDomain(d) }, OnGrab: func(g *Grab) { run.SaveGrab(g) }}
+}
+
+func feed(ctx context.Context, domains []string) <-chan Input {
+	ch := make(chan Input)
+	go func() {
+		defer close(ch)
+		for i, d := range domains {
+			select {
+			case ch <- Input{Domain: d, Rank: i + 1}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+func results(t *testing.T, db *measure.Store, run int64) map[string]DomainResult {
+	rows, err := db.DB.Query(`SELECT domain, result FROM scan_domains WHERE run_id = ?`, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]DomainResult{}
+	for rows.Next() {
+		var d string
+		var js []byte
+		rows.Scan(&d, &js)
+		var r DomainResult
+		json.Unmarshal(js, &r)
+		if _, dup := out[d]; dup {
+			t.Errorf("duplicate %s", d)
+		}
+		out[d] = r
+	}
+	return out
+}
+
+func TestSweepSimulatedInternet(t *testing.T) {
+	w := newWorld(t)
+	store, err := measure.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var jsonl bytes.Buffer
+	run, err := NewRun(context.Background(), store.DB, "domains", "test", &jsonl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Sweep(context.Background(), w.options(run), feed(context.Background(), w.domains)); err != nil {
+		t.Fatal(err)
+	}
+	run.Finish()
+	got := results(t, store, run.ID)
+	for d, want := range w.want {
+		g := got[d]
+		if g.Connected != want.Connected || g.STARTTLS != want.STARTTLS || g.Trust != want.Trust || g.CertMatch != want.CertMatch {
+			t.Errorf("%s: connected %v starttls %v trust %q match %q, want %v %v %q %q", d,
+				g.Connected, g.STARTTLS, g.Trust, g.CertMatch, want.Connected, want.STARTTLS, want.Trust, want.CertMatch)
+		}
+	}
+	if n := w.sinks["blocked"].Accepts(); n != 0 {
+		t.Errorf("the blocklisted server accepted %d connections", n)
+	}
+	for name, s := range w.sinks {
+		if name != "blocked" && s.Accepts() != 1 {
+			t.Errorf("%s: %d connections, want exactly one (addresses are grabbed once)", name, s.Accepts())
+		}
+	}
+	if g := got["d0.notls.example"]; g.SPF == nil || g.SPF.All != "-" || g.SPF.Addrs4 != "256" {
+		t.Errorf("SPF walk %+v", g.SPF)
+	}
+	if g := got["d2.notls.example"]; g.SPF == nil || g.SPF.ErrorClass != "loop" {
+		t.Errorf("SPF loop %+v", g.SPF)
+	}
+	if g := got["d0.domain.example"]; g.DMARC == nil || g.DMARC.Policy != "reject" || !g.DMARC.RUA {
+		t.Errorf("DMARC %+v", g.DMARC)
+	}
+	lines := strings.Count(jsonl.String(), "\n")
+	if lines != len(w.domains)+len(kinds) { // the blocked address gets its line too, saying so
+		t.Errorf("%d JSON lines, want one per domain and per MX address (%d)", lines, len(w.domains)+len(kinds))
+	}
+}
+
+// TestSweepResume kills a sweep halfway and resumes it: the result set is
+// the same as an uninterrupted run's, with no duplicate.
+func TestSweepResume(t *testing.T) {
+	w := newWorld(t)
+	store, _ := measure.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"))
+	defer store.Close()
+	run, _ := NewRun(context.Background(), store.DB, "domains", "test", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	n := 0
+	o := w.options(run)
+	save := o.OnDomain
+	o.OnDomain = func(d *DomainResult) {
+		save(d)
+		mu.Lock()
+		defer mu.Unlock()
+		if n++; n == len(w.domains)/2 {
+			cancel() // the operator hits ^C
+		}
+	}
+	Sweep(ctx, o, feed(ctx, w.domains))
+	run.Flush()
+	first := len(results(t, store, run.ID))
+	if first == 0 || first >= len(w.domains) {
+		t.Fatalf("interrupted run kept %d of %d domains", first, len(w.domains))
+	}
+	resumed, err := ResumeRun(context.Background(), store.DB, run.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Sweep(context.Background(), w.options(resumed), feed(context.Background(), w.domains))
+	resumed.Finish()
+	got := results(t, store, run.ID)
+	var names []string
+	for d := range got {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	if len(got) != len(w.domains) {
+		t.Errorf("resumed run holds %d domains, want %d", len(got), len(w.domains))
+	}
+	for d, want := range w.want {
+		if g := got[d]; g.STARTTLS != want.STARTTLS || g.Trust != want.Trust || g.CertMatch != want.CertMatch {
+			t.Errorf("%s after resume: %+v", d, g)
+		}
+	}
+}

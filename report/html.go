@@ -10,12 +10,18 @@ import (
 // WriteHTML renders one self-contained page: inline CSS and SVG, no
 // JavaScript, readable in any mail client or browser.
 func (r *Report) WriteHTML(w io.Writer) error {
+	return WriteHTML(w, r.heading(), r.Tables(), map[string]template.HTML{
+		"figure3": r.dailyChart(), "table17": r.authChart()})
+}
+
+// WriteHTML renders tables into one self-contained page; charts are SVG
+// shown above the table whose ID they are keyed by.
+func WriteHTML(w io.Writer, heading string, tables []Table, charts map[string]template.HTML) error {
 	return page.Execute(w, struct {
 		Heading string
-		Chart   template.HTML
-		Auth    template.HTML
+		Charts  map[string]template.HTML
 		Tables  []Table
-	}{r.heading(), r.dailyChart(), r.authChart(), r.Tables()})
+	}{heading, charts, tables})
 }
 
 var page = template.Must(template.New("report").Parse(`<!DOCTYPE html>
@@ -33,7 +39,7 @@ p.note{color:#555;font-size:.9em}svg{max-width:100%;height:auto}
 <h1>{{.Heading}}</h1>
 {{range .Tables}}<section id="{{.ID}}"><h2>{{.Title}}</h2>
 {{if .Note}}<p class="note">{{.Note}}</p>{{end}}
-{{if eq .ID "figure3"}}{{$.Chart}}{{end}}{{if eq .ID "table17"}}{{$.Auth}}{{end}}
+{{index $.Charts .ID}}
 {{if .Rows}}<table><thead><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr></thead><tbody>
 {{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</tbody></table>{{else}}<p>(none)</p>{{end}}

@@ -20,9 +20,18 @@ func (r *Report) heading() string {
 }
 
 // WriteText renders the report for a terminal or a cron mail.
-func (r *Report) WriteText(w io.Writer) error {
-	fmt.Fprintln(w, r.heading())
-	for _, t := range r.Tables() {
+func (r *Report) WriteText(w io.Writer) error { return WriteText(w, r.heading(), r.Tables()) }
+
+// WriteMarkdown renders GitHub-style Markdown tables.
+func (r *Report) WriteMarkdown(w io.Writer) error { return WriteMarkdown(w, r.heading(), r.Tables()) }
+
+// WriteCSV writes one file per table, named by its ID, into dir.
+func (r *Report) WriteCSV(dir string) error { return WriteCSV(dir, r.Tables()) }
+
+// WriteText renders tables as aligned text.
+func WriteText(w io.Writer, heading string, tables []Table) error {
+	fmt.Fprintln(w, heading)
+	for _, t := range tables {
 		fmt.Fprintf(w, "\n%s\n%s\n", t.Title, strings.Repeat("=", utf8.RuneCountInString(t.Title)))
 		if t.Note != "" {
 			fmt.Fprintln(w, t.Note)
@@ -53,11 +62,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	return nil
 }
 
-// WriteMarkdown renders GitHub-style Markdown tables.
-func (r *Report) WriteMarkdown(w io.Writer) error {
-	fmt.Fprintf(w, "# %s\n", r.heading())
+// WriteMarkdown renders tables as Markdown.
+func WriteMarkdown(w io.Writer, heading string, tables []Table) error {
+	fmt.Fprintf(w, "# %s\n", heading)
 	esc := strings.NewReplacer("|", `\|`, "\n", " ")
-	for _, t := range r.Tables() {
+	for _, t := range tables {
 		fmt.Fprintf(w, "\n## %s\n\n", t.Title)
 		if t.Note != "" {
 			fmt.Fprintf(w, "%s\n\n", t.Note)
@@ -108,11 +117,11 @@ func (r *Report) WriteJSON(w io.Writer) error {
 }
 
 // WriteCSV writes one file per table, named by its ID, into dir.
-func (r *Report) WriteCSV(dir string) error {
+func WriteCSV(dir string, tables []Table) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, t := range r.Tables() {
+	for _, t := range tables {
 		f, err := os.Create(filepath.Join(dir, t.ID+".csv"))
 		if err != nil {
 			return err

@@ -205,6 +205,41 @@ func TestSweepSimulatedInternet(t *testing.T) {
 	if g := got["d0.domain.example"]; g.DMARC == nil || g.DMARC.Policy != "reject" || !g.DMARC.RUA {
 		t.Errorf("DMARC %+v", g.DMARC)
 	}
+	// The tables count what the generator built.
+	sum, err := Summarize(context.Background(), store.DB, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var connected, starttls int64
+	certs := map[string]map[string]int64{}
+	for _, k := range kinds {
+		if k.connected {
+			connected += perKind
+		}
+		if k.tls {
+			starttls += perKind
+			if certs[k.trust] == nil {
+				certs[k.trust] = map[string]int64{}
+			}
+			certs[k.trust][k.match] += perKind
+		}
+	}
+	all := int64(len(w.domains))
+	if sum.Domains != all || sum.WithMX != all-1 || sum.Connected != connected || sum.STARTTLS != starttls {
+		t.Errorf("table 1: %d domains, %d with MX, %d connected, %d STARTTLS; want %d %d %d %d",
+			sum.Domains, sum.WithMX, sum.Connected, sum.STARTTLS, all, all-1, connected, starttls)
+	}
+	for trust, m := range certs {
+		for match, n := range m {
+			if sum.Certs[trust][match] != n {
+				t.Errorf("table 2 [%s][%s] = %d, want %d", trust, match, sum.Certs[trust][match], n)
+			}
+		}
+	}
+	if sum.Providers["notls.example"] != perKind || sum.DMARC["reject"] != 1 || sum.DMARC["quarantine"] != 1 ||
+		sum.SPFErrors["loop"] != 1 || sum.SPFAll["redirect"] != 1 || sum.SPFAll["-"] != 3 {
+		t.Errorf("providers %v dmarc %v spf all %v errors %v", sum.Providers, sum.DMARC, sum.SPFAll, sum.SPFErrors)
+	}
 	lines := strings.Count(jsonl.String(), "\n")
 	if lines != len(w.domains)+len(kinds) { // the blocked address gets its line too, saying so
 		t.Errorf("%d JSON lines, want one per domain and per MX address (%d)", lines, len(w.domains)+len(kinds))

@@ -12,6 +12,7 @@ const usage = `usage: snowrain <command> [flags]
 commands:
   serve     run the milter (flags: snowrain serve -h)
   report    print the recorded counts for a period
+  scan      scan domains: STARTTLS, certificates, SPF, DMARC, MTA-STS, DANE
   ingest    import MTA logs (plain or gzip) for outbound delivery TLS
   policy    TLS policies: check DOMAIN, list, forget DOMAIN, export, import FILE
   db        database maintenance: prune, vacuum
@@ -32,6 +33,8 @@ func main() {
 		err = serve(args)
 	case "report":
 		err = runReport(args, os.Stdout)
+	case "scan":
+		err = runScan(args, os.Stdout)
 	case "ingest":
 		err = ingest(args, os.Stdout)
 	case "policy":

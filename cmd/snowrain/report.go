@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,9 @@ import (
 )
 
 func runReport(args []string, out io.Writer) error {
+	if len(args) > 0 && args[0] == "scan" {
+		return runScanReport(args[1:], out)
+	}
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
 	since := fs.String("since", "", "start: RFC 3339 time, YYYY-MM-DD, or an age like 24h or 7d (default: last full ISO week)")
@@ -162,4 +166,10 @@ func mailReport(r *report.Report, to, command string) error {
 		return fmt.Errorf("%s: %v: %s", command, err, out)
 	}
 	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

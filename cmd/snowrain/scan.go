@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/policy"
+	"github.com/snowrain/snowrain/report"
+	"github.com/snowrain/snowrain/resolver"
+	"github.com/snowrain/snowrain/scanner"
+)
+
+const scanUsage = `usage: snowrain scan domains --input FILE | --from-db [flags]   (snowrain scan domains -h)`
+
+func runScan(args []string, out io.Writer) error {
+	if len(args) < 1 || args[0] != "domains" {
+		return fmt.Errorf("%s", scanUsage)
+	}
+	fs := flag.NewFlagSet("scan domains", flag.ContinueOnError)
+	input := fs.String("input", "", "Tranco CSV (rank,domain) or a list of domains, one per line")
+	fromDB := fs.Bool("from-db", false, "scan the peer domains the milter and the MTA log recorded")
+	limit := fs.Int("limit", 0, "scan at most N domains")
+	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path (results and resume state)")
+	dnsServers := fs.String("dns", "", "recursive resolver HOST:PORT (default /etc/resolv.conf)")
+	workers := fs.Int("concurrency", 256, "domains in flight")
+	grabbers := fs.Int("grabbers", 64, "SMTP conversations in flight")
+	connRate := fs.Float64("rate", 100, "new SMTP connections per second (all servers)")
+	dnsRate := fs.Float64("dns-rate", 0, "domains per second entering the DNS phase (0: unlimited)")
+	blockFile := fs.String("blocklist", "", "CIDRs never to contact (default: IANA special-purpose ranges)")
+	ehlo := fs.String("ehlo", "", "EHLO name: a host whose web page explains the scan and how to opt out")
+	roots := fs.String("roots", "", "PEM roots for certificate validation (default: the system pool)")
+	timeout := fs.Duration("timeout", 20*time.Second, "whole SMTP conversation")
+	port := fs.Int("port", 25, "SMTP port (tests)")
+	stsPort := fs.Int("mta-sts-port", 0, "HTTPS port for MTA-STS fetches (tests)")
+	dryRun := fs.Bool("dry-run", false, "DNS only: no SMTP connection")
+	resume := fs.Int64("resume", 0, "continue run ID where it stopped")
+	jsonl := fs.String("jsonl", "", "write every result as a JSON line to FILE ('-' for standard output)")
+	progress := fs.Bool("progress", isTerminal(os.Stderr), "show progress on standard error")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *input == "" && !*fromDB {
+		return fmt.Errorf("%s", scanUsage)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	store, err := measure.Open(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var servers []string
+	if *dnsServers != "" {
+		servers = strings.Split(*dnsServers, ",")
+	}
+	res, err := resolver.New(resolver.Config{Servers: servers, Timeout: 3 * time.Second, CacheSize: 100000})
+	if err != nil {
+		return err
+	}
+	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *timeout}
+	if g.Blocklist, err = loadBlocklist(*blockFile); err != nil {
+		return err
+	}
+	if *roots != "" {
+		pem, err := os.ReadFile(*roots)
+		if err != nil {
+			return err
+		}
+		g.Roots = x509.NewCertPool()
+		g.Roots.AppendCertsFromPEM(pem)
+	}
+	var jw io.Writer
+	switch *jsonl {
+	case "":
+	case "-":
+		jw = out
+	default:
+		f, err := os.Create(*jsonl)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		jw = f
+	}
+	var run *scanner.Run
+	if *resume != 0 {
+		run, err = scanner.ResumeRun(ctx, store.DB, *resume, jw)
+	} else {
+		run, err = scanner.NewRun(ctx, store.DB, "domains", describeInput(*input, *fromDB, *limit), jw)
+	}
+	if err != nil {
+		return err
+	}
+	inputs, total, err := openInputs(ctx, store, *input, *fromDB, *limit)
+	if err != nil {
+		return err
+	}
+	var done atomic.Int64
+	o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Workers: *workers, Grabbers: *grabbers,
+		ConnRate: rate.Limit(*connRate), DNSRate: rate.Limit(*dnsRate), DryRun: *dryRun,
+		STS:        &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second},
+		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
+		OnDomain: func(d *scanner.DomainResult) { run.SaveDomain(d); done.Add(1) },
+		OnGrab:   func(gr *scanner.Grab) { run.SaveGrab(gr) }}
+	stopProgress := startProgress(*progress, &done, total)
+	err = scanner.Sweep(ctx, o, inputs)
+	stopProgress()
+	if ferr := run.Flush(); ferr != nil {
+		return ferr
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "scan interrupted; resume with: snowrain scan domains --resume %d …\n", run.ID)
+		return err
+	}
+	if err := run.Finish(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "scan run %d: %d domains; tables: snowrain report scan --run %d\n", run.ID, done.Load(), run.ID)
+	return nil
+}
+
+func loadBlocklist(path string) (*scanner.Blocklist, error) {
+	if path == "" {
+		return scanner.ParseBlocklist(strings.NewReader(scanner.DefaultBlocklist))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return scanner.ParseBlocklist(f)
+}
+
+func describeInput(input string, fromDB bool, limit int) string {
+	if fromDB {
+		return fmt.Sprintf("from-db limit=%d", limit)
+	}
+	return fmt.Sprintf("%s limit=%d", input, limit)
+}
+
+// openInputs streams the domains to scan; total is known for files only
+// after reading, so it is counted first (cheap next to a scan).
+func openInputs(ctx context.Context, store *measure.Store, path string, fromDB bool, limit int) (<-chan scanner.Input, int64, error) {
+	ch := make(chan scanner.Input, 1024)
+	if fromDB {
+		rows, err := store.DB.QueryContext(ctx, `SELECT domain FROM hourly_peers UNION SELECT domain FROM hourly_deliveries`)
+		if err != nil {
+			return nil, 0, err
+		}
+		var list []string
+		for rows.Next() {
+			var d string
+			rows.Scan(&d)
+			if d != "(none)" {
+				list = append(list, d)
+			}
+		}
+		rows.Close()
+		go scanner.ReadInput(ctx, strings.NewReader(strings.Join(list, "\n")), limit, ch)
+		return ch, int64(len(list)), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	go func() {
+		defer f.Close()
+		scanner.ReadInput(ctx, f, limit, ch)
+	}()
+	return ch, 0, nil
+}
+
+// startProgress prints rate and ETA every second on a terminal.
+func startProgress(on bool, done *atomic.Int64, total int64) func() {
+	if !on {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				fmt.Fprintln(os.Stderr)
+				return
+			case <-t.C:
+				n := done.Load()
+				rate := float64(n) / time.Since(start).Seconds()
+				eta := "?"
+				if total > 0 && rate > 0 {
+					eta = (time.Duration(float64(total-n)/rate) * time.Second).Round(time.Second).String()
+				}
+				fmt.Fprintf(os.Stderr, "\r%d domains, %.0f/s, ETA %s   ", n, rate, eta)
+			}
+		}
+	}()
+	return func() { close(stop) }
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// runScanReport is `snowrain report scan --run ID`.
+func runScanReport(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("report scan", flag.ContinueOnError)
+	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
+	id := fs.Int64("run", 0, "scan run ID (default: the latest)")
+	format := fs.String("format", "text", "text, md, json, csv or html")
+	output := fs.String("o", "", "output file (csv: directory)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	store, err := measure.OpenReadOnly(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if *id == 0 {
+		store.DB.QueryRow(`SELECT COALESCE(MAX(id), 0) FROM scan_runs`).Scan(id)
+	}
+	s, err := scanner.Summarize(ctx, store.DB, *id)
+	if err != nil {
+		return err
+	}
+	r := &report.ScanReport{Run: *id, S: s}
+	if *format == "csv" {
+		if *output == "" {
+			return fmt.Errorf("--format csv needs -o DIRECTORY")
+		}
+		return r.WriteCSV(*output)
+	}
+	w := out
+	if *output != "" {
+		f, err := os.Create(*output)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	switch *format {
+	case "text":
+		return r.WriteText(w)
+	case "md":
+		return r.WriteMarkdown(w)
+	case "html":
+		return r.WriteHTML(w)
+	case "json":
+		return writeJSON(w, struct {
+			Run    int64            `json:"run"`
+			Tables []report.Table   `json:"tables"`
+			S      *scanner.Summary `json:"summary"`
+		}{*id, r.Tables(), s})
+	}
+	return fmt.Errorf("--format %q: want text, md, json, csv or html", *format)
+}

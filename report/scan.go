@@ -1,0 +1,180 @@
+package report
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/snowrain/snowrain/scanner"
+)
+
+// ScanReport renders a scanner run's summary as the paper's scan tables.
+type ScanReport struct {
+	Run int64
+	S   *scanner.Summary
+	Top int
+}
+
+func (r *ScanReport) heading() string { return fmt.Sprintf("snowrain domain scan, run %d", r.Run) }
+
+// Tables returns Tables 1, 2, 4, 19, 20, 18, Figure 4 and adoption.
+func (r *ScanReport) Tables() []Table {
+	return []Table{r.table1(), r.table2(), r.table4(), r.table19(), r.table20(), r.figure4(), r.table18(), r.adoption()}
+}
+
+// WriteText, WriteMarkdown, WriteCSV and WriteHTML render the report.
+func (r *ScanReport) WriteText(w io.Writer) error     { return WriteText(w, r.heading(), r.Tables()) }
+func (r *ScanReport) WriteMarkdown(w io.Writer) error { return WriteMarkdown(w, r.heading(), r.Tables()) }
+func (r *ScanReport) WriteCSV(dir string) error       { return WriteCSV(dir, r.Tables()) }
+func (r *ScanReport) WriteHTML(w io.Writer) error {
+	return WriteHTML(w, r.heading(), r.Tables(), map[string]template.HTML{"figure4": r.cdf()})
+}
+
+func count(n, total int64) []string { return []string{fmt.Sprint(n), pctS(n, total)} }
+
+func (r *ScanReport) table1() Table {
+	s := r.S
+	return Table{ID: "scan_table1", Title: "Table 1: Domains scanned", Columns: []string{"Result", "Domains", "Share"},
+		Rows: [][]string{
+			append([]string{"Domains in the list"}, count(s.Domains, s.Domains)...),
+			append([]string{"With a mail server (MX or A)"}, count(s.WithMX, s.Domains)...),
+			append([]string{"SMTP server answered"}, count(s.Connected, s.Domains)...),
+			append([]string{"STARTTLS handshake completed"}, count(s.STARTTLS, s.Connected)...),
+		}, Note: "The STARTTLS share is of the domains whose server answered."}
+}
+
+func (r *ScanReport) table2() Table {
+	t := Table{ID: "scan_table2", Title: "Table 2: Certificates (domains with STARTTLS)",
+		Columns: []string{"Trust", "Matches domain", "Matches MX", "Matches neither", "Total"}}
+	for _, trust := range []string{scanner.TrustTrusted, scanner.TrustSelfSigned, scanner.TrustExpired,
+		scanner.TrustUnknownIssuer, scanner.TrustOther} {
+		m := r.S.Certs[trust]
+		total := m["domain"] + m["mx"] + m["neither"]
+		t.Rows = append(t.Rows, []string{trust, fmt.Sprint(m["domain"]), fmt.Sprint(m["mx"]), fmt.Sprint(m["neither"]),
+			fmt.Sprintf("%d (%s)", total, pctS(total, r.S.STARTTLS))})
+	}
+	return t
+}
+
+func (r *ScanReport) table4() Table {
+	top := r.Top
+	if top <= 0 {
+		top = 10
+	}
+	type pv struct {
+		name string
+		n    int64
+	}
+	var list []pv
+	for k, n := range r.S.Providers {
+		list = append(list, pv{k, n})
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].n != list[j].n {
+			return list[i].n > list[j].n
+		}
+		return list[i].name < list[j].name
+	})
+	t := Table{ID: "scan_table4", Title: "Table 4: Top mail providers", Columns: []string{"Provider (MX domain)", "Domains", "Share", "STARTTLS"}}
+	for i, p := range list {
+		if i == top {
+			break
+		}
+		tls := "no"
+		if r.S.ProviderTLS[p.name] {
+			tls = "yes"
+		}
+		t.Rows = append(t.Rows, []string{p.name, fmt.Sprint(p.n), pctS(p.n, r.S.WithMX), tls})
+	}
+	return t
+}
+
+func (r *ScanReport) table19() Table {
+	s := r.S
+	t := Table{ID: "scan_table19", Title: "Table 19: SPF policies (the top-level all)",
+		Columns: []string{"Policy", "Domains", "Share"}}
+	for _, c := range [][2]string{{"-", "Hard fail (-all)"}, {"~", "Soft fail (~all)"}, {"?", "Neutral (?all)"},
+		{"+", "Pass (+all)"}, {"redirect", "Redirect"}, {"none", "No all"}} {
+		t.Rows = append(t.Rows, append([]string{c[1]}, count(s.SPFAll[c[0]], s.SPFDomains)...))
+	}
+	for _, c := range [][2]string{{"loop", "Error: loop"}, {"lookup_limit", "Error: over 10 lookups"},
+		{"syntax", "Error: invalid term"}, {"multiple_records", "Error: several records"}, {"dns", "Error: DNS"}} {
+		t.Rows = append(t.Rows, append([]string{c[1]}, count(s.SPFErrors[c[0]], s.SPFDomains)...))
+	}
+	t.Note = fmt.Sprintf("%d domains publish SPF; %d do not.", s.SPFDomains, s.SPFErrors["none"])
+	return t
+}
+
+func (r *ScanReport) table20() Table {
+	s := r.S
+	t := Table{ID: "scan_table20", Title: "Table 20: SPF mechanism types",
+		Columns: []string{"Mechanism", "Top-level", "Recursive"}}
+	for _, k := range []string{"ip4", "ip6", "a", "mx", "include", "redirect", "ptr", "exists", "all"} {
+		t.Rows = append(t.Rows, []string{k, fmt.Sprint(s.SPFTop[k]), fmt.Sprint(s.SPFRecursive[k])})
+	}
+	return t
+}
+
+// figure4 is the CDF of the IPv4 space each SPF policy allows, by prefix
+// size (log2 of the addresses).
+func (r *ScanReport) figure4() Table {
+	t := Table{ID: "figure4", Title: "Figure 4: IPv4 addresses allowed by SPF (CDF)",
+		Columns: []string{"At most", "Domains", "Cumulative share"}}
+	v := r.S.SPFAddresses
+	for _, bits := range []float64{0, 1, 4, 8, 12, 16, 20, 24, 32} {
+		n := sort.Search(len(v), func(i int) bool { return v[i] > bits })
+		label := fmt.Sprintf("%.0f addresses (/%.0f)", math.Pow(2, bits), 32-bits)
+		if bits == 0 {
+			label = "1 address"
+		}
+		t.Rows = append(t.Rows, []string{label, fmt.Sprint(n), pctS(int64(n), int64(len(v)))})
+	}
+	return t
+}
+
+func (r *ScanReport) table18() Table {
+	s := r.S
+	t := Table{ID: "scan_table18", Title: "Table 18: DMARC policies (domains)", Columns: []string{"Published policy", "Domains", "Share"}}
+	for _, c := range [][2]string{{"quarantine", "Quarantine"}, {"none", "Empty (p=none)"}, {"reject", "Reject"},
+		{"absent", "Not published"}, {"invalid", "Invalid"}} {
+		t.Rows = append(t.Rows, append([]string{c[1]}, count(s.DMARC[c[0]], s.Domains)...))
+	}
+	return t
+}
+
+func (r *ScanReport) adoption() Table {
+	s := r.S
+	return Table{ID: "scan_adoption", Title: "MTA-STS and DANE adoption", Columns: []string{"", "Domains", "Share"},
+		Rows: [][]string{
+			append([]string{"MTA-STS enforce"}, count(s.MTASTS["enforce"], s.WithMX)...),
+			append([]string{"MTA-STS testing"}, count(s.MTASTS["testing"], s.WithMX)...),
+			append([]string{"MTA-STS none"}, count(s.MTASTS["none"], s.WithMX)...),
+			append([]string{"MTA-STS broken (record or policy)"}, count(s.MTASTS["error"], s.WithMX)...),
+			append([]string{"DANE (DNSSEC-authenticated TLSA on an MX)"}, count(s.DANE, s.WithMX)...),
+		}}
+}
+
+// cdf draws Figure 4 as an SVG step line.
+func (r *ScanReport) cdf() template.HTML {
+	v := r.S.SPFAddresses
+	if len(v) == 0 {
+		return ""
+	}
+	const w, h, left, bottom = 640, 240, 40, 30
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg id="figure4-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" aria-label="SPF address CDF">`, w, h)
+	x := func(bits float64) float64 { return left + bits*float64(w-left-10)/32 }
+	y := func(share float64) float64 { return 10 + (1-share)*float64(h-10-bottom) }
+	for _, bits := range []float64{0, 8, 16, 24, 32} {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="10" text-anchor="middle">2^%.0f</text>`, x(bits), h-10, bits)
+	}
+	var pts []string
+	for i, bits := range v {
+		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(bits), y(float64(i+1)/float64(len(v)))))
+	}
+	fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="%s"/></svg>`, strings.Join(pts, " "))
+	return template.HTML(b.String())
+}

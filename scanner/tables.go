@@ -1,0 +1,127 @@
+package scanner
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"sort"
+
+	"golang.org/x/net/publicsuffix"
+)
+
+// Summary aggregates a run's domain results into the paper's tables,
+// reading the stored results one at a time.
+type Summary struct {
+	Domains, WithMX, Connected, STARTTLS int64
+	// Table 2: trust class × certificate match.
+	Certs map[string]map[string]int64
+	// Table 4: domains per mail provider (the MX's registered domain).
+	Providers map[string]int64
+	ProviderTLS map[string]bool
+	// Tables 19 and 20 (top-level and recursive), Figure 4.
+	SPFDomains   int64
+	SPFAll       map[string]int64
+	SPFTop       map[string]int64
+	SPFRecursive map[string]int64
+	SPFErrors    map[string]int64
+	SPFAddresses []float64 // log2 of permitted IPv4 addresses, per domain with SPF
+	// Table 18 (domains column), MTA-STS and DANE adoption.
+	DMARC  map[string]int64
+	MTASTS map[string]int64
+	DANE   int64
+	Errors map[string]int64
+}
+
+// Summarize reads run id's results.
+func Summarize(ctx context.Context, db *sql.DB, id int64) (*Summary, error) {
+	s := &Summary{Certs: map[string]map[string]int64{}, Providers: map[string]int64{}, ProviderTLS: map[string]bool{},
+		SPFAll: map[string]int64{}, SPFTop: map[string]int64{}, SPFRecursive: map[string]int64{},
+		SPFErrors: map[string]int64{}, DMARC: map[string]int64{}, MTASTS: map[string]int64{}, Errors: map[string]int64{}}
+	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_domains WHERE run_id = ?`, id)
+	if err != nil {
+		return nil, fmt.Errorf("scanner: summary: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var js []byte
+		if err := rows.Scan(&js); err != nil {
+			return nil, err
+		}
+		var d DomainResult
+		if err := json.Unmarshal(js, &d); err != nil {
+			continue
+		}
+		s.add(&d)
+	}
+	sort.Float64s(s.SPFAddresses)
+	return s, rows.Err()
+}
+
+func (s *Summary) add(d *DomainResult) {
+	s.Domains++
+	if len(d.MX) > 0 {
+		s.WithMX++
+		provider, err := publicsuffix.EffectiveTLDPlusOne(d.MX[0].Host)
+		if err != nil {
+			provider = d.MX[0].Host
+		}
+		s.Providers[provider]++
+		if d.STARTTLS {
+			s.ProviderTLS[provider] = true
+		}
+	}
+	if d.Connected {
+		s.Connected++
+	}
+	if d.STARTTLS {
+		s.STARTTLS++
+		if s.Certs[d.Trust] == nil {
+			s.Certs[d.Trust] = map[string]int64{}
+		}
+		s.Certs[d.Trust][d.CertMatch]++
+	}
+	if d.Error != "" {
+		s.Errors[d.Error]++
+	}
+	if sp := d.SPF; sp != nil {
+		if sp.ErrorClass == "none" {
+			s.SPFErrors["none"]++
+		} else {
+			s.SPFDomains++
+			s.SPFAll[orNone(sp.All)]++
+			for k, n := range sp.TopTypes {
+				s.SPFTop[k] += int64(n)
+			}
+			for k, n := range sp.Types {
+				s.SPFRecursive[k] += int64(n)
+			}
+			if sp.ErrorClass != "" {
+				s.SPFErrors[sp.ErrorClass]++
+			}
+			if a, ok := new(big.Int).SetString(sp.Addrs4, 10); ok {
+				s.SPFAddresses = append(s.SPFAddresses, float64(a.BitLen()))
+			}
+		}
+	}
+	if d.DMARC != nil {
+		s.DMARC[d.DMARC.Policy]++
+	}
+	if d.MTASTS != nil {
+		s.MTASTS[d.MTASTS.Mode]++
+	}
+	for _, mx := range d.MX {
+		if mx.TLSAValid {
+			s.DANE++
+			break
+		}
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"fmt"
 	"io"
@@ -24,6 +25,8 @@ import (
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/miltertest"
 	"github.com/snowrain/snowrain/internal/postfixtest"
+	"github.com/snowrain/snowrain/internal/smtpsink"
+	"github.com/snowrain/snowrain/internal/testca"
 	"github.com/snowrain/snowrain/policy"
 )
 
@@ -458,5 +461,39 @@ func TestServePolicySockets(t *testing.T) {
 	d.wait(t)
 	if n := countRows(t, d.db, "policy_decisions"); n != 2 {
 		t.Errorf("%d decisions recorded, want 2", n)
+	}
+}
+
+// TestScanCLI runs `snowrain scan domains` against loopback servers and
+// renders `snowrain report scan`.
+func TestScanCLI(t *testing.T) {
+	ca := testca.New(t)
+	cert, key := ca.Issue(t, "mx", "mx.one.example")
+	kp, _ := tls.LoadX509KeyPair(cert, key)
+	smtpsink.StartWith(t, "127.61.0.1:2525", smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}})
+	dns := dnstest.Start(t, "one.example. MX 10 mx.one.example.\nmx.one.example. A 127.61.0.1\n"+
+		"two.example. MX 10 mx.one.example.\n_dmarc.two.example. TXT \"v=DMARC1; p=reject\"\n")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "list.csv"), []byte("1,one.example\n2,two.example\n3,none.example\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "block.txt"), []byte("# nothing blocked on loopback for this test\n"), 0o644)
+	db := filepath.Join(dir, "scan.db")
+	out, err := exec.Command(binary, "scan", "domains", "--input", filepath.Join(dir, "list.csv"), "--db", db,
+		"--dns", dns.Addr, "--port", "2525", "--blocklist", filepath.Join(dir, "block.txt"), "--roots", ca.CAFile(),
+		"--ehlo", "scanner.test.example", "--jsonl", filepath.Join(dir, "out.jsonl"), "--rate", "100").CombinedOutput()
+	if err != nil {
+		t.Fatalf("scan: %v\n%s", err, out)
+	}
+	jsonl, _ := os.ReadFile(filepath.Join(dir, "out.jsonl"))
+	if n := strings.Count(string(jsonl), "\n"); n != 4 { // 3 domains and 1 address
+		t.Errorf("%d JSON lines:\n%s", n, jsonl)
+	}
+	text, err := exec.Command(binary, "report", "scan", "--db", db).CombinedOutput()
+	if err != nil || !strings.Contains(string(text), "STARTTLS handshake completed        2  100.00%") {
+		t.Errorf("report scan: %v\n%s", err, text)
+	}
+	for _, f := range []string{"html", "json", "md"} {
+		if out, err := exec.Command(binary, "report", "scan", "--db", db, "--format", f).CombinedOutput(); err != nil || len(out) < 100 {
+			t.Errorf("report scan --format %s: %v %s", f, err, out)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,12 +20,14 @@ import (
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
 	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
 )
 
 // world is the simulated Internet of the sweep tests: per server kind,
 // domains whose MX is a sink on its own 127.60.0.x address.
 type world struct {
+	sts     *policy.STSFetcher
 	dns     *dnstest.Server
 	res     *resolver.Client
 	roots   *x509.CertPool
@@ -112,20 +116,62 @@ _dmarc.d0.domain.example. TXT "v=DMARC1; p=reject; rua=mailto:r@d0.domain.exampl
 _dmarc.d1.domain.example. TXT "v=DMARC1; p=quarantine"
 _dmarc.d2.domain.example. TXT "v=DMARC1; p=none"
 nomail.example. TXT "v=spf1 -all"
+_mta-sts.d0.domain.example. TXT "v=STSv1; id=1;"
+mta-sts.d0.domain.example. A 127.62.0.1
+_mta-sts.d1.domain.example. TXT "v=STSv1; id=1;"
+mta-sts.d1.domain.example. A 127.62.0.1
+_mta-sts.d2.domain.example. TXT "v=STSv1; id=1;"
+mta-sts.d2.domain.example. A 127.62.0.1
+_25._tcp.mx.mxname.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+_25._tcp.mx.neither.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 `)
 	w.domains = append(w.domains, "nomail.example")
 	w.want["nomail.example"] = DomainResult{Domain: "nomail.example"}
 	w.dns = dnstest.Start(t, zone.String())
+	w.dns.Signed("_25._tcp.mx.mxname.example")
+	w.sts = stsServer(t, ca, map[string]string{
+		"mta-sts.d0.domain.example": "version: STSv1\nmode: enforce\nmx: mx.domain.example\nmax_age: 86400\n",
+		"mta-sts.d1.domain.example": "version: STSv1\nmode: testing\nmx: mx.domain.example\nmax_age: 86400\n",
+		"mta-sts.d2.domain.example": "not a policy",
+	})
 	w.res, _ = resolver.New(resolver.Config{Servers: []string{w.dns.Addr}, Timeout: time.Second, CacheSize: 1000})
+	w.sts.Resolver = w.res
 	w.block, _ = ParseBlocklist(strings.NewReader(fmt.Sprintf("127.60.0.%d/32\n", len(kinds))))
 	return w
 }
 
 func (w *world) options(run *Run) Options {
-	return Options{Resolver: w.res, Port: 2525, Workers: 8, Grabbers: 8, ConnRate: 1000,
+	return Options{Resolver: w.res, Port: 2525, Workers: 8, Grabbers: 8, ConnRate: 1000, STS: w.sts,
 		Grabber:    &Grabber{EHLOName: "scanner.test.example", Timeout: 2 * time.Second, Roots: w.roots, Blocklist: w.block},
 		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
 		OnDomain: func(d *DomainResult) { run.SaveDomain(d) }, OnGrab: func(g *Grab) { run.SaveGrab(g) }}
+}
+
+// stsServer serves MTA-STS policy files over HTTPS on 127.62.0.1.
+func stsServer(t *testing.T, ca *testca.CA, files map[string]string) *policy.STSFetcher {
+	var names []string
+	for n := range files {
+		names = append(names, n)
+	}
+	cert, key := ca.Issue(t, "sts", names...)
+	kp, _ := tls.LoadX509KeyPair(cert, key)
+	ln, err := tls.Listen("tcp", "127.62.0.1:0", &tls.Config{Certificates: []tls.Certificate{kp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := strings.Cut(r.Host, ":")
+		if body, ok := files[host]; ok {
+			fmt.Fprint(w, body)
+			return
+		}
+		http.NotFound(w, r)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	return &policy.STSFetcher{Roots: roots, Port: ln.Addr().(*net.TCPAddr).Port, Timeout: 2 * time.Second}
 }
 
 func feed(ctx context.Context, domains []string) <-chan Input {
@@ -235,6 +281,9 @@ func TestSweepSimulatedInternet(t *testing.T) {
 				t.Errorf("table 2 [%s][%s] = %d, want %d", trust, match, sum.Certs[trust][match], n)
 			}
 		}
+	}
+	if sum.MTASTS["enforce"] != 1 || sum.MTASTS["testing"] != 1 || sum.MTASTS["error"] != 1 || sum.DANE != perKind {
+		t.Errorf("MTA-STS %v, DANE %d (want %d)", sum.MTASTS, sum.DANE, perKind)
 	}
 	if sum.Providers["notls.example"] != perKind || sum.DMARC["reject"] != 1 || sum.DMARC["quarantine"] != 1 ||
 		sum.SPFErrors["loop"] != 1 || sum.SPFAll["redirect"] != 1 || sum.SPFAll["-"] != 3 {

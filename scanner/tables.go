@@ -18,7 +18,7 @@ type Summary struct {
 	// Table 2: trust class × certificate match.
 	Certs map[string]map[string]int64
 	// Table 4: domains per mail provider (the MX's registered domain).
-	Providers map[string]int64
+	Providers   map[string]int64
 	ProviderTLS map[string]bool
 	// Tables 19 and 20 (top-level and recursive), Figure 4.
 	SPFDomains   int64

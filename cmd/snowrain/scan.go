@@ -37,7 +37,7 @@ func runScan(args []string, out io.Writer) error {
 	workers := fs.Int("concurrency", 256, "domains in flight")
 	grabbers := fs.Int("grabbers", 64, "SMTP conversations in flight")
 	connRate := fs.Float64("rate", 100, "new SMTP connections per second (all servers)")
-	dnsRate := fs.Float64("dns-rate", 0, "domains per second entering the DNS phase (0: unlimited)")
+	dnsRate := fs.Float64("dns-rate", 0, "DNS queries per second, all names (0: unlimited)")
 	blockFile := fs.String("blocklist", "", "CIDRs never to contact (default: IANA special-purpose ranges)")
 	ehlo := fs.String("ehlo", "", "EHLO name: a host whose web page explains the scan and how to opt out")
 	roots := fs.String("roots", "", "PEM roots for certificate validation (default: the system pool)")
@@ -65,10 +65,11 @@ func runScan(args []string, out io.Writer) error {
 	if *dnsServers != "" {
 		servers = strings.Split(*dnsServers, ",")
 	}
-	res, err := resolver.New(resolver.Config{Servers: servers, Timeout: 3 * time.Second, CacheSize: 100000})
+	client, err := resolver.New(resolver.Config{Servers: servers, Timeout: 3 * time.Second, CacheSize: 100000})
 	if err != nil {
 		return err
 	}
+	res := scanner.RateLimited(client, rate.Limit(*dnsRate))
 	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *timeout}
 	if g.Blocklist, err = loadBlocklist(*blockFile); err != nil {
 		return err
@@ -109,7 +110,7 @@ func runScan(args []string, out io.Writer) error {
 	}
 	var done atomic.Int64
 	o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Workers: *workers, Grabbers: *grabbers,
-		ConnRate: rate.Limit(*connRate), DNSRate: rate.Limit(*dnsRate), DryRun: *dryRun,
+		ConnRate: rate.Limit(*connRate), DryRun: *dryRun,
 		STS:        &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second},
 		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
 		OnDomain: func(d *scanner.DomainResult) { run.SaveDomain(d); done.Add(1) },

@@ -237,7 +237,7 @@ func ClassifyDKIM(err error) (result, class, detail string) {
 	if err == nil {
 		return "pass", "", ""
 	}
-	msg := err.Error()
+	msg := dkimClassText(err.Error())
 	for _, c := range dkimClasses {
 		if strings.Contains(msg, c.substr) {
 			return c.result, c.class, c.detail
@@ -247,6 +247,21 @@ func ClassifyDKIM(err error) (result, class, detail string) {
 		return "temperror", DKIMOther, "dns_temp"
 	}
 	return "permerror", DKIMOther, ""
+}
+
+// dkimClassText is the part of a go-msgauth error text that names the
+// failure: up to the first ": ", unless what follows is another go-msgauth
+// error ("malformed signature tags: dkim: duplicate tag name"). The rest
+// wraps DNS, base64 or strconv errors that quote the signer's own strings
+// (selector, domain, t=), which must not pick the class: a key lookup for
+// s=canonicalization is no_key, not a canonicalization failure.
+func dkimClassText(msg string) string {
+	msg = strings.TrimPrefix(msg, "dkim: ")
+	head, tail, _ := strings.Cut(msg, ": ")
+	if strings.HasPrefix(tail, "dkim: ") {
+		return head + ": " + tail
+	}
+	return head
 }
 
 // DKIMVerdict is the message's DKIM verdict: pass if any signature passes,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,6 +14,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/snowrain/snowrain/tlsinfo"
@@ -90,6 +92,8 @@ type Grabber struct {
 	Roots     *x509.CertPool // nil: the system pool
 	Blocklist *Blocklist
 	Dialer    net.Dialer
+
+	verified sync.Map // chain digest → trust class: shared certificates are verified once
 }
 
 // Grab connects to ip:port, reads the banner, says EHLO, and when STARTTLS
@@ -175,8 +179,10 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 		res.fail(ErrClassHandshake, errors.New("plaintext after STARTTLS reply"))
 		return
 	}
+	// Classical key exchange only: the post-quantum hybrid Go offers by
+	// default costs the scanner more CPU per grab than the rest together.
 	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10,
-		ServerName: ""})
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}})
 	if err := tc.Handshake(); err != nil {
 		res.fail(ErrClassHandshake, err)
 		return
@@ -220,12 +226,24 @@ func (g *Grabber) classify(st tls.ConnectionState) *TLSResult {
 	default:
 		t.KeyType = strings.TrimPrefix(fmt.Sprintf("%T", k), "*")
 	}
+	h := sha256.New()
+	for _, c := range st.PeerCertificates {
+		h.Write(c.Raw)
+	}
+	key := string(h.Sum(nil))
+	if trust, ok := g.verified.Load(key); ok {
+		t.Trust = trust.(string)
+		return t
+	}
 	inter := x509.NewCertPool()
 	for _, c := range st.PeerCertificates[1:] {
 		inter.AddCert(c)
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{Roots: g.Roots, Intermediates: inter})
 	t.Trust = trustClass(leaf, err)
+	// Only the trust is cached: expiry is judged at the time of the first
+	// grab, which is the same sweep.
+	g.verified.Store(key, t.Trust)
 	return t
 }
 

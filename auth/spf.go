@@ -34,14 +34,14 @@ type SPFChecker struct {
 }
 
 // CheckMailFrom checks the MAIL FROM identity; for the null sender, RFC 7208
-// section 2.4 makes it postmaster@HELO.
+// section 2.4 makes it postmaster@HELO. Only the null sender falls back to
+// HELO: a non-null sender without a domain ("user@", "user") has result none
+// (RFC 7208 section 4.3), or DMARC would align on a HELO name for it.
 func (c *SPFChecker) CheckMailFrom(ctx context.Context, ip net.IP, helo, sender string) SPFResult {
-	domain := domainOf(sender)
-	if domain == "" {
-		domain = strings.ToLower(helo)
-		sender = "postmaster@" + helo
+	if strings.Trim(sender, "<> ") == "" {
+		return c.check(ctx, "mailfrom", ip, helo, "postmaster@"+helo, strings.ToLower(helo))
 	}
-	return c.check(ctx, "mailfrom", ip, helo, sender, domain)
+	return c.check(ctx, "mailfrom", ip, helo, sender, domainOf(sender))
 }
 
 // CheckHelo checks the HELO identity (RFC 7208 section 2.3).

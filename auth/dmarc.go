@@ -68,6 +68,9 @@ func (c *DMARCChecker) Check(ctx context.Context, in DMARCInput) DMARCResult {
 	case resolver.IsTemporary(err):
 		r.Result, r.Err = "temperror", err
 		return r
+	case errors.Is(err, errMultipleRecords):
+		r.Result, r.Err = "none", err // RFC 7489 6.6.3 step 5
+		return r
 	case err != nil:
 		r.Result, r.Err = "permerror", err
 		return r
@@ -77,7 +80,9 @@ func (c *DMARCChecker) Check(ctx context.Context, in DMARCInput) DMARCResult {
 	}
 	r.RecordDomain = at
 	r.Policy = c.policyFor(ctx, rec, in.FromDomain, at)
-	r.SPFAligned = in.SPF.Result == "pass" && aligned(in.SPF.Domain, in.FromDomain, rec.SPFAlignment)
+	// A HELO check never counts, even if a caller hands one in: only the
+	// MAIL FROM identity (postmaster@HELO for the null sender) does.
+	r.SPFAligned = in.SPF.Result == "pass" && in.SPF.Identity != "helo" && aligned(in.SPF.Domain, in.FromDomain, rec.SPFAlignment)
 	for _, d := range in.DKIMDomains {
 		if aligned(d, in.FromDomain, rec.DKIMAlignment) {
 			r.DKIMAligned = true
@@ -93,6 +98,8 @@ func (c *DMARCChecker) Check(ctx context.Context, in DMARCInput) DMARCResult {
 }
 
 // lookup finds the record at the domain, then at its organizational domain.
+// Only an empty set of records at the domain sends it on: more than one
+// ends policy discovery (RFC 7489 6.6.3).
 func (c *DMARCChecker) lookup(ctx context.Context, domain string) (*DMARCRecord, string, error) {
 	rec, err := c.fetch(ctx, domain)
 	if rec != nil || (err != nil && !resolver.IsNotFound(err)) {
@@ -112,6 +119,9 @@ func (c *DMARCChecker) lookup(ctx context.Context, domain string) (*DMARCRecord,
 // errInvalidRecord marks a _dmarc TXT record that does not parse.
 var errInvalidRecord = errors.New("dmarc: invalid record")
 
+// errMultipleRecords marks a _dmarc name with more than one DMARC record.
+var errMultipleRecords = errors.New("dmarc: multiple records")
+
 func (c *DMARCChecker) fetch(ctx context.Context, domain string) (*DMARCRecord, error) {
 	txts, err := c.Resolver.LookupTXT(ctx, "_dmarc."+domain)
 	if err != nil {
@@ -119,12 +129,16 @@ func (c *DMARCChecker) fetch(ctx context.Context, domain string) (*DMARCRecord, 
 	}
 	var found []string
 	for _, t := range txts {
-		if strings.HasPrefix(strings.TrimSpace(t), "v=DMARC1") {
+		if isDMARC1(t) {
 			found = append(found, t)
 		}
 	}
-	if len(found) != 1 {
-		return nil, nil // RFC 7489 6.6.3: none, or more than one, is no policy
+	switch len(found) {
+	case 0:
+		return nil, nil
+	case 1:
+	default:
+		return nil, errMultipleRecords
 	}
 	rec, err := ParseDMARC(found[0])
 	if err != nil {
@@ -133,9 +147,21 @@ func (c *DMARCChecker) fetch(ctx context.Context, domain string) (*DMARCRecord, 
 	return rec, nil
 }
 
+// isDMARC1 reports whether a TXT record starts with the tag v=DMARC1
+// (RFC 7489 6.4: dmarc-version = "v" *WSP "=" *WSP "DMARC1"), so that
+// "v = DMARC1" counts and "v=DMARC10" does not.
+func isDMARC1(txt string) bool {
+	first, _, _ := strings.Cut(txt, ";")
+	k, v, _ := strings.Cut(first, "=")
+	return strings.TrimSpace(k) == "v" && strings.TrimSpace(v) == "DMARC1"
+}
+
 // ParseDMARC parses a DMARC record, requiring the tags go-msgauth leaves
 // lenient: v=DMARC1 first and a valid p=.
 func ParseDMARC(txt string) (*DMARCRecord, error) {
+	if !isDMARC1(txt) {
+		return nil, errors.New("dmarc: record does not start with v=DMARC1")
+	}
 	rec, err := dmarc.Parse(txt)
 	if err != nil {
 		return nil, err

@@ -38,7 +38,8 @@ type SPFChecker struct {
 // HELO: a non-null sender without a domain ("user@", "user") has result none
 // (RFC 7208 section 4.3), or DMARC would align on a HELO name for it.
 func (c *SPFChecker) CheckMailFrom(ctx context.Context, ip net.IP, helo, sender string) SPFResult {
-	if strings.Trim(sender, "<> ") == "" {
+	sender = strings.Trim(sender, "<> ") // as domainOf does, so spf checks the domain we report
+	if sender == "" {
 		return c.check(ctx, "mailfrom", ip, helo, "postmaster@"+helo, strings.ToLower(helo))
 	}
 	return c.check(ctx, "mailfrom", ip, helo, sender, domainOf(sender))

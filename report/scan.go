@@ -22,13 +22,15 @@ func (r *ScanReport) heading() string { return fmt.Sprintf("snowrain domain scan
 
 // Tables returns Tables 1, 2, 4, 19, 20, 18, Figure 4 and adoption.
 func (r *ScanReport) Tables() []Table {
-	return []Table{r.table1(), r.table2(), r.table4(), r.table19(), r.table20(), r.figure4(), r.table18(), r.adoption()}
+	return []Table{r.table1(), r.table2(), r.table4(), r.table16(), r.table19(), r.table20(), r.figure4(), r.table18(), r.adoption()}
 }
 
 // WriteText, WriteMarkdown, WriteCSV and WriteHTML render the report.
-func (r *ScanReport) WriteText(w io.Writer) error     { return WriteText(w, r.heading(), r.Tables()) }
-func (r *ScanReport) WriteMarkdown(w io.Writer) error { return WriteMarkdown(w, r.heading(), r.Tables()) }
-func (r *ScanReport) WriteCSV(dir string) error       { return WriteCSV(dir, r.Tables()) }
+func (r *ScanReport) WriteText(w io.Writer) error { return WriteText(w, r.heading(), r.Tables()) }
+func (r *ScanReport) WriteMarkdown(w io.Writer) error {
+	return WriteMarkdown(w, r.heading(), r.Tables())
+}
+func (r *ScanReport) WriteCSV(dir string) error { return WriteCSV(dir, r.Tables()) }
 func (r *ScanReport) WriteHTML(w io.Writer) error {
 	return WriteHTML(w, r.heading(), r.Tables(), map[string]template.HTML{"figure4": r.cdf()})
 }
@@ -37,13 +39,26 @@ func count(n, total int64) []string { return []string{fmt.Sprint(n), pctS(n, tot
 
 func (r *ScanReport) table1() Table {
 	s := r.S
-	return Table{ID: "scan_table1", Title: "Table 1: Domains scanned", Columns: []string{"Result", "Domains", "Share"},
+	smtp := s.Status["starttls"] + s.Status["no_starttls"]
+	return Table{ID: "scan_table1", Title: "Table 1: Domains scanned", Columns: []string{"Status", "Domains", "Share"},
 		Rows: [][]string{
 			append([]string{"Domains in the list"}, count(s.Domains, s.Domains)...),
-			append([]string{"With a mail server (MX or A)"}, count(s.WithMX, s.Domains)...),
-			append([]string{"SMTP server answered"}, count(s.Connected, s.Domains)...),
-			append([]string{"STARTTLS handshake completed"}, count(s.STARTTLS, s.Connected)...),
-		}, Note: "The STARTTLS share is of the domains whose server answered."}
+			append([]string{"No MX records (nor A)"}, count(s.Status["no_mx"], s.Domains)...),
+			append([]string{"No resolvable MX hostnames"}, count(s.Status["no_resolvable_mx"], s.Domains)...),
+			append([]string{"No responding SMTP servers"}, count(s.Status["no_response"], s.Domains)...),
+			append([]string{"SMTP server"}, count(smtp, s.Domains)...),
+			append([]string{"SMTP server, no STARTTLS support"}, count(s.Status["no_starttls"], smtp)...),
+			append([]string{"SMTP server, STARTTLS handshake completed"}, count(s.Status["starttls"], smtp)...),
+		}, Note: "The STARTTLS rows are shares of the domains with an SMTP server."}
+}
+
+func (r *ScanReport) table16() Table {
+	t := Table{ID: "scan_table16", Title: "Table 16: SPF and DMARC policies of the top-ranked domains",
+		Columns: []string{"Rank", "Domain", "SPF", "DMARC"}}
+	for _, d := range r.S.Top {
+		t.Rows = append(t.Rows, []string{fmt.Sprint(d.Rank), d.Domain, d.SPF, d.DMARC})
+	}
+	return t
 }
 
 func (r *ScanReport) table2() Table {

@@ -34,6 +34,9 @@ type DomainResult struct {
 	SPF        *SPFWalk `json:"spf"`
 	DMARC      *DMARC   `json:"dmarc"`
 	MTASTS     *MTASTS  `json:"mta_sts"`
+	// Status is the Table 1 row: no_mx, no_resolvable_mx, no_response,
+	// no_starttls or starttls.
+	Status string `json:"status"`
 	// Derived from the grabs of the MX addresses, best MX first.
 	Connected  bool   `json:"connected"`
 	STARTTLS   bool   `json:"starttls"`
@@ -186,15 +189,35 @@ func (s *sweep) domain(ctx context.Context, item Input) *DomainResult {
 	r.SPF = (&SPFWalker{Resolver: res}).Walk(ctx, d)
 	r.DMARC = dmarcOf(ctx, res, d)
 	r.MTASTS = s.mtaSTS(ctx, d)
-	if len(r.MX) == 0 {
-		r.Error = "no mail server"
+	switch {
+	case len(r.MX) == 0:
+		r.Status, r.Error = "no_mx", "no mail server"
 		return r
-	}
-	if s.o.DryRun {
+	case !hasAddress(r.MX):
+		r.Status, r.Error = "no_resolvable_mx", "no MX host resolves"
+		return r
+	case s.o.DryRun:
 		return r
 	}
 	s.judge(ctx, r)
+	switch {
+	case r.STARTTLS:
+		r.Status = "starttls"
+	case r.Connected:
+		r.Status = "no_starttls"
+	default:
+		r.Status = "no_response"
+	}
 	return r
+}
+
+func hasAddress(mxs []MX) bool {
+	for _, mx := range mxs {
+		if len(mx.IPs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *sweep) mxs(ctx context.Context, d string) ([]MX, bool) {
@@ -229,7 +252,7 @@ func (s *sweep) mxs(ctx context.Context, d string) ([]MX, bool) {
 		}
 	}
 	if implicit && len(out[0].IPs) == 0 {
-		return nil, true
+		return nil, true // no MX and no A: no mail
 	}
 	return out, implicit
 }

@@ -85,7 +85,7 @@ var kinds = []kind{
 	{"blocked", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options { return smtpsink.Options{} }},
 }
 
-const perKind = 3
+const perKind = 20
 
 func newWorld(t *testing.T) *world {
 	ca := testca.New(t)
@@ -281,6 +281,12 @@ func TestSweepSimulatedInternet(t *testing.T) {
 				t.Errorf("table 2 [%s][%s] = %d, want %d", trust, match, sum.Certs[trust][match], n)
 			}
 		}
+	}
+	if sum.Status["no_mx"] != 1 || sum.Status["no_response"] != 2*perKind || sum.Status["starttls"] != starttls {
+		t.Errorf("table 1 status %v", sum.Status)
+	}
+	if len(sum.Top) != 20 || sum.Top[0].Rank != 1 || sum.Top[0].SPF != "fail" {
+		t.Errorf("table 16 %+v", sum.Top)
 	}
 	if sum.MTASTS["enforce"] != 1 || sum.MTASTS["testing"] != 1 || sum.MTASTS["error"] != 1 || sum.DANE != perKind {
 		t.Errorf("MTA-STS %v, DANE %d (want %d)", sum.MTASTS, sum.DANE, perKind)

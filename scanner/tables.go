@@ -15,6 +15,9 @@ import (
 // reading the stored results one at a time.
 type Summary struct {
 	Domains, WithMX, Connected, STARTTLS int64
+	Status                               map[string]int64 // Table 1 rows
+	// Table 16: SPF and DMARC of the top-ranked domains.
+	Top []TopDomain
 	// Table 2: trust class × certificate match.
 	Certs map[string]map[string]int64
 	// Table 4: domains per mail provider (the MX's registered domain).
@@ -36,7 +39,7 @@ type Summary struct {
 
 // Summarize reads run id's results.
 func Summarize(ctx context.Context, db *sql.DB, id int64) (*Summary, error) {
-	s := &Summary{Certs: map[string]map[string]int64{}, Providers: map[string]int64{}, ProviderTLS: map[string]bool{},
+	s := &Summary{Status: map[string]int64{}, Certs: map[string]map[string]int64{}, Providers: map[string]int64{}, ProviderTLS: map[string]bool{},
 		SPFAll: map[string]int64{}, SPFTop: map[string]int64{}, SPFRecursive: map[string]int64{},
 		SPFErrors: map[string]int64{}, DMARC: map[string]int64{}, MTASTS: map[string]int64{}, Errors: map[string]int64{}}
 	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_domains WHERE run_id = ?`, id)
@@ -59,8 +62,21 @@ func Summarize(ctx context.Context, db *sql.DB, id int64) (*Summary, error) {
 	return s, rows.Err()
 }
 
+// TopDomain is one row of Table 16.
+type TopDomain struct {
+	Rank               int
+	Domain, SPF, DMARC string
+}
+
+// topN is how many top-ranked domains Table 16 lists.
+const topN = 20
+
 func (s *Summary) add(d *DomainResult) {
 	s.Domains++
+	s.Status[d.Status]++
+	if d.Rank > 0 {
+		s.addTop(d)
+	}
 	if len(d.MX) > 0 {
 		s.WithMX++
 		provider, err := publicsuffix.EffectiveTLDPlusOne(d.MX[0].Host)
@@ -124,4 +140,22 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+func (s *Summary) addTop(d *DomainResult) {
+	spf, dmarc := "-", "-"
+	if d.SPF != nil && d.SPF.ErrorClass != "none" {
+		spf = map[string]string{"-": "fail", "~": "soft fail", "?": "neutral", "+": "pass", "redirect": "redirect", "": "no all"}[d.SPF.All]
+		if d.SPF.ErrorClass != "" {
+			spf += " (" + d.SPF.ErrorClass + ")"
+		}
+	}
+	if d.DMARC != nil && d.DMARC.Policy != "absent" {
+		dmarc = d.DMARC.Policy
+	}
+	s.Top = append(s.Top, TopDomain{d.Rank, d.Domain, spf, dmarc})
+	sort.Slice(s.Top, func(i, j int) bool { return s.Top[i].Rank < s.Top[j].Rank })
+	if len(s.Top) > topN {
+		s.Top = s.Top[:topN]
+	}
 }

@@ -488,7 +488,7 @@ func TestScanCLI(t *testing.T) {
 		t.Errorf("%d JSON lines:\n%s", n, jsonl)
 	}
 	text, err := exec.Command(binary, "report", "scan", "--db", db).CombinedOutput()
-	if err != nil || !strings.Contains(string(text), "STARTTLS handshake completed        2  100.00%") {
+	if err != nil || !strings.Contains(string(text), "SMTP server, STARTTLS handshake completed        2  100.00%") {
 		t.Errorf("report scan: %v\n%s", err, text)
 	}
 	for _, f := range []string{"html", "json", "md"} {

@@ -348,3 +348,22 @@ func TestSweepResume(t *testing.T) {
 		}
 	}
 }
+
+func TestSweepDryRun(t *testing.T) {
+	w := newWorld(t)
+	store, _ := measure.Open(context.Background(), filepath.Join(t.TempDir(), "d.db"))
+	defer store.Close()
+	run, _ := NewRun(context.Background(), store.DB, "domains", "dry", nil)
+	o := w.options(run)
+	o.DryRun = true
+	Sweep(context.Background(), o, feed(context.Background(), w.domains))
+	run.Finish()
+	for name, s := range w.sinks {
+		if s.Accepts() != 0 {
+			t.Errorf("dry run connected to %s", name)
+		}
+	}
+	if got := results(t, store, run.ID); len(got) != len(w.domains) || len(got["d0.notls.example"].MX) != 1 {
+		t.Errorf("dry run recorded %d domains", len(got))
+	}
+}

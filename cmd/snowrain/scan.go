@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
 	"flag"
@@ -172,6 +173,10 @@ func openInputs(ctx context.Context, store *measure.Store, path string, fromDB b
 		go scanner.ReadInput(ctx, strings.NewReader(strings.Join(list, "\n")), limit, ch)
 		return ch, int64(len(list)), nil
 	}
+	total, err := countLines(path, limit)
+	if err != nil {
+		return nil, 0, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
@@ -180,7 +185,27 @@ func openInputs(ctx context.Context, store *measure.Store, path string, fromDB b
 		defer f.Close()
 		scanner.ReadInput(ctx, f, limit, ch)
 	}()
-	return ch, 0, nil
+	return ch, total, nil
+}
+
+// countLines counts the input for the progress ETA: cheap next to a scan.
+func countLines(path string, limit int) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
+			n++
+		}
+	}
+	if limit > 0 && n > int64(limit) {
+		n = int64(limit)
+	}
+	return n, sc.Err()
 }
 
 // startProgress prints rate and ETA every second on a terminal.

@@ -6,9 +6,6 @@ import (
 	"mime"
 	"net/mail"
 	"strings"
-	"unicode/utf8"
-
-	"golang.org/x/net/idna"
 )
 
 // Results is everything one Authentication-Results header reports.
@@ -98,39 +95,14 @@ func propValue(s string) string {
 }
 
 // AuthServID returns the authserv-id of an Authentication-Results value:
-// the first token or quoted-string (RFC 8601 2.2: a MIME value), comments
-// and folding skipped. A forger may quote our id, so it is unquoted here.
+// the first token, comments and folding skipped.
 func AuthServID(value string) string {
 	s := skipCFWS(value)
-	if strings.HasPrefix(s, `"`) {
-		return unquote(s)
-	}
 	end := strings.IndexAny(s, " \t\r\n;(")
 	if end < 0 {
 		end = len(s)
 	}
 	return s[:end]
-}
-
-// unquote returns the content of the quoted-string s starts with, quoted
-// pairs resolved and folding removed; "" when it never ends.
-func unquote(s string) string {
-	var b strings.Builder
-	for i := 1; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '"':
-			return b.String()
-		case '\\':
-			if i+1 < len(s) {
-				i++
-				b.WriteByte(s[i])
-			}
-		case '\r', '\n':
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return ""
 }
 
 func skipCFWS(s string) string {
@@ -189,13 +161,6 @@ func FromDomain(values []string) (domain, class string) {
 	}
 	for _, a := range addrs {
 		d := domainOf(a.Address)
-		if strings.IndexFunc(d, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
-			// RFC 6532 lets From carry U-labels; _dmarc lookups and
-			// DKIM d= use A-labels, so compare in that form.
-			if d, err = idna.Lookup.ToASCII(d); err != nil {
-				return "", FromInvalid
-			}
-		}
 		if d == "" {
 			return "", FromInvalid
 		}

@@ -1,0 +1,266 @@
+package scanner
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/time/rate"
+
+	"github.com/snowrain/snowrain/resolver"
+)
+
+// Answer classes of Table 13.
+const (
+	DNSCorrect      = "correct"
+	DNSFalseMX      = "falsified_mx"
+	DNSFalseAddress = "falsified_address"
+	DNSPrivate      = "private_address"
+	DNSOwnAddress   = "own_address"
+	DNSRefused      = "refused"
+	DNSServfail     = "servfail"
+	DNSNoAnswer     = "no_answer"
+)
+
+// DefaultProviders are the paper's Table 7 domains.
+var DefaultProviders = []string{"gmail.com", "yahoo.com", "outlook.com", "qq.com", "mail.ru"}
+
+// Truth is what a trusted resolver says about a provider.
+type Truth struct {
+	MX    []string            // sorted, lower-case, no trailing dot
+	Addrs map[string][]string // MX host → sorted IPv4 addresses
+}
+
+// ResolverResult is one open resolver's answers for every provider.
+type ResolverResult struct {
+	Type      string            `json:"type"` // "resolver"
+	IP        string            `json:"ip"`
+	Providers map[string]string `json:"providers"` // provider → class
+	Details   map[string]string `json:"details,omitempty"`
+}
+
+// GroundTruth asks the trusted resolver for each provider's MX and their
+// addresses.
+func GroundTruth(ctx context.Context, r resolver.Resolver, providers []string) (map[string]Truth, error) {
+	out := map[string]Truth{}
+	for _, p := range providers {
+		mxs, err := r.LookupMX(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		t := Truth{Addrs: map[string][]string{}}
+		for _, mx := range mxs {
+			h := strings.ToLower(strings.TrimSuffix(mx.Host, "."))
+			t.MX = append(t.MX, h)
+			ips, _ := r.LookupIPAddr(ctx, h)
+			for _, ip := range ips {
+				if ip.IP.To4() != nil {
+					t.Addrs[h] = append(t.Addrs[h], ip.IP.String())
+				}
+			}
+			slices.Sort(t.Addrs[h])
+		}
+		slices.Sort(t.MX)
+		out[p] = t
+	}
+	return out, nil
+}
+
+// ResolverProber asks open resolvers.
+type ResolverProber struct {
+	Port      int // 53
+	Timeout   time.Duration
+	Blocklist *Blocklist
+	Truth     map[string]Truth
+	// PerTarget spaces the queries to one resolver (politeness).
+	PerTarget rate.Limit
+}
+
+// Probe classifies what the resolver at ip answers for every provider.
+func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResult {
+	res := ResolverResult{Type: "resolver", IP: ip.String(), Providers: map[string]string{}, Details: map[string]string{}}
+	if p.Blocklist.Blocked(ip) {
+		return res
+	}
+	port := p.Port
+	if port == 0 {
+		port = 53
+	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 3 * time.Second
+	}
+	limit := p.PerTarget
+	if limit == 0 {
+		limit = 20
+	}
+	lim := rate.NewLimiter(limit, 1)
+	c := &dns.Client{Net: "udp", Timeout: timeout}
+	server := netip.AddrPortFrom(ip, uint16(port)).String()
+	ask := func(name string, qtype uint16) (*dns.Msg, error) {
+		lim.Wait(ctx)
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), qtype)
+		m.RecursionDesired = true
+		r, _, err := c.ExchangeContext(ctx, m, server)
+		return r, err
+	}
+	for provider, truth := range p.Truth {
+		class, detail := p.classify(ip, truth, provider, ask)
+		res.Providers[provider] = class
+		if detail != "" {
+			res.Details[provider] = detail
+		}
+	}
+	return res
+}
+
+func (p *ResolverProber) classify(ip netip.Addr, truth Truth, provider string,
+	ask func(string, uint16) (*dns.Msg, error)) (string, string) {
+	r, err := ask(provider, dns.TypeMX)
+	if c := failure(r, err); c != "" {
+		return c, ""
+	}
+	var mxs []string
+	for _, rr := range r.Answer {
+		if mx, ok := rr.(*dns.MX); ok {
+			mxs = append(mxs, strings.ToLower(strings.TrimSuffix(mx.Mx, ".")))
+		}
+	}
+	slices.Sort(mxs)
+	if len(mxs) == 0 {
+		return DNSNoAnswer, ""
+	}
+	if !slices.Equal(mxs, truth.MX) {
+		return DNSFalseMX, strings.Join(mxs, " ")
+	}
+	for _, h := range mxs {
+		a, err := ask(h, dns.TypeA)
+		if c := failure(a, err); c != "" {
+			return c, ""
+		}
+		var addrs []string
+		for _, rr := range a.Answer {
+			if rec, ok := rr.(*dns.A); ok {
+				addrs = append(addrs, rec.A.String())
+			}
+		}
+		slices.Sort(addrs)
+		if slices.Equal(addrs, truth.Addrs[h]) {
+			continue
+		}
+		for _, s := range addrs {
+			x, _ := netip.ParseAddr(s)
+			switch {
+			case x == ip:
+				return DNSOwnAddress, s
+			case x.IsPrivate() || x.IsLoopback() || x.IsLinkLocalUnicast() || x.IsUnspecified() || reserved(x):
+				return DNSPrivate, s
+			}
+		}
+		return DNSFalseAddress, strings.Join(addrs, " ")
+	}
+	return DNSCorrect, ""
+}
+
+func failure(r *dns.Msg, err error) string {
+	switch {
+	case err != nil || r == nil:
+		return DNSNoAnswer
+	case r.Rcode == dns.RcodeRefused:
+		return DNSRefused
+	case r.Rcode == dns.RcodeServerFailure:
+		return DNSServfail
+	case r.Rcode != dns.RcodeSuccess:
+		return DNSNoAnswer
+	}
+	return ""
+}
+
+var reservedNets = func() []netip.Prefix {
+	b, _ := ParseBlocklist(strings.NewReader(DefaultBlocklist))
+	return b.prefixes
+}()
+
+func reserved(a netip.Addr) bool {
+	for _, p := range reservedNets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// SweepResolvers probes this shard of targets.
+func SweepResolvers(ctx context.Context, p *ResolverProber, t *Targets, seed uint64, shard, shards, workers int,
+	total rate.Limit, on func(*ResolverResult)) error {
+	if workers <= 0 {
+		workers = 256
+	}
+	lim := rate.NewLimiter(total, 1)
+	perm := NewPermutation(t.Len(), seed, shard, shards)
+	jobs := make(chan netip.Addr, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ip := range jobs {
+				r := p.Probe(ctx, ip)
+				if ctx.Err() == nil && on != nil {
+					on(&r)
+				}
+			}
+		}()
+	}
+	for i, ok := perm.Next(); ok && ctx.Err() == nil; i, ok = perm.Next() {
+		ip := t.At(i)
+		if p.Blocklist.Blocked(ip) {
+			continue
+		}
+		if total > 0 {
+			if err := lim.Wait(ctx); err != nil {
+				break
+			}
+		}
+		jobs <- ip
+	}
+	close(jobs)
+	wg.Wait()
+	return ctx.Err()
+}
+
+// ResolverSummary is Table 13 (answers by class) and Table 7 (per
+// provider).
+type ResolverSummary struct {
+	Resolvers   int
+	Classes     map[string]int            // a resolver counts once per class it showed
+	PerProvider map[string]map[string]int // provider → class → resolvers
+}
+
+// SummarizeResolvers aggregates probe results.
+func SummarizeResolvers(results map[string]*ResolverResult) *ResolverSummary {
+	s := &ResolverSummary{Classes: map[string]int{}, PerProvider: map[string]map[string]int{}}
+	for _, r := range results {
+		if len(r.Providers) == 0 {
+			continue
+		}
+		s.Resolvers++
+		seen := map[string]bool{}
+		for prov, class := range r.Providers {
+			if s.PerProvider[prov] == nil {
+				s.PerProvider[prov] = map[string]int{}
+			}
+			s.PerProvider[prov][class]++
+			if !seen[class] {
+				seen[class] = true
+				s.Classes[class]++
+			}
+		}
+	}
+	return s
+}

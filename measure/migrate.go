@@ -216,6 +216,15 @@ var migrations = []string{
 		run_id INTEGER NOT NULL, ip TEXT NOT NULL, result TEXT NOT NULL,
 		PRIMARY KEY (run_id, ip)
 	) WITHOUT ROWID;`,
+	// 8: port-25 host sweeps and open-resolver sweeps.
+	`CREATE TABLE scan_hosts (
+		run_id INTEGER NOT NULL, ip TEXT NOT NULL, result TEXT NOT NULL,
+		PRIMARY KEY (run_id, ip)
+	) WITHOUT ROWID;
+	CREATE TABLE scan_resolvers (
+		run_id INTEGER NOT NULL, ip TEXT NOT NULL, result TEXT NOT NULL,
+		PRIMARY KEY (run_id, ip)
+	) WITHOUT ROWID;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -41,6 +41,10 @@ type ResolverResult struct {
 	IP        string            `json:"ip"`
 	Providers map[string]string `json:"providers"` // provider → class
 	Details   map[string]string `json:"details,omitempty"`
+	// FalseAddrs are the addresses the resolver's lies point to (the mail
+	// servers of a falsified MX, or the falsified A records): Table 15
+	// counts mail from them.
+	FalseAddrs []string `json:"false_addresses,omitempty"`
 }
 
 // GroundTruth asks the trusted resolver for each provider's MX and their
@@ -115,7 +119,23 @@ func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResul
 		if detail != "" {
 			res.Details[provider] = detail
 		}
+		switch class {
+		case DNSFalseAddress:
+			res.FalseAddrs = append(res.FalseAddrs, strings.Fields(detail)...)
+		case DNSFalseMX:
+			for _, h := range strings.Fields(detail) {
+				if a, err := ask(h, dns.TypeA); err == nil && a != nil {
+					for _, rr := range a.Answer {
+						if rec, ok := rr.(*dns.A); ok {
+							res.FalseAddrs = append(res.FalseAddrs, rec.A.String())
+						}
+					}
+				}
+			}
+		}
 	}
+	slices.Sort(res.FalseAddrs)
+	res.FalseAddrs = slices.Compact(res.FalseAddrs)
 	return res
 }
 

@@ -50,17 +50,20 @@ func ResumeRun(ctx context.Context, db *sql.DB, id int64, jsonl io.Writer) (*Run
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_runs WHERE id = ?`, id).Scan(&n); err != nil || n == 0 {
 		return nil, fmt.Errorf("scanner: no run %d", id)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT domain FROM scan_domains WHERE run_id = ?`, id)
-	if err != nil {
-		return nil, err
+	for _, q := range []string{`SELECT domain FROM scan_domains WHERE run_id = ?`,
+		`SELECT ip FROM scan_hosts WHERE run_id = ?`, `SELECT ip FROM scan_resolvers WHERE run_id = ?`} {
+		rows, err := db.QueryContext(ctx, q, id)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var d string
+			rows.Scan(&d)
+			r.done[d] = true
+		}
+		rows.Close()
 	}
-	for rows.Next() {
-		var d string
-		rows.Scan(&d)
-		r.done[d] = true
-	}
-	rows.Close()
-	rows, err = db.QueryContext(ctx, `SELECT ip, result FROM scan_ips WHERE run_id = ?`, id)
+	rows, err := db.QueryContext(ctx, `SELECT ip, result FROM scan_ips WHERE run_id = ?`, id)
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +99,18 @@ func (r *Run) KnownGrab(ip string) (*Grab, bool) {
 func (r *Run) SaveDomain(d *DomainResult) error {
 	js, _ := json.Marshal(d)
 	return r.add(pending{"scan_domains", d.Domain, d.Rank, js})
+}
+
+// SaveHost records one port-25 host.
+func (r *Run) SaveHost(h *HostResult) error {
+	js, _ := json.Marshal(h)
+	return r.add(pending{"scan_hosts", h.IP, 0, js})
+}
+
+// SaveResolver records one open resolver.
+func (r *Run) SaveResolver(res *ResolverResult) error {
+	js, _ := json.Marshal(res)
+	return r.add(pending{"scan_resolvers", res.IP, 0, js})
 }
 
 // SaveGrab records one address's grab.
@@ -141,7 +156,7 @@ func (r *Run) flushLocked() error {
 		if p.table == "scan_domains" {
 			_, err = tx.Exec(`INSERT OR IGNORE INTO scan_domains VALUES (?, ?, ?, ?)`, r.ID, p.key, p.rank, p.json)
 		} else {
-			_, err = tx.Exec(`INSERT OR IGNORE INTO scan_ips VALUES (?, ?, ?)`, r.ID, p.key, p.json)
+			_, err = tx.Exec(`INSERT OR IGNORE INTO `+p.table+` VALUES (?, ?, ?)`, r.ID, p.key, p.json)
 		}
 		if err != nil {
 			return fmt.Errorf("scanner: store: %w", err)

@@ -20,8 +20,15 @@ import (
 )
 
 func runReport(args []string, out io.Writer) error {
-	if len(args) > 0 && args[0] == "scan" {
-		return runScanReport(args[1:], out)
+	if len(args) > 0 {
+		switch args[0] {
+		case "scan":
+			return runScanReport(args[1:], out)
+		case "hosts", "resolvers":
+			return runSweepReport(args[0], args[1:], out)
+		case "exposure":
+			return runExposureReport(args[1:], out)
+		}
 	}
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")

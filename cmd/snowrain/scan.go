@@ -23,9 +23,18 @@ import (
 	"github.com/snowrain/snowrain/scanner"
 )
 
-const scanUsage = `usage: snowrain scan domains --input FILE | --from-db [flags]   (snowrain scan domains -h)`
+const scanUsage = `usage: snowrain scan domains --input FILE | --from-db [flags]
+       snowrain scan hosts --targets CIDR,…|FILE [--shard i/n --seed N] [flags]
+       snowrain scan resolvers --targets CIDR,…|FILE [--providers gmail.com,…] [flags]
+(each with -h for its flags)`
 
 func runScan(args []string, out io.Writer) error {
+	if len(args) >= 1 && args[0] == "hosts" {
+		return runScanHosts(args[1:], out)
+	}
+	if len(args) >= 1 && args[0] == "resolvers" {
+		return runScanResolvers(args[1:], out)
+	}
 	if len(args) < 1 || args[0] != "domains" {
 		return fmt.Errorf("%s", scanUsage)
 	}

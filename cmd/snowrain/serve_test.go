@@ -497,3 +497,66 @@ func TestScanCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestScanHostsCLI sweeps a /29 on loopback holding one Cisco-style box
+// and one honest server.
+func TestScanHostsCLI(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.66.0.1:2525")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				fmt.Fprint(c, "220 ********************\r\n")
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch {
+					case strings.HasPrefix(strings.ToUpper(line), "EHLO"):
+						fmt.Fprint(c, "250-box\r\n250-XXXXXXXA\r\n250 8BITMIME\r\n")
+					case strings.HasPrefix(strings.ToUpper(line), "QUIT"):
+						fmt.Fprint(c, "221 bye\r\n")
+						return
+					default:
+						fmt.Fprint(c, "500 #5.5.1 command not recognized: \"XXXXXXXX\"\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	ca := testca.New(t)
+	cert, key := ca.Issue(t, "mx", "mx.two.example")
+	kp, _ := tls.LoadX509KeyPair(cert, key)
+	smtpsink.StartWith(t, "127.66.0.2:2525", smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "block.txt"), []byte("127.66.0.7\n"), 0o644)
+	db := filepath.Join(dir, "h.db")
+	// Two shards of one permutation, collected into one run (the second
+	// machine's results imported with --resume).
+	for i, shard := range []string{"0/2", "1/2"} {
+		args := []string{"scan", "hosts", "--targets", "127.66.0.0/29", "--port", "2525", "--db", db,
+			"--blocklist", filepath.Join(dir, "block.txt"), "--shard", shard, "--seed", "5", "--timeout", "2s"}
+		if i == 1 {
+			args = append(args, "--resume", "1")
+		}
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("scan hosts %s: %v\n%s", shard, err, out)
+		}
+	}
+	out, err := exec.Command(binary, "report", "hosts", "--db", db, "--run", "1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Cisco-style tampering (XXXX echo or extension)      1") ||
+		!strings.Contains(string(out), "STARTTLS replaced (XXXXXXXX)      1  100.00%") {
+		t.Errorf("report hosts run 1: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/report"
+	"github.com/snowrain/snowrain/resolver"
+	"github.com/snowrain/snowrain/scanner"
+)
+
+// sweepFlags are shared by `scan hosts` and `scan resolvers`.
+type sweepFlags struct {
+	fs                        *flag.FlagSet
+	targets, db, block, jsonl *string
+	shard, asnDB, geoip       *string
+	seed                      *uint64
+	rate                      *float64
+	workers, port             *int
+	resume                    *int64
+	progress                  *bool
+	timeout                   *time.Duration
+}
+
+func newSweepFlags(name string) *sweepFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return &sweepFlags{fs: fs,
+		targets:  fs.String("targets", "", "CIDRs (comma separated) or a file of CIDRs, one per line"),
+		db:       fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path"),
+		block:    fs.String("blocklist", "", "CIDRs never to contact (default: IANA special-purpose ranges)"),
+		jsonl:    fs.String("jsonl", "", "JSON lines output file ('-' for standard output)"),
+		shard:    fs.String("shard", "0/1", "this machine's shard i/n of the permutation"),
+		asnDB:    fs.String("asn-db", "", "MMDB AS database (GeoLite2-ASN)"),
+		geoip:    fs.String("geoip", "", "MMDB country database"),
+		seed:     fs.Uint64("seed", uint64(time.Now().UnixNano()), "permutation seed (the same on every shard)"),
+		rate:     fs.Float64("rate", 1000, "targets per second"),
+		workers:  fs.Int("concurrency", 512, "targets in flight"),
+		port:     fs.Int("port", 0, "port (default 25 for hosts, 53 for resolvers)"),
+		resume:   fs.Int64("resume", 0, "continue run ID"),
+		progress: fs.Bool("progress", isTerminal(os.Stderr), "show progress"),
+		timeout:  fs.Duration("timeout", 10*time.Second, "per target"),
+	}
+}
+
+func (f *sweepFlags) parseTargets() (*scanner.Targets, error) {
+	spec := *f.targets
+	if data, err := os.ReadFile(spec); err == nil {
+		spec = string(data)
+	}
+	var prefixes []netip.Prefix
+	for _, s := range strings.FieldsFunc(spec, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' }) {
+		if s, _, _ = strings.Cut(s, "#"); strings.TrimSpace(s) == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			a, err2 := netip.ParseAddr(strings.TrimSpace(s))
+			if err2 != nil {
+				return nil, fmt.Errorf("--targets: %w", err)
+			}
+			p = netip.PrefixFrom(a, 32)
+		}
+		prefixes = append(prefixes, p)
+	}
+	if len(prefixes) == 0 {
+		return nil, fmt.Errorf("--targets: nothing to scan")
+	}
+	return scanner.NewTargets(prefixes), nil
+}
+
+func (f *sweepFlags) shardOf() (int, int, error) {
+	var i, n int
+	if _, err := fmt.Sscanf(*f.shard, "%d/%d", &i, &n); err != nil || n < 1 || i < 0 || i >= n {
+		return 0, 0, fmt.Errorf("--shard %q: want i/n with 0 ≤ i < n", *f.shard)
+	}
+	return i, n, nil
+}
+
+// open sets up the store, run, output and geo databases.
+func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*measure.Store, *scanner.Run, *scanner.Geo, func(), error) {
+	store, err := measure.Open(ctx, *f.db)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	var jw io.Writer
+	closers := []func(){func() { store.Close() }}
+	switch *f.jsonl {
+	case "":
+	case "-":
+		jw = out
+	default:
+		fh, err := os.Create(*f.jsonl)
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		jw = fh
+		closers = append(closers, func() { fh.Close() })
+	}
+	var run *scanner.Run
+	if *f.resume != 0 {
+		run, err = scanner.ResumeRun(ctx, store.DB, *f.resume, jw)
+	} else {
+		run, err = scanner.NewRun(ctx, store.DB, kind, *f.targets+" shard "+*f.shard, jw)
+	}
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	geo, err := scanner.OpenGeo(*f.asnDB, *f.geoip)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	closers = append(closers, geo.Close)
+	return store, run, geo, func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}, nil
+}
+
+func finishRun(run *scanner.Run, err error, kind string, n int64) error {
+	if ferr := run.Flush(); ferr != nil {
+		return ferr
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sweep interrupted; resume with --resume %d\n", run.ID)
+		return err
+	}
+	if err := run.Finish(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%s run %d: %d results; tables: snowrain report %s --run %d\n", kind, run.ID, n, kind, run.ID)
+	return nil
+}
+
+// runScanHosts is `snowrain scan hosts`: STARTTLS stripping on port 25.
+func runScanHosts(args []string, out io.Writer) error {
+	f := newSweepFlags("scan hosts")
+	ehlo := f.fs.String("ehlo", "", "EHLO name: a host explaining the scan")
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	targets, err := f.parseTargets()
+	if err != nil {
+		return err
+	}
+	shard, shards, err := f.shardOf()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, run, geo, closeAll, err := f.open(ctx, "hosts", out)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	block, err := loadBlocklist(*f.block)
+	if err != nil {
+		return err
+	}
+	port := *f.port
+	if port == 0 {
+		port = 25
+	}
+	var done atomic.Int64
+	stopProgress := startProgress(*f.progress, &done, int64(targets.Len())/int64(shards))
+	err = scanner.SweepHosts(ctx, scanner.HostOptions{
+		Grabber: &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Blocklist: block},
+		Port:    port, Workers: *f.workers, Rate: rate.Limit(*f.rate), Seed: *f.seed, Shard: shard, Shards: shards,
+		Skip: run.Done,
+		OnResult: func(h *scanner.HostResult) {
+			if h.ErrorClass == scanner.ErrClassConnect {
+				done.Add(1)
+				return // closed ports are counted, not stored
+			}
+			h.ASN, h.Organization, h.Country = geo.Lookup(h.IP)
+			run.SaveHost(h)
+			done.Add(1)
+		}}, targets)
+	stopProgress()
+	return finishRun(run, err, "hosts", done.Load())
+}
+
+// runScanResolvers is `snowrain scan resolvers`: falsified MX answers.
+func runScanResolvers(args []string, out io.Writer) error {
+	f := newSweepFlags("scan resolvers")
+	providers := f.fs.String("providers", strings.Join(scanner.DefaultProviders, ","), "provider domains to ask about")
+	trusted := f.fs.String("dns", "", "trusted recursive resolver for the ground truth (default /etc/resolv.conf)")
+	perTarget := f.fs.Float64("per-target-rate", 20, "queries per second to one resolver")
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	targets, err := f.parseTargets()
+	if err != nil {
+		return err
+	}
+	shard, shards, err := f.shardOf()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, run, geo, closeAll, err := f.open(ctx, "resolvers", out)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	block, err := loadBlocklist(*f.block)
+	if err != nil {
+		return err
+	}
+	var servers []string
+	if *trusted != "" {
+		servers = []string{*trusted}
+	}
+	res, err := resolver.New(resolver.Config{Servers: servers, Timeout: 3 * time.Second})
+	if err != nil {
+		return err
+	}
+	truth, err := scanner.GroundTruth(ctx, res, strings.Split(*providers, ","))
+	if err != nil {
+		return fmt.Errorf("ground truth: %w", err)
+	}
+	port := *f.port
+	if port == 0 {
+		port = 53
+	}
+	p := &scanner.ResolverProber{Port: port, Timeout: *f.timeout, Blocklist: block, Truth: truth, PerTarget: rate.Limit(*perTarget)}
+	var done atomic.Int64
+	_ = geo
+	err = scanner.SweepResolvers(ctx, p, targets, *f.seed, shard, shards, *f.workers, rate.Limit(*f.rate),
+		func(r *scanner.ResolverResult) {
+			done.Add(1)
+			if len(r.Providers) == 0 {
+				return
+			}
+			silent := true
+			for _, c := range r.Providers {
+				silent = silent && c == scanner.DNSNoAnswer
+			}
+			if !silent { // no resolver there: not stored
+				run.SaveResolver(r)
+			}
+		})
+	return finishRun(run, err, "resolvers", done.Load())
+}
+
+// runExposureReport is `snowrain report exposure`.
+func runExposureReport(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("report exposure", flag.ContinueOnError)
+	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
+	hostsRun := fs.Int64("hosts-run", 0, "port-25 sweep run (default: latest)")
+	resolversRun := fs.Int64("resolvers-run", 0, "resolver sweep run (default: latest)")
+	geoip := fs.String("geoip", "", "MMDB country database")
+	week := fs.String("week", "", "ISO week of mail to join (default: last full week)")
+	since := fs.String("since", "", "start of mail to join")
+	tz := fs.String("tz", "Local", "time zone")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil {
+		return err
+	}
+	period, err := choosePeriod(*since, "", *week, time.Now(), loc)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	store, err := measure.OpenReadOnly(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	latest := func(kind string, id *int64) {
+		if *id == 0 {
+			store.DB.QueryRow(`SELECT COALESCE(MAX(id), 0) FROM scan_runs WHERE kind = ?`, kind).Scan(id)
+		}
+	}
+	latest("hosts", hostsRun)
+	latest("resolvers", resolversRun)
+	stripping, err := scanner.StrippingIPs(ctx, store.DB, *hostsRun)
+	if err != nil {
+		return err
+	}
+	falsified, _, err := scanner.FalsifiedIPs(ctx, store.DB, *resolversRun)
+	if err != nil {
+		return err
+	}
+	geo, err := scanner.OpenGeo("", *geoip)
+	if err != nil {
+		return err
+	}
+	defer geo.Close()
+	e, err := report.BuildExposure(ctx, store, period, stripping, falsified, geo)
+	if err != nil {
+		return err
+	}
+	return e.WriteText(out)
+}
+
+// runSweepReport is `snowrain report hosts|resolvers --run ID`.
+func runSweepReport(kind string, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("report "+kind, flag.ContinueOnError)
+	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
+	id := fs.Int64("run", 0, "run ID (default: latest)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	store, err := measure.OpenReadOnly(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if *id == 0 {
+		store.DB.QueryRow(`SELECT COALESCE(MAX(id), 0) FROM scan_runs WHERE kind = ?`, kind).Scan(id)
+	}
+	if kind == "hosts" {
+		s, err := scanner.SummarizeHosts(ctx, store.DB, *id)
+		if err != nil {
+			return err
+		}
+		return (&report.HostReport{Run: *id, S: s}).WriteText(out)
+	}
+	_, s, err := scanner.FalsifiedIPs(ctx, store.DB, *id)
+	if err != nil {
+		return err
+	}
+	return (&report.ResolverReport{Run: *id, S: s}).WriteText(out)
+}

@@ -40,8 +40,8 @@ bench: build
 	$(GO) test -run "^$$" -bench Milter -benchtime 10000x -count 3 ./milter/
 	$(GO) test -run "^$$" -bench Daemon50Conns -benchtime 20000x -count 3 ./cmd/snowrain/
 	$(GO) test -run "^$$" -bench 'Socketmap|Inbound' -benchtime 200000x -count 3 ./policy/
-	$(GO) test -run "^$$" -bench 'Grab|DNSPhase' -benchtime 5000x -count 3 ./scanner/
-	$(GO) test -run "^$$" -bench MillionDomains -benchtime 1x ./scanner/
+	$(GO) test -run "^$$" -bench 'Grab$$|DNSPhase|HostSweep|ResolverSweep' -benchtime 5000x -count 3 ./scanner/
+	$(GO) test -run "^$$" -bench 'MillionDomains|Permutation8' -benchtime 1x ./scanner/
 
 # A short fuzz pass over every parser we own (longer: FUZZTIME=5m).
 FUZZTIME ?= 20s

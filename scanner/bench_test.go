@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
@@ -42,10 +44,12 @@ func benchServers() {
 	cert, key := ca.Issue(t, "mx", "mx.bench.example")
 	kp, _ := tls.LoadX509KeyPair(cert, key)
 	cfg := &tls.Config{Certificates: []tls.Certificate{kp}}
-	var addrs []string
+	var addrs, plain []string
 	for i := 0; i < 8; i++ {
 		s := smtpsink.StartWith(t, fmt.Sprintf("127.63.0.%d:0", i+1), smtpsink.Options{TLS: cfg})
 		addrs = append(addrs, s.Addr)
+		p := smtpsink.StartWith(t, fmt.Sprintf("127.63.2.%d:0", i+1), smtpsink.Options{})
+		plain = append(plain, p.Addr)
 	}
 	ln, _ := tls.Listen("tcp", "127.63.1.1:0", cfg)
 	go func() {
@@ -57,7 +61,7 @@ func benchServers() {
 			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
 		}
 	}()
-	fmt.Printf("%s\n%s\n%s\n", strings.Join(addrs, " "), ln.Addr(), ca.CAFile())
+	fmt.Printf("%s\n%s\n%s\n%s\n", strings.Join(addrs, " "), ln.Addr(), ca.CAFile(), strings.Join(plain, " "))
 	os.Stdout.Sync()
 	bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes stdin
 }
@@ -72,7 +76,15 @@ func cpuTime() time.Duration {
 // handshakes (Go client and server, same certificate), the scanner's full
 // SMTP + STARTTLS + validation rate against STARTTLS servers, their ratio,
 // and the scanner's CPU per grab (servers in another process).
-func BenchmarkGrab(b *testing.B) {
+// benchEnv is the child process of servers and its addresses.
+type benchEnv struct {
+	sinks, plain []string
+	tlsAddr      string
+	roots        *x509.CertPool
+	stop         func()
+}
+
+func startBenchServers(b *testing.B) *benchEnv {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SNOWRAIN_BENCH_SERVERS=1")
 	stdin, _ := cmd.StdinPipe()
@@ -80,39 +92,47 @@ func BenchmarkGrab(b *testing.B) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { stdin.Close(); cmd.Wait() }()
 	rd := bufio.NewReader(stdout)
-	line1, _ := rd.ReadString('\n')
-	line2, _ := rd.ReadString('\n')
-	line3, _ := rd.ReadString('\n')
-	sinks, tlsAddr := strings.Fields(line1), strings.TrimSpace(line2)
-	pem, _ := os.ReadFile(strings.TrimSpace(line3))
+	var lines [4]string
+	for i := range lines {
+		lines[i], _ = rd.ReadString('\n')
+	}
+	pem, _ := os.ReadFile(strings.TrimSpace(lines[2]))
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
-	workers := 4 * runtime.NumCPU()
+	return &benchEnv{sinks: strings.Fields(lines[0]), tlsAddr: strings.TrimSpace(lines[1]), roots: roots,
+		plain: strings.Fields(lines[3]), stop: func() { stdin.Close(); cmd.Wait() }}
+}
 
-	run := func(n int, one func(i int) bool) (time.Duration, time.Duration, int64) {
-		var next, ok atomic.Int64
-		var wg sync.WaitGroup
-		cpu0, t0 := cpuTime(), time.Now()
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1) - 1
-					if i >= int64(n) {
-						return
-					}
-					if one(int(i)) {
-						ok.Add(1)
-					}
+// runParallel runs one(i) for i < n on 4×CPU workers, returning wall time,
+// this process's CPU time and the successes.
+func runParallel(n int, one func(i int) bool) (time.Duration, time.Duration, int64) {
+	var next, ok atomic.Int64
+	var wg sync.WaitGroup
+	cpu0, t0 := cpuTime(), time.Now()
+	for w := 0; w < 4*runtime.NumCPU(); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
 				}
-			}()
-		}
-		wg.Wait()
-		return time.Since(t0), cpuTime() - cpu0, ok.Load()
+				if one(int(i)) {
+					ok.Add(1)
+				}
+			}
+		}()
 	}
+	wg.Wait()
+	return time.Since(t0), cpuTime() - cpu0, ok.Load()
+}
+
+func BenchmarkGrab(b *testing.B) {
+	env := startBenchServers(b)
+	defer env.stop()
+	sinks, tlsAddr, roots, run := env.sinks, env.tlsAddr, env.roots, runParallel
 	// The loopback limit: bare handshakes (no SMTP, no verification) with
 	// the same certificate and key exchange.
 	hs, _, _ := run(b.N, func(int) bool {
@@ -222,5 +242,84 @@ func BenchmarkMillionDomains(b *testing.B) {
 		at100 = ms.HeapInuse
 		b.ReportMetric(float64(at10)/(1<<20), "heap-MiB-at-10%")
 		b.ReportMetric(float64(at100)/(1<<20), "heap-MiB-at-100%")
+	}
+}
+
+// BenchmarkHostSweep measures the port-25 sweep's connect + banner + EHLO
+// + STARTTLS-reply classification against servers without TLS, and its
+// handshakes against TLS servers as a share of the loopback limit.
+func BenchmarkHostSweep(b *testing.B) {
+	env := startBenchServers(b)
+	defer env.stop()
+	g := &Grabber{EHLOName: "bench.test.example", Timeout: 10 * time.Second}
+	grab := func(addrs []string, want string) func(int) bool {
+		return func(i int) bool {
+			ap, _ := netip.ParseAddrPort(addrs[i%len(addrs)])
+			return g.HostGrab(context.Background(), ap.Addr(), int(ap.Port())).Class == want
+		}
+	}
+	b.ResetTimer()
+	wall, cpu, ok := runParallel(b.N, grab(env.plain, StripNoEcho))
+	if ok != int64(b.N) {
+		b.Fatalf("%d of %d classified", ok, b.N)
+	}
+	b.ReportMetric(float64(b.N)/wall.Seconds(), "hosts/s")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/host")
+	hs, _, _ := runParallel(b.N, func(int) bool {
+		c, err := tls.Dial("tcp", env.tlsAddr, &tls.Config{InsecureSkipVerify: true,
+			CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}})
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	tw, tcpu, tok := runParallel(b.N, grab(env.sinks, StripHandshake))
+	if tok != int64(b.N) {
+		b.Fatalf("%d of %d handshakes", tok, b.N)
+	}
+	b.ReportMetric(100*(float64(b.N)/tw.Seconds())/(float64(b.N)/hs.Seconds()), "tls-%-of-limit")
+	b.ReportMetric(float64(tcpu.Microseconds())/1000/float64(b.N), "cpu-ms/tls-grab")
+}
+
+// BenchmarkResolverSweep measures queries per second of the resolver
+// sweep (MX and A for two providers per target) against a loopback server.
+func BenchmarkResolverSweep(b *testing.B) {
+	srv := dnstest.Start(b, providerZone)
+	res, _ := resolver.New(resolver.Config{Servers: []string{srv.Addr}, Timeout: time.Second})
+	truth, _ := GroundTruth(context.Background(), res, []string{"gmail.example", "yahoo.example"})
+	ap, _ := netip.ParseAddrPort(srv.Addr)
+	p := &ResolverProber{Port: int(ap.Port()), Timeout: time.Second, Truth: truth, PerTarget: rate.Inf}
+	before := srv.Queries()
+	b.ResetTimer()
+	wall, _, _ := runParallel(b.N, func(int) bool {
+		r := p.Probe(context.Background(), ap.Addr())
+		return r.Providers["gmail.example"] == DNSCorrect
+	})
+	b.ReportMetric(float64(srv.Queries()-before)/wall.Seconds(), "queries/s")
+}
+
+// BenchmarkPermutation8 walks a /8-sized permutation (addresses generated,
+// not dialed): rate and heap.
+func BenchmarkPermutation8(b *testing.B) {
+	t := NewTargets([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	for i := 0; i < b.N; i++ {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		before := ms.HeapInuse
+		p := NewPermutation(t.Len(), 3, 0, 1)
+		n := 0
+		start := time.Now()
+		for v, ok := p.Next(); ok; v, ok = p.Next() {
+			_ = t.At(v)
+			n++
+		}
+		runtime.ReadMemStats(&ms)
+		if n != 1<<24 {
+			b.Fatalf("%d addresses", n)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "addresses/s")
+		b.ReportMetric(float64(int64(ms.HeapInuse)-int64(before))/(1<<20), "heap-growth-MiB")
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"mime"
 	"net/mail"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // Results is everything one Authentication-Results header reports.
@@ -79,6 +82,11 @@ func commentSafe(s string) string {
 	}, s)
 }
 
+// maxPropValue caps a pvalue at the length of a DNS name: d=, s= and a=
+// come from the message and, folded there, could push our header past
+// RFC 5322's 998-byte line limit.
+const maxPropValue = 255
+
 // propValue renders a pvalue, substituting "unknown" for empty ones and
 // dropping characters that would break the header's syntax.
 func propValue(s string) string {
@@ -91,18 +99,43 @@ func propValue(s string) string {
 	if s == "" {
 		return "unknown"
 	}
-	return s
+	return s[:min(len(s), maxPropValue)] // ASCII only by now
 }
 
 // AuthServID returns the authserv-id of an Authentication-Results value:
-// the first token, comments and folding skipped.
+// the first token or quoted-string (RFC 8601 2.2: a MIME value), comments
+// and folding skipped. A forger may quote our id, so it is unquoted here.
 func AuthServID(value string) string {
 	s := skipCFWS(value)
+	if strings.HasPrefix(s, `"`) {
+		return unquote(s)
+	}
 	end := strings.IndexAny(s, " \t\r\n;(")
 	if end < 0 {
 		end = len(s)
 	}
 	return s[:end]
+}
+
+// unquote returns the content of the quoted-string s starts with, quoted
+// pairs resolved and folding removed; "" when it never ends.
+func unquote(s string) string {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"':
+			return b.String()
+		case '\\':
+			if i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			}
+		case '\r', '\n':
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return ""
 }
 
 func skipCFWS(s string) string {
@@ -155,12 +188,19 @@ func FromDomain(values []string) (domain, class string) {
 		return "", FromMultiple
 	}
 	p := mail.AddressParser{WordDecoder: wordDecoder}
-	addrs, err := p.ParseList(values[0])
+	addrs, err := p.ParseList(unfold(values[0]))
 	if err != nil || len(addrs) == 0 {
 		return "", FromInvalid
 	}
 	for _, a := range addrs {
 		d := domainOf(a.Address)
+		if strings.IndexFunc(d, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+			// RFC 6532 lets From carry U-labels; _dmarc lookups and
+			// DKIM d= use A-labels, so compare in that form.
+			if d, err = idna.Lookup.ToASCII(d); err != nil {
+				return "", FromInvalid
+			}
+		}
 		if d == "" {
 			return "", FromInvalid
 		}
@@ -170,6 +210,15 @@ func FromDomain(values []string) (domain, class string) {
 		domain = d
 	}
 	return domain, ""
+}
+
+// unfold undoes header folding (RFC 5322 2.2.3), which net/mail does not:
+// a line break (CRLF, or the bare LF MTAs hand milters) followed by white
+// space goes. Without it every folded From header was invalid_from, which
+// left DMARC unenforced.
+func unfold(v string) string {
+	v = strings.ReplaceAll(v, "\r\n", "\n")
+	return strings.NewReplacer("\n ", " ", "\n\t", "\t").Replace(v)
 }
 
 // Authentication classes of Table 17.

@@ -1,174 +1,262 @@
 package auth
 
 import (
-	"context"
 	"flag"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/snowrain/snowrain/internal/dnstest"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+var update = flag.Bool("update", false, "rewrite testdata/authres/*.golden")
+
+// authresCases are rendered into testdata/authres/NAME.golden.
+var authresCases = map[string]Results{
+	"full": {AuthServID: "mx.example.net", TLS: "TLSv1.3 TLS_AES_256_GCM_SHA384 256bits",
+		SPF:  SPFResult{Identity: "mailfrom", Result: "pass", Domain: "example.org"},
+		Helo: SPFResult{Identity: "helo", Result: "none", Domain: "mail.example.org"},
+		DKIM: []Signature{
+			{Domain: "example.org", Selector: "s1", Algorithm: "rsa-sha256", KeyBits: 2048, Result: "pass"},
+			{Domain: "example.org", Selector: "ed", Algorithm: "ed25519-sha256", KeyBits: 256, Result: "pass"}},
+		DMARC: DMARCResult{Result: "pass", Policy: "reject", Disposition: "none", FromDomain: "example.org"}},
+	"none": {AuthServID: "mx.example.net"},
+	"failures": {AuthServID: "mx.example.net", TLS: "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 128bits",
+		SPF:  SPFResult{Identity: "mailfrom", Result: "temperror", ErrorClass: SPFDNSTimeout, Domain: "slow.example"},
+		Helo: SPFResult{Identity: "helo", Result: "fail", Domain: "helo.example"},
+		DKIM: []Signature{
+			{Domain: "example.org", Selector: "weak", Algorithm: "rsa-sha256", KeyBits: 512, Result: "permerror", Class: DKIMWeakKey},
+			{Domain: "example.org", Selector: "s1", Algorithm: "rsa-sha256", Result: "fail", Class: DKIMOther, Detail: "header_sig"},
+			{Domain: "example.org", Selector: "s1", Algorithm: "rsa-sha256", Result: "temperror", Class: DKIMOther, Detail: "dns_temp"},
+			{Domain: "example.org", Selector: "s2", Algorithm: "rsa-sha256", Result: "policy", Detail: "over_limit"}},
+		DMARC: DMARCResult{Result: "fail", Policy: "quarantine", Disposition: "none", FromDomain: "example.org"}},
+	"null_sender": {AuthServID: "mx.example.net",
+		SPF:   SPFResult{Identity: "mailfrom", Result: "pass", Domain: "mail.example.org"},
+		DMARC: DMARCResult{Result: "none", Policy: "absent", Disposition: "none", FromDomain: "example.org"}},
+	// Strings from the message (d=, s=, a=) and our TLS summary can hold
+	// anything: none may break the header.
+	"hostile": {AuthServID: "mx.example.net", TLS: "TLSv1.3 (x)\r\nX-Injected: yes; \\",
+		SPF: SPFResult{Identity: "mailfrom", Result: "permerror", ErrorClass: SPFInvalidRecord, Domain: "a b;c(d)e\"f\\g\r\nX-Injected: yes"},
+		DKIM: []Signature{
+			{Domain: "evil;x(", Selector: "a b", Algorithm: "rsa-sha1", Result: "permerror", Class: DKIMUnsupportedAlg, Detail: "sha1"},
+			{Domain: "", Selector: "\r\n\t", Algorithm: "ünïcode\x7f\x00", Result: "permerror", Class: DKIMOther, Detail: "syntax) (x"}},
+		DMARC: DMARCResult{Result: "permerror", Policy: "absent", Disposition: "none", FromDomain: "multiple_from"}},
+}
 
 func TestFormatAuthResultsGolden(t *testing.T) {
-	r := Results{AuthServID: "mx.example.net", TLS: "TLSv1.3 TLS_AES_256_GCM_SHA384 256bits",
-		SPF:  SPFResult{Result: "pass", Domain: "example.org"},
-		Helo: SPFResult{Result: "none", Domain: "mail.example.org"},
-		DKIM: []Signature{{Domain: "example.org", Selector: "s1", Algorithm: "rsa-sha256", Result: "pass"},
-			{Domain: "evil;x(", Selector: "a b", Algorithm: "rsa-sha1", Result: "permerror", Class: "unsupported_algorithm", Detail: "sha1"}},
-		DMARC: DMARCResult{Result: "pass", Policy: "reject", Disposition: "none", FromDomain: "example.org"}}
-	got := FormatAuthResults(r)
-	path := "testdata/authres/full.golden"
-	if *update {
-		os.WriteFile(path, []byte(got), 0o644)
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
+	for name, r := range authresCases {
+		t.Run(name, func(t *testing.T) {
+			got := FormatAuthResults(r)
+			path := filepath.Join("testdata", "authres", name+".golden")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("got\n%s\nwant\n%s", got, want)
+			}
+			checkAuthResValue(t, got)
+			if id := AuthServID(got); id != r.AuthServID {
+				t.Errorf("AuthServID of our own header = %q", id)
+			}
+		})
 	}
 	if empty := FormatAuthResults(Results{AuthServID: "mx"}); empty != "mx (tls=none); none" {
 		t.Errorf("no results: %q", empty)
 	}
 }
 
-func TestAuthServID(t *testing.T) {
-	cases := map[string]string{
-		"mx.example.net; spf=pass":                   "mx.example.net",
-		" (comment) mx.example.net 1; dkim=pass":     "mx.example.net",
-		"(nested (comment)) MX.Example.NET;":         "MX.Example.NET",
-		"\r\n\tmx.example.net\r\n\t(tls=none); none": "mx.example.net",
-		"(unterminated":                              "",
-		"":                                           "",
+// TestFormatAuthResultsLongValues: a d= folded over many lines in the
+// message must not make one of our lines longer than 998 bytes.
+func TestFormatAuthResultsLongValues(t *testing.T) {
+	long := strings.Repeat("label.", 400) + "example"
+	v := FormatAuthResults(Results{AuthServID: "mx.example.net", TLS: "TLSv1.3 TLS_AES_256_GCM_SHA384 256bits",
+		SPF: SPFResult{Result: "pass", Domain: long},
+		DKIM: []Signature{{Domain: long, Selector: long, Algorithm: long, Result: "permerror",
+			Class: DKIMUnsupportedAlg, Detail: "key_hash"}},
+		DMARC: DMARCResult{Result: "fail", Policy: "reject", Disposition: "reject", FromDomain: long}})
+	checkAuthResValue(t, v)
+	if !strings.Contains(v, "header.d="+long[:maxPropValue]+" ") {
+		t.Errorf("long d= not cut at %d bytes: %q", maxPropValue, v)
 	}
-	for in, want := range cases {
-		if got := AuthServID(in); got != want {
-			t.Errorf("AuthServID(%q) = %q, want %q", in, got, want)
+}
+
+// checkAuthResValue checks what must hold for every header value we write:
+// line breaks only as our own "\r\n\t" folding, no control characters,
+// comments balanced and never nested.
+func checkAuthResValue(t testing.TB, v string) {
+	t.Helper()
+	unfolded := strings.ReplaceAll(v, "\r\n\t", " ")
+	for _, r := range unfolded {
+		if r < 0x20 || r == 0x7f {
+			t.Fatalf("control character %q in %q", r, v)
 		}
 	}
-	if !IsOurs(" (x) MX.EXAMPLE.NET; spf=pass", "mx.example.net") || IsOurs("other; spf=pass", "mx.example.net") {
-		t.Error("IsOurs")
+	depth := 0
+	for _, r := range unfolded {
+		switch r {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		}
+		if depth < 0 || depth > 1 {
+			t.Fatalf("unbalanced comment in %q", v)
+		}
+	}
+	if depth != 0 {
+		t.Fatalf("unclosed comment in %q", v)
+	}
+	for _, line := range strings.Split(v, "\r\n") {
+		if len(line) > 998 {
+			t.Fatalf("line of %d bytes", len(line))
+		}
+	}
+}
+
+func TestAuthServID(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"mx.example.net; spf=pass", "mx.example.net"},
+		{"mx.example.net 1; dkim=pass", "mx.example.net"}, // with a version
+		{"mx.example.net", "mx.example.net"},
+		{"mx.example.net;", "mx.example.net"},
+		{"mx.example.net(comment); none", "mx.example.net"},
+		{" mx.example.net ; none", "mx.example.net"},
+		{" (comment) mx.example.net 1; dkim=pass", "mx.example.net"},
+		{"(nested (comment)) MX.Example.NET;", "MX.Example.NET"},
+		{"(a) (b)\r\n (c) mx.example.net; none", "mx.example.net"},
+		{`(escaped \) paren) mx.example.net; none`, "mx.example.net"},
+		{`(escaped \( paren) mx.example.net; none`, "mx.example.net"},
+		{"\r\n\tmx.example.net\r\n\t(tls=none); none", "mx.example.net"},
+		{"\tmx.example.net\r\n ; spf=fail", "mx.example.net"},
+		// RFC 8601 2.2: the authserv-id is a MIME value, so may be quoted.
+		{`"mx.example.net"; dkim=pass`, "mx.example.net"},
+		{` (c) "mx.example.net" 1; dkim=pass`, "mx.example.net"},
+		{`"mx.exa\mple.net"; dkim=pass`, "mx.example.net"},
+		{"\"mx.example\r\n.net\"; dkim=pass", "mx.example.net"},
+		{`"mx example.net"; none`, "mx example.net"},
+		{`"unterminated; none`, ""},
+		{`""; none`, ""},
+		{"(unterminated", ""},
+		{"(unterminated\\", ""},
+		{"()", ""},
+		{"", ""},
+		{";", ""},
+		{" \r\n\t ", ""},
+	}
+	for _, c := range cases {
+		if got := AuthServID(c.in); got != c.want {
+			t.Errorf("AuthServID(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestIsOurs(t *testing.T) {
+	const id = "mx.example.net"
+	cases := []struct {
+		value string
+		want  bool
+	}{
+		{"mx.example.net; spf=pass", true},
+		{" (x) MX.EXAMPLE.NET; spf=pass", true},
+		{"Mx.Example.Net 1; dkim=pass header.d=example.org", true},
+		{"\r\n\t(forged)\r\n\tmx.example.net;\r\n\tdmarc=pass", true},
+		{`"mx.example.net"; dkim=pass`, true},
+		{`"MX.example.NET"; dkim=pass`, true},
+		{"other.example.net; spf=pass", false},
+		{"mx.example.net.evil; spf=pass", false},
+		{"evil.mx.example.net; spf=pass", false},
+		{"mx.example.ne; spf=pass", false},
+		{"(mx.example.net) other; spf=pass", false},
+		{"", false},
+		{"(mx.example.net", false},
+	}
+	for _, c := range cases {
+		if got := IsOurs(c.value, id); got != c.want {
+			t.Errorf("IsOurs(%q) = %v, want %v", c.value, got, c.want)
+		}
 	}
 }
 
 func TestFromDomain(t *testing.T) {
 	cases := []struct {
+		name          string
 		values        []string
 		domain, class string
 	}{
-		{nil, "", FromNone},
-		{[]string{"Alice <alice@Example.ORG>"}, "example.org", ""},
-		{[]string{"a@x.example", "b@y.example"}, "", FromMultiple},
-		{[]string{"a@x.example, b@y.example"}, "", FromMultiple},
-		{[]string{"a@x.example, b@x.example"}, "x.example", ""},
-		{[]string{"=?utf-8?q?J=C3=B6rg?= <j@example.de>"}, "example.de", ""},
-		{[]string{"=?x-unknown?B?////?= <j@example.de>"}, "example.de", ""},
-		{[]string{"not an address"}, "", FromInvalid},
-		{[]string{"undisclosed-recipients:;"}, "", FromInvalid},
+		{"zero", nil, "", FromNone},
+		{"zero, empty slice", []string{}, "", FromNone},
+		{"two headers", []string{"a@x.example", "b@x.example"}, "", FromMultiple},
+		{"two headers, one empty", []string{"a@x.example", ""}, "", FromMultiple},
+		{"plain", []string{"alice@example.org"}, "example.org", ""},
+		{"display name", []string{"Alice <alice@Example.ORG>"}, "example.org", ""},
+		{"leading space", []string{" Alice <alice@example.org>"}, "example.org", ""},
+		{"quoted display name", []string{`"Smith, Alice" <alice@example.org>`}, "example.org", ""},
+		{"quoted local part", []string{`"a@evil.example"@example.org`}, "example.org", ""},
+		{"comment", []string{"alice@example.org (Alice)"}, "example.org", ""},
+		{"folded", []string{"Alice\r\n <alice@example.org>"}, "example.org", ""},
+		{"folded with LF", []string{" Alice\n\t<alice@example.org>"}, "example.org", ""},
+		{"folded encoded words", []string{"=?utf-8?q?J=C3=B6rg_Long?=\n =?utf-8?q?_Name?= <j@example.de>"}, "example.de", ""},
+		{"folded list", []string{"a@x.example,\r\n b@y.example"}, "", FromMultiple},
+		{"folded inside address", []string{"<alice@\r\n example.org>"}, "example.org", ""},
+		{"bare line break", []string{"Alice\r\n<alice@example.org>"}, "", FromInvalid},
+		{"two addresses", []string{"a@x.example, b@y.example"}, "", FromMultiple},
+		{"two addresses, case", []string{"a@x.example, b@X.Example"}, "x.example", ""},
+		{"group", []string{"Team: a@x.example, b@x.example;"}, "x.example", ""},
+		{"empty group and address", []string{"G:;, a@x.example"}, "x.example", ""},
+		{"encoded word utf-8", []string{"=?utf-8?q?J=C3=B6rg?= <j@example.de>"}, "example.de", ""},
+		{"encoded word base64", []string{"=?UTF-8?B?SsO2cmc=?= <j@example.de>"}, "example.de", ""},
+		{"encoded word latin1", []string{"=?iso-8859-1?q?J=F6rg?= <j@example.de>"}, "example.de", ""},
+		{"encoded word unknown charset", []string{"=?x-unknown?B?////?= <j@example.de>"}, "example.de", ""},
+		{"encoded word bad base64", []string{"=?utf-8?B?!!!?= <a@b.example>"}, "b.example", ""},
+		{"encoded word looks like address", []string{"=?utf-8?b?YUBldmlsLmV4YW1wbGU=?="}, "", FromInvalid},
+		{"U-label domain", []string{"a@Bücher.example"}, "xn--bcher-kva.example", ""},
+		{"A-label domain", []string{"a@xn--bcher-kva.example"}, "xn--bcher-kva.example", ""},
+		{"bad U-label", []string{"a@bü cher.example"}, "", FromInvalid},
+		{"not an address", []string{"not an address"}, "", FromInvalid},
+		{"empty", []string{""}, "", FromInvalid},
+		{"null", []string{"<>"}, "", FromInvalid},
+		{"no domain", []string{"alice@"}, "", FromInvalid},
+		{"no @", []string{"alice"}, "", FromInvalid},
+		{"two @", []string{"a@b@c.example"}, "", FromInvalid},
+		{"trailing dot", []string{"a@example.org."}, "", FromInvalid},
+		{"unclosed angle", []string{"<a@example.org"}, "", FromInvalid},
+		{"empty group", []string{"undisclosed-recipients:;"}, "", FromInvalid},
 	}
 	for _, c := range cases {
 		d, cl := FromDomain(c.values)
 		if d != c.domain || cl != c.class {
-			t.Errorf("FromDomain(%q) = %q %q, want %q %q", c.values, d, cl, c.domain, c.class)
+			t.Errorf("%s: FromDomain(%q) = %q %q, want %q %q", c.name, c.values, d, cl, c.domain, c.class)
 		}
 	}
 }
 
 func TestAuthClass(t *testing.T) {
-	for _, c := range [][3]string{{"pass", "pass", AuthDKIMAndSPF}, {"pass", "fail", AuthDKIMOnly},
-		{"fail", "pass", AuthSPFOnly}, {"none", "softfail", AuthNone}} {
+	cases := [][3]string{
+		{"pass", "pass", AuthDKIMAndSPF},
+		{"pass", "fail", AuthDKIMOnly},
+		{"pass", "none", AuthDKIMOnly},
+		{"pass", "temperror", AuthDKIMOnly},
+		{"fail", "pass", AuthSPFOnly},
+		{"none", "pass", AuthSPFOnly},
+		{"none", "softfail", AuthNone},
+		{"fail", "neutral", AuthNone},
+		{"none", "none", AuthNone},
+		{"", "", AuthNone},
+		{"PASS", "Pass", AuthNone}, // results are lower-case by construction
+	}
+	for _, c := range cases {
 		if got := AuthClass(c[0], c[1]); got != c[2] {
-			t.Errorf("AuthClass(%s, %s) = %s", c[0], c[1], got)
+			t.Errorf("AuthClass(%s, %s) = %s, want %s", c[0], c[1], got, c[2])
 		}
 	}
-}
-
-func FuzzAuthServID(f *testing.F) {
-	f.Add("mx.example.net", "example.org", "s1")
-	f.Add("(a)b", "x;y", "(")
-	f.Fuzz(func(t *testing.T, id, domain, selector string) {
-		_ = AuthServID(id)
-		if strings.ContainsAny(id, " \t\r\n;()\\") || id == "" {
-			return
-		}
-		v := FormatAuthResults(Results{AuthServID: id, SPF: SPFResult{Result: "pass", Domain: domain},
-			DKIM: []Signature{{Domain: domain, Selector: selector, Result: "fail", Class: domain}}})
-		if got := AuthServID(v); got != id {
-			t.Fatalf("authserv-id %q read back as %q from %q", id, got, v)
-		}
-	})
-}
-
-func FuzzFormatAuthResults(f *testing.F) {
-	f.Add("example.org", "s1", "rsa-sha256", "TLSv1.2 X", "body_hash")
-	f.Add("a\r\nInjected: yes", ")(", ";", "(", "\\")
-	f.Fuzz(func(t *testing.T, domain, selector, alg, tlsState, class string) {
-		v := FormatAuthResults(Results{AuthServID: "mx", TLS: tlsState,
-			SPF:   SPFResult{Result: "permerror", Domain: domain, ErrorClass: class},
-			DKIM:  []Signature{{Domain: domain, Selector: selector, Algorithm: alg, Result: "fail", Class: class, Detail: class}},
-			DMARC: DMARCResult{Result: "fail", Policy: "reject", Disposition: "none", FromDomain: domain}})
-		if strings.Contains(strings.ReplaceAll(v, "\r\n\t", ""), "\n") || strings.Contains(strings.ReplaceAll(v, "\r\n\t", ""), "\r") {
-			t.Fatalf("line break injected: %q", v)
-		}
-		depth := 0
-		for _, r := range v {
-			switch r {
-			case '(':
-				depth++
-			case ')':
-				depth--
-			}
-			if depth < 0 || depth > 1 {
-				t.Fatalf("unbalanced comment in %q", v)
-			}
-		}
-	})
-}
-
-func FuzzFromDomain(f *testing.F) {
-	f.Add("Alice <alice@example.org>")
-	f.Add("=?utf-8?b?////?= <a@b>, c@d")
-	f.Fuzz(func(t *testing.T, v string) {
-		d, class := FromDomain([]string{v})
-		if (d == "") == (class == "") {
-			t.Fatalf("domain %q class %q", d, class)
-		}
-	})
-}
-
-func FuzzParseSignatureTags(f *testing.F) {
-	f.Add("v=1; a=rsa-sha256; d=example.org; s=s1; b=abc; bh=def; h=From")
-	f.Add("a=; a=; =x; ;;; v")
-	f.Fuzz(func(t *testing.T, v string) {
-		tags, _ := ParseSignatureTags(v)
-		if tags.Domain != strings.ToLower(tags.Domain) {
-			t.Fatal("domain not lower-cased")
-		}
-	})
-}
-
-// FuzzDKIMVerify streams arbitrary messages through the verifier: no panic,
-// no hang, one verdict per DKIM-Signature header given.
-func FuzzDKIMVerify(f *testing.F) {
-	msgs, _ := os.ReadDir("testdata/dkim")
-	for _, m := range msgs {
-		if strings.HasSuffix(m.Name(), ".msg") {
-			b, _ := os.ReadFile("testdata/dkim/" + m.Name())
-			f.Add(b)
-		}
+	// With the verdict of a real signature set.
+	sigs := []Signature{{Result: "permerror"}, {Result: "pass"}}
+	if got := AuthClass(DKIMVerdict(sigs), "softfail"); got != AuthDKIMOnly {
+		t.Errorf("one passing signature of two: %s", got)
 	}
-	srv := dnstest.Start(f, "")
-	r := testResolver(f, srv)
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		v := NewDKIMVerifier(context.Background(), r, 4)
-		v.Write(msg)
-		sigs := []string{"v=1; d=x", "garbage"}
-		if got := v.Close(sigs); len(got) != len(sigs) {
-			t.Fatalf("%d verdicts for %d signatures", len(got), len(sigs))
-		}
-	})
 }

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/measure"
 )
 
 // middlebox is a loopback SMTP server whose STARTTLS handling imitates
@@ -183,4 +186,75 @@ func FuzzClassifyEcho(f *testing.F) {
 			t.Fatalf("%q intact without STARTTLS", s)
 		}
 	})
+}
+
+// TestHostSummaryTables stores host results of a run and checks Tables
+// 9–12, Table 12 holding only the AS where every server strips.
+func TestHostSummaryTables(t *testing.T) {
+	store, err := measure.Open(context.Background(), filepath.Join(t.TempDir(), "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	run, _ := NewRun(context.Background(), store.DB, "hosts", "test", nil)
+	for _, h := range []HostResult{
+		{IP: "192.0.2.1", Banner: "220 ***", Class: StripEchoReplaced, EHLOMasked: true, ASN: 65001, Organization: "Box Corp"},
+		{IP: "192.0.2.2", Banner: "220 ***", Class: StripEchoReplaced, ASN: 65001, Organization: "Box Corp"},
+		{IP: "192.0.2.3", Banner: "220 x ESMTP", Class: StripHandshake, ASN: 65002, Organization: "Honest ISP"},
+		{IP: "192.0.2.4", Banner: "220 x ESMTP", Class: StripUnadvertised, ASN: 65002, Organization: "Honest ISP"},
+		{IP: "192.0.2.5", Banner: "220 x ESMTP", Class: StripNoEcho, ASN: 65003},
+		{IP: "192.0.2.6", ErrorClass: ErrClassTimeout},
+	} {
+		h := h
+		run.SaveHost(&h)
+	}
+	run.Finish()
+	s, err := SummarizeHosts(context.Background(), store.DB, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Probed != 6 || s.Open != 6 || s.Responsive != 5 || s.Handshake != 2 || s.Stripping != 3 || s.CiscoTampering != 2 {
+		t.Errorf("summary %+v", s)
+	}
+	var full []uint
+	for _, a := range s.ASes {
+		if a.Servers == a.Strips {
+			full = append(full, a.ASN)
+		}
+	}
+	if len(full) != 1 || full[0] != 65001 {
+		t.Errorf("ASes stripping everywhere: %v (%+v)", full, s.ASes)
+	}
+	ips, _ := StrippingIPs(context.Background(), store.DB, run.ID)
+	if len(ips) != 3 || !ips["192.0.2.4"] {
+		t.Errorf("stripping IPs %v", ips)
+	}
+}
+
+// TestHostSweepResume interrupts a sweep and resumes it into the same run.
+func TestHostSweepResume(t *testing.T) {
+	store, _ := measure.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"))
+	defer store.Close()
+	run, _ := NewRun(context.Background(), store.DB, "hosts", "test", nil)
+	g := &Grabber{Timeout: 200 * time.Millisecond}
+	targets := NewTargets([]netip.Prefix{netip.MustParsePrefix("127.67.0.0/26")}) // nothing listens: fast refusals
+	ctx, cancel := context.WithCancel(context.Background())
+	var n atomic.Int64
+	SweepHosts(ctx, HostOptions{Grabber: g, Port: 2525, Workers: 4, Rate: 10000, Seed: 1, Skip: run.Done,
+		OnResult: func(h *HostResult) {
+			run.SaveHost(h)
+			if n.Add(1) == 20 {
+				cancel()
+			}
+		}}, targets)
+	run.Flush()
+	again, _ := ResumeRun(context.Background(), store.DB, run.ID, nil)
+	SweepHosts(context.Background(), HostOptions{Grabber: g, Port: 2525, Workers: 4, Rate: 10000, Seed: 1, Skip: again.Done,
+		OnResult: func(h *HostResult) { again.SaveHost(h) }}, targets)
+	again.Finish()
+	var rows, distinct int
+	store.DB.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT ip) FROM scan_hosts WHERE run_id = ?`, run.ID).Scan(&rows, &distinct)
+	if rows != 64 || distinct != 64 {
+		t.Errorf("%d rows, %d distinct after resume; want 64", rows, distinct)
+	}
 }

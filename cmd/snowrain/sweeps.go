@@ -267,6 +267,8 @@ func runExposureReport(args []string, out io.Writer) error {
 	week := fs.String("week", "", "ISO week of mail to join (default: last full week)")
 	since := fs.String("since", "", "start of mail to join")
 	tz := fs.String("tz", "Local", "time zone")
+	format := fs.String("format", "text", "text, md, json, csv or html")
+	output := fs.String("o", "", "output file (csv: directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -308,7 +310,8 @@ func runExposureReport(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return e.WriteText(out)
+	return writeTables(out, *format, *output, fmt.Sprintf("snowrain exposure %s – %s (%d stripping hosts, %d falsified-answer addresses)",
+		period.Since.Format("2006-01-02"), period.Until.Format("2006-01-02"), len(stripping), len(falsified)), e.Tables())
 }
 
 // runSweepReport is `snowrain report hosts|resolvers --run ID`.
@@ -316,6 +319,8 @@ func runSweepReport(kind string, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("report "+kind, flag.ContinueOnError)
 	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
 	id := fs.Int64("run", 0, "run ID (default: latest)")
+	format := fs.String("format", "text", "text, md, json, csv or html")
+	output := fs.String("o", "", "output file (csv: directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -333,11 +338,46 @@ func runSweepReport(kind string, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return (&report.HostReport{Run: *id, S: s}).WriteText(out)
+		return writeTables(out, *format, *output, fmt.Sprintf("snowrain port-25 sweep, run %d", *id),
+			(&report.HostReport{Run: *id, S: s}).Tables())
 	}
 	_, s, err := scanner.FalsifiedIPs(ctx, store.DB, *id)
 	if err != nil {
 		return err
 	}
-	return (&report.ResolverReport{Run: *id, S: s}).WriteText(out)
+	return writeTables(out, *format, *output, fmt.Sprintf("snowrain resolver sweep, run %d", *id),
+		(&report.ResolverReport{Run: *id, S: s}).Tables())
+}
+
+// writeTables renders tables in the report formats.
+func writeTables(out io.Writer, format, output, heading string, tables []report.Table) error {
+	if format == "csv" {
+		if output == "" {
+			return fmt.Errorf("--format csv needs -o DIRECTORY")
+		}
+		return report.WriteCSV(output, tables)
+	}
+	w := out
+	if output != "" {
+		f, err := os.Create(output)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	switch format {
+	case "text":
+		return report.WriteText(w, heading, tables)
+	case "md":
+		return report.WriteMarkdown(w, heading, tables)
+	case "html":
+		return report.WriteHTML(w, heading, tables, nil)
+	case "json":
+		return writeJSON(w, struct {
+			Heading string         `json:"heading"`
+			Tables  []report.Table `json:"tables"`
+		}{heading, tables})
+	}
+	return fmt.Errorf("--format %q: want text, md, json, csv or html", format)
 }

@@ -14,6 +14,9 @@ import (
 type HostReport struct {
 	Run int64
 	S   *scanner.HostSummary
+	// Domains, when a domain scan is joined, counts its domains whose MX
+	// addresses strip (Table 11's domain column); -1 when not joined.
+	Domains, Cisco int64
 }
 
 // Tables returns Tables 9, 10, 11 and 12.
@@ -40,6 +43,12 @@ func (r *HostReport) Tables() []Table {
 			append([]string{"Any stripping"}, count(s.Stripping, s.Responsive)...),
 			append([]string{"STARTTLS hidden from EHLO, yet accepted"}, count(s.Classes[scanner.StripUnadvertised], s.Responsive)...),
 		}}
+	if r.Domains >= 0 {
+		t11.Columns = append(t11.Columns, "Domains (joined scan)")
+		t11.Rows[0] = append(t11.Rows[0], fmt.Sprint(r.Cisco))
+		t11.Rows[1] = append(t11.Rows[1], fmt.Sprint(r.Domains))
+		t11.Rows[2] = append(t11.Rows[2], "")
+	}
 	t12 := Table{ID: "table12", Title: "Table 12: ASes where every SMTP server strips STARTTLS", Columns: []string{"AS", "Organisation", "Servers"}}
 	for _, a := range s.ASes {
 		if a.Strips == a.Servers && a.Servers > 0 {

@@ -137,3 +137,51 @@ func FalsifiedIPs(ctx context.Context, db *sql.DB, id int64) (map[string]bool, *
 	}
 	return out, SummarizeResolvers(all), rows.Err()
 }
+
+// DomainsBehind counts a domain scan's domains whose mail servers (any MX
+// address) are in ips.
+func DomainsBehind(ctx context.Context, db *sql.DB, domainsRun int64, ips map[string]bool) (int64, error) {
+	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_domains WHERE run_id = ?`, domainsRun)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var n int64
+	for rows.Next() {
+		var js []byte
+		rows.Scan(&js)
+		var d DomainResult
+		if json.Unmarshal(js, &d) != nil {
+			continue
+		}
+	mx:
+		for _, m := range d.MX {
+			for _, ip := range m.IPs {
+				if ips[ip] {
+					n++
+					break mx
+				}
+			}
+		}
+	}
+	return n, rows.Err()
+}
+
+// CiscoIPs returns the hosts showing Cisco-style tampering.
+func CiscoIPs(ctx context.Context, db *sql.DB, id int64) (map[string]bool, error) {
+	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_hosts WHERE run_id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var js []byte
+		rows.Scan(&js)
+		var h HostResult
+		if json.Unmarshal(js, &h) == nil && (h.Class == StripEchoReplaced || h.EHLOMasked) {
+			out[h.IP] = true
+		}
+	}
+	return out, rows.Err()
+}

@@ -229,6 +229,15 @@ func TestHostSummaryTables(t *testing.T) {
 	if len(ips) != 3 || !ips["192.0.2.4"] {
 		t.Errorf("stripping IPs %v", ips)
 	}
+	// Join a domain scan: two domains behind stripping hosts, one not.
+	drun, _ := NewRun(context.Background(), store.DB, "domains", "test", nil)
+	for d, ip := range map[string]string{"a.example": "192.0.2.1", "b.example": "192.0.2.4", "c.example": "192.0.2.3"} {
+		drun.SaveDomain(&DomainResult{Type: "domain", Domain: d, MX: []MX{{Host: "mx." + d, IPs: []string{ip}}}})
+	}
+	drun.Finish()
+	if n, _ := DomainsBehind(context.Background(), store.DB, drun.ID, ips); n != 2 {
+		t.Errorf("%d domains behind stripping hosts, want 2", n)
+	}
 }
 
 // TestHostSweepResume interrupts a sweep and resumes it into the same run.

@@ -321,6 +321,7 @@ func runSweepReport(kind string, args []string, out io.Writer) error {
 	id := fs.Int64("run", 0, "run ID (default: latest)")
 	format := fs.String("format", "text", "text, md, json, csv or html")
 	output := fs.String("o", "", "output file (csv: directory)")
+	domainsRun := fs.Int64("domains-run", 0, "hosts: join a domain scan for Table 11's domain column")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -338,8 +339,14 @@ func runSweepReport(kind string, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return writeTables(out, *format, *output, fmt.Sprintf("snowrain port-25 sweep, run %d", *id),
-			(&report.HostReport{Run: *id, S: s}).Tables())
+		hr := &report.HostReport{Run: *id, S: s, Domains: -1}
+		if *domainsRun != 0 {
+			strip, _ := scanner.StrippingIPs(ctx, store.DB, *id)
+			cisco, _ := scanner.CiscoIPs(ctx, store.DB, *id)
+			hr.Domains, _ = scanner.DomainsBehind(ctx, store.DB, *domainsRun, strip)
+			hr.Cisco, _ = scanner.DomainsBehind(ctx, store.DB, *domainsRun, cisco)
+		}
+		return writeTables(out, *format, *output, fmt.Sprintf("snowrain port-25 sweep, run %d", *id), hr.Tables())
 	}
 	_, s, err := scanner.FalsifiedIPs(ctx, store.DB, *id)
 	if err != nil {

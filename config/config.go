@@ -62,7 +62,7 @@ type Policy struct {
 	TempOnError    bool              `toml:"temp_on_error"`
 	DecisionSample float64           `toml:"decision_sample"`
 	Budget         Duration          `toml:"budget"`
-	Refresh        Duration          `toml:"refresh"` // MTA-STS refresh interval
+	Refresh        Duration          `toml:"refresh"`     // MTA-STS refresh interval
 	DowngradeN     int               `toml:"downgrade_n"` // a peer with TLS in N …
 	DowngradeM     int               `toml:"downgrade_m"` // … of its last M connections, then plaintext, is flagged
 	Learn          Learn             `toml:"learn"`

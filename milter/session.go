@@ -90,7 +90,8 @@ func (s *session) MailFrom(from, args string, m gomilter.Modifier) (*gomilter.Re
 	msg := &message{cfg: cfg, ctx: ctx, cancel: cancel, start: time.Now(),
 		from: strings.Trim(strings.TrimSpace(from), "<>"), spf: make(chan [2]auth.SPFResult, 1)}
 	s.msg = msg
-	go s.checkSPF(msg)
+	// The goroutine gets copies: the session's fields keep changing.
+	go s.f.checkSPF(msg, net.ParseIP(s.ci.ClientIP), s.helo)
 	return gomilter.RespContinue, nil
 }
 
@@ -121,24 +122,23 @@ func (s *session) inbound(from string) *gomilter.Response {
 
 // checkSPF runs while the client sends the message, so its DNS overlaps
 // the data transfer.
-func (s *session) checkSPF(msg *message) {
+func (f *Filter) checkSPF(msg *message, ip net.IP, helo string) {
 	var out [2]auth.SPFResult
 	defer func() {
 		if p := recover(); p != nil {
-			s.f.metrics.Panics.Inc()
-			s.f.log.Error("panic in SPF check", "panic", p)
+			f.metrics.Panics.Inc()
+			f.log.Error("panic in SPF check", "panic", p)
 			out[0] = auth.SPFResult{Identity: "mailfrom", Result: "temperror", ErrorClass: auth.SPFTempError}
 		}
 		msg.spf <- out
 	}()
-	ip := net.ParseIP(s.ci.ClientIP)
 	if ip == nil {
 		out[0] = auth.SPFResult{Identity: "mailfrom", Result: "none"}
 		return
 	}
-	out[0] = s.f.spf.CheckMailFrom(msg.ctx, ip, s.helo, msg.from)
-	if msg.cfg.CheckHelo && s.helo != "" && msg.from != "" {
-		out[1] = s.f.spf.CheckHelo(msg.ctx, ip, s.helo)
+	out[0] = f.spf.CheckMailFrom(msg.ctx, ip, helo, msg.from)
+	if msg.cfg.CheckHelo && helo != "" && msg.from != "" {
+		out[1] = f.spf.CheckHelo(msg.ctx, ip, helo)
 	}
 }
 

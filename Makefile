@@ -21,8 +21,10 @@ run: build
 
 # Everything the tests need (Postfix, swaks, Sendmail's extracted tree),
 # installed when missing; then every test, including the real-MTA ones.
+# With the race detector, the daemon the tests start included (GOFLAGS
+# reaches the go build inside cmd/snowrain's tests).
 test: test-deps vet
-	$(GO) test -count=1 -timeout 30m ./...
+	GOFLAGS="$(GOFLAGS) -race" $(GO) test -race -count=1 -timeout 30m ./...
 
 test-deps:
 	bash scripts/deps-postfix.sh

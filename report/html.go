@@ -10,8 +10,12 @@ import (
 // WriteHTML renders one self-contained page: inline CSS and SVG, no
 // JavaScript, readable in any mail client or browser.
 func (r *Report) WriteHTML(w io.Writer) error {
-	return WriteHTML(w, r.heading(), r.Tables(), map[string]template.HTML{
-		"figure3": r.dailyChart(), "table17": r.authChart()})
+	return WriteHTML(w, r.Heading(), r.Tables(), r.Charts())
+}
+
+// Charts are the SVG figures of the HTML form, by table ID.
+func (r *Report) Charts() map[string]template.HTML {
+	return map[string]template.HTML{"figure3": r.dailyChart(), "table17": r.authChart()}
 }
 
 // WriteHTML renders tables into one self-contained page; charts are SVG

@@ -13,17 +13,18 @@ import (
 	"github.com/snowrain/snowrain/measure"
 )
 
-func (r *Report) heading() string {
+// Heading names the period and the one it is compared with.
+func (r *Report) Heading() string {
 	return fmt.Sprintf("snowrain report %s – %s (compared with %s – %s)",
 		r.Period.Since.Format("2006-01-02"), r.Period.Until.Add(-1).Format("2006-01-02"),
 		r.Previous.Since.Format("2006-01-02"), r.Previous.Until.Add(-1).Format("2006-01-02"))
 }
 
 // WriteText renders the report for a terminal or a cron mail.
-func (r *Report) WriteText(w io.Writer) error { return WriteText(w, r.heading(), r.Tables()) }
+func (r *Report) WriteText(w io.Writer) error { return WriteText(w, r.Heading(), r.Tables()) }
 
 // WriteMarkdown renders GitHub-style Markdown tables.
-func (r *Report) WriteMarkdown(w io.Writer) error { return WriteMarkdown(w, r.heading(), r.Tables()) }
+func (r *Report) WriteMarkdown(w io.Writer) error { return WriteMarkdown(w, r.Heading(), r.Tables()) }
 
 // WriteCSV writes one file per table, named by its ID, into dir.
 func (r *Report) WriteCSV(dir string) error { return WriteCSV(dir, r.Tables()) }
@@ -107,13 +108,19 @@ type jsonDay struct {
 
 // WriteJSON renders the report as one JSON object.
 func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r.JSONDoc())
+}
+
+// JSONDoc is the JSON form: the first report's contract at the top level
+// (inbound, outbound, …), the previous period, the days and every table.
+func (r *Report) JSONDoc() any {
 	j := jsonReport{Report: r.Current, Previous: r.Prior, Tables: r.Tables()}
 	for _, d := range r.Days {
 		j.Days = append(j.Days, jsonDay{d.Date.Format("2006-01-02"), d.Weekend(), d.InMessages, d.InTLS, d.OutDeliveries, d.OutTLS})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(j)
+	return j
 }
 
 // WriteCSV writes one file per table, named by its ID, into dir.

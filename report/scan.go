@@ -3,7 +3,6 @@ package report
 import (
 	"fmt"
 	"html/template"
-	"io"
 	"math"
 	"sort"
 	"strings"
@@ -18,21 +17,17 @@ type ScanReport struct {
 	Top int
 }
 
-func (r *ScanReport) heading() string { return fmt.Sprintf("snowrain domain scan, run %d", r.Run) }
+// Heading names the run.
+func (r *ScanReport) Heading() string { return fmt.Sprintf("snowrain domain scan, run %d", r.Run) }
 
-// Tables returns Tables 1, 2, 4, 19, 20, 18, Figure 4 and adoption.
+// Charts are the SVG figures of the HTML form, by table ID.
+func (r *ScanReport) Charts() map[string]template.HTML {
+	return map[string]template.HTML{"figure4": r.cdf()}
+}
+
+// Tables returns Tables 1, 2, 4, 16, 19, 20, Figure 4, 18 and adoption.
 func (r *ScanReport) Tables() []Table {
 	return []Table{r.table1(), r.table2(), r.table4(), r.table16(), r.table19(), r.table20(), r.figure4(), r.table18(), r.adoption()}
-}
-
-// WriteText, WriteMarkdown, WriteCSV and WriteHTML render the report.
-func (r *ScanReport) WriteText(w io.Writer) error { return WriteText(w, r.heading(), r.Tables()) }
-func (r *ScanReport) WriteMarkdown(w io.Writer) error {
-	return WriteMarkdown(w, r.heading(), r.Tables())
-}
-func (r *ScanReport) WriteCSV(dir string) error { return WriteCSV(dir, r.Tables()) }
-func (r *ScanReport) WriteHTML(w io.Writer) error {
-	return WriteHTML(w, r.heading(), r.Tables(), map[string]template.HTML{"figure4": r.cdf()})
 }
 
 func count(n, total int64) []string { return []string{fmt.Sprint(n), pctS(n, total)} }

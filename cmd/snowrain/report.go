@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"mime/quotedprintable"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -65,32 +64,7 @@ func runReport(args []string, out io.Writer) error {
 	if *mailTo != "" {
 		return mailReport(r, *mailTo, *sendmail)
 	}
-	if *format == "csv" {
-		if *output == "" {
-			return fmt.Errorf("--format csv needs -o DIRECTORY")
-		}
-		return r.WriteCSV(*output)
-	}
-	w := out
-	if *output != "" {
-		f, err := os.Create(*output)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = f
-	}
-	switch *format {
-	case "text":
-		return r.WriteText(w)
-	case "md":
-		return r.WriteMarkdown(w)
-	case "json":
-		return r.WriteJSON(w)
-	case "html":
-		return r.WriteHTML(w)
-	}
-	return fmt.Errorf("--format %q: want text, md, json, csv or html", *format)
+	return writeReport(out, *format, *output, r.Heading(), r.Tables(), r.Charts(), r.JSONDoc())
 }
 
 func choosePeriod(since, until, week string, now time.Time, loc *time.Location) (report.Period, error) {

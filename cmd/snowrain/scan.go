@@ -268,41 +268,16 @@ func runScanReport(args []string, out io.Writer) error {
 	}
 	defer store.Close()
 	if *id == 0 {
-		store.DB.QueryRow(`SELECT COALESCE(MAX(id), 0) FROM scan_runs`).Scan(id)
+		store.DB.QueryRow(`SELECT COALESCE(MAX(id), 0) FROM scan_runs WHERE kind = 'domains'`).Scan(id)
 	}
 	s, err := scanner.Summarize(ctx, store.DB, *id)
 	if err != nil {
 		return err
 	}
 	r := &report.ScanReport{Run: *id, S: s}
-	if *format == "csv" {
-		if *output == "" {
-			return fmt.Errorf("--format csv needs -o DIRECTORY")
-		}
-		return r.WriteCSV(*output)
-	}
-	w := out
-	if *output != "" {
-		f, err := os.Create(*output)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = f
-	}
-	switch *format {
-	case "text":
-		return r.WriteText(w)
-	case "md":
-		return r.WriteMarkdown(w)
-	case "html":
-		return r.WriteHTML(w)
-	case "json":
-		return writeJSON(w, struct {
-			Run    int64            `json:"run"`
-			Tables []report.Table   `json:"tables"`
-			S      *scanner.Summary `json:"summary"`
-		}{*id, r.Tables(), s})
-	}
-	return fmt.Errorf("--format %q: want text, md, json, csv or html", *format)
+	return writeReport(out, *format, *output, r.Heading(), r.Tables(), r.Charts(), struct {
+		Run    int64            `json:"run"`
+		Tables []report.Table   `json:"tables"`
+		S      *scanner.Summary `json:"summary"`
+	}{*id, r.Tables(), s})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"html/template"
 	"io"
 	"net/netip"
 	"os"
@@ -129,6 +130,44 @@ func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*mea
 	}, nil
 }
 
+// sweep is what both sweeps set up before they start.
+type sweep struct {
+	targets       *scanner.Targets
+	shard, shards int
+	ctx           context.Context
+	run           *scanner.Run
+	geo           *scanner.Geo
+	block         *scanner.Blocklist
+	close         func()
+}
+
+// setup parses the shared flags and opens the run; close undoes it.
+func (f *sweepFlags) setup(args []string, kind string, out io.Writer) (*sweep, error) {
+	if err := f.fs.Parse(args); err != nil {
+		return nil, err
+	}
+	s := &sweep{}
+	var err error
+	if s.targets, err = f.parseTargets(); err != nil {
+		return nil, err
+	}
+	if s.shard, s.shards, err = f.shardOf(); err != nil {
+		return nil, err
+	}
+	if s.block, err = loadBlocklist(*f.block); err != nil {
+		return nil, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	_, run, geo, closeAll, err := f.open(ctx, kind, out)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	s.ctx, s.run, s.geo = ctx, run, geo
+	s.close = func() { closeAll(); stop() }
+	return s, nil
+}
+
 func finishRun(run *scanner.Run, err error, kind string, n int64) error {
 	if ferr := run.Flush(); ferr != nil {
 		return ferr
@@ -148,49 +187,32 @@ func finishRun(run *scanner.Run, err error, kind string, n int64) error {
 func runScanHosts(args []string, out io.Writer) error {
 	f := newSweepFlags("scan hosts")
 	ehlo := f.fs.String("ehlo", "", "EHLO name: a host explaining the scan")
-	if err := f.fs.Parse(args); err != nil {
-		return err
-	}
-	targets, err := f.parseTargets()
+	sw, err := f.setup(args, "hosts", out)
 	if err != nil {
 		return err
 	}
-	shard, shards, err := f.shardOf()
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	_, run, geo, closeAll, err := f.open(ctx, "hosts", out)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	block, err := loadBlocklist(*f.block)
-	if err != nil {
-		return err
-	}
+	defer sw.close()
 	port := *f.port
 	if port == 0 {
 		port = 25
 	}
 	var done atomic.Int64
-	stopProgress := startProgress(*f.progress, &done, int64(targets.Len())/int64(shards))
-	err = scanner.SweepHosts(ctx, scanner.HostOptions{
-		Grabber: &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Blocklist: block},
-		Port:    port, Workers: *f.workers, Rate: rate.Limit(*f.rate), Seed: *f.seed, Shard: shard, Shards: shards,
-		Skip: run.Done,
+	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.shards))
+	err = scanner.SweepHosts(sw.ctx, scanner.HostOptions{
+		Grabber: &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Blocklist: sw.block},
+		Port:    port, Workers: *f.workers, Rate: rate.Limit(*f.rate), Seed: *f.seed, Shard: sw.shard, Shards: sw.shards,
+		Skip: sw.run.Done,
 		OnResult: func(h *scanner.HostResult) {
 			if h.ErrorClass == scanner.ErrClassConnect {
 				done.Add(1)
 				return // closed ports are counted, not stored
 			}
-			h.ASN, h.Organization, h.Country = geo.Lookup(h.IP)
-			run.SaveHost(h)
+			h.ASN, h.Organization, h.Country = sw.geo.Lookup(h.IP)
+			sw.run.SaveHost(h)
 			done.Add(1)
-		}}, targets)
+		}}, sw.targets)
 	stopProgress()
-	return finishRun(run, err, "hosts", done.Load())
+	return finishRun(sw.run, err, "hosts", done.Load())
 }
 
 // runScanResolvers is `snowrain scan resolvers`: falsified MX answers.
@@ -199,28 +221,11 @@ func runScanResolvers(args []string, out io.Writer) error {
 	providers := f.fs.String("providers", strings.Join(scanner.DefaultProviders, ","), "provider domains to ask about")
 	trusted := f.fs.String("dns", "", "trusted recursive resolver for the ground truth (default /etc/resolv.conf)")
 	perTarget := f.fs.Float64("per-target-rate", 20, "queries per second to one resolver")
-	if err := f.fs.Parse(args); err != nil {
-		return err
-	}
-	targets, err := f.parseTargets()
+	sw, err := f.setup(args, "resolvers", out)
 	if err != nil {
 		return err
 	}
-	shard, shards, err := f.shardOf()
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	_, run, geo, closeAll, err := f.open(ctx, "resolvers", out)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	block, err := loadBlocklist(*f.block)
-	if err != nil {
-		return err
-	}
+	defer sw.close()
 	var servers []string
 	if *trusted != "" {
 		servers = []string{*trusted}
@@ -229,7 +234,7 @@ func runScanResolvers(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	truth, err := scanner.GroundTruth(ctx, res, strings.Split(*providers, ","))
+	truth, err := scanner.GroundTruth(sw.ctx, res, strings.Split(*providers, ","))
 	if err != nil {
 		return fmt.Errorf("ground truth: %w", err)
 	}
@@ -237,10 +242,10 @@ func runScanResolvers(args []string, out io.Writer) error {
 	if port == 0 {
 		port = 53
 	}
-	p := &scanner.ResolverProber{Port: port, Timeout: *f.timeout, Blocklist: block, Truth: truth, PerTarget: rate.Limit(*perTarget)}
+	p := &scanner.ResolverProber{Port: port, Timeout: *f.timeout, Blocklist: sw.block, Truth: truth, PerTarget: rate.Limit(*perTarget)}
 	var done atomic.Int64
-	_ = geo
-	err = scanner.SweepResolvers(ctx, p, targets, *f.seed, shard, shards, *f.workers, rate.Limit(*f.rate),
+	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.shards))
+	err = scanner.SweepResolvers(sw.ctx, p, sw.targets, *f.seed, sw.shard, sw.shards, *f.workers, rate.Limit(*f.rate),
 		func(r *scanner.ResolverResult) {
 			done.Add(1)
 			if len(r.Providers) == 0 {
@@ -251,10 +256,11 @@ func runScanResolvers(args []string, out io.Writer) error {
 				silent = silent && c == scanner.DNSNoAnswer
 			}
 			if !silent { // no resolver there: not stored
-				run.SaveResolver(r)
+				sw.run.SaveResolver(r)
 			}
 		})
-	return finishRun(run, err, "resolvers", done.Load())
+	stopProgress()
+	return finishRun(sw.run, err, "resolvers", done.Load())
 }
 
 // runExposureReport is `snowrain report exposure`.
@@ -358,6 +364,13 @@ func runSweepReport(kind string, args []string, out io.Writer) error {
 
 // writeTables renders tables in the report formats.
 func writeTables(out io.Writer, format, output, heading string, tables []report.Table) error {
+	return writeReport(out, format, output, heading, tables, nil, nil)
+}
+
+// writeReport is writeTables with SVG charts for the HTML form and, when
+// jsonDoc is set, that document as the JSON form.
+func writeReport(out io.Writer, format, output, heading string, tables []report.Table,
+	charts map[string]template.HTML, jsonDoc any) error {
 	if format == "csv" {
 		if output == "" {
 			return fmt.Errorf("--format csv needs -o DIRECTORY")
@@ -379,8 +392,11 @@ func writeTables(out io.Writer, format, output, heading string, tables []report.
 	case "md":
 		return report.WriteMarkdown(w, heading, tables)
 	case "html":
-		return report.WriteHTML(w, heading, tables, nil)
+		return report.WriteHTML(w, heading, tables, charts)
 	case "json":
+		if jsonDoc != nil {
+			return writeJSON(w, jsonDoc)
+		}
 		return writeJSON(w, struct {
 			Heading string         `json:"heading"`
 			Tables  []report.Table `json:"tables"`

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs Postfix and swaks for the end-to-end tests when missing, and
 # makes sure the default instance has a main.cf (throwaway test instances
-# register themselves in its alternate_config_directories). Idempotent.
+# register themselves in its alternate_config_directories while they run,
+# and remove themselves again). Idempotent. A Postfix already running on
+# this machine is left alone: running, on its ports, its files unchanged.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
-	echo "deps-postfix: not root; the Postfix tests will be skipped" >&2
+	echo "deps-postfix: not root; cannot install Postfix (the Postfix tests need root)" >&2
 	exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -14,13 +16,10 @@ if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null; then
 fi
 if [ ! -f /etc/postfix/main.cf ]; then
 	cat > /etc/postfix/main.cf <<'CF'
-# Minimal main.cf written by snowrain's scripts/deps-postfix.sh: the
-# default instance stays stopped; test instances live elsewhere.
+# Minimal main.cf written by snowrain's scripts/deps-postfix.sh (Postfix was
+# installed with "No configuration"): the default instance is not started.
 compatibility_level = 3.6
 inet_interfaces = loopback-only
 mydestination =
 CF
 fi
-# The default instance must not hold port 25 for the tests.
-postfix status >/dev/null 2>&1 && postfix stop >/dev/null 2>&1 || true
-postconf -e 'multi_instance_wrapper =' >/dev/null

@@ -214,17 +214,26 @@ func register(dir string, add bool) error {
 	}
 	var dirs []string
 	for _, d := range strings.FieldsFunc(string(out), func(r rune) bool { return r == ' ' || r == ',' || r == '\n' }) {
-		if d != dir {
-			if _, err := os.Stat(d); err == nil {
-				dirs = append(dirs, d)
-			}
+		if d == dir {
+			continue
 		}
+		// Only our own entries are pruned: stale ones of killed tests.
+		if _, err := os.Stat(d); err != nil && strings.HasPrefix(d, "/var/tmp/snowrain-postfix-") {
+			continue
+		}
+		dirs = append(dirs, d)
 	}
 	if add {
 		dirs = append(dirs, dir)
 	}
-	if o, err := exec.Command("postconf", "-e", "alternate_config_directories = "+strings.Join(dirs, " ")).CombinedOutput(); err != nil {
-		return fmt.Errorf("postconf -e: %v %s", err, o)
+	// The last instance out removes the key, leaving main.cf as it was
+	// (a contributor's own Postfix may be running on it).
+	cmd := exec.Command("postconf", "-X", "alternate_config_directories")
+	if len(dirs) > 0 {
+		cmd = exec.Command("postconf", "-e", "alternate_config_directories = "+strings.Join(dirs, " "))
+	}
+	if o, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("postconf: %v %s", err, o)
 	}
 	return nil
 }

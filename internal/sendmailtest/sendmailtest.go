@@ -191,6 +191,9 @@ func (in *Instance) buildCF(o Options, port int) (string, error) {
 		w("define(`confCACERT', `%s')dnl", filepath.Join(tlsDir, "ca.pem"))
 		w("define(`confCACERT_PATH', `%s')dnl", tlsDir)
 	}
+	// Without it Sendmail also opens its MSA on port 587: a test must bind
+	// only the port it picked.
+	w("FEATURE(`no_default_msa')dnl")
 	w("FEATURE(`promiscuous_relay')dnl")
 	w("FEATURE(`accept_unresolvable_domains')dnl")
 	w("FEATURE(`accept_unqualified_senders')dnl")

@@ -8,7 +8,6 @@ import (
 
 	"github.com/emersion/go-msgauth/dmarc"
 	"github.com/miekg/dns"
-	"golang.org/x/net/publicsuffix"
 
 	"github.com/snowrain/snowrain/resolver"
 )
@@ -244,23 +243,13 @@ func (c *DMARCChecker) disposition(policy string, pct *int) string {
 // aligned reports identifier alignment (RFC 7489 3.1): strict needs equal
 // domains, relaxed equal organizational domains.
 func aligned(id, from string, mode dmarc.AlignmentMode) bool {
-	id, from = strings.ToLower(strings.TrimSuffix(id, ".")), strings.ToLower(strings.TrimSuffix(from, "."))
-	if id == "" || from == "" {
+	if mode == dmarc.AlignmentStrict {
+		return SameDomain(id, from)
+	}
+	id, okID := NormalizeDomain(id)
+	from, okFrom := NormalizeDomain(from)
+	if !okID || !okFrom || id == "" || from == "" {
 		return false
 	}
-	if mode == dmarc.AlignmentStrict {
-		return id == from
-	}
 	return OrgDomain(id) == OrgDomain(from)
-}
-
-// OrgDomain returns the organizational domain (public suffix plus one
-// label) of domain, or domain itself when it is a public suffix.
-func OrgDomain(domain string) string {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	org, err := publicsuffix.EffectiveTLDPlusOne(domain)
-	if err != nil {
-		return domain
-	}
-	return org
 }

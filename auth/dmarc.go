@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 
 	"github.com/emersion/go-msgauth/dmarc"

@@ -264,15 +264,44 @@ func dkimClassText(msg string) string {
 	return head
 }
 
-// DKIMVerdict is the message's DKIM verdict: pass if any signature passes,
-// fail if there were signatures, none otherwise.
+// RFC 8601 section 2.7.1 results of a DKIM signature, as the
+// Authentication-Results header writes them. Signature.Result holds one;
+// DKIMVerdict gives the message's.
+const (
+	DKIMPass      = "pass"
+	DKIMFail      = "fail"
+	DKIMNeutral   = "neutral"
+	DKIMPolicy    = "policy"
+	DKIMTempError = "temperror"
+	DKIMPermError = "permerror"
+	DKIMNone      = "none" // the message has no signature
+)
+
+// dkimVerdictOrder ranks signature results for the message verdict: a
+// pass decides; without one, a temporary failure comes first, since the
+// same message may pass later (as DMARC treats it, RFC 7489 6.6.2), then
+// a failed verification, then a signature that could not be checked.
+var dkimVerdictOrder = []string{DKIMPass, DKIMTempError, DKIMFail, DKIMPermError, DKIMNeutral, DKIMPolicy}
+
+// DKIMVerdict is the message's DKIM result in RFC 8601 terms, the one the
+// store, the metrics and the report count: none without signatures, pass
+// if any signature passes, else the first of dkimVerdictOrder that some
+// signature has. It never folds permerror or temperror into fail, so the
+// store says what the Authentication-Results header said.
 func DKIMVerdict(sigs []Signature) string {
-	v := "none"
-	for _, s := range sigs {
-		if s.Result == "pass" {
-			return "pass"
-		}
-		v = "fail"
+	if len(sigs) == 0 {
+		return DKIMNone
 	}
-	return v
+	best := len(dkimVerdictOrder)
+	for _, s := range sigs {
+		for i, r := range dkimVerdictOrder {
+			if s.Result == r && i < best {
+				best = i
+			}
+		}
+	}
+	if best == len(dkimVerdictOrder) {
+		return DKIMPermError // a result we do not know is not a pass
+	}
+	return dkimVerdictOrder[best]
 }

@@ -3,12 +3,13 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 
 	"github.com/emersion/go-msgauth/dmarc"
 	"github.com/miekg/dns"
-	"golang.org/x/net/publicsuffix"
 
 	"github.com/snowrain/snowrain/resolver"
 )
@@ -63,13 +64,13 @@ func (c *DMARCChecker) Check(ctx context.Context, in DMARCInput) DMARCResult {
 		r.Result = "permerror"
 		return r
 	}
-	rec, at, err := c.lookup(ctx, in.FromDomain)
+	rec, at, err := LookupDMARC(ctx, c.Resolver, in.FromDomain)
 	switch {
 	case resolver.IsTemporary(err):
 		r.Result, r.Err = "temperror", err
 		return r
-	case errors.Is(err, errMultipleRecords):
-		r.Result, r.Err = "none", err // RFC 7489 6.6.3 step 5
+	case errors.Is(err, ErrDMARCMultiple), errors.Is(err, ErrDMARCNoPolicy):
+		r.Result, r.Err = "none", err // RFC 7489 6.6.3: no DMARC processing
 		return r
 	case err != nil:
 		r.Result, r.Err = "permerror", err
@@ -97,11 +98,22 @@ func (c *DMARCChecker) Check(ctx context.Context, in DMARCInput) DMARCResult {
 	return r
 }
 
-// lookup finds the record at the domain, then at its organizational domain.
-// Only an empty set of records at the domain sends it on: more than one
-// ends policy discovery (RFC 7489 6.6.3).
-func (c *DMARCChecker) lookup(ctx context.Context, domain string) (*DMARCRecord, string, error) {
-	rec, err := c.fetch(ctx, domain)
+// LookupDMARC is the one DMARC policy discovery (RFC 7489 6.6.3) of
+// snowrain, used by the milter's DMARCChecker and the scanner's Table 18
+// alike: the record at domain, else at its organizational domain. It
+// returns the record and the domain it was found at; (nil, "", nil) when
+// none is published. Only an empty set of DMARC records at domain sends
+// it on: ErrDMARCMultiple (several records) and ErrDMARCNoPolicy (a record
+// without a valid p= and without a valid rua=) end discovery with no
+// DMARC processing; ErrDMARCInvalid is a record that does not parse
+// (permerror); resolver errors are returned as they are (temperror when
+// resolver.IsTemporary).
+func LookupDMARC(ctx context.Context, r resolver.Resolver, domain string) (*DMARCRecord, string, error) {
+	domain, ok := NormalizeDomain(domain)
+	if !ok || domain == "" {
+		return nil, "", fmt.Errorf("%w: domain %q", ErrDMARCInvalid, domain)
+	}
+	rec, err := fetchDMARC(ctx, r, domain)
 	if rec != nil || (err != nil && !resolver.IsNotFound(err)) {
 		return rec, domain, err
 	}
@@ -109,21 +121,29 @@ func (c *DMARCChecker) lookup(ctx context.Context, domain string) (*DMARCRecord,
 	if org == domain {
 		return nil, "", nil
 	}
-	rec, err = c.fetch(ctx, org)
+	rec, err = fetchDMARC(ctx, r, org)
 	if resolver.IsNotFound(err) {
 		err = nil
+	}
+	if rec == nil && err == nil {
+		return nil, "", nil
 	}
 	return rec, org, err
 }
 
-// errInvalidRecord marks a _dmarc TXT record that does not parse.
-var errInvalidRecord = errors.New("dmarc: invalid record")
+// Errors of LookupDMARC and ParseDMARC.
+var (
+	// ErrDMARCInvalid marks a DMARC record that does not parse.
+	ErrDMARCInvalid = errors.New("dmarc: invalid record")
+	// ErrDMARCMultiple marks a _dmarc name with more than one DMARC record.
+	ErrDMARCMultiple = errors.New("dmarc: multiple records")
+	// ErrDMARCNoPolicy marks a record with no valid p= (or an invalid sp=)
+	// and no valid rua=: RFC 7489 6.6.3 applies no DMARC processing.
+	ErrDMARCNoPolicy = errors.New("dmarc: record without a valid p= or rua=")
+)
 
-// errMultipleRecords marks a _dmarc name with more than one DMARC record.
-var errMultipleRecords = errors.New("dmarc: multiple records")
-
-func (c *DMARCChecker) fetch(ctx context.Context, domain string) (*DMARCRecord, error) {
-	txts, err := c.Resolver.LookupTXT(ctx, "_dmarc."+domain)
+func fetchDMARC(ctx context.Context, r resolver.Resolver, domain string) (*DMARCRecord, error) {
+	txts, err := r.LookupTXT(ctx, "_dmarc."+domain)
 	if err != nil {
 		return nil, err
 	}
@@ -137,56 +157,132 @@ func (c *DMARCChecker) fetch(ctx context.Context, domain string) (*DMARCRecord, 
 	case 0:
 		return nil, nil
 	case 1:
+		return ParseDMARC(found[0])
 	default:
-		return nil, errMultipleRecords
+		return nil, ErrDMARCMultiple
 	}
-	rec, err := ParseDMARC(found[0])
-	if err != nil {
-		return nil, errors.Join(errInvalidRecord, err)
-	}
-	return rec, nil
 }
 
-// isDMARC1 reports whether a TXT record starts with the tag v=DMARC1
-// (RFC 7489 6.4: dmarc-version = "v" *WSP "=" *WSP "DMARC1"), so that
-// "v = DMARC1" counts and "v=DMARC10" does not.
+// isDMARC1 reports whether a TXT record starts with the tag v=DMARC1.
+// RFC 7489 6.4: dmarc-version = "v" *WSP "=" *WSP %x44 %x4d %x41 %x52 %x43
+// %x31: the tag name is an ABNF string, so case-insensitive; the value is
+// given as code points, so exactly "DMARC1". "v = DMARC1" and "V=DMARC1"
+// count, "v=DMARC10" and "v=dmarc1" do not.
 func isDMARC1(txt string) bool {
 	first, _, _ := strings.Cut(txt, ";")
 	k, v, _ := strings.Cut(first, "=")
-	return strings.TrimSpace(k) == "v" && strings.TrimSpace(v) == "DMARC1"
+	return strings.EqualFold(strings.TrimSpace(k), "v") && strings.TrimSpace(v) == "DMARC1"
 }
 
-// ParseDMARC parses a DMARC record, requiring the tags go-msgauth leaves
-// lenient: v=DMARC1 first and a valid p=.
+// ParseDMARC parses a DMARC record (RFC 7489 6.3, 6.4): v=DMARC1 first,
+// tag names and the keyword values of p, sp, np, adkim and aspf
+// case-insensitive (ABNF strings). A record without a valid p=, or with an
+// invalid sp=, is read as p=none when its rua= holds a valid URI, and is
+// ErrDMARCNoPolicy otherwise (RFC 7489 6.6.3). Other syntax errors are
+// ErrDMARCInvalid.
 func ParseDMARC(txt string) (*DMARCRecord, error) {
 	if !isDMARC1(txt) {
-		return nil, errors.New("dmarc: record does not start with v=DMARC1")
+		return nil, fmt.Errorf("%w: does not start with v=DMARC1", ErrDMARCInvalid)
 	}
-	rec, err := dmarc.Parse(txt)
+	var tags []string // names in record order, v first
+	vals := map[string]string{}
+	for _, spec := range strings.Split(txt, ";") {
+		if strings.TrimSpace(spec) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(spec, "=")
+		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%w: malformed tag %.40q", ErrDMARCInvalid, spec)
+		}
+		switch k {
+		case "p", "sp", "np", "adkim", "aspf":
+			v = strings.ToLower(v)
+		}
+		if _, dup := vals[k]; !dup {
+			tags = append(tags, k)
+		}
+		vals[k] = v
+	}
+	validPolicy := func(p string) bool { return p == PolicyNone || p == PolicyQuarantine || p == PolicyReject }
+	sp, hasSP := vals["sp"]
+	if !validPolicy(vals["p"]) || (hasSP && !validPolicy(sp)) {
+		if !validURIList(vals["rua"]) {
+			return nil, ErrDMARCNoPolicy
+		}
+		// "act as if a record containing a valid v tag and p=none was
+		// retrieved": the rest of the record still counts, sp= does not.
+		if _, ok := vals["p"]; !ok {
+			tags = append(tags, "p")
+		}
+		vals["p"] = PolicyNone
+		delete(vals, "sp")
+	}
+	var canon strings.Builder
+	for _, k := range tags {
+		if v, ok := vals[k]; ok {
+			if k == "v" {
+				v = "DMARC1"
+			}
+			canon.WriteString(k + "=" + v + ";")
+		}
+	}
+	rec, err := dmarc.Parse(canon.String())
 	if err != nil {
-		return nil, err
-	}
-	if rec.Percent != nil && (*rec.Percent < 0 || *rec.Percent > 100) {
-		return nil, errors.New("dmarc: pct out of range")
+		return nil, errors.Join(ErrDMARCInvalid, err)
 	}
 	r := &DMARCRecord{Record: rec}
-	for _, spec := range strings.Split(txt, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(spec), "=")
-		if strings.TrimSpace(k) == "np" {
-			switch v = strings.ToLower(strings.TrimSpace(v)); v {
-			case PolicyNone, PolicyQuarantine, PolicyReject:
-				r.NP = v
-			default:
-				return nil, errors.New("dmarc: invalid np= policy")
-			}
+	if np, ok := vals["np"]; ok {
+		if !validPolicy(np) {
+			return nil, fmt.Errorf("%w: invalid np= policy", ErrDMARCInvalid)
 		}
+		r.NP = np
 	}
 	return r, nil
 }
 
+// validURIList reports whether a rua= value holds at least one
+// syntactically valid reporting URI (RFC 7489 6.4 dmarc-uri: an absolute
+// URI, optionally followed by "!" and a size).
+func validURIList(list string) bool {
+	for _, u := range strings.Split(list, ",") {
+		u = strings.TrimSpace(u)
+		if i := strings.LastIndexByte(u, '!'); i >= 0 {
+			u = u[:i]
+		}
+		p, err := url.Parse(u)
+		if err == nil && p.Scheme != "" && (p.Opaque != "" || p.Host != "" || p.Path != "") {
+			return true
+		}
+	}
+	return false
+}
+
+// PolicyInvalid is the Table 18 class of a published record that does not
+// parse (the milter's DMARC permerror).
+const PolicyInvalid = "invalid"
+
+// Published returns the Table 18 class of the DMARC policy that applies to
+// mail from domain, exactly as Check would put it in DMARCResult.Policy
+// (sp= and np= below the organizational domain included), with the record
+// and the domain it was found at. A record that does not parse is
+// PolicyInvalid; err is set only for a lookup that failed (temperror).
+func (c *DMARCChecker) Published(ctx context.Context, domain string) (class string, rec *DMARCRecord, at string, err error) {
+	rec, at, err = LookupDMARC(ctx, c.Resolver, domain)
+	switch {
+	case resolver.IsTemporary(err):
+		return PolicyAbsent, nil, "", err
+	case errors.Is(err, ErrDMARCMultiple), errors.Is(err, ErrDMARCNoPolicy), err == nil && rec == nil:
+		return PolicyAbsent, nil, "", nil
+	case err != nil:
+		return PolicyInvalid, nil, "", nil
+	}
+	return c.policyFor(ctx, rec, domain, at), rec, at, nil
+}
+
 func (c *DMARCChecker) policyFor(ctx context.Context, rec *DMARCRecord, from, at string) string {
 	p := string(rec.Policy)
-	if from != at {
+	if !SameDomain(from, at) {
 		if np := npTag(rec); np != "" && c.nonExistent(ctx, from) {
 			return np
 		}
@@ -244,23 +340,13 @@ func (c *DMARCChecker) disposition(policy string, pct *int) string {
 // aligned reports identifier alignment (RFC 7489 3.1): strict needs equal
 // domains, relaxed equal organizational domains.
 func aligned(id, from string, mode dmarc.AlignmentMode) bool {
-	id, from = strings.ToLower(strings.TrimSuffix(id, ".")), strings.ToLower(strings.TrimSuffix(from, "."))
-	if id == "" || from == "" {
+	if mode == dmarc.AlignmentStrict {
+		return SameDomain(id, from)
+	}
+	id, okID := NormalizeDomain(id)
+	from, okFrom := NormalizeDomain(from)
+	if !okID || !okFrom || id == "" || from == "" {
 		return false
 	}
-	if mode == dmarc.AlignmentStrict {
-		return id == from
-	}
 	return OrgDomain(id) == OrgDomain(from)
-}
-
-// OrgDomain returns the organizational domain (public suffix plus one
-// label) of domain, or domain itself when it is a public suffix.
-func OrgDomain(domain string) string {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	org, err := publicsuffix.EffectiveTLDPlusOne(domain)
-	if err != nil {
-		return domain
-	}
-	return org
 }

@@ -48,6 +48,14 @@ _dmarc.other.example.         TXT "v=spf1 -all"
 _dmarc.orgok.example.         TXT "v=DMARC1; p=reject"
 _dmarc.example.co.uk.         TXT "v=DMARC1; p=quarantine"
 sub.reject.example.           A 192.0.2.1
+_dmarc.ruaonly.example.       TXT "v=DMARC1; rua=mailto:d@ruaonly.example"
+_dmarc.badprua.example.       TXT "v=DMARC1; p=bogus; sp=reject; rua=mailto:d@badprua.example!10m"
+_dmarc.badsprua.example.      TXT "v=DMARC1; p=reject; sp=bogus; rua=https://r.example/dmarc"
+_dmarc.badsp.example.         TXT "v=DMARC1; p=reject; sp=bogus"
+_dmarc.norua.example.         TXT "v=DMARC1; sp=reject; adkim=s"
+_dmarc.badrua.example.        TXT "v=DMARC1; rua=not a uri"
+_dmarc.upper.example.         TXT "V=DMARC1; P=Reject; SP=None; ADKIM=S; PCT=100"
+_dmarc.lowerv.example.        TXT "v=dmarc1; p=reject"
 `
 
 // mailFrom builds the MAIL FROM result a caller hands to DMARC.
@@ -137,10 +145,26 @@ func TestDMARC(t *testing.T) {
 		{"spaces around =", DMARCInput{FromDomain: "spaced.example"}, "fail", "reject", "reject", "spaced.example", false, false},
 		{"public suffix From", DMARCInput{FromDomain: "co.uk"}, "none", "absent", "none", "", false, false},
 		// Errors.
-		{"invalid p", DMARCInput{FromDomain: "invalid.example"}, "permerror", "absent", "none", "", false, false},
+		// RFC 7489 6.6.3: no valid p= (or a bad sp=) is p=none with a
+		// valid rua=, else no DMARC processing at all.
+		{"invalid p", DMARCInput{FromDomain: "invalid.example"}, "none", "absent", "none", "", false, false},
+		{"rua only", DMARCInput{FromDomain: "ruaonly.example"}, "fail", "none", "none", "ruaonly.example", false, false},
+		{"rua only, subdomain", DMARCInput{FromDomain: "x.ruaonly.example"}, "fail", "none", "none", "ruaonly.example", false, false},
+		{"bad p with rua", DMARCInput{FromDomain: "badprua.example"}, "fail", "none", "none", "badprua.example", false, false},
+		{"bad p with rua, sp= ignored", DMARCInput{FromDomain: "x.badprua.example"}, "fail", "none", "none", "badprua.example", false, false},
+		{"bad sp with rua", DMARCInput{FromDomain: "badsprua.example"}, "fail", "none", "none", "badsprua.example", false, false},
+		{"bad sp without rua", DMARCInput{FromDomain: "badsp.example"}, "none", "absent", "none", "", false, false},
+		{"no p, no rua", DMARCInput{FromDomain: "norua.example"}, "none", "absent", "none", "", false, false},
+		{"no p, bad rua", DMARCInput{FromDomain: "badrua.example"}, "none", "absent", "none", "", false, false},
+		// Tag names and keywords are case-insensitive; DMARC1 is not.
+		{"upper-case tags", DMARCInput{FromDomain: "upper.example"}, "fail", "reject", "reject", "upper.example", false, false},
+		{"upper-case tags, sp", DMARCInput{FromDomain: "x.upper.example"}, "fail", "none", "none", "upper.example", false, false},
+		{"upper-case tags, adkim=S", DMARCInput{FromDomain: "upper.example", DKIMDomains: []string{"x.upper.example"}}, "fail", "reject", "reject", "upper.example", false, false},
+		{"v=dmarc1 is no record", DMARCInput{FromDomain: "lowerv.example"}, "none", "absent", "none", "", false, false},
 		{"invalid np", DMARCInput{FromDomain: "badnp.example"}, "permerror", "absent", "none", "", false, false},
 		{"pct out of range", DMARCInput{FromDomain: "badpct.example"}, "permerror", "absent", "none", "", false, false},
-		{"invalid at org", DMARCInput{FromDomain: "sub.invalid.example"}, "permerror", "absent", "none", "", false, false},
+		{"invalid at org", DMARCInput{FromDomain: "sub.invalid.example"}, "none", "absent", "none", "", false, false},
+		{"invalid pct at org", DMARCInput{FromDomain: "sub.badpct.example"}, "permerror", "absent", "none", "", false, false},
 		{"servfail", DMARCInput{FromDomain: "temp.example", SPF: mailFrom("temp.example", "pass")}, "temperror", "absent", "none", "", false, false},
 		{"servfail at sub: no fallback", DMARCInput{FromDomain: "sub.orgok.example"}, "temperror", "absent", "none", "", false, false},
 		{"servfail at org", DMARCInput{FromDomain: "x.orgtemp.example"}, "temperror", "absent", "none", "", false, false},
@@ -295,6 +319,12 @@ func TestParseDMARC(t *testing.T) {
 		{"v=DMARC10; p=reject", "", false},
 		{"v=DMARC1", "", false},
 		{"v=DMARC1; p=", "", false},
+		{"v=DMARC1; rua=mailto:a@b.example", "", true},
+		{"v=DMARC1; p=; rua=mailto:a@b.example", "", true},
+		{"v=DMARC1; rua=nonsense", "", false},
+		{"V=DMARC1; P=REJECT; NP=Reject", "reject", true},
+		{"v=dmarc1; p=reject", "", false},
+		{"v=DMARC1; P=reject; RUA=mailto:a@b.example; Fo=1", "", true},
 		{"v=DMARC1; p=reject; pct=-1", "", false},
 		{"v=DMARC1; p=reject; pct=101", "", false},
 		{"v=DMARC1; p=reject; pct=0", "", true},

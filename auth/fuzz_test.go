@@ -134,7 +134,7 @@ func FuzzAlignment(f *testing.F) {
 	f.Add("mail.example.com", "example.com")
 	f.Add("a..b", ".")
 	f.Add("xn--bcher-kva.example", "BÜCHER.example")
-	norm := func(s string) string { return strings.ToLower(strings.TrimSuffix(s, ".")) }
+	norm := func(s string) string { d, _ := NormalizeDomain(s); return d }
 	f.Fuzz(func(t *testing.T, id, from string) {
 		strict := aligned(id, from, dmarc.AlignmentStrict)
 		relaxed := aligned(id, from, dmarc.AlignmentRelaxed)
@@ -144,7 +144,7 @@ func FuzzAlignment(f *testing.F) {
 		if strict != aligned(from, id, dmarc.AlignmentStrict) || relaxed != aligned(from, id, dmarc.AlignmentRelaxed) {
 			t.Fatalf("not symmetric: %q %q", id, from)
 		}
-		if norm(id) != "" && !aligned(id, id, dmarc.AlignmentStrict) {
+		if _, ok := NormalizeDomain(id); ok && norm(id) != "" && !aligned(id, id, dmarc.AlignmentStrict) {
 			t.Fatalf("%q does not align with itself", id)
 		}
 		if (norm(id) == "" || norm(from) == "") && relaxed {

@@ -40,23 +40,35 @@ type SPFChecker struct {
 func (c *SPFChecker) CheckMailFrom(ctx context.Context, ip net.IP, helo, sender string) SPFResult {
 	sender = strings.Trim(sender, "<> ") // as domainOf does, so spf checks the domain we report
 	if sender == "" {
-		return c.check(ctx, "mailfrom", ip, helo, "postmaster@"+helo, strings.ToLower(helo))
+		return c.check(ctx, "mailfrom", ip, helo, "postmaster", helo)
 	}
-	return c.check(ctx, "mailfrom", ip, helo, sender, domainOf(sender))
+	i := strings.LastIndexByte(sender, '@')
+	if i < 0 {
+		return SPFResult{Identity: "mailfrom", Result: string(spf.None)}
+	}
+	return c.check(ctx, "mailfrom", ip, helo, sender[:i], sender[i+1:])
 }
 
 // CheckHelo checks the HELO identity (RFC 7208 section 2.3).
 func (c *SPFChecker) CheckHelo(ctx context.Context, ip net.IP, helo string) SPFResult {
-	return c.check(ctx, "helo", ip, helo, "postmaster@"+helo, strings.ToLower(helo))
+	return c.check(ctx, "helo", ip, helo, "postmaster", helo)
 }
 
-func (c *SPFChecker) check(ctx context.Context, identity string, ip net.IP, helo, sender, domain string) SPFResult {
-	r := SPFResult{Identity: identity, Domain: domain}
-	if domain == "" || net.ParseIP(strings.Trim(domain, "[]")) != nil {
-		r.Result = string(spf.None)
+// check runs check_host() for local@domain. The domain is normalised
+// first (case, trailing dot, A-labels), so the record of an
+// internationalised MAIL FROM domain is found and the result aligns with
+// the A-label From domain; a domain that is malformed or not multi-label
+// is "none" without a lookup (RFC 7208 4.3).
+func (c *SPFChecker) check(ctx context.Context, identity string, ip net.IP, helo, local, domain string) SPFResult {
+	d, ok := NormalizeDomain(domain)
+	r := SPFResult{Identity: identity, Domain: d, Result: string(spf.None)}
+	if d == "" || net.ParseIP(strings.Trim(d, "[]")) != nil || !ok || !spfDomainValid(d) {
 		return r
 	}
-	res, err := spf.CheckHostWithSender(ip, helo, sender,
+	// blitiri splits the sender at its first "@": one inside a quoted
+	// local part must not make it check another domain than ours.
+	local = strings.ReplaceAll(local, "@", "%40")
+	res, err := spf.CheckHostWithSender(ip, helo, local+"@"+d,
 		spf.WithContext(ctx), spf.WithResolver(c.Resolver))
 	r.Result = string(res)
 	if res == spf.TempError || res == spf.PermError {
@@ -66,8 +78,28 @@ func (c *SPFChecker) check(ctx context.Context, identity string, ip net.IP, helo
 	return r
 }
 
+// spfDomainValid is RFC 7208 4.3's test of the <domain> check_host() is
+// called with: a multi-label name, no empty label, no label over 63
+// octets, at most 253 octets.
+func spfDomainValid(d string) bool {
+	if len(d) > 253 || !strings.Contains(d, ".") {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+	}
+	return true
+}
+
 // classifySPF maps a temperror/permerror to its Table 21 class.
 func classifySPF(res spf.Result, err error) string {
+	if resolver.IsInvalidName(err) {
+		// A name that cannot exist is never transient (RFC 7208 4.3,
+		// 5): whatever made blitiri stop on it is the record's fault.
+		return SPFPermError
+	}
 	if res == spf.TempError {
 		if resolver.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
 			return SPFDNSTimeout
@@ -91,5 +123,6 @@ func domainOf(addr string) string {
 	if i < 0 {
 		return ""
 	}
-	return strings.ToLower(strings.TrimSuffix(addr[i+1:], "."))
+	d, _ := NormalizeDomain(addr[i+1:])
+	return d
 }

@@ -38,6 +38,9 @@ temp.example.       TXT "v=spf1 include:broken.example -all"
 macro.example.      TXT "v=spf1 exists:%{i}._spf.macro.example -all"
 192.0.2.1._spf.macro.example. A 127.0.0.2
 loopback.example.   TXT "v=spf1 ip4:127.0.0.0/8 -all"
+xn--bcher-kva.example. TXT "v=spf1 ip4:192.0.2.0/24 -all"
+incbad.example.     TXT "v=spf1 include:a..b.example -all"
+abad.example.       TXT "v=spf1 a:x..y.example ip4:192.0.2.1 -all"
 ` + manyLookups()
 
 // manyLookups makes many.example need 11 DNS lookups, one over RFC 7208's
@@ -99,6 +102,22 @@ func TestSPF(t *testing.T) {
 		{"sender without domain", "192.0.2.9", "helo.example", "user@", "none", "", ""},
 		{"sender without @", "192.0.2.9", "helo.example", "postmaster", "none", "", ""},
 		{"literal domain", "192.0.2.1", "h.example", "a@[192.0.2.1]", "none", "", "[192.0.2.1]"},
+		// RFC 6531 MAIL FROM: checked, and reported, in A-labels.
+		{"U-label domain", "192.0.2.1", "h.example", "a@Bücher.example", "pass", "", "xn--bcher-kva.example"},
+		{"U-label domain fail", "198.51.100.7", "h.example", "a@bücher.example.", "fail", "", "xn--bcher-kva.example"},
+		{"quoted @ in local part", "198.51.100.7", "h.example", `"x@pass.example"@fail.example`, "fail", "", "fail.example"},
+		// RFC 7208 4.3: a malformed domain is none, not an error.
+		{"empty label", "192.0.2.1", "h.example", "a@a..example", "none", "", "a..example"},
+		{"leading dot", "192.0.2.1", "h.example", "a@.example", "none", "", ".example"},
+		{"label over 63", "192.0.2.1", "h.example", "a@" + strings.Repeat("x", 64) + ".example", "none", "", strings.Repeat("x", 64) + ".example"},
+		{"name over 253", "192.0.2.1", "h.example", "a@" + strings.Repeat("abcdefgh.", 28) + "example", "none", "", strings.Repeat("abcdefgh.", 28) + "example"},
+		{"single label", "192.0.2.1", "h.example", "a@localhost", "none", "", "localhost"},
+		{"bad IDN", "192.0.2.1", "h.example", "a@\u00ad\u200d.example", "none", "", "\u00ad\u200d.example"},
+		// A malformed name inside a record is the record's problem, never
+		// a transient one.
+		{"include of malformed name", "192.0.2.1", "h.example", "a@incbad.example", "permerror", SPFPermError, "incbad.example"},
+		{"a: of malformed name", "192.0.2.1", "h.example", "a@abad.example", "pass", "", "abad.example"},
+		{"a: of malformed name, no match", "192.0.2.2", "h.example", "a@abad.example", "fail", "", "abad.example"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

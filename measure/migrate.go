@@ -225,6 +225,47 @@ var migrations = []string{
 		run_id INTEGER NOT NULL, ip TEXT NOT NULL, result TEXT NOT NULL,
 		PRIMARY KEY (run_id, ip)
 	) WITHOUT ROWID;`,
+	// 9: DKIM results as RFC 8601 says them (pass, fail, neutral, policy,
+	// permerror, temperror), beside Table 8's classes. Signatures already
+	// held their RFC 8601 result; messages said "fail" for any signed
+	// message without a passing signature. Those get the verdict their
+	// signatures give (auth.DKIMVerdict's order: temperror, fail,
+	// permerror, neutral, policy), and hourly_messages is moved with them;
+	// hours whose messages were pruned keep "fail". Each signature's
+	// result is counted by hour in hourly_dkim_results.
+	`CREATE TABLE hourly_dkim_results (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, result TEXT NOT NULL, signatures INTEGER NOT NULL,
+		PRIMARY KEY (hour, direction, result)
+	) WITHOUT ROWID;
+	INSERT INTO hourly_dkim_results SELECT m.received_at / 3600, m.direction, s.result, COUNT(*)
+		FROM signatures s JOIN messages m ON m.id = s.message_id GROUP BY 1, 2, 3;
+	CREATE TEMP TABLE dkim_fix AS SELECT id, verdict FROM (SELECT m.id,
+		COALESCE((SELECT CASE WHEN s.result IN ('temperror', 'fail', 'permerror', 'neutral', 'policy')
+				THEN s.result ELSE 'permerror' END FROM signatures s WHERE s.message_id = m.id
+			ORDER BY CASE s.result WHEN 'temperror' THEN 1 WHEN 'fail' THEN 2 WHEN 'permerror' THEN 3
+				WHEN 'neutral' THEN 4 WHEN 'policy' THEN 5 ELSE 3 END LIMIT 1), 'fail') AS verdict
+		FROM messages m WHERE m.dkim_result = 'fail') WHERE verdict <> 'fail';
+	UPDATE hourly_messages SET messages = messages - (SELECT COUNT(*) FROM messages m JOIN dkim_fix f ON f.id = m.id
+		WHERE m.received_at / 3600 = hourly_messages.hour AND m.direction = hourly_messages.direction
+		AND m.action = hourly_messages.action AND COALESCE(m.tls_version, '') = hourly_messages.tls_version
+		AND COALESCE(m.cipher, '') = hourly_messages.cipher AND m.forward_secret = hourly_messages.forward_secret
+		AND COALESCE(m.spf_result, '') = hourly_messages.spf_result AND COALESCE(m.spf_class, '') = hourly_messages.spf_class
+		AND COALESCE(m.dmarc_result, '') = hourly_messages.dmarc_result
+		AND COALESCE(m.dmarc_policy, '') = hourly_messages.dmarc_policy
+		AND COALESCE(m.auth_class, '') = hourly_messages.auth_class AND COALESCE(m.fail_open, '') = hourly_messages.fail_open)
+		WHERE dkim_result = 'fail';
+	INSERT INTO hourly_messages SELECT m.received_at / 3600, m.direction, m.action, COALESCE(m.tls_version, ''),
+		COALESCE(m.cipher, ''), m.forward_secret, COALESCE(m.spf_result, ''), COALESCE(m.spf_class, ''),
+		f.verdict, COALESCE(m.dmarc_result, ''), COALESCE(m.dmarc_policy, ''),
+		COALESCE(m.auth_class, ''), COALESCE(m.fail_open, ''), COUNT(*)
+		FROM messages m JOIN dkim_fix f ON f.id = m.id WHERE true GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
+		ON CONFLICT (hour, direction, action, tls_version, cipher, forward_secret, spf_result, spf_class,
+			dkim_result, dmarc_result, dmarc_policy, auth_class, fail_open)
+		DO UPDATE SET messages = messages + excluded.messages;
+	DELETE FROM hourly_messages WHERE messages <= 0;
+	UPDATE messages SET dkim_result = (SELECT verdict FROM dkim_fix WHERE dkim_fix.id = messages.id)
+		WHERE id IN (SELECT id FROM dkim_fix);
+	DROP TABLE dkim_fix;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

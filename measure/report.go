@@ -21,10 +21,14 @@ type Counts struct {
 	SPFErrorClass map[string]int64 `json:"spf_error_class"`
 	DKIM          map[string]int64 `json:"dkim"`
 	DKIMFailClass map[string]int64 `json:"dkim_fail_class"`
-	DMARC         map[string]int64 `json:"dmarc"`
-	DMARCPolicy   map[string]int64 `json:"dmarc_policy"`
-	Auth          map[string]int64 `json:"auth"`
-	FailOpen      map[string]int64 `json:"fail_open"`
+	// DKIMResults counts signatures by their RFC 8601 result, as the
+	// Authentication-Results header writes them (one dkim= per
+	// signature); DKIM counts messages by auth.DKIMVerdict.
+	DKIMResults map[string]int64 `json:"dkim_signature_results"`
+	DMARC       map[string]int64 `json:"dmarc"`
+	DMARCPolicy map[string]int64 `json:"dmarc_policy"`
+	Auth        map[string]int64 `json:"auth"`
+	FailOpen    map[string]int64 `json:"fail_open"`
 }
 
 // DeliveryCounts are the outbound deliveries read from the MTA log.
@@ -153,6 +157,11 @@ func (s *Store) fill(ctx context.Context, c *Counts, dir string, since, until in
 		return fmt.Errorf("measure: report: %w", err)
 	}
 	c.DKIMFailClass, err = s.countMap(ctx, `SELECT class, SUM(signatures) FROM hourly_dkim_failures
+		WHERE direction = ? AND hour >= ? AND hour < ? GROUP BY 1`, dir, since, until)
+	if err != nil {
+		return err
+	}
+	c.DKIMResults, err = s.countMap(ctx, `SELECT result, SUM(signatures) FROM hourly_dkim_results
 		WHERE direction = ? AND hour >= ? AND hour < ? GROUP BY 1`, dir, since, until)
 	return err
 }

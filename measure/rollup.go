@@ -10,6 +10,7 @@ import (
 type rollup struct {
 	msgs    map[msgKey]int64
 	dkim    map[dkimKey]int64
+	dkimRes map[dkimResKey]int64
 	peers   map[peerKey][2]int64
 	clients map[clientKey][2]int64
 	deliv   map[delivKey]int64
@@ -25,6 +26,11 @@ type msgKey struct {
 type dkimKey struct {
 	hour             int64
 	direction, class string
+}
+
+type dkimResKey struct {
+	hour              int64
+	direction, result string
 }
 
 type peerKey struct {
@@ -44,7 +50,7 @@ type delivKey struct {
 }
 
 func newRollup() *rollup {
-	return &rollup{msgs: map[msgKey]int64{}, dkim: map[dkimKey]int64{}, peers: map[peerKey][2]int64{},
+	return &rollup{msgs: map[msgKey]int64{}, dkim: map[dkimKey]int64{}, dkimRes: map[dkimResKey]int64{}, peers: map[peerKey][2]int64{},
 		clients: map[clientKey][2]int64{}, deliv: map[delivKey]int64{}}
 }
 
@@ -84,6 +90,7 @@ func (r *rollup) addMessage(m *Message) {
 		if s.Class != "" {
 			r.dkim[dkimKey{h, m.Direction, s.Class}]++
 		}
+		r.dkimRes[dkimResKey{h, m.Direction, s.Result}]++
 	}
 }
 
@@ -107,10 +114,11 @@ var (
 	upsertMessages = upsert("hourly_messages", []string{"hour", "direction", "action", "tls_version", "cipher",
 		"forward_secret", "spf_result", "spf_class", "dkim_result", "dmarc_result", "dmarc_policy", "auth_class",
 		"fail_open"}, []string{"messages"})
-	upsertDKIM       = upsert("hourly_dkim_failures", []string{"hour", "direction", "class"}, []string{"signatures"})
-	upsertPeers      = upsert("hourly_peers", []string{"hour", "direction", "domain"}, []string{"messages", "tls"})
-	upsertClients    = upsert("hourly_clients", []string{"hour", "client_ip"}, []string{"messages", "tls"})
-	upsertDeliveries = upsert("hourly_deliveries", []string{"hour", "domain", "status", "tls_version", "cipher",
+	upsertDKIM        = upsert("hourly_dkim_failures", []string{"hour", "direction", "class"}, []string{"signatures"})
+	upsertDKIMResults = upsert("hourly_dkim_results", []string{"hour", "direction", "result"}, []string{"signatures"})
+	upsertPeers       = upsert("hourly_peers", []string{"hour", "direction", "domain"}, []string{"messages", "tls"})
+	upsertClients     = upsert("hourly_clients", []string{"hour", "client_ip"}, []string{"messages", "tls"})
+	upsertDeliveries  = upsert("hourly_deliveries", []string{"hour", "domain", "status", "tls_version", "cipher",
 		"tls_level", "forward_secret"}, []string{"deliveries"})
 )
 
@@ -127,6 +135,11 @@ func (r *rollup) write(exec execer) error {
 	}
 	for k, n := range r.dkim {
 		if err := exec(upsertDKIM, k.hour, k.direction, k.class, n); err != nil {
+			return err
+		}
+	}
+	for k, n := range r.dkimRes {
+		if err := exec(upsertDKIMResults, k.hour, k.direction, k.result, n); err != nil {
 			return err
 		}
 	}

@@ -211,7 +211,7 @@ func TestBadEncodingsAndHostileHeaders(t *testing.T) {
 	var fromClass, dkim string
 	var sigs int
 	h.store.DB.QueryRow(`SELECT from_class, dkim_result, dkim_signatures FROM messages`).Scan(&fromClass, &dkim, &sigs)
-	if fromClass != "multiple_from" || dkim != "fail" || sigs != 2 {
+	if fromClass != "multiple_from" || dkim != "permerror" || sigs != 2 {
 		t.Errorf("from_class %q dkim %q signatures %d", fromClass, dkim, sigs)
 	}
 }

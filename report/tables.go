@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/tlsinfo"
 )
 
@@ -20,7 +21,7 @@ type Table struct {
 
 // Tables returns every section in reading order.
 func (r *Report) Tables() []Table {
-	t := []Table{r.summary(), r.figure3(), r.table3(), r.table17(), r.table8(), r.table18(), r.table21(),
+	t := []Table{r.summary(), r.figure3(), r.table3(), r.table17(), r.table8(), r.dkimResults(), r.table18(), r.table21(),
 		r.peerDomains(), r.fullTLS(), r.plaintext(), r.downgrades(), r.detected()}
 	if r.opts.GeoIP != "" {
 		t = append(t, r.countryTable())
@@ -72,8 +73,8 @@ func (r *Report) summary() Table {
 			row("Inbound TLS with forward secrecy", c.Inbound.ForwardSecret, c.Inbound.TLSMessages, p.Inbound.ForwardSecret, p.Inbound.TLSMessages),
 			count("Outbound deliveries", c.Delivery.Deliveries, p.Delivery.Deliveries),
 			row("Outbound over TLS", c.Delivery.TLSDeliveries, c.Delivery.Deliveries, p.Delivery.TLSDeliveries, p.Delivery.Deliveries),
-			row("DKIM-signed messages failing", c.Inbound.DKIM["fail"], c.Inbound.DKIM["fail"]+c.Inbound.DKIM["pass"],
-				p.Inbound.DKIM["fail"], p.Inbound.DKIM["fail"]+p.Inbound.DKIM["pass"]),
+			row("DKIM-signed messages failing", dkimNotPass(c.Inbound), dkimSigned(c.Inbound),
+				dkimNotPass(p.Inbound), dkimSigned(p.Inbound)),
 			count("Messages rejected by snowrain", c.Inbound.Rejected, p.Inbound.Rejected),
 		}}
 }
@@ -175,10 +176,38 @@ func (r *Report) table8() Table {
 			{"body_hash", "Body hash mismatch"}, {"version", "Protocol version incorrect"},
 			{"duplicate_tags", "Duplicated tags"}, {"other", "Other error"}},
 		c.DKIMFailClass, p.DKIMFailClass, sum(c.DKIMFailClass), sum(p.DKIMFailClass))
-	signed, psigned := c.DKIM["pass"]+c.DKIM["fail"], p.DKIM["pass"]+p.DKIM["fail"]
-	overall := []string{"Overall failure rate", fmt.Sprint(c.DKIM["fail"]), pctS(c.DKIM["fail"], signed),
-		pctS(p.DKIM["fail"], psigned), change(c.DKIM["fail"], signed, p.DKIM["fail"], psigned)}
+	signed, psigned := dkimSigned(c), dkimSigned(p)
+	failing, pfailing := dkimNotPass(c), dkimNotPass(p)
+	overall := []string{"Overall failure rate", fmt.Sprint(failing), pctS(failing, signed),
+		pctS(pfailing, psigned), change(failing, signed, pfailing, psigned)}
 	t.Rows = append([][]string{overall}, t.Rows...)
+	return t
+}
+
+// dkimSigned counts the messages with at least one DKIM signature: every
+// verdict but none.
+func dkimSigned(c measure.Counts) int64 {
+	return sum(c.DKIM) - c.DKIM["none"] - c.DKIM[""]
+}
+
+// dkimNotPass counts signed messages without a passing signature, whatever
+// the RFC 8601 result: fail, permerror, temperror, neutral or policy.
+func dkimNotPass(c measure.Counts) int64 { return dkimSigned(c) - c.DKIM["pass"] }
+
+// dkimResults counts signatures and messages by RFC 8601 result, the words
+// of the Authentication-Results header: a signature whose key lookup
+// failed is temperror here as there, not "fail".
+func (r *Report) dkimResults() Table {
+	c, p := r.Current.Inbound, r.Prior.Inbound
+	t := Table{ID: "dkim_results", Title: "DKIM results (RFC 8601, as in Authentication-Results)",
+		Note:    "Signatures by their dkim= result; messages by the best result of their signatures.",
+		Columns: []string{"Result", "Signatures", "Share", "Messages", "Share", "Previous (messages)", "Change"}}
+	sigs, psigned := sum(c.DKIMResults), dkimSigned(p)
+	for _, res := range []string{"pass", "fail", "neutral", "policy", "permerror", "temperror"} {
+		t.Rows = append(t.Rows, []string{res, fmt.Sprint(c.DKIMResults[res]), pctS(c.DKIMResults[res], sigs),
+			fmt.Sprint(c.DKIM[res]), pctS(c.DKIM[res], dkimSigned(c)), pctS(p.DKIM[res], psigned),
+			change(c.DKIM[res], dkimSigned(c), p.DKIM[res], psigned)})
+	}
 	return t
 }
 

@@ -9,7 +9,8 @@ import (
 	"github.com/miekg/dns"
 )
 
-// LookupTXT returns the TXT records of name, each one's strings joined.
+// LookupTXT returns the TXT records of name, each one's strings joined,
+// as the bytes on the wire.
 func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	ans, err := c.Query(ctx, name, dns.TypeTXT)
 	if err != nil {
@@ -17,10 +18,37 @@ func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	}
 	var out []string
 	for _, rr := range ans.Records {
-		out = append(out, strings.Join(rr.(*dns.TXT).Txt, ""))
+		var b strings.Builder
+		for _, s := range rr.(*dns.TXT).Txt {
+			unescapeTXT(&b, s)
+		}
+		out = append(out, b.String())
 	}
 	return out, nil
 }
+
+// unescapeTXT undoes miekg/dns's presentation escapes in a TXT string
+// (\" and \\ for quote and backslash, \DDD for bytes outside printable
+// ASCII), so that a record holding `"` or a raw byte reaches SPF, DKIM and
+// DMARC parsers as published, not as zone-file text.
+func unescapeTXT(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		if i+2 < len(s) && isDigit(s[i]) && isDigit(s[i+1]) && isDigit(s[i+2]) {
+			b.WriteByte(byte(int(s[i]-'0')*100 + int(s[i+1]-'0')*10 + int(s[i+2]-'0')))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // LookupMX returns the MX records of name sorted by preference.
 func (c *Client) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {

@@ -109,8 +109,8 @@ func systemServers(path string) ([]string, error) {
 // Query asks for name/qtype, from the cache when it can.
 func (c *Client) Query(ctx context.Context, name string, qtype uint16) (*Answer, error) {
 	name = dns.Fqdn(strings.ToLower(name))
-	if _, ok := dns.IsDomainName(name); !ok || len(name) > 254 {
-		return nil, &net.DNSError{Err: "invalid domain name", Name: name}
+	if !validName(name) {
+		return nil, invalidName(name)
 	}
 	key := cacheKey{name, qtype}
 	if e, ok := c.cache.get(key); ok {
@@ -229,6 +229,43 @@ func isTemporary(err error) bool {
 	var de *net.DNSError
 	return errors.As(err, &de) && (de.IsTemporary || de.IsTimeout)
 }
+
+// ErrInvalidName is wrapped by the error for a name that cannot be asked
+// about: an empty label, a label over 63 octets, a name over 253. No such
+// name can exist, so the error also says IsNotFound: RFC 7208 4.3 makes a
+// malformed SPF domain "none", and a DKIM key or DMARC record at one is
+// absent, never a temporary failure. Callers that must tell it apart from
+// NXDOMAIN use errors.Is.
+var ErrInvalidName = errors.New("invalid domain name")
+
+func invalidName(name string) *net.DNSError {
+	return &net.DNSError{Err: ErrInvalidName.Error(), Name: name, IsNotFound: true, UnwrapErr: ErrInvalidName}
+}
+
+// validName reports whether the FQDN name can be sent in a query
+// (RFC 1035 2.3.4: labels of 1 to 63 octets, 255 octets on the wire, which
+// is 253 characters without the final dot).
+func validName(fqdn string) bool {
+	if fqdn == "." {
+		return true
+	}
+	if len(fqdn) > 254 {
+		return false
+	}
+	_, ok := dns.IsDomainName(fqdn)
+	if !ok {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(fqdn, "."), ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+	}
+	return true
+}
+
+// IsInvalidName reports whether err is about a name that cannot exist.
+func IsInvalidName(err error) bool { return errors.Is(err, ErrInvalidName) }
 
 // IsNotFound reports whether err says the name or record does not exist.
 func IsNotFound(err error) bool {

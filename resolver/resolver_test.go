@@ -110,10 +110,66 @@ func TestCache(t *testing.T) {
 	}
 }
 
+// TestInvalidName: a name that cannot exist is answered at once, without a
+// query, as not found and ErrInvalidName, never as a temporary failure.
 func TestInvalidName(t *testing.T) {
-	c := newTestClient(t, "127.0.0.1:1", 10)
-	_, err := c.Query(context.Background(), "a..b", dns.TypeA)
-	if err == nil {
-		t.Fatal("no error for invalid name")
+	srv := dnstest.Start(t, "x.example. TXT \"v=spf1 -all\"")
+	c := newTestClient(t, srv.Addr, 10)
+	label63 := strings.Repeat("a", 63)
+	name253 := strings.Repeat(label63+".", 3) + strings.Repeat("b", 61) // 253 characters
+	cases := []struct {
+		name    string
+		invalid bool
+	}{
+		{"a..b.example", true},
+		{".example", true},
+		{"..", true},
+		{strings.Repeat("a", 64) + ".example", true},
+		{label63 + ".example", false},
+		{name253, false},
+		{name253 + ".", false},
+		{name253 + "c", true},
+		{"x" + name253, true},
+		{"x.example", false},
+		{"X.Example.", false},
+	}
+	for _, tc := range cases {
+		before := srv.Queries()
+		_, err := c.Query(context.Background(), tc.name, dns.TypeTXT)
+		if IsInvalidName(err) != tc.invalid {
+			t.Errorf("%q (%d): err %v, invalid=%v", tc.name, len(tc.name), err, tc.invalid)
+		}
+		if !tc.invalid {
+			continue
+		}
+		if !IsNotFound(err) || IsTemporary(err) || IsTimeout(err) {
+			t.Errorf("%q: %v: notfound=%v temp=%v", tc.name, err, IsNotFound(err), IsTemporary(err))
+		}
+		if srv.Queries() != before {
+			t.Errorf("%q was sent to the server", tc.name)
+		}
+		for _, f := range []func() error{
+			func() error { _, err := c.LookupTXT(context.Background(), tc.name); return err },
+			func() error { _, err := c.LookupMX(context.Background(), tc.name); return err },
+			func() error { _, err := c.LookupIPAddr(context.Background(), tc.name); return err },
+		} {
+			if err := f(); !IsNotFound(err) || !IsInvalidName(err) || IsTemporary(err) {
+				t.Errorf("%q: lookup error %v", tc.name, err)
+			}
+		}
+	}
+}
+
+// TestTXTBytes: TXT strings reach callers as the bytes published, not in
+// miekg/dns's escaped presentation form.
+func TestTXTBytes(t *testing.T) {
+	srv := dnstest.Start(t, "")
+	raw := "v=spf1 \"q\" \\ \x80\xef\xbb\xbf\x0d end"
+	srv.AddRR(&dns.TXT{Hdr: dns.RR_Header{Name: "raw.example.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+		Txt: []string{strings.ReplaceAll(raw[:10], `\`, `\\`), strings.ReplaceAll(raw[10:], `\`, `\\`)}})
+	c := newTestClient(t, srv.Addr, 0)
+	txt, err := c.LookupTXT(context.Background(), "raw.example")
+	if err != nil || len(txt) != 1 || txt[0] != raw {
+		t.Errorf("TXT = %q, %v; want %q", txt, err, raw)
 	}
 }

@@ -257,22 +257,13 @@ func (s *sweep) mxs(ctx context.Context, d string) ([]MX, bool) {
 	return out, implicit
 }
 
+// dmarcOf is Table 18's view of a domain: the policy the milter would
+// apply to mail from it, through the same lookup (auth.LookupDMARC).
 func dmarcOf(ctx context.Context, res resolver.Resolver, d string) *DMARC {
-	txts, err := res.LookupTXT(ctx, "_dmarc."+d)
-	out := &DMARC{Policy: "absent"}
-	if err != nil {
-		return out
-	}
-	for _, t := range txts {
-		if !strings.HasPrefix(t, "v=DMARC1") {
-			continue
-		}
-		rec, err := auth.ParseDMARC(t)
-		if err != nil {
-			out.Policy = "invalid"
-			return out
-		}
-		out.Policy, out.SP, out.Pct, out.RUA = string(rec.Policy), string(rec.SubdomainPolicy), 100, len(rec.ReportURIAggregate) > 0
+	class, rec, _, _ := (&auth.DMARCChecker{Resolver: res}).Published(ctx, d)
+	out := &DMARC{Policy: class}
+	if rec != nil {
+		out.SP, out.Pct, out.RUA = string(rec.SubdomainPolicy), 100, len(rec.ReportURIAggregate) > 0
 		if rec.Percent != nil {
 			out.Pct = *rec.Percent
 		}

@@ -61,24 +61,24 @@ func Cases() []Case {
 	dk("dkim-simple-pass", sign(base("dkim-simple-pass"), signer{domain: "dkim.example", selector: "rsa",
 		canon: dkim.CanonicalizationSimple}), "127.0.2.11", "pass", nil, "dkim_and_spf")
 	dk("dkim-weak-key", sign(base("dkim-weak-key"), signer{domain: "dkim.example", selector: "weak"}),
-		"127.0.2.12", "fail", []string{"weak_key"}, "spf_only")
+		"127.0.2.12", "permerror", []string{"weak_key"}, "spf_only")
 	dk("dkim-revoked", sign(base("dkim-revoked"), signer{domain: "dkim.example", selector: "revoked"}),
-		"127.0.2.13", "fail", []string{"revoked"}, "spf_only")
+		"127.0.2.13", "permerror", []string{"revoked"}, "spf_only")
 	dk("dkim-unsupported-algorithm", rewriteSig(sign(base("dkim-unsupported-algorithm"), rsaSig), "a=rsa-sha256", "a=rsa-sha1"),
-		"127.0.2.14", "fail", []string{"unsupported_algorithm"}, "spf_only")
+		"127.0.2.14", "permerror", []string{"unsupported_algorithm"}, "spf_only")
 	dk("dkim-expired", sign(base("dkim-expired"), signer{domain: "dkim.example", selector: "rsa",
-		expire: time.Now().Add(-time.Hour)}), "127.0.2.15", "fail", []string{"expired"}, "spf_only")
+		expire: time.Now().Add(-time.Hour)}), "127.0.2.15", "permerror", []string{"expired"}, "spf_only")
 	dk("dkim-body-hash", append(sign(base("dkim-body-hash"), rsaSig), "tampered line\r\n"...),
 		"127.0.2.16", "fail", []string{"body_hash"}, "spf_only")
 	dk("dkim-version", rewriteSig(sign(base("dkim-version"), rsaSig), "v=1", "v=2"),
-		"127.0.2.17", "fail", []string{"version"}, "spf_only")
+		"127.0.2.17", "permerror", []string{"version"}, "spf_only")
 	dk("dkim-duplicate-tags", rewriteSig(sign(base("dkim-duplicate-tags"), rsaSig), "a=rsa-sha256;", "a=rsa-sha256; a=rsa-sha256;"),
-		"127.0.2.18", "fail", []string{"duplicate_tags"}, "spf_only")
+		"127.0.2.18", "permerror", []string{"duplicate_tags"}, "spf_only")
 	dk("dkim-header-changed", bytes.Replace(sign(base("dkim-header-changed"), rsaSig),
 		[]byte("Subject: dkim-header-changed"), []byte("Subject: dkim-header-CHANGED"), 1),
 		"127.0.2.19", "fail", []string{"other"}, "spf_only")
 	dk("dkim-no-key", sign(base("dkim-no-key"), signer{domain: "dkim.example", selector: "missing"}),
-		"127.0.2.20", "fail", []string{"other"}, "spf_only")
+		"127.0.2.20", "permerror", []string{"other"}, "spf_only")
 	dk("dkim-two-one-fails", sign(sign(base("dkim-two-one-fails"), rsaSig), signer{domain: "dkim.example", selector: "weak"}),
 		"127.0.2.21", "pass", []string{"weak_key"}, "dkim_and_spf")
 

@@ -33,7 +33,7 @@ type Case struct {
 
 	SPF         string   // expected MAIL FROM SPF result
 	SPFClass    string   // expected Table 21 class
-	DKIM        string   // expected message verdict: pass, fail, none
+	DKIM        string   // expected message verdict (auth.DKIMVerdict): pass, fail, permerror, temperror, none
 	DKIMFails   []string // expected Table 8 class of each failing signature
 	DMARC       string
 	Policy      string // Table 18 class

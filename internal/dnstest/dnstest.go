@@ -22,6 +22,7 @@ type Server struct {
 	records  map[string][]dns.RR // by lower-case FQDN
 	servfail map[string]bool     // names (and their subdomains) that SERVFAIL
 	signed   map[string]bool     // names (and their subdomains) answered with AD set
+	silent   map[string][]uint16 // names never answered, for these types (nil: all)
 	delay    time.Duration
 	drop     bool
 	queries  atomic.Int64
@@ -56,7 +57,8 @@ func StartOn(t testing.TB, addr, zone string) *Server {
 func New(zone string) (*Server, error) { return newOn("", zone) }
 
 func newOn(addr, zone string) (*Server, error) {
-	s := &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}, signed: map[string]bool{}}
+	s := &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}, signed: map[string]bool{},
+		silent: map[string][]uint16{}}
 	if err := s.Add(zone); err != nil {
 		return nil, err
 	}
@@ -167,7 +169,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	s.mu.RLock()
 	delay, drop := s.delay, s.drop
 	s.mu.RUnlock()
-	if drop || len(req.Question) != 1 {
+	if drop || len(req.Question) != 1 || s.isSilent(req.Question[0]) {
 		return
 	}
 	time.Sleep(delay)

@@ -164,14 +164,15 @@ func fetchDMARC(ctx context.Context, r resolver.Resolver, domain string) (*DMARC
 }
 
 // isDMARC1 reports whether a TXT record starts with the tag v=DMARC1.
-// RFC 7489 6.4: dmarc-version = "v" *WSP "=" *WSP %x44 %x4d %x41 %x52 %x43
-// %x31: the tag name is an ABNF string, so case-insensitive; the value is
-// given as code points, so exactly "DMARC1". "v = DMARC1" and "V=DMARC1"
-// count, "v=DMARC10" and "v=dmarc1" do not.
+// RFC 7489 6.4 spells the value as code points, but receivers (OpenDMARC
+// among them) accept "v=dmarc1", and a receiver that enforces must not
+// let the spelling of the version decide whether a policy applies: the
+// tag name and the literal compare case-insensitively. "v = DMARC1"
+// counts, "v=DMARC10" does not.
 func isDMARC1(txt string) bool {
 	first, _, _ := strings.Cut(txt, ";")
 	k, v, _ := strings.Cut(first, "=")
-	return strings.EqualFold(strings.TrimSpace(k), "v") && strings.TrimSpace(v) == "DMARC1"
+	return strings.EqualFold(strings.TrimSpace(k), "v") && strings.EqualFold(strings.TrimSpace(v), "DMARC1")
 }
 
 // ParseDMARC parses a DMARC record (RFC 7489 6.3, 6.4): v=DMARC1 first,

@@ -156,11 +156,11 @@ func TestDMARC(t *testing.T) {
 		{"bad sp without rua", DMARCInput{FromDomain: "badsp.example"}, "none", "absent", "none", "", false, false},
 		{"no p, no rua", DMARCInput{FromDomain: "norua.example"}, "none", "absent", "none", "", false, false},
 		{"no p, bad rua", DMARCInput{FromDomain: "badrua.example"}, "none", "absent", "none", "", false, false},
-		// Tag names and keywords are case-insensitive; DMARC1 is not.
+		// Tag names, keywords and the DMARC1 literal are case-insensitive.
 		{"upper-case tags", DMARCInput{FromDomain: "upper.example"}, "fail", "reject", "reject", "upper.example", false, false},
 		{"upper-case tags, sp", DMARCInput{FromDomain: "x.upper.example"}, "fail", "none", "none", "upper.example", false, false},
 		{"upper-case tags, adkim=S", DMARCInput{FromDomain: "upper.example", DKIMDomains: []string{"x.upper.example"}}, "fail", "reject", "reject", "upper.example", false, false},
-		{"v=dmarc1 is no record", DMARCInput{FromDomain: "lowerv.example"}, "none", "absent", "none", "", false, false},
+		{"v=dmarc1 is a record", DMARCInput{FromDomain: "lowerv.example"}, "fail", "reject", "reject", "lowerv.example", false, false},
 		{"invalid np", DMARCInput{FromDomain: "badnp.example"}, "permerror", "absent", "none", "", false, false},
 		{"pct out of range", DMARCInput{FromDomain: "badpct.example"}, "permerror", "absent", "none", "", false, false},
 		{"invalid at org", DMARCInput{FromDomain: "sub.invalid.example"}, "none", "absent", "none", "", false, false},
@@ -323,7 +323,7 @@ func TestParseDMARC(t *testing.T) {
 		{"v=DMARC1; p=; rua=mailto:a@b.example", "", true},
 		{"v=DMARC1; rua=nonsense", "", false},
 		{"V=DMARC1; P=REJECT; NP=Reject", "reject", true},
-		{"v=dmarc1; p=reject", "", false},
+		{"v=dmarc1; p=reject", "", true},
 		{"v=DMARC1; P=reject; RUA=mailto:a@b.example; Fo=1", "", true},
 		{"v=DMARC1; p=reject; pct=-1", "", false},
 		{"v=DMARC1; p=reject; pct=101", "", false},

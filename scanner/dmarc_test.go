@@ -42,7 +42,7 @@ _dmarc.spaced.example.    TXT "v = DMARC1 ; p = reject"
 		{"upper.example", "quarantine", "fail"},     // tag names case-insensitive
 		{"sub.upper.example", "reject", "fail"},     // … SP= too
 		{"mixed.example", "reject", "fail"},         // a non-DMARC TXT beside it
-		{"lowerv.example", "absent", "none"},        // DMARC1 is case-sensitive
+		{"lowerv.example", "reject", "fail"},        // the DMARC1 literal is case-insensitive
 		{"sub.orgsp.example", "reject", "fail"},     // sp= of the organizational domain
 		{"orgsp.example", "none", "fail"},           // p= at the organizational domain
 		{"invalid.example", "invalid", "permerror"}, // pct out of range

@@ -225,6 +225,13 @@ var migrations = []string{
 		run_id INTEGER NOT NULL, ip TEXT NOT NULL, result TEXT NOT NULL,
 		PRIMARY KEY (run_id, ip)
 	) WITHOUT ROWID;`,
+	// 9: one row counting changes to the policy tables (policy import and
+	// forget bump it), so a running daemon drops what it cached at once.
+	`CREATE TABLE policy_version (
+		id      INTEGER PRIMARY KEY CHECK (id = 1),
+		version INTEGER NOT NULL
+	);
+	INSERT INTO policy_version VALUES (1, 0);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -24,6 +24,7 @@ import (
 // stsWorld is a loopback DNS server, an HTTPS server for mta-sts.* hosts
 // and a store.
 type stsWorld struct {
+	t      *testing.T
 	dns    *dnstest.Server
 	store  *measure.Store
 	res    *resolver.Client
@@ -36,6 +37,8 @@ type stsWorld struct {
 
 const stsZone = `
 enforce.example.       MX 10 mx.enforce.example.
+enforce.example.       MX 20 mx1.backup.example.
+enforce.example.       MX 30 deep.mx2.backup.example.
 _mta-sts.enforce.example. TXT "v=STSv1; id=20261125a;"
 mta-sts.enforce.example. A 127.0.0.1
 testing.example.       MX 10 mx.testing.example.
@@ -66,7 +69,7 @@ plain.example.         MX 10 mx.plain.example.
 
 func newWorld(t *testing.T) *stsWorld {
 	t.Helper()
-	w := &stsWorld{dns: dnstest.Start(t, stsZone), files: map[string]string{
+	w := &stsWorld{t: t, dns: dnstest.Start(t, stsZone), files: map[string]string{
 		"mta-sts.enforce.example": "version: STSv1\nmode: enforce\nmx: mx.enforce.example\nmx: *.backup.example\nmax_age: 86400\n",
 		"mta-sts.testing.example": "version: STSv1\r\nmode: testing\r\nmx: mx.testing.example\r\nmax_age: 86400\r\n",
 		"mta-sts.none.example":    "version: STSv1\nmode: none\nmax_age: 86400\n",
@@ -126,7 +129,9 @@ func newWorld(t *testing.T) *stsWorld {
 }
 
 func (w *stsWorld) engine(cfg Config) *Engine {
-	return NewEngine(cfg, w.res, w.fetch, w.store.DB, nil)
+	e := NewEngine(cfg, w.res, w.fetch, w.store.DB, nil)
+	w.t.Cleanup(e.Close)
+	return e
 }
 
 func TestDecisions(t *testing.T) {
@@ -140,8 +145,8 @@ func TestDecisions(t *testing.T) {
 		{"bank.example", "verify", SourceOverride, nil},
 		{"mail.corp.example", "encrypt", SourceOverride, nil},
 		{"corp.example", "", SourceNone, nil},
-		{"enforce.example", "secure match=mx.enforce.example:.backup.example servername=hostname", SourceMTASTS, nil},
-		{"ENFORCE.example.", "secure match=mx.enforce.example:.backup.example servername=hostname", SourceMTASTS, nil},
+		{"enforce.example", "secure match=mx.enforce.example:mx1.backup.example servername=hostname", SourceMTASTS, nil},
+		{"ENFORCE.example.", "secure match=mx.enforce.example:mx1.backup.example servername=hostname", SourceMTASTS, nil},
 		{"testing.example", "", SourceNone, nil},
 		{"none.example", "", SourceNone, nil},
 		{"plain.example", "", SourceNone, nil},
@@ -174,10 +179,11 @@ func TestDecisions(t *testing.T) {
 func TestSTSCacheSurvivesOutages(t *testing.T) {
 	w := newWorld(t)
 	e := w.engine(Config{MTASTS: true, Budget: 2 * time.Second, CacheTTL: -1})
-	want := "secure match=mx.enforce.example:.backup.example servername=hostname"
+	want := "secure match=mx.enforce.example:mx1.backup.example servername=hostname"
 	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
 		t.Fatalf("first fetch: %q %v", d.Answer, d.Err)
 	}
+	e.Close() // the fetched policy reaches the store through the writer
 	// The HTTPS server goes away and the id changes: the cached policy holds.
 	w.mu.Lock()
 	w.hang["mta-sts.enforce.example"] = true
@@ -186,10 +192,13 @@ func TestSTSCacheSurvivesOutages(t *testing.T) {
 	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
 		t.Errorf("fetch failing: %q %v", d.Answer, d.Err)
 	}
-	// DNS down too: still the cached policy.
+	// DNS down too: still the cached policy. Without the MX RRset the
+	// wildcard cannot be listed and falls back to Postfix's wider form,
+	// the error recorded.
 	w.dns.SetDrop(true)
-	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
-		t.Errorf("DNS down: %q %v\n%s", d.Answer, d.Err, strings.Join(d.Steps, "\n"))
+	wider := "secure match=mx.enforce.example:.backup.example servername=hostname"
+	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != wider || d.Class != "dns_timeout" {
+		t.Errorf("DNS down: %q %s %v\n%s", d.Answer, d.Class, d.Err, strings.Join(d.Steps, "\n"))
 	}
 	// A domain never seen: fail open (NOTFOUND), or TEMP when asked.
 	d := e.Decide(context.Background(), "testing.example")
@@ -249,7 +258,7 @@ func TestSocketmapServer(t *testing.T) {
 	// Persistent connection, several lookups.
 	for _, c := range [][2]string{
 		{FormatNetstring("tls x.example"), "OK encrypt"},
-		{FormatNetstring("tls enforce.example"), "OK secure match=mx.enforce.example:.backup.example servername=hostname"},
+		{FormatNetstring("tls enforce.example"), "OK secure match=mx.enforce.example:mx1.backup.example servername=hostname"},
 		{FormatNetstring("tls plain.example"), "NOTFOUND "},
 		{FormatNetstring("tls"), "PERM expected NAME KEY"},
 	} {
@@ -318,8 +327,13 @@ func FuzzParseSTSPolicy(f *testing.F) {
 		if err == nil && (p.MaxAge < 0 || (p.Mode != "none" && len(p.MX) == 0)) {
 			t.Fatalf("accepted %q as %+v", s, p)
 		}
-		if err == nil {
-			_ = p.PostfixMatch()
+		if err != nil {
+			return
+		}
+		for _, mx := range p.MX {
+			if m, ok := CanonicalMXPattern(mx); !ok || m != mx {
+				t.Fatalf("accepted mx %q", mx)
+			}
 		}
 	})
 }
@@ -353,7 +367,7 @@ func BenchmarkSocketmap(b *testing.B) {
 	e := NewEngine(Config{Overrides: map[string]string{"bank.example": "verify"}, DecisionSample: 1}, nil, nil, store.DB, nil)
 	defer e.Close()
 	for i := 0; i < 1000; i++ {
-		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example"}, time.Hour)
+		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example"}, time.Hour, e.cache.generation())
 	}
 	srv := &SocketmapServer{Engine: e}
 	ln, _ := net.Listen("unix", filepath.Join(b.TempDir(), "s.sock"))
@@ -441,11 +455,13 @@ func TestRefreshSTS(t *testing.T) {
 	w := newWorld(t)
 	e := w.engine(Config{MTASTS: true, CacheTTL: -1})
 	e.Decide(context.Background(), "enforce.example")
+	e.Close() // the fetched policy goes through the writer
 	w.store.DB.Exec(`UPDATE mta_sts_policies SET expires_at = ? WHERE domain = 'enforce.example'`, time.Now().Add(time.Minute).Unix())
 	n, err := e.RefreshSTS(context.Background(), time.Hour)
 	if err != nil || n != 1 {
 		t.Fatalf("refreshed %d, %v", n, err)
 	}
+	e.Close() // the refreshed policy goes through the writer
 	var exp int64
 	w.store.DB.QueryRow(`SELECT expires_at FROM mta_sts_policies WHERE domain = 'enforce.example'`).Scan(&exp)
 	if time.Until(time.Unix(exp, 0)) < 23*time.Hour {

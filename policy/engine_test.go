@@ -65,6 +65,14 @@ mta-sts.dane.example.  A 127.0.0.1
 unsigned.example.      MX 10 mx.unsigned.example.
 _25._tcp.mx.unsigned.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 plain.example.         MX 10 mx.plain.example.
+nomatch.example.       MX 10 mx.nomatch.example.
+nomatch.example.       MX 20 a.b.elsewhere.example.
+_mta-sts.nomatch.example. TXT "v=STSv1; id=1;"
+mta-sts.nomatch.example. A 127.0.0.1
+_mta-sts.many.example. TXT "v=STSv1; id=1;"
+mta-sts.many.example.  A 127.0.0.1
+_mta-sts.inject.example. TXT "v=STSv1; id=1;"
+mta-sts.inject.example. A 127.0.0.1
 `
 
 func newWorld(t *testing.T) *stsWorld {
@@ -76,6 +84,9 @@ func newWorld(t *testing.T) *stsWorld {
 		"mta-sts.bad.example":     "version: STSv2\nmode: enforce\n",
 		"mta-sts.big.example":     "version: STSv1\nmode: enforce\nmx: a\nmax_age: 1\n" + strings.Repeat("#", 70000),
 		"mta-sts.dane.example":    "version: STSv1\nmode: enforce\nmx: nomatch.example\nmax_age: 86400\n",
+		"mta-sts.nomatch.example": "version: STSv1\nmode: enforce\nmx: *.elsewhere.example\nmax_age: 86400\n",
+		"mta-sts.many.example":    "version: STSv1\nmode: enforce\nmx: *.many-mx.example\nmax_age: 86400\n",
+		"mta-sts.inject.example":  "version: STSv1\nmode: enforce\nmx: mx.inject.example ciphers=null\nmax_age: 86400\n",
 	}, hang: map[string]bool{"mta-sts.hang.example": true}}
 	w.dns.Signed("dane.example")
 	ca := testca.New(t)
@@ -173,6 +184,57 @@ func TestDecisions(t *testing.T) {
 	w.store.DB.QueryRow(`SELECT COUNT(*) FROM policy_decisions`).Scan(&n)
 	if n != len(cases) {
 		t.Errorf("%d decisions recorded, want %d", n, len(cases))
+	}
+}
+
+// TestSTSWildcards: "*.domain" lists the MX hosts one label below it;
+// none matching is TEMP (RFC 8461 section 5.1); a large RRset is cut to
+// fit a socketmap answer; a policy trying to smuggle attributes is
+// invalid.
+func TestSTSWildcards(t *testing.T) {
+	w := newWorld(t)
+	var many strings.Builder
+	for i := 0; i < 300; i++ {
+		fmt.Fprintf(&many, "many.example. MX %d mx-%03d-with-a-rather-long-label.many-mx.example.\n", i, i)
+	}
+	many.WriteString("many.example. MX 999 deeper.mx-0.many-mx.example.\n")
+	w.dns.Add(many.String())
+	e := w.engine(Config{MTASTS: true})
+	d := e.Decide(context.Background(), "nomatch.example")
+	if reply, _ := d.Reply(); reply != "TEMP no MX host matches the MTA-STS policy" {
+		t.Errorf("nomatch: %q\n%s", reply, strings.Join(d.Steps, "\n"))
+	}
+	d = e.Decide(context.Background(), "many.example")
+	p, err := ParseTLSPolicy(d.Answer)
+	if err != nil || len(d.Answer) > MaxAnswer || len(p.Match) < 100 || len(p.Match) >= 300 {
+		t.Errorf("many: %d bytes, %d names, %v", len(d.Answer), len(p.Match), err)
+	}
+	for _, m := range p.Match {
+		if !MatchesMX("*.many-mx.example", m) {
+			t.Errorf("many: %s listed", m)
+		}
+	}
+	if d.ttl != 300*time.Second {
+		t.Errorf("many: cached for %s, want the MX TTL", d.ttl)
+	}
+	d = e.Decide(context.Background(), "inject.example")
+	if d.Answer != "" || !errors.Is(d.Err, ErrSTSPolicySyntax) {
+		t.Errorf("inject: %q %v", d.Answer, d.Err)
+	}
+	for pattern, hosts := range map[string][2][]string{
+		"*.example.com":  {{"mx.example.com", "a.example.com"}, {"example.com", "a.b.example.com", "xexample.com", ".example.com"}},
+		"mx.example.com": {{"mx.example.com"}, {"a.mx.example.com", "example.com"}},
+	} {
+		for _, h := range hosts[0] {
+			if !MatchesMX(pattern, h) {
+				t.Errorf("%s does not match %s", pattern, h)
+			}
+		}
+		for _, h := range hosts[1] {
+			if MatchesMX(pattern, h) {
+				t.Errorf("%s matches %s", pattern, h)
+			}
+		}
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,7 +124,8 @@ type Decision struct {
 	Class   string // error class of Err: dns_timeout, dns_temp, sts_record, sts_fetch, sts_syntax, sts_too_large, store, deadline, overload, panic, internal
 	Latency time.Duration
 
-	ttl time.Duration // caps how long it is cached (the MX RRset's TTL), 0: no cap
+	ttl    time.Duration // caps how long it is cached (the MX RRset's TTL), 0: no cap
+	sealed bool          // Answer already passed encodeAnswer
 }
 
 // ErrStore marks a failed read of the snowrain store.
@@ -272,6 +272,7 @@ func (e *Engine) Decide(ctx context.Context, domain string) Decision {
 	defer cancel()
 	d, err := e.flights.do(ctx, strconv.FormatUint(gen, 10)+" "+key, func() (Decision, error) {
 		d := e.decide(key, cfg)
+		e.seal(&d)
 		e.cache.put(d, e.cacheTTL(cfg, d), gen)
 		return d, nil
 	}, func(p any) { e.log.Error("policy: panic deciding", "domain", key, "panic", p) })
@@ -303,6 +304,25 @@ func (e *Engine) decide(key string, cfg *Config) Decision {
 		d.Temp = cfg.TempOnError
 	}
 	return d
+}
+
+// seal passes the answer through the one encoder once, before it is
+// cached: what the socketmap sends is re-encoded from validated fields,
+// whatever the source produced.
+func (e *Engine) seal(d *Decision) {
+	if d.Answer != "" {
+		text, clean, ok := encodeAnswer(d.Answer)
+		if !clean {
+			e.count("invalid_answer")
+			e.log.Error("policy: answer outside the policy grammar; invalid attributes left out",
+				"domain", d.Domain, "source", d.Source, "policy", clip(d.Answer, 200), "kept", text)
+		}
+		d.Answer = ""
+		if ok {
+			d.Answer = text
+		}
+	}
+	d.sealed = true
 }
 
 func (e *Engine) cacheTTL(cfg *Config, d Decision) time.Duration {
@@ -508,14 +528,4 @@ func clip(s string, n int) string {
 		return s[:n]
 	}
 	return s
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -429,7 +429,7 @@ func BenchmarkSocketmap(b *testing.B) {
 	e := NewEngine(Config{Overrides: map[string]string{"bank.example": "verify"}, DecisionSample: 1}, nil, nil, store.DB, nil)
 	defer e.Close()
 	for i := 0; i < 1000; i++ {
-		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example"}, time.Hour, e.cache.generation())
+		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example", sealed: true}, time.Hour, e.cache.generation())
 	}
 	srv := &SocketmapServer{Engine: e}
 	ln, _ := net.Listen("unix", filepath.Join(b.TempDir(), "s.sock"))

@@ -126,6 +126,8 @@ func (s *SocketmapServer) answer(req string) (reply string) {
 // had to lose attributes outside the grammar (or was dropped whole).
 func (d Decision) Reply() (reply string, clean bool) {
 	switch {
+	case d.Answer != "" && d.sealed:
+		return "OK " + d.Answer, true
 	case d.Answer != "":
 		text, clean, ok := encodeAnswer(d.Answer)
 		if ok {

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -348,4 +351,55 @@ func TestPolicyListenersOutOfDescriptors(t *testing.T) {
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	d.wait(t)
+}
+
+// TestPolicyAnswersWhileStoreLocked: another process holds the daemon's
+// database locked (BEGIN EXCLUSIVE, as a backup or an admin's sqlite3
+// shell would). The socketmap and the inbound service keep answering
+// while the lock is held; their records reach the store once it is gone.
+func TestPolicyAnswersWhileStoreLocked(t *testing.T) {
+	d := startPolicyDaemon(t, "--require-tls", "bank.example")
+	list := filepath.Join(d.dir, "list.csv")
+	os.WriteFile(list, []byte("imported.example,verify\n"), 0o644)
+	if out, err := exec.Command(binary, "policy", "import", list, "--db", d.db).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v %s", err, out)
+	}
+	asked := 0 // every answer is recorded
+	eventually(t, "import", func() bool { asked++; return d.askMap(t, "imported.example") == "OK verify" })
+
+	db, err := sql.Open("sqlite3", "file:"+d.db+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	var locked atomic.Bool
+	locked.Store(true)
+	for i := 0; i < 10; i++ {
+		for key, want := range map[string]string{"imported.example": "OK verify", "plain.example": "NOTFOUND ",
+			fmt.Sprintf("new%d.example", i): "NOTFOUND "} {
+			if got := d.askMap(t, key); got != want || !locked.Load() {
+				t.Errorf("%s: %q, want %q while the store is locked", key, got, want)
+			}
+			asked++
+		}
+		if got := d.askInbound(t, "a@bank.example"); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT") {
+			t.Errorf("inbound while locked: %q", got)
+		}
+		asked++
+	}
+	locked.Store(false)
+	conn.ExecContext(context.Background(), "ROLLBACK")
+	conn.Close()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t)
+	if n := countRows(t, d.db, "policy_decisions"); n != asked {
+		t.Errorf("%d decisions recorded after the lock, want %d", n, asked)
+	}
 }

@@ -67,6 +67,12 @@ type Policy struct {
 	DowngradeM     int               `toml:"downgrade_m"` // … of its last M connections, then plaintext, is flagged
 	Learn          Learn             `toml:"learn"`
 	Inbound        Inbound           `toml:"inbound"`
+
+	// Timeouts of both policy listeners' connections: idle between
+	// requests (0: 100 s socketmap, 5 min inbound, as Postfix's max_idle)
+	// and reading one request once it started (0: 10 s).
+	IdleTimeout Duration `toml:"idle_timeout"`
+	ReadTimeout Duration `toml:"read_timeout"`
 }
 
 // Learn is trust on first use from delivery history.
@@ -84,6 +90,7 @@ type Inbound struct {
 	Learned    bool     `toml:"learned"`     // also domains that always used TLS
 	Action     string   `toml:"action"`      // defer (default), reject or record
 	Milter     bool     `toml:"milter"`      // apply it in the milter too (Sendmail has no policy delegation)
+	Budget     Duration `toml:"budget"`      // longest wait for one decision; then DUNNO
 }
 
 // Enforce is the optional DMARC enforcement.
@@ -119,7 +126,7 @@ func Default() Config {
 		Policy: Policy{DANE: true, MTASTS: true, DecisionSample: 1, Budget: Duration{10 * time.Second},
 			DowngradeN: 5, DowngradeM: 10,
 			Refresh: Duration{time.Hour}, Learn: Learn{MinDeliveries: 10, Days: 30, Answer: "encrypt"},
-			Inbound: Inbound{Action: "defer"}},
+			Inbound: Inbound{Action: "defer", Budget: Duration{2 * time.Second}}},
 	}
 }
 
@@ -199,6 +206,17 @@ func (c *Config) Validate() error {
 	}
 	if p := c.Policy; p.DowngradeM < 1 || p.DowngradeM > 64 || p.DowngradeN < 1 || p.DowngradeN > p.DowngradeM {
 		return fmt.Errorf("config: policy.downgrade_n %d of downgrade_m %d: want 1 ≤ n ≤ m ≤ 64", p.DowngradeN, p.DowngradeM)
+	}
+	// Postfix waits 100 s for a socketmap or policy service answer
+	// (socketmap timeout, smtpd_policy_service_timeout): budgets stay
+	// well under it.
+	for name, d := range map[string]Duration{"policy.budget": c.Policy.Budget, "policy.inbound.budget": c.Policy.Inbound.Budget} {
+		if d.Duration <= 0 || d.Duration > 60*time.Second {
+			return fmt.Errorf("config: %s %v: want more than 0 and at most 60s", name, d.Duration)
+		}
+	}
+	if c.Policy.IdleTimeout.Duration < 0 || c.Policy.ReadTimeout.Duration < 0 {
+		return errors.New("config: policy.idle_timeout and policy.read_timeout must not be negative")
 	}
 	if c.Policy.DecisionSample < 0 || c.Policy.DecisionSample > 1 {
 		return fmt.Errorf("config: policy.decision_sample %v: want 0 to 1", c.Policy.DecisionSample)
@@ -288,6 +306,10 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Policy.MTASTS, "policy-mta-sts", c.Policy.MTASTS, "honour MTA-STS")
 	fs.StringVar(&c.Policy.MTASTSRoots, "mta-sts-roots", c.Policy.MTASTSRoots, "PEM roots for MTA-STS fetches (default: system)")
 	fs.IntVar(&c.Policy.MTASTSPort, "mta-sts-port", c.Policy.MTASTSPort, "HTTPS port of MTA-STS fetches (tests)")
+	fs.TextVar(&c.Policy.Budget, "policy-budget", c.Policy.Budget, "longest wait for one TLS policy answer, then fail open")
+	fs.TextVar(&c.Policy.Inbound.Budget, "policy-inbound-budget", c.Policy.Inbound.Budget, "longest wait for one inbound policy decision, then DUNNO")
+	fs.TextVar(&c.Policy.IdleTimeout, "policy-idle-timeout", c.Policy.IdleTimeout, "close policy connections idle this long (0: per listener)")
+	fs.TextVar(&c.Policy.ReadTimeout, "policy-read-timeout", c.Policy.ReadTimeout, "longest to read one policy request (0: 10s)")
 	fs.BoolVar(&c.Policy.TempOnError, "policy-temp-on-error", c.Policy.TempOnError, "answer TEMP when no policy can be decided (defers mail!)")
 	fs.Func("require-tls", "sender domain (or .parent) whose mail must arrive over TLS (repeatable)", func(v string) error {
 		c.Policy.Inbound.RequireTLS = append(c.Policy.Inbound.RequireTLS, v)

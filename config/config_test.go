@@ -43,6 +43,10 @@ func TestInvalid(t *testing.T) {
 		`dns_budget = "fast"`,
 		`[enforce]
 quarantine = "drop"`,
+		"[policy]\nbudget = \"0s\"",
+		"[policy]\nbudget = \"120s\"",
+		"[policy.inbound]\nbudget = \"-1s\"",
+		"[policy]\nread_timeout = \"-1s\"",
 	} {
 		c := Default()
 		if err := c.Parse(text); err == nil {

@@ -266,6 +266,13 @@ var migrations = []string{
 	UPDATE messages SET dkim_result = (SELECT verdict FROM dkim_fix WHERE dkim_fix.id = messages.id)
 		WHERE id IN (SELECT id FROM dkim_fix);
 	DROP TABLE dkim_fix;`,
+	// 10: one row counting changes to the policy tables (policy import and
+	// forget bump it), so a running daemon drops what it cached at once.
+	`CREATE TABLE policy_version (
+		id      INTEGER PRIMARY KEY CHECK (id = 1),
+		version INTEGER NOT NULL
+	);
+	INSERT INTO policy_version VALUES (1, 0);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

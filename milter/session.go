@@ -100,7 +100,11 @@ func (s *session) inbound(from string) *gomilter.Response {
 	if s.f.Inbound == nil || s.f.Config().outbound(&s.ci) {
 		return nil
 	}
-	action := s.f.Inbound(context.Background(), map[string]string{
+	// The check has a deadline like every other on the mail path: the
+	// message's DNS budget (the inbound service fails open within its own).
+	ctx, cancel := context.WithTimeout(context.Background(), s.f.Config().DNSBudget)
+	defer cancel()
+	action := s.f.Inbound(ctx, map[string]string{
 		"sender": strings.Trim(strings.TrimSpace(from), "<>"), "encryption_protocol": s.ci.TLSVersion,
 		"client_address": s.ci.ClientIP})
 	verb, text, _ := strings.Cut(action, " ")

@@ -2,17 +2,17 @@ package policy
 
 import (
 	"container/list"
-	"database/sql"
-	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// decisionCache is a bounded LRU of decisions with expiry.
+// decisionCache is a bounded LRU of decisions with expiry. Each clear
+// starts a new generation: a lookup that began before it cannot put its
+// now stale answer back.
 type decisionCache struct {
 	mu    sync.Mutex
 	max   int
+	gen   uint64
 	order *list.List
 	items map[string]*list.Element
 }
@@ -43,9 +43,23 @@ func (c *decisionCache) get(domain string) (Decision, bool) {
 	return cd.d, true
 }
 
-func (c *decisionCache) put(d Decision, ttl time.Duration) {
+// generation is the current generation, to pass to put.
+func (c *decisionCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put caches d for ttl if the cache was not cleared since gen.
+func (c *decisionCache) put(d Decision, ttl time.Duration, gen uint64) {
+	if ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	cd := &cachedDecision{d: d, expires: time.Now().Add(ttl)}
 	if el, ok := c.items[d.Domain]; ok {
 		el.Value = cd
@@ -63,91 +77,7 @@ func (c *decisionCache) put(d Decision, ttl time.Duration) {
 func (c *decisionCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	c.order.Init()
 	c.items = map[string]*list.Element{}
-}
-
-// recorder writes decisions in batches from a bounded queue, off the
-// lookup path; when the queue is full, decisions are counted and dropped.
-type recorder struct {
-	db      *sql.DB
-	log     *slog.Logger
-	ch      chan Decision
-	done    chan struct{}
-	once    sync.Once
-	Dropped atomic.Int64
-}
-
-func newRecorder(db *sql.DB, log *slog.Logger) *recorder {
-	r := &recorder{db: db, log: log, ch: make(chan Decision, 10000), done: make(chan struct{})}
-	go r.loop()
-	return r
-}
-
-func (r *recorder) add(d Decision) {
-	select {
-	case r.ch <- d:
-	default:
-		r.Dropped.Add(1)
-	}
-}
-
-func (r *recorder) close() {
-	r.once.Do(func() { close(r.ch) })
-	<-r.done
-}
-
-func (r *recorder) loop() {
-	defer close(r.done)
-	var batch []Decision
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case d, ok := <-r.ch:
-			if !ok {
-				r.write(batch)
-				return
-			}
-			if batch = append(batch, d); len(batch) < 1000 {
-				continue
-			}
-		case <-tick.C:
-		}
-		r.write(batch)
-		batch = batch[:0]
-	}
-}
-
-func (r *recorder) write(batch []Decision) {
-	if len(batch) == 0 {
-		return
-	}
-	tx, err := r.db.Begin()
-	if err != nil {
-		r.log.Warn("policy: recording decisions", "err", err)
-		return
-	}
-	defer tx.Rollback()
-	st, err := tx.Prepare(`INSERT INTO policy_decisions (decided_at, domain, source, answer, latency_us, error)
-		VALUES (?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		r.log.Warn("policy: recording decisions", "err", err)
-		return
-	}
-	defer st.Close()
-	now := time.Now().Unix()
-	for _, d := range batch {
-		answer, errText := d.Answer, ""
-		if answer == "" {
-			answer = "NOTFOUND"
-		}
-		if d.Err != nil {
-			errText = d.Class + ": " + d.Err.Error()
-		}
-		st.Exec(now, d.Domain, d.Source, answer, d.Latency.Microseconds(), errText)
-	}
-	if err := tx.Commit(); err != nil {
-		r.log.Warn("policy: recording decisions", "err", err)
-	}
 }

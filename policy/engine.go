@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/resolver"
 )
 
@@ -29,7 +33,8 @@ const (
 type Config struct {
 	// Overrides maps a domain, or ".parent" for every domain below it, to
 	// a Postfix TLS policy: none, may, encrypt, dane, dane-only, verify or
-	// secure, with options (e.g. "secure match=.example.com").
+	// secure, with options (e.g. "secure match=.example.com"); see
+	// ParseTLSPolicy for the attributes allowed.
 	Overrides map[string]string
 	DANE      bool // answer "dane" where MX and TLSA records are DNSSEC-authenticated
 	MTASTS    bool
@@ -39,11 +44,16 @@ type Config struct {
 	TempOnError bool
 	// DecisionSample is the share of decisions recorded (0 to 1).
 	DecisionSample float64
-	// Budget bounds one decision's DNS and HTTPS; default 10 s.
+	// Budget is the longest a caller waits for a decision, DNS, HTTPS and
+	// database included; default 10 s, well under Postfix's socketmap
+	// timeout (100 s). Past it the answer fails open (NOTFOUND, or TEMP
+	// with TempOnError) and the lookup finishes in the background for
+	// the next caller.
 	Budget time.Duration
 	// CacheTTL keeps decisions in memory; default 5 minutes, negative: off.
 	// Failed decisions are cached for a tenth of it, so an outage is
-	// retried soon without hammering DNS.
+	// retried soon without hammering DNS. Changes to the store (policy
+	// import, forget) and SetConfig empty the cache at once.
 	CacheTTL time.Duration
 }
 
@@ -55,6 +65,53 @@ type LearnConfig struct {
 	Answer        string // encrypt (default) or verify
 }
 
+// Validate checks every override: keys are domain names or ".parent"
+// patterns, values policies in ParseTLSPolicy's grammar.
+func (c Config) Validate() error {
+	_, err := c.normalized()
+	return err
+}
+
+// normalized returns c with defaults filled in and override keys in
+// canonical form.
+func (c Config) normalized() (Config, error) {
+	if c.Budget <= 0 {
+		c.Budget = 10 * time.Second
+	}
+	if c.Learn.Answer == "" {
+		c.Learn.Answer = "encrypt"
+	}
+	if c.Learn.MinDeliveries <= 0 {
+		c.Learn.MinDeliveries = 10
+	}
+	if c.Learn.Days <= 0 {
+		c.Learn.Days = 30
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = 5 * time.Minute
+	}
+	var errs []error
+	overrides := make(map[string]string, len(c.Overrides))
+	for k, v := range c.Overrides {
+		key, ok := CanonicalPattern(k)
+		if !ok {
+			errs = append(errs, fmt.Errorf("policy: override %q: not a domain or .domain", k))
+			continue
+		}
+		p, err := ParseTLSPolicy(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy: override %q: %w", k, err))
+			continue
+		}
+		overrides[key] = p.String()
+	}
+	c.Overrides = overrides
+	if _, err := ParseTLSPolicy(c.Learn.Answer); err != nil {
+		errs = append(errs, fmt.Errorf("policy: learn answer: %w", err))
+	}
+	return c, errors.Join(errs...)
+}
+
 // Decision is the answer for one domain and how it was reached.
 type Decision struct {
 	Domain  string
@@ -64,87 +121,222 @@ type Decision struct {
 	Steps   []string // what each source said, for `snowrain policy check`
 	Err     error
 	Cached  bool   // answered from the in-memory cache
-	Class   string // error class of Err: dns_timeout, dns_temp, sts_record, sts_fetch, sts_syntax, sts_too_large, internal
+	Class   string // error class of Err: dns_timeout, dns_temp, sts_record, sts_fetch, sts_syntax, sts_too_large, store, deadline, overload, panic, internal
 	Latency time.Duration
+
+	ttl    time.Duration // caps how long it is cached (the MX RRset's TTL), 0: no cap
+	sealed bool          // Answer already passed encodeAnswer
+}
+
+// ErrStore marks a failed read of the snowrain store.
+var ErrStore = errors.New("policy: store")
+
+// Recorder takes records for the store without blocking; measure.Writer
+// is one.
+type Recorder interface {
+	Enqueue(measure.Event) bool
 }
 
 // Engine decides TLS policies.
 type Engine struct {
-	cfg   Config
-	res   resolver.Resolver
-	sts   *STSFetcher
-	db    *sql.DB
-	log   *slog.Logger
-	cache *decisionCache
-	rec   *recorder
+	cfg     atomic.Pointer[Config]
+	res     resolver.Resolver
+	sts     *STSFetcher
+	db      *sql.DB
+	log     *slog.Logger
+	cache   *decisionCache
+	flights flights[Decision]
+
+	// imported is the policy_overrides table in memory, reloaded when
+	// the store's policy version changes.
+	imported atomic.Pointer[map[string]string]
+	version  atomic.Int64 // policy_version last loaded, -1 before
+
+	recMu sync.Mutex
+	rec   Recorder
+	own   *measure.Writer // when no Recorder was set
+
+	// Classes, if set, is told about each fail-open fault: deadline,
+	// overload, panic. Set it before serving.
+	Classes func(class string)
 }
 
-// NewEngine returns an Engine over db (the snowrain store).
+// NewEngine returns an Engine over db (the snowrain store), loading the
+// imported policies. Overrides that fail Config.Validate are left out
+// and logged.
 func NewEngine(cfg Config, r resolver.Resolver, sts *STSFetcher, db *sql.DB, log *slog.Logger) *Engine {
-	if cfg.Budget <= 0 {
-		cfg.Budget = 10 * time.Second
-	}
-	if cfg.Learn.Answer == "" {
-		cfg.Learn.Answer = "encrypt"
-	}
-	if cfg.Learn.MinDeliveries <= 0 {
-		cfg.Learn.MinDeliveries = 10
-	}
-	if cfg.Learn.Days <= 0 {
-		cfg.Learn.Days = 30
-	}
 	if log == nil {
 		log = slog.Default()
 	}
 	if sts == nil {
 		sts = &STSFetcher{Resolver: r}
 	}
-	if cfg.CacheTTL == 0 {
-		cfg.CacheTTL = 5 * time.Minute
+	e := &Engine{res: r, sts: sts, db: db, log: log, cache: newDecisionCache(100000)}
+	e.version.Store(-1)
+	empty := map[string]string{}
+	e.imported.Store(&empty)
+	norm, err := cfg.normalized()
+	if err != nil {
+		log.Error("policy: configuration entries left out", "err", err)
 	}
-	e := &Engine{cfg: cfg, res: r, sts: sts, db: db, log: log, cache: newDecisionCache(100000)}
+	e.cfg.Store(&norm)
 	if db != nil {
-		e.rec = newRecorder(db, log)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.Reload(ctx); err != nil {
+			log.Error("policy: loading imported policies; retried by Watch", "err", err)
+		}
 	}
 	return e
 }
 
-// Close writes the decisions still queued.
+// SetConfig swaps the configuration (SIGHUP) and empties the decision
+// cache; an invalid configuration is refused whole.
+func (e *Engine) SetConfig(cfg Config) error {
+	norm, err := cfg.normalized()
+	if err != nil {
+		return err
+	}
+	e.cfg.Store(&norm)
+	e.cache.clear()
+	return nil
+}
+
+func (e *Engine) config() *Config { return e.cfg.Load() }
+
+// SetRecorder sends decision records and fetched MTA-STS policies to r
+// (the daemon's measure.Writer) instead of a writer of the Engine's own.
+// Call it before the first decision.
+func (e *Engine) SetRecorder(r Recorder) {
+	e.recMu.Lock()
+	defer e.recMu.Unlock()
+	e.rec = r
+}
+
+func (e *Engine) recorder() Recorder {
+	e.recMu.Lock()
+	defer e.recMu.Unlock()
+	if e.rec == nil && e.db != nil {
+		e.own = measure.NewWriter(&measure.Store{DB: e.db}, measure.WriterConfig{Interval: 100 * time.Millisecond, Logger: e.log})
+		e.rec = e.own
+	}
+	return e.rec
+}
+
+// Close writes what the Engine's own writer still holds; a later record
+// starts a new one.
 func (e *Engine) Close() {
-	if e.rec != nil {
-		e.rec.close()
+	e.recMu.Lock()
+	own := e.own
+	if own != nil {
+		e.own, e.rec = nil, nil
+	}
+	e.recMu.Unlock()
+	if own != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := own.Close(ctx); err != nil {
+			e.log.Warn("policy: flushing decisions", "err", err)
+		}
+	}
+}
+
+func (e *Engine) count(class string) {
+	if e.Classes != nil && class != "" {
+		e.Classes(class)
 	}
 }
 
 // Decide answers for domain, source by source; the first that has an
-// answer wins. It never fails: errors become a fail-open decision.
+// answer wins. It never fails and never waits past the budget: errors
+// and lateness become a fail-open decision.
 func (e *Engine) Decide(ctx context.Context, domain string) Decision {
 	start := time.Now()
-	domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
-	if d, ok := e.cache.get(domain); ok {
+	cfg := e.config()
+	key, ok := CanonicalDomain(domain)
+	if !ok {
+		d := Decision{Domain: clip(strings.ToLower(strings.TrimSpace(domain)), 255), Source: SourceNone,
+			Steps: []string{"not a domain name: no policy"}}
+		d.Latency = time.Since(start)
+		e.record(d)
+		return d
+	}
+	if d, ok := e.cache.get(key); ok {
 		d.Latency = time.Since(start)
 		d.Cached = true
 		e.record(d)
 		return d
 	}
-	d := Decision{Domain: domain, Source: SourceNone}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Budget)
+	gen := e.cache.generation()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Budget)
 	defer cancel()
-	if _, ok := dns.IsDomainName(domain); !ok || domain == "" || strings.HasPrefix(domain, "[") {
-		d.Steps = append(d.Steps, "not a domain name: no policy")
-		return e.finish(d, start)
+	d, err := e.flights.do(ctx, strconv.FormatUint(gen, 10)+" "+key, func() (Decision, error) {
+		d := e.decide(key, cfg)
+		e.seal(&d)
+		e.cache.put(d, e.cacheTTL(cfg, d), gen)
+		return d, nil
+	}, func(p any) { e.log.Error("policy: panic deciding", "domain", key, "panic", p) })
+	if err != nil {
+		d = Decision{Domain: key, Source: SourceError, Err: err, Class: ErrorClass(err), Temp: cfg.TempOnError,
+			Steps: []string{fmt.Sprintf("%v: failing open", err)}}
+		e.count(d.Class)
 	}
-	for _, step := range []func(context.Context, *Decision) bool{e.override, e.dane, e.mtaSTS, e.learned} {
-		if step(ctx, &d) {
-			return e.finish(d, start)
+	d.Latency = time.Since(start)
+	e.record(d)
+	return d
+}
+
+// decide runs the sources for key with a little less than the budget, so
+// that a lookup whose own timeouts fire still reaches its caller.
+func (e *Engine) decide(key string, cfg *Config) Decision {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Budget*9/10)
+	defer cancel()
+	d := Decision{Domain: key, Source: SourceNone}
+	for _, step := range []func(context.Context, *Config, *Decision) bool{e.override, e.dane, e.mtaSTS, e.learned} {
+		if step(ctx, cfg, &d) {
+			d.Class = ErrorClass(d.Err)
+			return d
 		}
 	}
 	if d.Err != nil {
 		d.Source = SourceError
 		d.Class = ErrorClass(d.Err)
-		d.Temp = e.cfg.TempOnError
+		d.Temp = cfg.TempOnError
 	}
-	return e.finish(d, start)
+	return d
+}
+
+// seal passes the answer through the one encoder once, before it is
+// cached: what the socketmap sends is re-encoded from validated fields,
+// whatever the source produced.
+func (e *Engine) seal(d *Decision) {
+	if d.Answer != "" {
+		text, clean, ok := encodeAnswer(d.Answer)
+		if !clean {
+			e.count("invalid_answer")
+			e.log.Error("policy: answer outside the policy grammar; invalid attributes left out",
+				"domain", d.Domain, "source", d.Source, "policy", clip(d.Answer, 200), "kept", text)
+		}
+		d.Answer = ""
+		if ok {
+			d.Answer = text
+		}
+	}
+	d.sealed = true
+}
+
+func (e *Engine) cacheTTL(cfg *Config, d Decision) time.Duration {
+	ttl := cfg.CacheTTL
+	if ttl <= 0 {
+		return 0
+	}
+	if d.Err != nil {
+		ttl /= 10
+	}
+	if d.ttl > 0 {
+		ttl = min(ttl, d.ttl)
+	}
+	return ttl
 }
 
 // ErrorClass names the kind of failure behind a fail-open decision.
@@ -152,6 +344,14 @@ func ErrorClass(err error) string {
 	switch {
 	case err == nil:
 		return ""
+	case errors.Is(err, ErrDeadline):
+		return "deadline"
+	case errors.Is(err, ErrOverload):
+		return "overload"
+	case errors.Is(err, ErrPanic):
+		return "panic"
+	case errors.Is(err, ErrStore):
+		return "store"
 	case errors.Is(err, ErrSTSTooLarge):
 		return "sts_too_large"
 	case errors.Is(err, ErrSTSPolicySyntax):
@@ -168,69 +368,31 @@ func ErrorClass(err error) string {
 	return "internal"
 }
 
-func (e *Engine) finish(d Decision, start time.Time) Decision {
-	d.Latency = time.Since(start)
-	if ttl := e.cfg.CacheTTL; ttl > 0 {
-		if d.Err != nil {
-			ttl /= 10
-		}
-		e.cache.put(d, ttl)
-	}
-	e.record(d)
-	return d
-}
-
-func (e *Engine) override(_ context.Context, d *Decision) bool {
-	if p, ok := e.cfg.Overrides[d.Domain]; ok {
-		d.Answer, d.Source = p, SourceOverride
-		d.Steps = append(d.Steps, "override for "+d.Domain+": "+p)
-		return true
-	}
-	for parent := d.Domain; ; {
-		i := strings.IndexByte(parent, '.')
-		if i < 0 {
-			break
-		}
-		parent = parent[i+1:]
-		if p, ok := e.cfg.Overrides["."+parent]; ok {
+// override answers from the configuration, then from imported policies:
+// the domain itself first, then each ".parent", nearest first.
+func (e *Engine) override(_ context.Context, cfg *Config, d *Decision) bool {
+	imported := *e.imported.Load()
+	for _, key := range append([]string{d.Domain}, parentKeys(d.Domain)...) {
+		if p, ok := cfg.Overrides[key]; ok {
 			d.Answer, d.Source = p, SourceOverride
-			d.Steps = append(d.Steps, "override for ."+parent+": "+p)
+			d.Steps = append(d.Steps, "override for "+key+": "+p)
 			return true
 		}
-	}
-	if e.db != nil {
-		var p, origin string
-		for _, key := range lookupKeys(d.Domain) {
-			if err := e.db.QueryRowContext(context.Background(), `SELECT policy, origin FROM policy_overrides
-				WHERE domain = ?`, key).Scan(&p, &origin); err == nil {
-				d.Answer, d.Source = p, SourceOverride
-				d.Steps = append(d.Steps, "imported policy for "+key+" ("+origin+"): "+p)
-				return true
-			}
+		if p, ok := imported[key]; ok {
+			d.Answer, d.Source = p, SourceOverride
+			d.Steps = append(d.Steps, "imported policy for "+key+": "+p)
+			return true
 		}
 	}
 	d.Steps = append(d.Steps, "override: none")
 	return false
 }
 
-// lookupKeys are domain, then ".parent" for each parent.
-func lookupKeys(domain string) []string {
-	keys := []string{domain}
-	for p := domain; ; {
-		i := strings.IndexByte(p, '.')
-		if i < 0 {
-			return keys
-		}
-		p = p[i+1:]
-		keys = append(keys, "."+p)
-	}
-}
-
 // dane answers "dane" when the MX records and the TLSA records of at least
 // one MX host come DNSSEC-authenticated (AD bit) from the resolver, so
 // that MTA-STS cannot weaken what DANE already gives (RFC 8461 section 2).
-func (e *Engine) dane(ctx context.Context, d *Decision) bool {
-	if !e.cfg.DANE {
+func (e *Engine) dane(ctx context.Context, cfg *Config, d *Decision) bool {
+	if !cfg.DANE {
 		return false
 	}
 	mx, err := e.res.Query(ctx, d.Domain, dns.TypeMX)
@@ -246,11 +408,14 @@ func (e *Engine) dane(ctx context.Context, d *Decision) bool {
 		return false
 	}
 	for _, rr := range mx.Records {
-		host := rr.(*dns.MX).Mx
-		tlsa, err := e.res.Query(ctx, "_25._tcp."+host, dns.TypeTLSA)
+		mx, ok := rr.(*dns.MX)
+		if !ok {
+			continue
+		}
+		tlsa, err := e.res.Query(ctx, "_25._tcp."+mx.Mx, dns.TypeTLSA)
 		if err == nil && tlsa.Authenticated && len(tlsa.Records) > 0 {
 			d.Answer, d.Source = "dane", SourceDANE
-			d.Steps = append(d.Steps, fmt.Sprintf("dane: %d authenticated TLSA records at _25._tcp.%s", len(tlsa.Records), host))
+			d.Steps = append(d.Steps, fmt.Sprintf("dane: %d authenticated TLSA records at _25._tcp.%s", len(tlsa.Records), mx.Mx))
 			return true
 		}
 	}
@@ -258,24 +423,41 @@ func (e *Engine) dane(ctx context.Context, d *Decision) bool {
 	return false
 }
 
-func (e *Engine) learned(ctx context.Context, d *Decision) bool {
-	l := e.cfg.Learn
+// domainForms are the spellings a domain may be stored under: the
+// canonical A-label form, and the U-label form the milter and the log
+// parser keep for SMTPUTF8 mail.
+func domainForms(domain string) []any {
+	if u := unicodeForm(domain); u != "" {
+		return []any{domain, u}
+	}
+	return []any{domain, domain}
+}
+
+func (e *Engine) learned(ctx context.Context, cfg *Config, d *Decision) bool {
+	l := cfg.Learn
 	if !l.Enabled || e.db == nil {
 		return false
 	}
 	fromHour := time.Now().AddDate(0, 0, -l.Days).Unix() / 3600
 	var forgotten sql.NullInt64
-	e.db.QueryRowContext(ctx, `SELECT forgotten_at FROM policy_forgotten WHERE domain = ?`, d.Domain).Scan(&forgotten)
+	err := e.db.QueryRowContext(ctx, `SELECT forgotten_at FROM policy_forgotten WHERE domain = ?`, d.Domain).Scan(&forgotten)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		d.Err = errors.Join(d.Err, fmt.Errorf("%w: %w", ErrStore, err))
+		d.Steps = append(d.Steps, fmt.Sprintf("learned: %v", err))
+		return false
+	}
 	if forgotten.Valid {
 		// History is kept per hour: a forgotten domain starts over with
 		// the next one.
 		fromHour = max(fromHour, forgotten.Int64/3600+1)
 	}
 	var good, plain sql.NullInt64
-	err := e.db.QueryRowContext(ctx, `SELECT
+	err = e.db.QueryRowContext(ctx, `SELECT
 		SUM(deliveries * (tls_level IN ('trusted', 'verified', 'dane'))), SUM(deliveries * (tls_version = ''))
-		FROM hourly_deliveries WHERE domain = ? AND hour >= ? AND status = 'sent'`, d.Domain, fromHour).Scan(&good, &plain)
+		FROM hourly_deliveries WHERE domain IN (?, ?) AND hour >= ? AND status = 'sent'`,
+		append(domainForms(d.Domain), fromHour)...).Scan(&good, &plain)
 	if err != nil {
+		d.Err = errors.Join(d.Err, fmt.Errorf("%w: %w", ErrStore, err))
 		d.Steps = append(d.Steps, fmt.Sprintf("learned: %v", err))
 		return false
 	}
@@ -289,23 +471,61 @@ func (e *Engine) learned(ctx context.Context, d *Decision) bool {
 }
 
 func (e *Engine) record(d Decision) {
-	if e.rec == nil || (e.cfg.DecisionSample < 1 && rand.Float64() >= e.cfg.DecisionSample) {
+	if s := e.config().DecisionSample; s < 1 && rand.Float64() >= s {
 		return
 	}
-	e.rec.add(d)
+	rec := e.recorder()
+	if rec == nil {
+		return
+	}
+	answer, errText := d.Answer, ""
+	switch {
+	case answer != "":
+	case d.Temp:
+		answer = "TEMP"
+	default:
+		answer = "NOTFOUND"
+	}
+	if d.Err != nil {
+		errText = clip(d.Class+": "+d.Err.Error(), 1000)
+	}
+	rec.Enqueue(&measure.PolicyDecision{At: time.Now(), Domain: d.Domain, Source: d.Source, Answer: answer,
+		Latency: d.Latency, Error: errText})
 }
 
-// Forget drops what was learned and cached about domain.
+// Forget drops what was learned, imported and cached about domain, in the
+// store and in every running daemon (through the policy version).
 func (e *Engine) Forget(ctx context.Context, domain string) error {
-	e.cache.clear()
-	if _, err := e.db.ExecContext(ctx, `INSERT INTO policy_forgotten VALUES (?, ?) ON CONFLICT(domain)
-		DO UPDATE SET forgotten_at = excluded.forgotten_at`, domain, time.Now().Unix()); err != nil {
+	key, ok := CanonicalDomain(domain)
+	if !ok {
+		return fmt.Errorf("policy: forget: %q is not a domain name", domain)
+	}
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("policy: forget: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO policy_forgotten VALUES (?, ?) ON CONFLICT(domain)
+		DO UPDATE SET forgotten_at = excluded.forgotten_at`, key, time.Now().Unix()); err != nil {
 		return fmt.Errorf("policy: forget: %w", err)
 	}
 	for _, t := range []string{"mta_sts_policies", "policy_overrides"} {
-		if _, err := e.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE domain = ?`, domain); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE domain IN (?, ?)`, domainForms(key)...); err != nil {
 			return fmt.Errorf("policy: forget: %w", err)
 		}
 	}
-	return nil
+	if err := bumpVersion(ctx, tx); err != nil {
+		return fmt.Errorf("policy: forget: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("policy: forget: %w", err)
+	}
+	return e.Reload(ctx)
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

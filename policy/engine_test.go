@@ -24,6 +24,7 @@ import (
 // stsWorld is a loopback DNS server, an HTTPS server for mta-sts.* hosts
 // and a store.
 type stsWorld struct {
+	t      *testing.T
 	dns    *dnstest.Server
 	store  *measure.Store
 	res    *resolver.Client
@@ -36,6 +37,8 @@ type stsWorld struct {
 
 const stsZone = `
 enforce.example.       MX 10 mx.enforce.example.
+enforce.example.       MX 20 mx1.backup.example.
+enforce.example.       MX 30 deep.mx2.backup.example.
 _mta-sts.enforce.example. TXT "v=STSv1; id=20261125a;"
 mta-sts.enforce.example. A 127.0.0.1
 testing.example.       MX 10 mx.testing.example.
@@ -62,17 +65,28 @@ mta-sts.dane.example.  A 127.0.0.1
 unsigned.example.      MX 10 mx.unsigned.example.
 _25._tcp.mx.unsigned.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 plain.example.         MX 10 mx.plain.example.
+nomatch.example.       MX 10 mx.nomatch.example.
+nomatch.example.       MX 20 a.b.elsewhere.example.
+_mta-sts.nomatch.example. TXT "v=STSv1; id=1;"
+mta-sts.nomatch.example. A 127.0.0.1
+_mta-sts.many.example. TXT "v=STSv1; id=1;"
+mta-sts.many.example.  A 127.0.0.1
+_mta-sts.inject.example. TXT "v=STSv1; id=1;"
+mta-sts.inject.example. A 127.0.0.1
 `
 
 func newWorld(t *testing.T) *stsWorld {
 	t.Helper()
-	w := &stsWorld{dns: dnstest.Start(t, stsZone), files: map[string]string{
+	w := &stsWorld{t: t, dns: dnstest.Start(t, stsZone), files: map[string]string{
 		"mta-sts.enforce.example": "version: STSv1\nmode: enforce\nmx: mx.enforce.example\nmx: *.backup.example\nmax_age: 86400\n",
 		"mta-sts.testing.example": "version: STSv1\r\nmode: testing\r\nmx: mx.testing.example\r\nmax_age: 86400\r\n",
 		"mta-sts.none.example":    "version: STSv1\nmode: none\nmax_age: 86400\n",
 		"mta-sts.bad.example":     "version: STSv2\nmode: enforce\n",
 		"mta-sts.big.example":     "version: STSv1\nmode: enforce\nmx: a\nmax_age: 1\n" + strings.Repeat("#", 70000),
 		"mta-sts.dane.example":    "version: STSv1\nmode: enforce\nmx: nomatch.example\nmax_age: 86400\n",
+		"mta-sts.nomatch.example": "version: STSv1\nmode: enforce\nmx: *.elsewhere.example\nmax_age: 86400\n",
+		"mta-sts.many.example":    "version: STSv1\nmode: enforce\nmx: *.many-mx.example\nmax_age: 86400\n",
+		"mta-sts.inject.example":  "version: STSv1\nmode: enforce\nmx: mx.inject.example ciphers=null\nmax_age: 86400\n",
 	}, hang: map[string]bool{"mta-sts.hang.example": true}}
 	w.dns.Signed("dane.example")
 	ca := testca.New(t)
@@ -126,7 +140,9 @@ func newWorld(t *testing.T) *stsWorld {
 }
 
 func (w *stsWorld) engine(cfg Config) *Engine {
-	return NewEngine(cfg, w.res, w.fetch, w.store.DB, nil)
+	e := NewEngine(cfg, w.res, w.fetch, w.store.DB, nil)
+	w.t.Cleanup(e.Close)
+	return e
 }
 
 func TestDecisions(t *testing.T) {
@@ -140,8 +156,8 @@ func TestDecisions(t *testing.T) {
 		{"bank.example", "verify", SourceOverride, nil},
 		{"mail.corp.example", "encrypt", SourceOverride, nil},
 		{"corp.example", "", SourceNone, nil},
-		{"enforce.example", "secure match=mx.enforce.example:.backup.example servername=hostname", SourceMTASTS, nil},
-		{"ENFORCE.example.", "secure match=mx.enforce.example:.backup.example servername=hostname", SourceMTASTS, nil},
+		{"enforce.example", "secure match=mx.enforce.example:mx1.backup.example servername=hostname", SourceMTASTS, nil},
+		{"ENFORCE.example.", "secure match=mx.enforce.example:mx1.backup.example servername=hostname", SourceMTASTS, nil},
 		{"testing.example", "", SourceNone, nil},
 		{"none.example", "", SourceNone, nil},
 		{"plain.example", "", SourceNone, nil},
@@ -171,13 +187,65 @@ func TestDecisions(t *testing.T) {
 	}
 }
 
+// TestSTSWildcards: "*.domain" lists the MX hosts one label below it;
+// none matching is TEMP (RFC 8461 section 5.1); a large RRset is cut to
+// fit a socketmap answer; a policy trying to smuggle attributes is
+// invalid.
+func TestSTSWildcards(t *testing.T) {
+	w := newWorld(t)
+	var many strings.Builder
+	for i := 0; i < 300; i++ {
+		fmt.Fprintf(&many, "many.example. MX %d mx-%03d-with-a-rather-long-label.many-mx.example.\n", i, i)
+	}
+	many.WriteString("many.example. MX 999 deeper.mx-0.many-mx.example.\n")
+	w.dns.Add(many.String())
+	e := w.engine(Config{MTASTS: true})
+	d := e.Decide(context.Background(), "nomatch.example")
+	if reply, _ := d.Reply(); reply != "TEMP no MX host matches the MTA-STS policy" {
+		t.Errorf("nomatch: %q\n%s", reply, strings.Join(d.Steps, "\n"))
+	}
+	d = e.Decide(context.Background(), "many.example")
+	p, err := ParseTLSPolicy(d.Answer)
+	if err != nil || len(d.Answer) > MaxAnswer || len(p.Match) < 100 || len(p.Match) >= 300 {
+		t.Errorf("many: %d bytes, %d names, %v", len(d.Answer), len(p.Match), err)
+	}
+	for _, m := range p.Match {
+		if !MatchesMX("*.many-mx.example", m) {
+			t.Errorf("many: %s listed", m)
+		}
+	}
+	if d.ttl != 300*time.Second {
+		t.Errorf("many: cached for %s, want the MX TTL", d.ttl)
+	}
+	d = e.Decide(context.Background(), "inject.example")
+	if d.Answer != "" || !errors.Is(d.Err, ErrSTSPolicySyntax) {
+		t.Errorf("inject: %q %v", d.Answer, d.Err)
+	}
+	for pattern, hosts := range map[string][2][]string{
+		"*.example.com":  {{"mx.example.com", "a.example.com"}, {"example.com", "a.b.example.com", "xexample.com", ".example.com"}},
+		"mx.example.com": {{"mx.example.com"}, {"a.mx.example.com", "example.com"}},
+	} {
+		for _, h := range hosts[0] {
+			if !MatchesMX(pattern, h) {
+				t.Errorf("%s does not match %s", pattern, h)
+			}
+		}
+		for _, h := range hosts[1] {
+			if MatchesMX(pattern, h) {
+				t.Errorf("%s matches %s", pattern, h)
+			}
+		}
+	}
+}
+
 func TestSTSCacheSurvivesOutages(t *testing.T) {
 	w := newWorld(t)
 	e := w.engine(Config{MTASTS: true, Budget: 2 * time.Second, CacheTTL: -1})
-	want := "secure match=mx.enforce.example:.backup.example servername=hostname"
+	want := "secure match=mx.enforce.example:mx1.backup.example servername=hostname"
 	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
 		t.Fatalf("first fetch: %q %v", d.Answer, d.Err)
 	}
+	e.Close() // the fetched policy reaches the store through the writer
 	// The HTTPS server goes away and the id changes: the cached policy holds.
 	w.mu.Lock()
 	w.hang["mta-sts.enforce.example"] = true
@@ -186,10 +254,13 @@ func TestSTSCacheSurvivesOutages(t *testing.T) {
 	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
 		t.Errorf("fetch failing: %q %v", d.Answer, d.Err)
 	}
-	// DNS down too: still the cached policy.
+	// DNS down too: still the cached policy. Without the MX RRset the
+	// wildcard cannot be listed and falls back to Postfix's wider form,
+	// the error recorded.
 	w.dns.SetDrop(true)
-	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != want {
-		t.Errorf("DNS down: %q %v\n%s", d.Answer, d.Err, strings.Join(d.Steps, "\n"))
+	wider := "secure match=mx.enforce.example:.backup.example servername=hostname"
+	if d := e.Decide(context.Background(), "enforce.example"); d.Answer != wider || d.Class != "dns_timeout" {
+		t.Errorf("DNS down: %q %s %v\n%s", d.Answer, d.Class, d.Err, strings.Join(d.Steps, "\n"))
 	}
 	// A domain never seen: fail open (NOTFOUND), or TEMP when asked.
 	d := e.Decide(context.Background(), "testing.example")
@@ -249,7 +320,7 @@ func TestSocketmapServer(t *testing.T) {
 	// Persistent connection, several lookups.
 	for _, c := range [][2]string{
 		{FormatNetstring("tls x.example"), "OK encrypt"},
-		{FormatNetstring("tls enforce.example"), "OK secure match=mx.enforce.example:.backup.example servername=hostname"},
+		{FormatNetstring("tls enforce.example"), "OK secure match=mx.enforce.example:mx1.backup.example servername=hostname"},
 		{FormatNetstring("tls plain.example"), "NOTFOUND "},
 		{FormatNetstring("tls"), "PERM expected NAME KEY"},
 	} {
@@ -318,8 +389,13 @@ func FuzzParseSTSPolicy(f *testing.F) {
 		if err == nil && (p.MaxAge < 0 || (p.Mode != "none" && len(p.MX) == 0)) {
 			t.Fatalf("accepted %q as %+v", s, p)
 		}
-		if err == nil {
-			_ = p.PostfixMatch()
+		if err != nil {
+			return
+		}
+		for _, mx := range p.MX {
+			if m, ok := CanonicalMXPattern(mx); !ok || m != mx {
+				t.Fatalf("accepted mx %q", mx)
+			}
 		}
 	})
 }
@@ -353,7 +429,7 @@ func BenchmarkSocketmap(b *testing.B) {
 	e := NewEngine(Config{Overrides: map[string]string{"bank.example": "verify"}, DecisionSample: 1}, nil, nil, store.DB, nil)
 	defer e.Close()
 	for i := 0; i < 1000; i++ {
-		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example"}, time.Hour)
+		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example", sealed: true}, time.Hour, e.cache.generation())
 	}
 	srv := &SocketmapServer{Engine: e}
 	ln, _ := net.Listen("unix", filepath.Join(b.TempDir(), "s.sock"))
@@ -441,11 +517,13 @@ func TestRefreshSTS(t *testing.T) {
 	w := newWorld(t)
 	e := w.engine(Config{MTASTS: true, CacheTTL: -1})
 	e.Decide(context.Background(), "enforce.example")
+	e.Close() // the fetched policy goes through the writer
 	w.store.DB.Exec(`UPDATE mta_sts_policies SET expires_at = ? WHERE domain = 'enforce.example'`, time.Now().Add(time.Minute).Unix())
 	n, err := e.RefreshSTS(context.Background(), time.Hour)
 	if err != nil || n != 1 {
 		t.Fatalf("refreshed %d, %v", n, err)
 	}
+	e.Close() // the refreshed policy goes through the writer
 	var exp int64
 	w.store.DB.QueryRow(`SELECT expires_at FROM mta_sts_policies WHERE domain = 'enforce.example'`).Scan(&exp)
 	if time.Until(time.Unix(exp, 0)) < 23*time.Hour {

@@ -135,8 +135,9 @@ func FuzzParseImport(f *testing.F) {
 			return
 		}
 		for _, e := range list {
-			if e.Domain == "" || strings.ContainsAny(e.Policy, "\r\n") {
-				t.Fatalf("accepted %+v", e)
+			p, err := ParseTLSPolicy(e.Policy)
+			if !IsHostPattern(e.Domain) || err != nil || p.String() != e.Policy {
+				t.Fatalf("accepted %+v (%v)", e, err)
 			}
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -22,8 +23,9 @@ type Entry struct {
 // List returns the configured overrides, imported policies, cached MTA-STS
 // policies and learned domains.
 func (e *Engine) List(ctx context.Context) ([]Entry, error) {
+	cfg := e.config()
 	var out []Entry
-	for d, p := range e.cfg.Overrides {
+	for d, p := range cfg.Overrides {
 		out = append(out, Entry{Domain: d, Policy: p, Source: "config"})
 	}
 	rows, err := e.db.QueryContext(ctx, `SELECT domain, policy, origin FROM policy_overrides`)
@@ -45,17 +47,17 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 		var d, mode, mx string
 		var exp int64
 		rows.Scan(&d, &mode, &mx, &exp)
-		p := &STSPolicy{Mode: mode, MX: strings.Fields(mx)}
 		answer := "(not enforced)"
 		if mode == "enforce" {
-			answer = "secure match=" + p.PostfixMatch() + " servername=hostname"
+			answer = "secure servername=hostname"
 		}
 		out = append(out, Entry{Domain: d, Policy: answer, Source: SourceMTASTS,
-			Note: "mode " + mode + ", cached until " + time.Unix(exp, 0).UTC().Format(time.RFC3339)})
+			Note: "mode " + mode + ", mx " + strings.Join(strings.Fields(mx), " ") +
+				", cached until " + time.Unix(exp, 0).UTC().Format(time.RFC3339)})
 	}
 	rows.Close()
-	if e.cfg.Learn.Enabled {
-		learned, err := e.learnedDomains(ctx)
+	if cfg.Learn.Enabled {
+		learned, err := e.learnedDomains(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -70,21 +72,29 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 	return out, nil
 }
 
-func (e *Engine) learnedDomains(ctx context.Context) ([]Entry, error) {
-	l := e.cfg.Learn
+func (e *Engine) learnedDomains(ctx context.Context, cfg *Config) ([]Entry, error) {
+	l := cfg.Learn
 	rows, err := e.db.QueryContext(ctx, `SELECT domain FROM hourly_deliveries WHERE hour >= ? AND status = 'sent'
 		GROUP BY domain HAVING SUM(deliveries * (tls_level IN ('trusted', 'verified', 'dane'))) >= ?
 		AND SUM(deliveries * (tls_version = '')) = 0`, time.Now().AddDate(0, 0, -l.Days).Unix()/3600, l.MinDeliveries)
 	if err != nil {
 		return nil, fmt.Errorf("policy: learned: %w", err)
 	}
-	defer rows.Close()
-	var out []Entry
+	var domains []string
 	for rows.Next() {
 		var d string
 		rows.Scan(&d)
+		domains = append(domains, d)
+	}
+	rows.Close()
+	var out []Entry
+	for _, raw := range domains {
+		d, ok := CanonicalDomain(raw)
+		if !ok {
+			continue
+		}
 		// Forgotten domains still need their own check.
-		if dec := (&Decision{Domain: d}); e.learned(ctx, dec) {
+		if dec := (&Decision{Domain: d}); e.learned(ctx, cfg, dec) {
 			out = append(out, Entry{Domain: d, Policy: l.Answer, Source: SourceLearned})
 		}
 	}
@@ -102,91 +112,189 @@ func WriteCSV(w io.Writer, entries []Entry) error {
 	return cw.Error()
 }
 
-// ParseImport reads a CSV (domain,policy[,…] with an optional header), our
-// JSON list, or a STARTTLS-Everywhere policy list
-// ({"policies": {"example.com": {"mode": "enforce", "mxs": [".example.com"]}}}).
+// ErrImport marks an import refused because of invalid records; nothing
+// of it is stored.
+var ErrImport = errors.New("policy: import refused")
+
+// ParseImport reads a CSV (domain,policy[,source,note] with an optional
+// header, as `policy export` writes it), our JSON list, or a
+// STARTTLS-Everywhere policy list ({"policies": {"example.com": {"mode":
+// "enforce", "mxs": [".example.com"]}}}, with "policy-aliases").
+//
+// Every field is validated strictly: domains are LDH names or ".domain"
+// patterns (RFC 1035 section 2.3.1), policies follow ParseTLSPolicy, mxs
+// entries are host names or ".domain" patterns. One invalid record
+// refuses the whole import, with every bad record named; rows of an
+// export that were derived (sources mta-sts and learned) are skipped.
 func ParseImport(data []byte) ([]Entry, error) {
 	trimmed := strings.TrimSpace(string(data))
 	switch {
 	case strings.HasPrefix(trimmed, "["):
 		var list []Entry
 		if err := json.Unmarshal(data, &list); err != nil {
-			return nil, fmt.Errorf("policy: import: %w", err)
+			return nil, fmt.Errorf("%w: %w", ErrImport, err)
 		}
-		return validate(list)
+		var v validator
+		for i, en := range list {
+			v.entry(fmt.Sprintf("entry %d (%q)", i+1, en.Domain), en.Domain, en.Policy)
+		}
+		return v.result()
 	case strings.HasPrefix(trimmed, "{"):
 		return parseSTARTTLSEverywhere(data)
 	}
-	recs, err := csv.NewReader(strings.NewReader(trimmed)).ReadAll()
+	r := csv.NewReader(strings.NewReader(trimmed))
+	r.FieldsPerRecord = -1
+	recs, err := r.ReadAll()
 	if err != nil {
-		return nil, fmt.Errorf("policy: import: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrImport, err)
 	}
-	var list []Entry
-	for i, r := range recs {
-		if len(r) < 2 || (i == 0 && r[0] == "domain") {
+	var v validator
+	for i, rec := range recs {
+		name := fmt.Sprintf("line %d", i+1)
+		switch {
+		case i == 0 && len(rec) > 0 && rec[0] == "domain":
+			continue
+		case len(rec) < 2:
+			v.fail(name, "want domain,policy")
+			continue
+		case len(rec) > 2 && (rec[2] == SourceMTASTS || rec[2] == SourceLearned):
 			continue
 		}
-		list = append(list, Entry{Domain: r[0], Policy: r[1]})
+		v.entry(fmt.Sprintf("%s (%q)", name, rec[0]), rec[0], rec[1])
 	}
-	return validate(list)
+	return v.result()
+}
+
+// stePolicy is one STARTTLS-Everywhere policy or alias.
+type stePolicy struct {
+	Mode  string   `json:"mode"`
+	MXs   []string `json:"mxs"`
+	Alias string   `json:"policy-alias"`
 }
 
 func parseSTARTTLSEverywhere(data []byte) ([]Entry, error) {
 	var doc struct {
-		Policies map[string]struct {
-			Mode string   `json:"mode"`
-			MXs  []string `json:"mxs"`
-		} `json:"policies"`
+		Policies map[string]stePolicy `json:"policies"`
+		Aliases  map[string]stePolicy `json:"policy-aliases"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("policy: import: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrImport, err)
 	}
-	var list []Entry
-	for d, p := range doc.Policies {
-		if p.Mode != "enforce" {
-			continue // testing: reported by the list, not enforced by us
+	domains := make([]string, 0, len(doc.Policies))
+	for d := range doc.Policies {
+		domains = append(domains, d)
+	}
+	sort.Strings(domains)
+	var v validator
+	for _, d := range domains {
+		p := doc.Policies[d]
+		name := fmt.Sprintf("policy %q", d)
+		if p.Alias != "" {
+			alias, ok := doc.Aliases[p.Alias]
+			if !ok || alias.Alias != "" {
+				v.fail(name, fmt.Sprintf("unknown policy-alias %q", p.Alias))
+				continue
+			}
+			p = alias
 		}
-		answer := "encrypt"
+		switch p.Mode {
+		case "enforce":
+		case "testing", "none":
+			continue // reported by the list, not enforced by us
+		default:
+			v.fail(name, fmt.Sprintf("mode %q: want enforce, testing or none", p.Mode))
+			continue
+		}
+		pol := TLSPolicy{Level: "encrypt"}
 		if len(p.MXs) > 0 {
-			answer = "secure match=" + strings.Join(p.MXs, ":") + " servername=hostname"
+			pol = TLSPolicy{Level: "secure", ServerName: "hostname"}
+			bad := false
+			for i, mx := range p.MXs {
+				m, ok := CanonicalPattern(mx)
+				if !ok || !IsHostPattern(m) || mx != strings.TrimSpace(mx) {
+					v.fail(name, fmt.Sprintf("mxs[%d] %q: not a host name or .domain pattern", i, mx))
+					bad = true
+					continue
+				}
+				pol.Match = append(pol.Match, m)
+			}
+			if bad {
+				continue
+			}
 		}
-		list = append(list, Entry{Domain: d, Policy: answer})
+		v.entry(name, d, pol.String())
 	}
-	return validate(list)
+	return v.result()
 }
 
-var levels = map[string]bool{"none": true, "may": true, "encrypt": true, "dane": true, "dane-only": true,
-	"fingerprint": true, "verify": true, "secure": true}
-
-func validate(list []Entry) ([]Entry, error) {
-	for i, e := range list {
-		e.Domain = strings.ToLower(strings.TrimSpace(e.Domain))
-		e.Policy = strings.TrimSpace(e.Policy)
-		if e.Domain == "" || strings.ContainsAny(e.Domain, " \t,;") {
-			return nil, fmt.Errorf("policy: import: bad domain %q", e.Domain)
-		}
-		if level, _, _ := strings.Cut(e.Policy, " "); !levels[level] || strings.ContainsAny(e.Policy, "\r\n") {
-			return nil, fmt.Errorf("policy: import: %s: bad policy %q", e.Domain, e.Policy)
-		}
-		list[i] = e
-	}
-	return list, nil
+// validator collects imported entries and the reasons records failed.
+type validator struct {
+	list []Entry
+	errs []string
 }
 
-// Import stores entries as imported overrides.
+func (v *validator) fail(record, why string) {
+	v.errs = append(v.errs, record+": "+why)
+}
+
+func (v *validator) entry(record, domain, pol string) {
+	key, ok := CanonicalPattern(domain)
+	if !ok || !IsHostPattern(key) || domain != strings.TrimSpace(domain) {
+		v.fail(record, fmt.Sprintf("domain %q: not an LDH domain name or .domain pattern", domain))
+		return
+	}
+	p, err := ParseTLSPolicy(pol)
+	if err != nil || pol != strings.TrimSpace(pol) {
+		v.fail(record, fmt.Sprintf("policy %q: %v", pol, err))
+		return
+	}
+	v.list = append(v.list, Entry{Domain: key, Policy: p.String()})
+}
+
+func (v *validator) result() ([]Entry, error) {
+	if len(v.errs) == 0 {
+		return v.list, nil
+	}
+	shown := v.errs
+	more := ""
+	if len(shown) > 20 {
+		more = fmt.Sprintf("\n  … and %d more", len(shown)-20)
+		shown = shown[:20]
+	}
+	return nil, fmt.Errorf("%w: %d invalid records, nothing imported:\n  %s%s", ErrImport, len(v.errs),
+		strings.Join(shown, "\n  "), more)
+}
+
+// Import stores entries as imported overrides and tells running daemons
+// (policy version).
 func (e *Engine) Import(ctx context.Context, list []Entry, origin string) error {
-	e.cache.clear()
-	tx, err := e.db.BeginTx(ctx, nil)
+	var v validator
+	for _, en := range list {
+		v.entry(fmt.Sprintf("%q", en.Domain), en.Domain, en.Policy)
+	}
+	list, err := v.result()
 	if err != nil {
 		return err
 	}
+	origin = clip(origin, 255)
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("policy: import: %w", err)
+	}
 	defer tx.Rollback()
+	now := time.Now().Unix()
 	for _, en := range list {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO policy_overrides VALUES (?, ?, ?, ?) ON CONFLICT(domain)
 			DO UPDATE SET policy = excluded.policy, origin = excluded.origin, imported_at = excluded.imported_at`,
-			en.Domain, en.Policy, origin, time.Now().Unix()); err != nil {
+			en.Domain, en.Policy, origin, now); err != nil {
 			return fmt.Errorf("policy: import: %w", err)
 		}
 	}
-	return tx.Commit()
+	if err := bumpVersion(ctx, tx); err != nil {
+		return fmt.Errorf("policy: import: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("policy: import: %w", err)
+	}
+	return e.Reload(ctx)
 }

@@ -79,8 +79,15 @@ func ParseSTSPolicy(text string) (*STSPolicy, error) {
 		case "max_age":
 			maxAge = v
 		case "mx":
-			p.MX = append(p.MX, strings.ToLower(v))
+			mx, ok := CanonicalMXPattern(v)
+			if !ok {
+				return nil, fmt.Errorf("%w: mx %q", ErrSTSPolicySyntax, v)
+			}
+			p.MX = append(p.MX, mx)
 		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSTSPolicySyntax, err)
 	}
 	if version != "STSv1" {
 		return nil, fmt.Errorf("%w: version %q", ErrSTSPolicySyntax, version)
@@ -102,18 +109,34 @@ func ParseSTSPolicy(text string) (*STSPolicy, error) {
 	return p, nil
 }
 
-// PostfixMatch turns the mx patterns into a Postfix "secure" match list:
-// "*.example.net" becomes ".example.net".
-func (p *STSPolicy) PostfixMatch() string {
-	var out []string
-	for _, mx := range p.MX {
-		if rest, ok := strings.CutPrefix(mx, "*."); ok {
-			out = append(out, "."+rest)
-		} else {
-			out = append(out, mx)
-		}
+// CanonicalMXPattern reads an MTA-STS "mx" value (RFC 8461 section 3.2):
+// a host name, or "*." and a domain for any host one label below it, in
+// canonical form (lower case, A-labels, no trailing dot). Anything else
+// is refused, so that no policy file can smuggle text into a Postfix
+// answer.
+func CanonicalMXPattern(v string) (string, bool) {
+	prefix := ""
+	if rest, ok := strings.CutPrefix(v, "*."); ok {
+		prefix, v = "*.", rest
 	}
-	return strings.Join(out, ":")
+	d, ok := CanonicalDomain(v)
+	if !ok || !IsHostname(d) {
+		return "", false
+	}
+	return prefix + d, true
+}
+
+// MatchesMX reports whether host (canonical) matches an MTA-STS mx
+// pattern: equal to it, or for "*.domain" exactly one label more
+// (RFC 8461 section 4.1: "*.example.com" matches "mx.example.com", not
+// "example.com" nor "a.b.example.com").
+func MatchesMX(pattern, host string) bool {
+	rest, wild := strings.CutPrefix(pattern, "*.")
+	if !wild {
+		return host == pattern
+	}
+	label, parent, ok := strings.Cut(host, ".")
+	return ok && label != "" && parent == rest
 }
 
 // STSFetcher looks up and downloads MTA-STS policies.

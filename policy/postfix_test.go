@@ -37,6 +37,8 @@ type scenario struct {
 	want   string // sent or deferred
 	dane   bool   // Postfix must validate DANE
 	class  string // error class snowrain must record (fail-open cases)
+	mx     string // the MX host's name; default mx.DOMAIN
+	zone   string // more records
 }
 
 func TestPostfixTLSPolicies(t *testing.T) {
@@ -54,6 +56,15 @@ func TestPostfixTLSPolicies(t *testing.T) {
 		{domain: "dane.example", sink: selfSignedSink(t, "mx.dane.example"), sts: enforce("elsewhere.example"), signed: true, want: "sent", dane: true},
 		{domain: "learned.example", learn: 5, want: "deferred"},
 		{domain: "unlearned.example", learn: 2, want: "sent"},
+		// MTA-STS "*.wild-mx.example" allows hosts one label below it
+		// (RFC 8461 section 4.1); Postfix's ".wild-mx.example" would allow
+		// any depth. The MX one label below gets the mail; an MX two
+		// labels below, with a valid certificate for its name, must not.
+		{domain: "wild.example", mx: "mx1.wild-mx.example", sink: validSink(t, ca, "mx1.wild-mx.example"),
+			sts: enforce("*.wild-mx.example"), want: "sent"},
+		{domain: "deep.example", mx: "a.b.deep-mx.example", sink: validSink(t, ca, "a.b.deep-mx.example"),
+			sts: enforce("*.deep-mx.example"), want: "deferred",
+			zone: "deep.example. MX 20 mx2.deep-mx.example.\nmx2.deep-mx.example. A 127.54.0.250\n"},
 	}, false)
 }
 
@@ -106,7 +117,11 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 		ip := fmt.Sprintf("127.54.0.%d", i+1)
 		s := smtpsink.StartWith(t, ip+":2525", sc.sink)
 		sinks[sc.domain] = s
-		fmt.Fprintf(&zone, "%s. MX 10 mx.%s.\nmx.%s. A %s\n", sc.domain, sc.domain, sc.domain, ip)
+		mx := sc.mx
+		if mx == "" {
+			mx = "mx." + sc.domain
+		}
+		fmt.Fprintf(&zone, "%s. MX 10 %s.\n%s. A %s\n%s", sc.domain, mx, mx, ip, sc.zone)
 		if sc.sts != "" {
 			fmt.Fprintf(&zone, "_mta-sts.%s. TXT \"v=STSv1; id=1;\"\nmta-sts.%s. A 127.55.0.1\n", sc.domain, sc.domain)
 		}
@@ -250,6 +265,11 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 			if !strings.HasPrefix(errText, sc.class) {
 				t.Errorf("%s: recorded error %q, want class %s", sc.domain, errText, sc.class)
 			}
+		}
+	}
+	for _, sc := range scenarios {
+		if sc.mx != "" && sc.want == "deferred" && !strings.Contains(pf.Log(), "certificate verification failed for "+sc.mx) {
+			t.Errorf("%s: no certificate failure for %s in the Postfix log", sc.domain, sc.mx)
 		}
 	}
 	if t.Failed() {

@@ -7,8 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -19,17 +19,21 @@ import (
 type SocketmapServer struct {
 	Engine      *Engine
 	MaxRequest  int           // longest request accepted; default 10000 (Postfix's own limit is 100000)
-	IdleTimeout time.Duration // close idle connections; default 100 s, Postfix closes its own after ~10 s
+	IdleTimeout time.Duration // close connections idle between requests; default 100 s (Postfix's max_idle)
+	ReadTimeout time.Duration // longest to read one request once it started; default 10 s
+	MaxConns    int           // connections served at once; default 1000, beyond: closed and counted
 	Log         *slog.Logger
-	// Classes counts bad requests by class (garbage, too_long, …); may be nil.
+	// Classes counts bad requests and faults by class (garbage,
+	// too_long, bad_request, read_timeout, invalid_answer, panic,
+	// too_many_connections, accept_error); may be nil.
 	Classes func(class string)
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	conns connServer
 }
 
-// Serve accepts connections until ln is closed.
+// Serve accepts connections until ln is closed. Accept errors such as
+// running out of descriptors are logged, counted and retried; Serve
+// returns an error only when the listener itself fails.
 func (s *SocketmapServer) Serve(ln net.Listener) error {
 	if s.MaxRequest <= 0 {
 		s.MaxRequest = 10000
@@ -37,50 +41,17 @@ func (s *SocketmapServer) Serve(ln net.Listener) error {
 	if s.IdleTimeout <= 0 {
 		s.IdleTimeout = 100 * time.Second
 	}
+	if s.ReadTimeout <= 0 {
+		s.ReadTimeout = defaultReadTimeout
+	}
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		s.track(c, true)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.track(c, false)
-			s.session(c)
-		}()
-	}
-}
-
-func (s *SocketmapServer) track(c net.Conn, add bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
-	}
-	if add {
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-		c.Close()
-	}
+	return s.conns.serve(ln, "socketmap", s.MaxConns, s.Log, s.count, s.session)
 }
 
 // Close ends every connection and waits for the sessions.
-func (s *SocketmapServer) Close() {
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
+func (s *SocketmapServer) Close() { s.conns.close() }
 
 func (s *SocketmapServer) count(class string) {
 	if s.Classes != nil {
@@ -92,35 +63,46 @@ func (s *SocketmapServer) session(c net.Conn) {
 	r := bufio.NewReader(c)
 	var out []byte
 	for {
-		c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		if err := awaitRequest(c, func() error { _, err := r.Peek(1); return err }, s.IdleTimeout, s.ReadTimeout); err != nil {
+			return // closed, or idle too long
+		}
 		req, err := ReadNetstring(r, s.MaxRequest)
 		switch {
 		case errors.Is(err, ErrNetstringSize):
 			s.count("too_long")
-			c.Write(AppendNetstring(nil, "PERM request too long"))
+			s.reply(c, AppendNetstring(nil, "PERM request too long"))
 			return
 		case errors.Is(err, ErrNetstringSyntax), errors.Is(err, io.ErrUnexpectedEOF):
 			s.count("garbage")
-			c.Write(AppendNetstring(nil, "PERM malformed netstring"))
+			s.reply(c, AppendNetstring(nil, "PERM malformed netstring"))
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			s.count("read_timeout")
 			return
 		case err != nil:
-			return // closed or idle
+			return
 		}
 		out = AppendNetstring(out[:0], s.answer(req))
-		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write(out); err != nil {
+		if s.reply(c, out) != nil {
 			return
 		}
 	}
 }
 
+func (s *SocketmapServer) reply(c net.Conn, b []byte) error {
+	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := c.Write(b)
+	return err
+}
+
 // answer turns one "NAME KEY" request into a reply, recovering from any
-// panic of ours into the fail-open NOTFOUND.
+// panic of ours into the fail-open NOTFOUND. The policy passes through
+// encodeAnswer whatever its source.
 func (s *SocketmapServer) answer(req string) (reply string) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.count("panic")
-			s.Log.Error("policy: panic answering socketmap", "request", req, "panic", p)
+			s.Log.Error("policy: panic answering socketmap", "request", clip(req, 200), "panic", p)
 			reply = "NOTFOUND "
 		}
 	}()
@@ -130,11 +112,32 @@ func (s *SocketmapServer) answer(req string) (reply string) {
 		return "PERM expected NAME KEY"
 	}
 	d := s.Engine.Decide(context.Background(), key)
-	switch {
-	case d.Answer != "":
-		return "OK " + d.Answer
-	case d.Temp:
-		return "TEMP policy lookup failed"
+	reply, clean := d.Reply()
+	if !clean {
+		s.count("invalid_answer")
+		s.Log.Error("policy: answer outside the policy grammar; invalid attributes left out",
+			"domain", d.Domain, "source", d.Source, "policy", clip(d.Answer, 200), "reply", reply)
 	}
-	return "NOTFOUND "
+	return reply
+}
+
+// Reply is the socketmap reply for d: "OK " and the policy re-encoded
+// by TLSPolicy, "TEMP …" or "NOTFOUND ". clean is false when the policy
+// had to lose attributes outside the grammar (or was dropped whole).
+func (d Decision) Reply() (reply string, clean bool) {
+	switch {
+	case d.Answer != "" && d.sealed:
+		return "OK " + d.Answer, true
+	case d.Answer != "":
+		text, clean, ok := encodeAnswer(d.Answer)
+		if ok {
+			return "OK " + text, clean
+		}
+		return "NOTFOUND ", false
+	case d.Temp && d.Source == SourceMTASTS:
+		return "TEMP no MX host matches the MTA-STS policy", true
+	case d.Temp:
+		return "TEMP policy lookup failed", true
+	}
+	return "NOTFOUND ", true
 }

@@ -6,6 +6,11 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/resolver"
 )
 
 // cachedSTS is a policy from the mta_sts_policies table.
@@ -26,25 +31,25 @@ func (e *Engine) cachedSTS(ctx context.Context, domain string) (*cachedSTS, bool
 	if err != nil {
 		return nil, false
 	}
-	c.MX = strings.Fields(mx)
+	// The row was validated when fetched; patterns that fail now (a
+	// store written by hand) are dropped: fewer allowed MX hosts, never
+	// more.
+	for _, m := range strings.Fields(mx) {
+		if p, ok := CanonicalMXPattern(m); ok {
+			c.MX = append(c.MX, p)
+		}
+	}
 	c.MaxAge = time.Duration(maxAge) * time.Second
 	c.Expires = time.Unix(expires, 0)
 	return c, time.Now().Before(c.Expires)
 }
 
-func (e *Engine) storeSTS(ctx context.Context, domain string, p *STSPolicy) {
-	if e.db == nil {
-		return
-	}
-	now := time.Now()
-	_, err := e.db.ExecContext(ctx, `INSERT INTO mta_sts_policies VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(domain) DO UPDATE SET policy_id = excluded.policy_id, mode = excluded.mode,
-		mx = excluded.mx, max_age = excluded.max_age, fetched_at = excluded.fetched_at,
-		expires_at = excluded.expires_at, text = excluded.text`,
-		domain, p.ID, p.Mode, strings.Join(p.MX, " "), int64(p.MaxAge/time.Second), now.Unix(),
-		now.Add(p.MaxAge).Unix(), p.Text)
-	if err != nil {
-		e.log.Warn("policy: caching MTA-STS policy", "domain", domain, "err", err)
+// storeSTS caches p through the asynchronous writer: the lookup path
+// never writes to the store itself.
+func (e *Engine) storeSTS(domain string, p *STSPolicy) {
+	if rec := e.recorder(); rec != nil {
+		rec.Enqueue(&measure.MTASTSPolicy{Domain: domain, ID: p.ID, Mode: p.Mode, MX: p.MX, MaxAge: p.MaxAge,
+			Fetched: time.Now(), Text: p.Text})
 	}
 }
 
@@ -77,13 +82,13 @@ func (e *Engine) stsPolicy(ctx context.Context, d *Decision) (*STSPolicy, error)
 		return nil, err
 	}
 	p.ID = id
-	e.storeSTS(ctx, d.Domain, p)
+	e.storeSTS(d.Domain, p)
 	d.Steps = append(d.Steps, fmt.Sprintf("mta-sts: fetched policy id %s:\n%s", id, indent(p.Text)))
 	return p, nil
 }
 
-func (e *Engine) mtaSTS(ctx context.Context, d *Decision) bool {
-	if !e.cfg.MTASTS {
+func (e *Engine) mtaSTS(ctx context.Context, cfg *Config, d *Decision) bool {
+	if !cfg.MTASTS {
 		return false
 	}
 	p, err := e.stsPolicy(ctx, d)
@@ -97,8 +102,15 @@ func (e *Engine) mtaSTS(ctx context.Context, d *Decision) bool {
 	}
 	switch p.Mode {
 	case "enforce":
-		d.Answer, d.Source = "secure match="+p.PostfixMatch()+" servername=hostname", SourceMTASTS
+		d.Source = SourceMTASTS
 		d.Steps = append(d.Steps, "mta-sts: mode enforce")
+		hosts := e.stsMatch(ctx, d, p.MX)
+		if len(hosts) == 0 {
+			d.Temp = true
+			d.Steps = append(d.Steps, "mta-sts: no MX host matches the policy: TEMP (RFC 8461 section 5.1: do not deliver)")
+			return true
+		}
+		d.Answer = TLSPolicy{Level: "secure", Match: hosts, ServerName: "hostname"}.String()
 		return true
 	case "testing":
 		d.Steps = append(d.Steps, "mta-sts: mode testing: reported, not enforced")
@@ -106,6 +118,90 @@ func (e *Engine) mtaSTS(ctx context.Context, d *Decision) bool {
 		d.Steps = append(d.Steps, "mta-sts: mode none")
 	}
 	return false
+}
+
+// stsMatch turns the policy's mx patterns into Postfix match names.
+// Postfix's ".example.com" matches any depth below example.com, wider
+// than MTA-STS's "*.example.com" (exactly one label, RFC 8461 section
+// 4.1), so a wildcard becomes the hosts of the domain's MX RRset that it
+// matches, and the decision is cached no longer than that RRset. Only
+// when the MX lookup fails does a wildcard fall back to Postfix's wider
+// form: TLS and a certificate under the domain are still required, and
+// the error is recorded. The list is cut to fit a socketmap answer.
+func (e *Engine) stsMatch(ctx context.Context, d *Decision, patterns []string) []string {
+	var hosts, wild []string
+	seen := map[string]bool{}
+	add := func(h string) {
+		if !seen[h] {
+			seen[h] = true
+			hosts = append(hosts, h)
+		}
+	}
+	for _, p := range patterns {
+		if strings.HasPrefix(p, "*.") {
+			wild = append(wild, p)
+		} else {
+			add(p)
+		}
+	}
+	if len(wild) > 0 {
+		mxHosts, err := e.mxHosts(ctx, d)
+		if err != nil {
+			d.Err = errors.Join(d.Err, err)
+			d.Steps = append(d.Steps, fmt.Sprintf("mta-sts: MX lookup for %s failed (%v): %s allowed at any depth",
+				strings.Join(wild, " "), err, strings.Join(wild, " ")))
+			for _, w := range wild {
+				add(strings.TrimPrefix(w, "*"))
+			}
+		}
+		for _, h := range mxHosts {
+			for _, w := range wild {
+				if MatchesMX(w, h) {
+					add(h)
+					d.Steps = append(d.Steps, fmt.Sprintf("mta-sts: MX host %s matches %s", h, w))
+				}
+			}
+		}
+	}
+	// "secure match=" + names + " servername=hostname" within MaxAnswer.
+	room := MaxAnswer - len("secure match= servername=hostname")
+	for i, h := range hosts {
+		if room -= len(h) + 1; room < 0 {
+			d.Steps = append(d.Steps, fmt.Sprintf("mta-sts: %d of %d names left out to fit a socketmap answer", len(hosts)-i, len(hosts)))
+			return hosts[:i]
+		}
+	}
+	return hosts
+}
+
+// mxHosts returns the domain's MX host names in canonical form: the
+// domain itself when it has no MX (RFC 5321 section 5.1, implicit MX).
+// Names that are not LDH host names are skipped.
+func (e *Engine) mxHosts(ctx context.Context, d *Decision) ([]string, error) {
+	if e.res == nil {
+		return nil, errors.New("policy: no resolver")
+	}
+	ans, err := e.res.Query(ctx, d.Domain, dns.TypeMX)
+	if resolver.IsNotFound(err) {
+		return []string{d.Domain}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ans.TTL > 0 {
+		d.ttl = ans.TTL
+	}
+	var hosts []string
+	for _, rr := range ans.Records {
+		mx, ok := rr.(*dns.MX)
+		if !ok {
+			continue
+		}
+		if h, ok := CanonicalDomain(mx.Mx); ok && IsHostname(h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts, nil
 }
 
 // RefreshSTS refetches cached policies that expire within ahead, so that a
@@ -133,7 +229,7 @@ func (e *Engine) RefreshSTS(ctx context.Context, ahead time.Duration) (int, erro
 		if id, err := e.sts.LookupID(ctx, domain); err == nil {
 			p.ID = id
 		}
-		e.storeSTS(ctx, domain, p)
+		e.storeSTS(domain, p)
 		n++
 	}
 	return n, nil

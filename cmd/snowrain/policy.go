@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/snowrain/snowrain/config"
@@ -22,7 +23,24 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
-// newEngine builds the policy engine the configuration describes.
+// policyConfig is the engine's part of the configuration.
+func policyConfig(cfg config.Config) policy.Config {
+	p := cfg.Policy
+	return policy.Config{Overrides: p.Overrides, DANE: p.DANE, MTASTS: p.MTASTS,
+		TempOnError: p.TempOnError, DecisionSample: p.DecisionSample, Budget: p.Budget.Duration,
+		Learn: policy.LearnConfig{Enabled: p.Learn.Enabled, MinDeliveries: p.Learn.MinDeliveries,
+			Days: p.Learn.Days, Answer: p.Learn.Answer}}
+}
+
+// inboundConfig is the delegation service's part of the configuration.
+func inboundConfig(cfg config.Config) policy.InboundConfig {
+	in := cfg.Policy.Inbound
+	return policy.InboundConfig{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: in.Action,
+		MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Budget: in.Budget.Duration}
+}
+
+// newEngine builds the policy engine the configuration describes, with
+// the imported policies loaded; an invalid override is an error.
 func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, log *slog.Logger) (*policy.Engine, error) {
 	fetch := &policy.STSFetcher{Resolver: res, Port: cfg.Policy.MTASTSPort}
 	if cfg.Policy.MTASTSRoots != "" {
@@ -35,11 +53,40 @@ func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, l
 			return nil, fmt.Errorf("mta_sts_roots: no certificate in %s", cfg.Policy.MTASTSRoots)
 		}
 	}
-	p := cfg.Policy
-	return policy.NewEngine(policy.Config{Overrides: p.Overrides, DANE: p.DANE, MTASTS: p.MTASTS,
-		TempOnError: p.TempOnError, DecisionSample: p.DecisionSample, Budget: p.Budget.Duration,
-		Learn: policy.LearnConfig{Enabled: p.Learn.Enabled, MinDeliveries: p.Learn.MinDeliveries,
-			Days: p.Learn.Days, Answer: p.Learn.Answer}}, res, fetch, store.DB, log), nil
+	pc := policyConfig(cfg)
+	if err := pc.Validate(); err != nil {
+		return nil, fmt.Errorf("policy.overrides: %w", err)
+	}
+	e := policy.NewEngine(pc, res, fetch, store.DB, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// policyReloads are what SIGHUP re-applies to the running policy
+// services (reloadPolicy, called from serve's reload).
+var policyReloads struct {
+	sync.Mutex
+	fns []func(config.Config, *slog.Logger)
+}
+
+func onPolicyReload(fn func(config.Config, *slog.Logger)) {
+	policyReloads.Lock()
+	defer policyReloads.Unlock()
+	policyReloads.fns = append(policyReloads.fns, fn)
+}
+
+// reloadPolicy applies cfg's policy settings to the running engine and
+// inbound service, and logs the ones that need a restart.
+func reloadPolicy(cfg config.Config, log *slog.Logger) {
+	policyReloads.Lock()
+	defer policyReloads.Unlock()
+	for _, fn := range policyReloads.fns {
+		fn(cfg, log)
+	}
 }
 
 // startPolicy runs the socketmap, the inbound delegation service, the
@@ -54,29 +101,53 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		}
 	}
 	onDelivery := watchDowngrades(filter, writer, mt, cfg.Policy.DowngradeN, cfg.Policy.DowngradeM)
+	started := cfg
+	onPolicyReload(func(next config.Config, log *slog.Logger) {
+		for _, s := range restartSettings(started, next) {
+			log.Warn("policy setting changed; it takes effect at the next restart", "setting", s)
+		}
+	})
 	if cfg.Policy.Socket != "" {
 		engine, err := newEngine(cfg, res, store, log)
 		if err != nil {
 			return stop, onDelivery, err
 		}
+		engine.SetRecorder(writer)
+		engine.Classes = func(c string) { mt.Policy.WithLabelValues("socketmap", c).Inc() }
 		ln, err := listenOn(cfg, cfg.Policy.Socket)
 		if err != nil {
 			return stop, onDelivery, fmt.Errorf("policy socket: %w", err)
 		}
-		srv := &policy.SocketmapServer{Engine: engine, Log: log,
-			Classes: func(c string) { mt.Policy.WithLabelValues("socketmap", c).Inc() }}
-		go srv.Serve(ln)
+		srv := &policy.SocketmapServer{Engine: engine, Log: log, IdleTimeout: cfg.Policy.IdleTimeout.Duration,
+			ReadTimeout: cfg.Policy.ReadTimeout.Duration,
+			Classes:     func(c string) { mt.Policy.WithLabelValues("socketmap", c).Inc() }}
+		go servePolicy("socketmap", func() error { return srv.Serve(ln) }, log)
 		closers = append(closers, func() { ln.Close(); srv.Close(); engine.Close() })
 		go refreshSTS(ctx, engine, cfg.Policy.Refresh.Duration, log)
+		go engine.Watch(ctx, policy.DefaultWatchInterval)
+		onPolicyReload(func(next config.Config, log *slog.Logger) {
+			if err := engine.SetConfig(policyConfig(next)); err != nil {
+				log.Error("policy reload failed; keeping the running policy configuration", "err", err)
+			}
+		})
 		log.Info("TLS policy socketmap serving", "socket", cfg.Policy.Socket)
 	}
 	in := cfg.Policy.Inbound
-	inbound := &policy.Inbound{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: in.Action, DB: store.DB,
-		MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Log: log,
+	inbound := &policy.Inbound{Log: log, DB: store.DB, Recorder: writer,
+		IdleTimeout: cfg.Policy.IdleTimeout.Duration, ReadTimeout: cfg.Policy.ReadTimeout.Duration,
 		OnDecision: func(_, action string) {
 			verb, _, _ := strings.Cut(action, " ")
 			mt.Policy.WithLabelValues("inbound", verb).Inc()
-		}}
+		},
+		Classes: func(c string) { mt.Policy.WithLabelValues("inbound", c).Inc() }}
+	if err := inbound.SetConfig(inboundConfig(cfg)); err != nil {
+		return stop, onDelivery, err
+	}
+	onPolicyReload(func(next config.Config, log *slog.Logger) {
+		if err := inbound.SetConfig(inboundConfig(next)); err != nil {
+			log.Error("inbound policy reload failed; keeping the running requirements", "err", err)
+		}
+	})
 	if in.Milter {
 		filter.Inbound = inbound.Check
 	}
@@ -85,11 +156,46 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		if err != nil {
 			return stop, onDelivery, fmt.Errorf("inbound policy socket: %w", err)
 		}
-		go inbound.Serve(ln)
-		closers = append(closers, func() { ln.Close() })
+		go servePolicy("inbound", func() error { return inbound.Serve(ln) }, log)
+		closers = append(closers, func() { ln.Close(); inbound.Close() })
 		log.Info("inbound TLS policy service serving", "socket", in.Socket)
 	}
 	return stop, onDelivery, nil
+}
+
+// servePolicy runs a policy listener; one that stops other than by being
+// closed is logged at error level.
+func servePolicy(name string, serve func() error, log *slog.Logger) {
+	if err := serve(); err != nil {
+		log.Error("policy listener stopped", "listener", name, "err", err)
+	}
+}
+
+// restartSettings names the policy settings that differ between a and b
+// and that a reload cannot apply.
+func restartSettings(a, b config.Config) []string {
+	var out []string
+	pa, pb := a.Policy, b.Policy
+	for _, s := range []struct {
+		name    string
+		changed bool
+	}{
+		{"policy.socket", pa.Socket != pb.Socket},
+		{"policy.inbound.socket", pa.Inbound.Socket != pb.Inbound.Socket},
+		{"policy.inbound.milter", pa.Inbound.Milter != pb.Inbound.Milter},
+		{"policy.mta_sts_roots", pa.MTASTSRoots != pb.MTASTSRoots},
+		{"policy.mta_sts_port", pa.MTASTSPort != pb.MTASTSPort},
+		{"policy.refresh", pa.Refresh != pb.Refresh},
+		{"policy.idle_timeout", pa.IdleTimeout != pb.IdleTimeout},
+		{"policy.read_timeout", pa.ReadTimeout != pb.ReadTimeout},
+		{"policy.downgrade_n", pa.DowngradeN != pb.DowngradeN},
+		{"policy.downgrade_m", pa.DowngradeM != pb.DowngradeM},
+	} {
+		if s.changed {
+			out = append(out, s.name)
+		}
+	}
+	return out
 }
 
 func refreshSTS(ctx context.Context, e *policy.Engine, every time.Duration, log *slog.Logger) {
@@ -190,19 +296,16 @@ func runPolicy(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer engine.Close()
 	switch {
 	case sub == "check" && len(pos) == 1:
-		defer engine.Close()
 		d := engine.Decide(ctx, pos[0])
 		for _, s := range d.Steps {
 			fmt.Fprintln(out, s)
 		}
-		answer := "NOTFOUND (Postfix's own smtp_tls_security_level applies)"
-		switch {
-		case d.Answer != "":
-			answer = "OK " + d.Answer
-		case d.Temp:
-			answer = "TEMP"
+		answer, _ := d.Reply()
+		if answer == "NOTFOUND " {
+			answer = "NOTFOUND (Postfix's own smtp_tls_security_level applies)"
 		}
 		fmt.Fprintf(out, "\n%s: %s (source %s, %s)\n", d.Domain, answer, d.Source, d.Latency.Round(time.Microsecond))
 		if d.Err != nil {
@@ -221,7 +324,7 @@ func runPolicy(args []string, out io.Writer) error {
 		}
 		return policy.WriteCSV(out, list)
 	case sub == "forget" && len(pos) == 1:
-		return engine.Forget(ctx, strings.ToLower(pos[0]))
+		return engine.Forget(ctx, pos[0])
 	case sub == "import" && len(pos) == 1:
 		data, err := os.ReadFile(pos[0])
 		if err != nil {

@@ -167,6 +167,7 @@ func reload(path string, args []string, f *milter.Filter, log *slog.Logger) {
 		return
 	}
 	f.SetConfig(milterConfig(cfg))
+	reloadPolicy(cfg, log)
 	log.Info("configuration reloaded", "config", path)
 }
 

@@ -34,7 +34,11 @@ type Report struct {
 	Countries        []Country
 	CountriesPrior   map[string]Country
 	Downgrades       []Downgrade
-	opts             Options
+	// Latest is the start of the latest hour with mail in the store, set
+	// when this period has none, so the report can name where data is;
+	// zero when the store holds no mail at all.
+	Latest time.Time
+	opts   Options
 }
 
 // Day is one day of Figure 3.
@@ -100,6 +104,11 @@ func Build(ctx context.Context, s *measure.Store, o Options) (*Report, error) {
 	}
 	if r.Downgrades, err = downgrades(ctx, s, r.Period); err != nil {
 		return nil, err
+	}
+	if r.empty() {
+		if r.Latest, _, err = s.LatestActivity(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if o.GeoIP != "" {
 		if r.Countries, err = countries(ctx, s, r.Period, o.GeoIP); err != nil {

@@ -3,7 +3,6 @@ package report
 import (
 	"context"
 	"fmt"
-	"io"
 	"sort"
 
 	"github.com/snowrain/snowrain/measure"
@@ -58,11 +57,6 @@ func (r *HostReport) Tables() []Table {
 	return []Table{t9, t10, t11, t12}
 }
 
-// WriteText renders the host report.
-func (r *HostReport) WriteText(w io.Writer) error {
-	return WriteText(w, fmt.Sprintf("snowrain port-25 sweep, run %d", r.Run), r.Tables())
-}
-
 // ResolverReport renders a resolver sweep (Tables 13 and 7).
 type ResolverReport struct {
 	Run int64
@@ -90,11 +84,6 @@ func (r *ResolverReport) Tables() []Table {
 			fmt.Sprint(m[scanner.DNSPrivate] + m[scanner.DNSOwnAddress])})
 	}
 	return []Table{t13, t7}
-}
-
-// WriteText renders the resolver report.
-func (r *ResolverReport) WriteText(w io.Writer) error {
-	return WriteText(w, fmt.Sprintf("snowrain resolver sweep, run %d", r.Run), r.Tables())
 }
 
 // Exposure joins the sweeps with the milter's records: how much inbound
@@ -221,10 +210,4 @@ func (e *Exposure) Tables() []Table {
 		td.Rows = append(td.Rows, []string{d.Domain, fmt.Sprint(d.Messages), fmt.Sprint(d.FromStripping), fmt.Sprint(d.FromFalse)})
 	}
 	return []Table{t14, t15, td}
-}
-
-// WriteText renders the exposure report.
-func (e *Exposure) WriteText(w io.Writer) error {
-	return WriteText(w, fmt.Sprintf("snowrain exposure %s – %s (%d stripping hosts, %d falsified-answer addresses)",
-		e.Period.Since.Format("2006-01-02"), e.Period.Until.Format("2006-01-02"), e.Stripping, e.Falsify), e.Tables())
 }

@@ -1,52 +1,90 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"html/template"
-	"io"
 	"strings"
 )
 
-// WriteHTML renders one self-contained page: inline CSS and SVG, no
-// JavaScript, readable in any mail client or browser.
-func (r *Report) WriteHTML(w io.Writer) error {
-	return WriteHTML(w, r.Heading(), r.Tables(), r.Charts())
-}
-
-// Charts are the SVG figures of the HTML form, by table ID.
+// Charts are the SVG figures of the HTML form, by table ID; an empty
+// one has nothing to draw.
 func (r *Report) Charts() map[string]template.HTML {
 	return map[string]template.HTML{"figure3": r.dailyChart(), "table17": r.authChart()}
 }
 
-// WriteHTML renders tables into one self-contained page; charts are SVG
-// shown above the table whose ID they are keyed by.
-func WriteHTML(w io.Writer, heading string, tables []Table, charts map[string]template.HTML) error {
-	return page.Execute(w, struct {
-		Heading string
-		Charts  map[string]template.HTML
-		Tables  []Table
-	}{heading, charts, tables})
+// htmlView is a Document with every string through cleanText; the
+// template escapes them for HTML in their context (text, attribute).
+type htmlView struct {
+	Heading, Title string
+	Header         [][2]string
+	Notices        []string
+	Sections       []htmlSection
+}
+
+type htmlSection struct {
+	ID, Title, Source, Note, NoData string
+	Columns                         []string
+	Rows                            [][]string
+	Chart                           *Chart
+}
+
+// writeHTML renders one self-contained page: inline CSS and SVG, no
+// JavaScript (the page's CSP forbids any), readable in any mail client
+// or browser.
+func writeHTML(b *bytes.Buffer, d *Document) error {
+	v := htmlView{Heading: cleanText(d.Heading()), Title: cleanText(d.Title), Notices: cleanAll(d.Notices)}
+	for _, h := range d.header() {
+		v.Header = append(v.Header, [2]string{cleanText(h[0]), cleanText(h[1])})
+	}
+	for _, t := range d.Tables {
+		s := htmlSection{ID: cleanText(t.ID), Title: cleanText(t.Title), Source: cleanText(t.Source), Note: cleanText(t.Note),
+			NoData: cleanText(t.noData()), Columns: cleanAll(t.Columns), Chart: d.Charts[t.ID]}
+		for _, row := range t.Rows {
+			s.Rows = append(s.Rows, cleanAll(row))
+		}
+		if s.Chart != nil {
+			s.Chart = &Chart{SVG: s.Chart.SVG, NoData: cleanText(s.Chart.NoData)}
+		}
+		v.Sections = append(v.Sections, s)
+	}
+	return page.Execute(b, v)
+}
+
+func cleanAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = cleanText(s)
+	}
+	return out
 }
 
 var page = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Heading}}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222;padding:0 1em}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ccc}
+dl.meta{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;font-size:.9em}dl.meta dt{color:#555}dl.meta dd{margin:0}
+p.notice{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em 1em}
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;border-bottom:1px solid #eee}
 td:not(:first-child){text-align:right}th{text-align:left;background:#f4f4f4}
-p.note{color:#555;font-size:.9em}svg{max-width:100%;height:auto}
+p.note,p.source{color:#555;font-size:.9em}p.source{font-style:italic}p.nodata{color:#777}svg{max-width:100%;height:auto}
 .legend span{display:inline-block;width:1em;height:.6em;margin:0 .3em 0 1em}
 </style></head><body>
-<h1>{{.Heading}}</h1>
-{{range .Tables}}<section id="{{.ID}}"><h2>{{.Title}}</h2>
-{{if .Note}}<p class="note">{{.Note}}</p>{{end}}
-{{index $.Charts .ID}}
-{{if .Rows}}<table><thead><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr></thead><tbody>
+<h1>{{.Title}}</h1>
+<dl class="meta">{{range .Header}}<dt>{{index . 0}}</dt><dd>{{index . 1}}</dd>{{end}}</dl>
+{{range .Notices}}<p class="notice">{{.}}</p>
+{{end}}{{range .Sections}}{{$rows := .Rows}}<section id="{{.ID}}"><h2>{{.Title}}</h2>
+{{if .Source}}<p class="source">Source: {{.Source}}</p>
+{{end}}{{if .Note}}<p class="note">{{.Note}}</p>
+{{end}}{{with .Chart}}{{if .SVG}}{{.SVG}}
+{{else if $rows}}<p class="nodata">{{.NoData}}</p>
+{{end}}{{end}}{{if .Rows}}<table><thead><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr></thead><tbody>
 {{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
-{{end}}</tbody></table>{{else}}<p>(none)</p>{{end}}
+{{end}}</tbody></table>{{else}}<p class="nodata">{{.NoData}}</p>{{end}}
 </section>
 {{end}}</body></html>
 `))
@@ -55,7 +93,11 @@ p.note{color:#555;font-size:.9em}svg{max-width:100%;height:auto}
 func (r *Report) dailyChart() template.HTML {
 	const w, h, left, top, bottom = 640, 240, 40, 10, 30
 	n := len(r.Days)
-	if n == 0 {
+	var mail int64
+	for _, d := range r.Days {
+		mail += d.InMessages + d.OutDeliveries
+	}
+	if mail == 0 {
 		return ""
 	}
 	x := func(i int) float64 {
@@ -109,7 +151,8 @@ func (r *Report) authChart() template.HTML {
 	x := 0.0
 	for _, cl := range []struct{ key, color string }{{"dkim_and_spf", "#2ca02c"}, {"dkim_only", "#98df8a"}, {"spf_only", "#ffbb78"}, {"none", "#d62728"}} {
 		wd := 640 * float64(c.Auth[cl.key]) / float64(c.Messages)
-		fmt.Fprintf(&b, `<rect x="%.1f" y="5" width="%.1f" height="30" fill="%s"><title>%s %.1f%%</title></rect>`, x, wd, cl.color, cl.key, share(c.Auth[cl.key], c.Messages))
+		fmt.Fprintf(&b, `<rect x="%.1f" y="5" width="%.1f" height="30" fill="%s"><title>%s %.1f%%</title></rect>`,
+			x, wd, cl.color, template.HTMLEscapeString(cl.key), share(c.Auth[cl.key], c.Messages))
 		x += wd
 	}
 	b.WriteString(`</svg>`)

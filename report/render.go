@@ -1,90 +1,224 @@
 package report
 
 import (
-	"encoding/csv"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/snowrain/snowrain/measure"
 )
 
-// Heading names the period and the one it is compared with.
-func (r *Report) Heading() string {
-	return fmt.Sprintf("snowrain report %s – %s (compared with %s – %s)",
-		r.Period.Since.Format("2006-01-02"), r.Period.Until.Add(-1).Format("2006-01-02"),
-		r.Previous.Since.Format("2006-01-02"), r.Previous.Until.Add(-1).Format("2006-01-02"))
+// The formats Write and WriteCSV render.
+const (
+	FormatText     = "text"
+	FormatMarkdown = "md"
+	FormatJSON     = "json"
+	FormatCSV      = "csv"
+	FormatHTML     = "html"
+)
+
+// ErrCSVNeedsDir is returned by Write for CSV: it is one file per table.
+var ErrCSVNeedsDir = errors.New("report: CSV is one file per table; write it into a directory")
+
+// Write renders d in format (text, md, json or html) to w. Every string
+// is escaped for the format (escape.go), whichever report d came from.
+func Write(w io.Writer, format string, d *Document) error {
+	var b bytes.Buffer
+	switch format {
+	case FormatText:
+		writeText(&b, d)
+	case FormatMarkdown:
+		writeMarkdown(&b, d)
+	case FormatHTML:
+		if err := writeHTML(&b, d); err != nil {
+			return err
+		}
+	case FormatJSON:
+		if err := writeJSON(&b, d); err != nil {
+			return err
+		}
+	case FormatCSV:
+		return ErrCSVNeedsDir
+	default:
+		return fmt.Errorf("report: format %q: want text, md, json, csv or html", format)
+	}
+	_, err := w.Write(b.Bytes())
+	return err
 }
 
-// WriteText renders the report for a terminal or a cron mail.
-func (r *Report) WriteText(w io.Writer) error { return WriteText(w, r.Heading(), r.Tables()) }
-
-// WriteMarkdown renders GitHub-style Markdown tables.
-func (r *Report) WriteMarkdown(w io.Writer) error { return WriteMarkdown(w, r.Heading(), r.Tables()) }
-
-// WriteCSV writes one file per table, named by its ID, into dir.
-func (r *Report) WriteCSV(dir string) error { return WriteCSV(dir, r.Tables()) }
-
-// WriteText renders tables as aligned text.
-func WriteText(w io.Writer, heading string, tables []Table) error {
-	fmt.Fprintln(w, heading)
-	for _, t := range tables {
-		fmt.Fprintf(w, "\n%s\n%s\n", t.Title, strings.Repeat("=", utf8.RuneCountInString(t.Title)))
+// writeText renders aligned text for a terminal or a cron mail.
+func writeText(b *bytes.Buffer, d *Document) {
+	b.WriteString(cleanText(d.Title) + "\n")
+	for _, h := range d.header() {
+		fmt.Fprintf(b, "%-10s %s\n", h[0]+":", cleanText(h[1]))
+	}
+	for _, n := range d.Notices {
+		fmt.Fprintf(b, "\n%s\n", cleanText(n))
+	}
+	for _, t := range d.Tables {
+		title := cleanText(t.Title)
+		fmt.Fprintf(b, "\n%s\n%s\n", title, strings.Repeat("=", utf8.RuneCountInString(title)))
+		if t.Source != "" {
+			fmt.Fprintf(b, "Source: %s\n", cleanText(t.Source))
+		}
 		if t.Note != "" {
-			fmt.Fprintln(w, t.Note)
+			fmt.Fprintln(b, cleanText(t.Note))
 		}
 		if len(t.Rows) == 0 {
-			fmt.Fprintln(w, "(none)")
+			fmt.Fprintln(b, cleanText(t.noData()))
 			continue
 		}
-		widths := make([]int, len(t.Columns))
+		rows := make([][]string, 0, len(t.Rows)+1)
 		for _, row := range append([][]string{t.Columns}, t.Rows...) {
+			clean := make([]string, len(row))
 			for i, c := range row {
-				widths[i] = max(widths[i], utf8.RuneCountInString(c))
+				clean[i] = cleanText(c)
 			}
+			rows = append(rows, clean)
 		}
-		for _, row := range append([][]string{t.Columns}, t.Rows...) {
-			var b strings.Builder
+		widths := make([]int, len(t.Columns))
+		for _, row := range rows {
 			for i, c := range row {
-				pad := widths[i] - utf8.RuneCountInString(c)
-				if i == 0 {
-					b.WriteString(c + strings.Repeat(" ", pad))
-				} else {
-					b.WriteString("  " + strings.Repeat(" ", pad) + c)
+				if i < len(widths) {
+					widths[i] = max(widths[i], utf8.RuneCountInString(c))
 				}
 			}
-			fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+		}
+		for _, row := range rows {
+			var line strings.Builder
+			for i, c := range row {
+				pad := 0
+				if i < len(widths) {
+					pad = widths[i] - utf8.RuneCountInString(c)
+				}
+				if i == 0 {
+					line.WriteString(c + strings.Repeat(" ", pad))
+				} else {
+					line.WriteString("  " + strings.Repeat(" ", pad) + c)
+				}
+			}
+			fmt.Fprintln(b, strings.TrimRight(line.String(), " "))
+		}
+	}
+}
+
+// writeMarkdown renders GitHub-flavoured Markdown with tables.
+func writeMarkdown(b *bytes.Buffer, d *Document) {
+	fmt.Fprintf(b, "# %s\n\n", mdInline(d.Title))
+	for _, h := range d.header() {
+		fmt.Fprintf(b, "- %s: %s\n", h[0], mdInline(h[1]))
+	}
+	for _, n := range d.Notices {
+		fmt.Fprintf(b, "\n**Note:** %s\n", mdInline(n))
+	}
+	for _, t := range d.Tables {
+		fmt.Fprintf(b, "\n## %s\n\n", mdInline(t.Title))
+		if t.Source != "" {
+			fmt.Fprintf(b, "Source: %s\n\n", mdInline(t.Source))
+		}
+		if t.Note != "" {
+			fmt.Fprintf(b, "%s\n\n", mdBlock(t.Note))
+		}
+		if len(t.Rows) == 0 {
+			fmt.Fprintf(b, "%s\n", mdBlock(t.noData()))
+			continue
+		}
+		cells := func(row []string) string {
+			out := make([]string, len(t.Columns))
+			for i := range out {
+				if i < len(row) {
+					out[i] = mdInline(row[i])
+				}
+			}
+			return "| " + strings.Join(out, " | ") + " |\n"
+		}
+		b.WriteString(cells(t.Columns))
+		b.WriteString("|" + strings.Repeat(" --- |", len(t.Columns)) + "\n")
+		for _, row := range t.Rows {
+			b.WriteString(cells(row))
+		}
+	}
+}
+
+// WriteCSV writes d into dir: one file per table, named by its ID; a
+// tables.csv listing them with their titles, sources and notes; and a
+// meta.csv with the heading (title, period, host, version, generation).
+func WriteCSV(dir string, d *Document) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var meta bytes.Buffer
+	m := d.jsonMeta()
+	stamp := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.Format(time.RFC3339)
+	}
+	period := d.Period.span()
+	if d.Compared != nil {
+		period += "; compared with " + d.Compared.span()
+	}
+	for _, kv := range [][]string{{"field", "value"}, {"title", m.Title}, {"period", period},
+		{"since", stamp(m.Since)}, {"until", stamp(m.Until)},
+		{"compared_since", stamp(m.ComparedSince)}, {"compared_until", stamp(m.ComparedUntil)},
+		{"scope", m.Scope}, {"host", m.Host}, {"version", m.Version}, {"generated", m.Generated.Format(time.RFC3339)}} {
+		writeCSVRecord(&meta, kv)
+	}
+	for _, n := range d.Notices {
+		writeCSVRecord(&meta, []string{"notice", n})
+	}
+	var index bytes.Buffer
+	writeCSVRecord(&index, []string{"file", "title", "source", "note", "no_data"})
+	files := map[string][]byte{"meta.csv": meta.Bytes()}
+	for _, t := range d.Tables {
+		var f bytes.Buffer
+		writeCSVRecord(&f, t.Columns)
+		for _, row := range t.Rows {
+			writeCSVRecord(&f, row)
+		}
+		name := t.ID + ".csv"
+		files[name] = f.Bytes()
+		noData := ""
+		if len(t.Rows) == 0 {
+			noData = t.noData()
+		}
+		writeCSVRecord(&index, []string{name, t.Title, t.Source, t.Note, noData})
+	}
+	files["tables.csv"] = index.Bytes()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// WriteMarkdown renders tables as Markdown.
-func WriteMarkdown(w io.Writer, heading string, tables []Table) error {
-	fmt.Fprintf(w, "# %s\n", heading)
-	esc := strings.NewReplacer("|", `\|`, "\n", " ")
-	for _, t := range tables {
-		fmt.Fprintf(w, "\n## %s\n\n", t.Title)
-		if t.Note != "" {
-			fmt.Fprintf(w, "%s\n\n", t.Note)
-		}
-		if len(t.Rows) == 0 {
-			fmt.Fprintln(w, "(none)")
-			continue
-		}
-		fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(t.Columns, " | "), strings.Repeat(" --- |", len(t.Columns)))
-		for _, row := range t.Rows {
-			cells := make([]string, len(row))
-			for i, c := range row {
-				cells[i] = esc.Replace(c)
-			}
-			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
-		}
+// writeJSON encodes d.JSON (or the title, meta and tables). encoding/json
+// escapes the controls and <, >, &; escapeJSON the C1 and bidi runes it
+// leaves raw.
+func writeJSON(b *bytes.Buffer, d *Document) error {
+	v := d.JSON
+	if v == nil {
+		v = struct {
+			Heading string   `json:"heading"`
+			Tables  []Table  `json:"tables"`
+			Meta    jsonMeta `json:"meta"`
+		}{d.Title, d.Tables, d.jsonMeta()}
 	}
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: json: %w", err)
+	}
+	b.Write(escapeJSON(js))
+	b.WriteByte('\n')
 	return nil
 }
 
@@ -95,6 +229,7 @@ type jsonReport struct {
 	Previous *measure.Report `json:"previous"`
 	Days     []jsonDay       `json:"days"`
 	Tables   []Table         `json:"tables"`
+	Meta     jsonMeta        `json:"meta"`
 }
 
 type jsonDay struct {
@@ -106,44 +241,13 @@ type jsonDay struct {
 	OutTLS        int64  `json:"outbound_tls"`
 }
 
-// WriteJSON renders the report as one JSON object.
-func (r *Report) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r.JSONDoc())
-}
-
-// JSONDoc is the JSON form: the first report's contract at the top level
-// (inbound, outbound, …), the previous period, the days and every table.
-func (r *Report) JSONDoc() any {
-	j := jsonReport{Report: r.Current, Previous: r.Prior, Tables: r.Tables()}
-	for _, d := range r.Days {
-		j.Days = append(j.Days, jsonDay{d.Date.Format("2006-01-02"), d.Weekend(), d.InMessages, d.InTLS, d.OutDeliveries, d.OutTLS})
+// jsonDoc is the weekly report's JSON form: the first report's contract
+// at the top level (inbound, outbound, …), the previous period, the days,
+// every table and the heading's meta.
+func (r *Report) jsonDoc(d *Document) any {
+	j := jsonReport{Report: r.Current, Previous: r.Prior, Tables: d.Tables, Meta: d.jsonMeta()}
+	for _, day := range r.Days {
+		j.Days = append(j.Days, jsonDay{day.Date.Format("2006-01-02"), day.Weekend(), day.InMessages, day.InTLS, day.OutDeliveries, day.OutTLS})
 	}
 	return j
-}
-
-// WriteCSV writes one file per table, named by its ID, into dir.
-func WriteCSV(dir string, tables []Table) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, t := range tables {
-		f, err := os.Create(filepath.Join(dir, t.ID+".csv"))
-		if err != nil {
-			return err
-		}
-		cw := csv.NewWriter(f)
-		cw.Write(t.Columns)
-		cw.WriteAll(t.Rows)
-		cw.Flush()
-		if err := cw.Error(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
 }

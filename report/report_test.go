@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -99,12 +100,17 @@ func generate(t testing.TB) *measure.Store {
 
 // countryDB writes a small MMDB mapping the generator's networks.
 func countryDB(t testing.TB) string {
+	return mmdbFile(t, map[string]string{"192.0.2.0/24": "DE", "198.51.100.0/24": "US"})
+}
+
+// mmdbFile writes an MMDB country database mapping CIDRs to ISO codes.
+func mmdbFile(t testing.TB, codes map[string]string) string {
 	t.Helper()
 	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "snowrain-test-country", RecordSize: 24, IncludeReservedNetworks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for cidr, code := range map[string]string{"192.0.2.0/24": "DE", "198.51.100.0/24": "US"} {
+	for cidr, code := range codes {
 		_, n, _ := net.ParseCIDR(cidr)
 		if err := tree.Insert(n, mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String(code)}}); err != nil {
 			t.Fatal(err)
@@ -144,26 +150,42 @@ func buildGenerated(t *testing.T) *Report {
 	return r
 }
 
+// testMeta stands for the host, version and time a report is made at.
+var testMeta = Meta{Host: "mx.test.example", Version: "v0.0.0-test", Generated: time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)}
+
+// render writes d in format.
+func render(t testing.TB, format string, d *Document) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := Write(&b, format, d); err != nil {
+		t.Fatalf("%s: %v", format, err)
+	}
+	return b.Bytes()
+}
+
 func TestGoldenFormats(t *testing.T) {
-	r := buildGenerated(t)
-	var text, md, js bytes.Buffer
-	r.WriteText(&text)
-	r.WriteMarkdown(&md)
-	r.WriteJSON(&js)
-	golden(t, "week47.txt", text.Bytes())
-	golden(t, "week47.md", md.Bytes())
-	golden(t, "week47.json", js.Bytes())
-	dir := t.TempDir()
-	if err := r.WriteCSV(dir); err != nil {
+	d := buildGenerated(t).Document(testMeta)
+	golden(t, "week47.txt", render(t, FormatText, d))
+	golden(t, "week47.md", render(t, FormatMarkdown, d))
+	golden(t, "week47.json", render(t, FormatJSON, d))
+	goldenCSV(t, "csv", d)
+}
+
+// goldenCSV compares WriteCSV's files with testdata/dir: one per table,
+// tables.csv and meta.csv.
+func goldenCSV(t *testing.T, dir string, d *Document) {
+	t.Helper()
+	out := t.TempDir()
+	if err := WriteCSV(out, d); err != nil {
 		t.Fatal(err)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.csv"))
-	if len(files) != len(r.Tables()) {
-		t.Errorf("%d CSV files for %d tables", len(files), len(r.Tables()))
+	files, _ := filepath.Glob(filepath.Join(out, "*.csv"))
+	if len(files) != len(d.Tables)+2 {
+		t.Errorf("%d CSV files for %d tables, tables.csv and meta.csv", len(files), len(d.Tables))
 	}
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
-		golden(t, "csv/"+filepath.Base(f), b)
+		golden(t, dir+"/"+filepath.Base(f), b)
 	}
 }
 
@@ -205,27 +227,9 @@ func TestKnownCounts(t *testing.T) {
 // TestHTMLInChromium opens the HTML report in headless Chromium: every
 // section and both charts render, and the browser logs no error.
 func TestHTMLInChromium(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Geteuid() == 0 {
-			t.Fatal("chromium missing; run scripts/deps-chromium.sh")
-		}
-		t.Skip("chromium not installed (make test installs it as root)")
-	}
 	r := buildGenerated(t)
-	path := filepath.Join(t.TempDir(), "report.html")
-	f, _ := os.Create(path)
-	r.WriteHTML(f)
-	f.Close()
-	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0", "--dump-dom", "file://"+path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	dom, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
+	d := r.Document(testMeta)
+	dom := chromiumDOM(t, render(t, FormatHTML, d))
 	for _, tb := range r.Tables() {
 		if !bytes.Contains(dom, []byte(`<section id="`+tb.ID+`">`)) {
 			t.Errorf("section %s not rendered", tb.ID)
@@ -236,11 +240,45 @@ func TestHTMLInChromium(t *testing.T) {
 			t.Errorf("chart %s not rendered", id)
 		}
 	}
+	for _, want := range []string{"mx.test.example", "2026-11-16 – 2026-11-22 (UTC)", "v0.0.0-test",
+		"Table 3 of Durumeric et al., IMC 2015, §3.1"} {
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// chromiumDOM loads page in headless Chromium and returns the DOM it
+// built; the test fails on any console message (a CSP violation, a
+// script error).
+func chromiumDOM(t *testing.T, page []byte) []byte {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Geteuid() == 0 {
+			t.Fatal("chromium missing; run scripts/deps-chromium.sh")
+		}
+		t.Skip("chromium not installed (make test installs it as root)")
+	}
+	path := filepath.Join(t.TempDir(), "report.html")
+	if err := os.WriteFile(path, page, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0", "--dump-dom", "file://"+path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
 	for _, line := range strings.Split(stderr.String(), "\n") {
 		if strings.Contains(line, "CONSOLE") || strings.Contains(line, "Uncaught") {
 			t.Errorf("console: %s", line)
 		}
 	}
+	return dom
 }
 
 // BenchmarkReport10M builds the report over a store of 10 million
@@ -266,7 +304,9 @@ func BenchmarkReport10M(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r.WriteText(&bytes.Buffer{})
+		if err := Write(io.Discard, FormatText, r.Document(testMeta)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -12,11 +12,26 @@ import (
 
 // Table is one section of the report, format-neutral.
 type Table struct {
-	ID      string     `json:"id"`
-	Title   string     `json:"title"`
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	// Source cites the paper's table this one reproduces (paper.go).
+	Source  string     `json:"source,omitempty"`
 	Note    string     `json:"note,omitempty"`
 	Columns []string   `json:"columns"`
 	Rows    [][]string `json:"rows"`
+	// NoData says why a table without rows is empty: nothing recorded,
+	// or nothing matched ("None: …"). Encoders show it instead of rows.
+	NoData string `json:"no_data,omitempty"`
+}
+
+// noDataText is what an empty table says when its builder gave no reason.
+const noDataText = "No data."
+
+func (t Table) noData() string {
+	if t.NoData != "" {
+		return t.NoData
+	}
+	return noDataText
 }
 
 // Tables returns every section in reading order.
@@ -60,21 +75,33 @@ func sum(m map[string]int64) int64 {
 
 func (r *Report) summary() Table {
 	c, p := r.Current, r.Prior
-	row := func(name string, n, total, pn, ptotal int64) []string {
-		return []string{name, pctS(n, total), pctS(pn, ptotal), change(n, total, pn, ptotal)}
+	row := func(name string, n, total, pn, ptotal int64, gmail string) []string {
+		return []string{name, pctS(n, total), pctS(pn, ptotal), change(n, total, pn, ptotal), gmail}
 	}
 	count := func(name string, n, pn int64) []string {
-		return []string{name, fmt.Sprint(n), fmt.Sprint(pn), fmt.Sprintf("%+d", n-pn)}
+		return []string{name, fmt.Sprint(n), fmt.Sprint(pn), fmt.Sprintf("%+d", n-pn), ""}
 	}
-	return Table{ID: "summary", Title: "Summary", Columns: []string{"Measure", "This period", "Previous", "Change"},
+	authed := func(k measure.Counts) int64 { return k.Auth["dkim_and_spf"] + k.Auth["dkim_only"] + k.Auth["spf_only"] }
+	dmarc := func(k measure.Counts) int64 {
+		return k.DMARCPolicy["reject"] + k.DMARCPolicy["quarantine"] + k.DMARCPolicy["none"]
+	}
+	return Table{ID: "summary", Title: "Summary",
+		Note: "The Gmail column quotes Durumeric et al., IMC 2015, at the section given (there, inbound TLS counts connections; here, messages), " +
+			"so this server can be placed next to Gmail's in 2015.",
+		Columns: []string{"Measure", "This period", "Previous", "Change", gmailColumn},
 		Rows: [][]string{
 			count("Inbound messages", c.Inbound.Messages, p.Inbound.Messages),
-			row("Inbound over TLS", c.Inbound.TLSMessages, c.Inbound.Messages, p.Inbound.TLSMessages, p.Inbound.Messages),
-			row("Inbound TLS with forward secrecy", c.Inbound.ForwardSecret, c.Inbound.TLSMessages, p.Inbound.ForwardSecret, p.Inbound.TLSMessages),
+			row("Inbound over TLS", c.Inbound.TLSMessages, c.Inbound.Messages, p.Inbound.TLSMessages, p.Inbound.Messages, gmailInboundTLS),
+			row("Inbound TLS with forward secrecy", c.Inbound.ForwardSecret, c.Inbound.TLSMessages, p.Inbound.ForwardSecret, p.Inbound.TLSMessages,
+				gmailForwardSecret),
 			count("Outbound deliveries", c.Delivery.Deliveries, p.Delivery.Deliveries),
-			row("Outbound over TLS", c.Delivery.TLSDeliveries, c.Delivery.Deliveries, p.Delivery.TLSDeliveries, p.Delivery.Deliveries),
+			row("Outbound over TLS", c.Delivery.TLSDeliveries, c.Delivery.Deliveries, p.Delivery.TLSDeliveries, p.Delivery.Deliveries, gmailOutboundTLS),
 			row("DKIM-signed messages failing", dkimNotPass(c.Inbound), dkimSigned(c.Inbound),
-				dkimNotPass(p.Inbound), dkimSigned(p.Inbound)),
+				dkimNotPass(p.Inbound), dkimSigned(p.Inbound), gmailDKIMFail),
+			row("Inbound authenticated (DKIM or SPF)", authed(c.Inbound), c.Inbound.Messages, authed(p.Inbound), p.Inbound.Messages,
+				gmailAuthenticated),
+			row("Inbound from domains publishing DMARC", dmarc(c.Inbound), c.Inbound.Messages, dmarc(p.Inbound), p.Inbound.Messages,
+				gmailDMARCPublished),
 			count("Messages rejected by snowrain", c.Inbound.Rejected, p.Inbound.Rejected),
 		}}
 }
@@ -100,6 +127,9 @@ func (r *Report) figure3() Table {
 	}
 	t.Rows = append(t.Rows, []string{"Weekday average", "", "", mean(wd[0]), "", mean(wd[1])},
 		[]string{"Weekend average", "", "", mean(we[0]), "", mean(we[1])})
+	if len(wd[0])+len(wd[1])+len(we[0])+len(we[1]) == 0 {
+		t.Rows, t.NoData = nil, "No data: no inbound message and no outbound delivery in this period."
+	}
 	return t
 }
 
@@ -142,29 +172,50 @@ func (r *Report) table3() Table {
 	t := Table{ID: "table3", Title: "Table 3: TLS cipher suites of inbound mail",
 		Note: fmt.Sprintf("%s of TLS messages used forward-secret key exchange.",
 			pctS(r.Current.Inbound.ForwardSecret, total)),
-		Columns: []string{"TLS version", "Key exchange", "Cipher", "MAC", "Messages", "Share", "Previous", "Change"}}
+		Columns: []string{"TLS version", "Key exchange", "Cipher", "MAC", "Messages", "Share", "Previous", "Change", "Gmail, 30 April 2015"}}
 	for _, k := range keys {
+		gmail, ok := gmailTable3[[4]string{k.v, k.kx, k.c, k.mac}]
+		if !ok {
+			gmail = "-"
+		}
 		t.Rows = append(t.Rows, []string{k.v, k.kx, k.c, k.mac, fmt.Sprint(cur[k]), pctS(cur[k], total),
-			pctS(prev[k], ptotal), change(cur[k], total, prev[k], ptotal)})
+			pctS(prev[k], ptotal), change(cur[k], total, prev[k], ptotal), gmail})
+	}
+	switch {
+	case r.Current.Inbound.Messages == 0:
+		t.Note, t.NoData = "", "No data: no inbound message in this period."
+	case total == 0:
+		t.Note, t.NoData = "", "None: no inbound message used TLS in this period."
 	}
 	return t
 }
 
-// classTable renders fixed classes of a count map, share of total.
-func classTable(id, title, note string, classes [][2]string, cur, prev map[string]int64, total, ptotal int64) Table {
-	t := Table{ID: id, Title: title, Note: note, Columns: []string{"Class", "Count", "Share", "Previous", "Change"}}
+// classTable renders fixed classes of a count map, share of total, with
+// the paper's Gmail share of each class beside them. With nothing to
+// count in either period it has no rows and says why (empty), unless
+// empty is "": then the zero rows are the result.
+func classTable(id, title, note string, classes [][2]string, cur, prev map[string]int64, total, ptotal int64,
+	gmail map[string]string, empty string) Table {
+	t := Table{ID: id, Title: title, Note: note, Columns: []string{"Class", "Count", "Share", "Previous", "Change", gmailColumn}}
+	if total == 0 && ptotal == 0 && empty != "" {
+		t.Note, t.NoData = "", empty
+		return t
+	}
 	for _, c := range classes {
 		t.Rows = append(t.Rows, []string{c[1], fmt.Sprint(cur[c[0]]), pctS(cur[c[0]], total),
-			pctS(prev[c[0]], ptotal), change(cur[c[0]], total, prev[c[0]], ptotal)})
+			pctS(prev[c[0]], ptotal), change(cur[c[0]], total, prev[c[0]], ptotal), gmailFigure(gmail, c[0])})
 	}
 	return t
 }
+
+// noInbound is the no-data reason of the tables of inbound messages.
+const noInbound = "No data: no inbound message in this period or the previous one."
 
 func (r *Report) table17() Table {
 	c, p := r.Current.Inbound, r.Prior.Inbound
 	return classTable("table17", "Table 17: Authentication of inbound mail", "",
 		[][2]string{{"dkim_and_spf", "DKIM & SPF"}, {"dkim_only", "DKIM only"}, {"spf_only", "SPF only"}, {"none", "No authentication"}},
-		c.Auth, p.Auth, c.Messages, p.Messages)
+		c.Auth, p.Auth, c.Messages, p.Messages, gmailTable17, noInbound)
 }
 
 func (r *Report) table8() Table {
@@ -175,11 +226,15 @@ func (r *Report) table8() Table {
 			{"unsupported_algorithm", "Algorithm not supported"}, {"expired", "Signature expired"},
 			{"body_hash", "Body hash mismatch"}, {"version", "Protocol version incorrect"},
 			{"duplicate_tags", "Duplicated tags"}, {"other", "Other error"}},
-		c.DKIMFailClass, p.DKIMFailClass, sum(c.DKIMFailClass), sum(p.DKIMFailClass))
+		c.DKIMFailClass, p.DKIMFailClass, sum(c.DKIMFailClass), sum(p.DKIMFailClass), gmailTable8, "")
 	signed, psigned := dkimSigned(c), dkimSigned(p)
+	if signed == 0 && psigned == 0 {
+		t.Note, t.Rows, t.NoData = "", nil, "No data: no DKIM-signed inbound message in this period or the previous one."
+		return t
+	}
 	failing, pfailing := dkimNotPass(c), dkimNotPass(p)
 	overall := []string{"Overall failure rate", fmt.Sprint(failing), pctS(failing, signed),
-		pctS(pfailing, psigned), change(failing, signed, pfailing, psigned)}
+		pctS(pfailing, psigned), change(failing, signed, pfailing, psigned), gmailTable8["overall"]}
 	t.Rows = append([][]string{overall}, t.Rows...)
 	return t
 }
@@ -203,6 +258,10 @@ func (r *Report) dkimResults() Table {
 		Note:    "Signatures by their dkim= result; messages by the best result of their signatures.",
 		Columns: []string{"Result", "Signatures", "Share", "Messages", "Share", "Previous (messages)", "Change"}}
 	sigs, psigned := sum(c.DKIMResults), dkimSigned(p)
+	if sigs == 0 && dkimSigned(c) == 0 && psigned == 0 {
+		t.Note, t.NoData = "", "No data: no DKIM-signed inbound message in this period or the previous one."
+		return t
+	}
 	for _, res := range []string{"pass", "fail", "neutral", "policy", "permerror", "temperror"} {
 		t.Rows = append(t.Rows, []string{res, fmt.Sprint(c.DKIMResults[res]), pctS(c.DKIMResults[res], sigs),
 			fmt.Sprint(c.DKIM[res]), pctS(c.DKIM[res], dkimSigned(c)), pctS(p.DKIM[res], psigned),
@@ -215,14 +274,14 @@ func (r *Report) table18() Table {
 	c, p := r.Current.Inbound, r.Prior.Inbound
 	return classTable("table18", "Table 18: DMARC policies of inbound mail", "",
 		[][2]string{{"quarantine", "Quarantine"}, {"none", "Empty (p=none)"}, {"reject", "Reject"}, {"absent", "Not published"}},
-		c.DMARCPolicy, p.DMARCPolicy, c.Messages, p.Messages)
+		c.DMARCPolicy, p.DMARCPolicy, c.Messages, p.Messages, gmailTable18, noInbound)
 }
 
 func (r *Report) table21() Table {
 	c, p := r.Current.Inbound, r.Prior.Inbound
 	return classTable("table21", "Table 21: SPF errors of inbound mail", "Share of all inbound messages.",
 		[][2]string{{"dns_timeout", "DNS timeout"}, {"temperror", "Temporary error"}, {"permerror", "Permanent error"}, {"invalid_record", "Invalid record"}},
-		c.SPFErrorClass, p.SPFErrorClass, c.Messages, p.Messages)
+		c.SPFErrorClass, p.SPFErrorClass, c.Messages, p.Messages, gmailTable21, noInbound)
 }
 
 func (r *Report) peerDomains() Table {
@@ -236,15 +295,35 @@ func (r *Report) peerDomains() Table {
 		t.Rows = append(t.Rows, []string{d.Name, fmt.Sprint(d.In), pctS(d.InTLS, d.In), change(d.InTLS, d.In, d.PrevInTLS, d.PrevIn),
 			fmt.Sprint(d.Out), pctS(d.OutTLS, d.Out), change(d.OutTLS, d.Out, d.PrevOutTLS, d.PrevOut)})
 	}
+	if len(t.Rows) == 0 {
+		t.NoData = noDomains
+	}
 	return t
 }
 
+// noDomains is the no-data reason of the per-domain tables.
+const noDomains = "No data: no peer domain in this period or the previous one."
+
 func (r *Report) fullTLS() Table {
 	t := Table{ID: "full_tls", Title: "Domains at 100% TLS", Columns: []string{"Domain", "Inbound", "Outbound"}}
+	var judged int64
 	for _, d := range r.Domains {
-		if d.In+d.Out >= r.opts.MinMessages && d.InTLS == d.In && d.OutTLS == d.Out {
+		if d.In+d.Out < r.opts.MinMessages {
+			continue
+		}
+		judged++
+		if d.InTLS == d.In && d.OutTLS == d.Out {
 			t.Rows = append(t.Rows, []string{d.Name, fmt.Sprint(d.In), fmt.Sprint(d.Out)})
 		}
+	}
+	t.Note = fmt.Sprintf("%d of %d peer domains with at least %d messages (%s) exchanged all of them over TLS.",
+		len(t.Rows), judged, r.opts.MinMessages, pctS(int64(len(t.Rows)), judged))
+	switch {
+	case judged == 0:
+		t.Note, t.NoData = "", fmt.Sprintf("No data: no peer domain with at least %d messages in this period.", r.opts.MinMessages)
+	case len(t.Rows) == 0:
+		t.NoData = fmt.Sprintf("None: each of the %d peer domains with at least %d messages used plaintext at least once.",
+			judged, r.opts.MinMessages)
 	}
 	return t
 }
@@ -260,6 +339,12 @@ func (r *Report) plaintext() Table {
 			break
 		}
 		t.Rows = append(t.Rows, []string{d.Name, fmt.Sprint(d.In - d.InTLS), fmt.Sprint(d.Out - d.OutTLS)})
+	}
+	if len(t.Rows) == 0 {
+		t.NoData = "None: every message and delivery of this period used TLS."
+		if len(r.Domains) == 0 {
+			t.NoData = noDomains
+		}
 	}
 	return t
 }
@@ -284,6 +369,10 @@ func (r *Report) downgrades() Table {
 			}
 		}
 	}
+	if len(t.Rows) == 0 {
+		t.NoData = fmt.Sprintf("None: no peer domain with at least %d messages in both periods lost %.0f points of TLS share.",
+			r.opts.MinMessages, r.opts.DowngradeDrop)
+	}
 	return t
 }
 
@@ -294,6 +383,9 @@ func (r *Report) countryTable() Table {
 		p := r.CountriesPrior[c.Code]
 		t.Rows = append(t.Rows, []string{c.Code, fmt.Sprint(c.Messages), pctS(c.Messages, r.Current.Inbound.Messages),
 			pctS(c.TLS, c.Messages), change(c.TLS, c.Messages, p.TLS, p.Messages)})
+	}
+	if len(t.Rows) == 0 {
+		t.NoData = "No data: no inbound message in this period."
 	}
 	return t
 }
@@ -306,6 +398,9 @@ func (r *Report) detected() Table {
 		Columns: []string{"Peer", "Kind", "Direction", "Times", "Last seen"}}
 	for _, d := range r.Downgrades {
 		t.Rows = append(t.Rows, []string{d.Peer, d.Kind, d.Direction, fmt.Sprint(d.Times), d.Last.Format(time.RFC3339)})
+	}
+	if len(t.Rows) == 0 {
+		t.NoData = "None: no downgrade was detected in this period."
 	}
 	return t
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium for the HTML report test. Idempotent.
+# Installs Debian's Chromium for the HTML report tests and cmark-gfm
+# (GitHub's Markdown renderer) for the Markdown report tests. Idempotent.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
-	echo "deps-chromium: not root; the HTML report test will be skipped" >&2
+	echo "deps-chromium: not root; the HTML and Markdown rendering tests will be skipped" >&2
 	exit 0
 fi
-command -v chromium >/dev/null && exit 0
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v cmark-gfm >/dev/null || missing+=(cmark-gfm)
+[ ${#missing[@]} -eq 0 ] && exit 0
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q --no-install-recommends chromium || { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; }
+apt-get install -y -q --no-install-recommends "${missing[@]}" || { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }

@@ -5,17 +5,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"mime/quotedprintable"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/report"
+	"github.com/snowrain/snowrain/scanner"
 )
 
 func runReport(args []string, out io.Writer) error {
@@ -61,10 +62,42 @@ func runReport(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	doc := r.Document(reportMeta())
 	if *mailTo != "" {
-		return mailReport(r, *mailTo, *sendmail)
+		return mailReport(doc, *mailTo, *sendmail)
 	}
-	return writeReport(out, *format, *output, r.Heading(), r.Tables(), r.Charts(), r.JSONDoc())
+	return writeDocument(out, *format, *output, doc)
+}
+
+// reportMeta is what every report's heading says about its making.
+func reportMeta() report.Meta {
+	host, _ := os.Hostname() // "" is shown as unknown
+	return report.Meta{Host: host, Version: version, Generated: time.Now()}
+}
+
+// writeDocument renders doc in format to -o FILE (csv: -o DIRECTORY) or
+// to out: the one writer of every report command.
+func writeDocument(out io.Writer, format, output string, doc *report.Document) error {
+	switch format {
+	case report.FormatText, report.FormatMarkdown, report.FormatJSON, report.FormatCSV, report.FormatHTML:
+	default:
+		return fmt.Errorf("--format %q: want text, md, json, csv or html", format)
+	}
+	if format == report.FormatCSV {
+		if output == "" {
+			return fmt.Errorf("--format csv needs -o DIRECTORY")
+		}
+		return report.WriteCSV(output, doc)
+	}
+	var b bytes.Buffer
+	if err := report.Write(&b, format, doc); err != nil {
+		return err
+	}
+	if output == "" {
+		_, err := out.Write(b.Bytes())
+		return err
+	}
+	return os.WriteFile(output, b.Bytes(), 0o644)
 }
 
 func choosePeriod(since, until, week string, now time.Time, loc *time.Location) (report.Period, error) {
@@ -118,16 +151,20 @@ func parseAge(s string) (time.Duration, error) {
 }
 
 // mailReport sends a multipart/alternative message (text and HTML).
-func mailReport(r *report.Report, to, command string) error {
+func mailReport(doc *report.Document, to, command string) error {
 	var text, html bytes.Buffer
-	r.WriteText(&text)
-	r.WriteHTML(&html)
+	if err := report.Write(&text, report.FormatText, doc); err != nil {
+		return err
+	}
+	if err := report.Write(&html, report.FormatHTML, doc); err != nil {
+		return err
+	}
 	var b [12]byte
 	rand.Read(b[:])
 	boundary := "snowrain-" + hex.EncodeToString(b[:])
 	var msg bytes.Buffer
 	fmt.Fprintf(&msg, "To: %s\r\nSubject: snowrain report %s\r\nDate: %s\r\nMIME-Version: 1.0\r\n",
-		to, r.Period.Since.Format("2006-01-02"), time.Now().Format(time.RFC1123Z))
+		to, doc.Period.Since.Format("2006-01-02"), time.Now().Format(time.RFC1123Z))
 	fmt.Fprintf(&msg, "Auto-Submitted: auto-generated\r\nContent-Type: multipart/alternative; boundary=%q\r\n\r\n", boundary)
 	for _, part := range []struct {
 		kind string
@@ -149,8 +186,22 @@ func mailReport(r *report.Report, to, command string) error {
 	return nil
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// findRun is run id of kind, or the latest one when id is 0; ID 0 in the
+// result means no such run is stored (the report then says so).
+func findRun(ctx context.Context, store *measure.Store, kind string, id int64) (scanner.RunInfo, error) {
+	if id == 0 {
+		run, _, err := scanner.LatestRun(ctx, store.DB, kind)
+		return run, err
+	}
+	run, ok, err := scanner.LoadRun(ctx, store.DB, id)
+	if err != nil {
+		return run, err
+	}
+	if !ok {
+		return run, fmt.Errorf("--run %d: no such run in the database", id)
+	}
+	if run.Kind != kind {
+		return run, fmt.Errorf("--run %d is a %s run, not %s", id, run.Kind, kind)
+	}
+	return run, nil
 }

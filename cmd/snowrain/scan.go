@@ -267,17 +267,14 @@ func runScanReport(args []string, out io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	if *id == 0 {
-		store.DB.QueryRow(`SELECT COALESCE(MAX(id), 0) FROM scan_runs WHERE kind = 'domains'`).Scan(id)
-	}
-	s, err := scanner.Summarize(ctx, store.DB, *id)
+	run, err := findRun(ctx, store, "domains", *id)
 	if err != nil {
 		return err
 	}
-	r := &report.ScanReport{Run: *id, S: s}
-	return writeReport(out, *format, *output, r.Heading(), r.Tables(), r.Charts(), struct {
-		Run    int64            `json:"run"`
-		Tables []report.Table   `json:"tables"`
-		S      *scanner.Summary `json:"summary"`
-	}{*id, r.Tables(), s})
+	s, err := scanner.Summarize(ctx, store.DB, run.ID)
+	if err != nil {
+		return err
+	}
+	r := &report.ScanReport{Run: run.ID, S: s}
+	return writeDocument(out, *format, *output, r.Document(reportMeta(), run))
 }

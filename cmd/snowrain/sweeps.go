@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"html/template"
 	"io"
 	"net/netip"
 	"os"
@@ -292,18 +291,19 @@ func runExposureReport(args []string, out io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	latest := func(kind string, id *int64) {
-		if *id == 0 {
-			store.DB.QueryRow(`SELECT COALESCE(MAX(id), 0) FROM scan_runs WHERE kind = ?`, kind).Scan(id)
-		}
-	}
-	latest("hosts", hostsRun)
-	latest("resolvers", resolversRun)
-	stripping, err := scanner.StrippingIPs(ctx, store.DB, *hostsRun)
+	hosts, err := findRun(ctx, store, "hosts", *hostsRun)
 	if err != nil {
 		return err
 	}
-	falsified, _, err := scanner.FalsifiedIPs(ctx, store.DB, *resolversRun)
+	resolvers, err := findRun(ctx, store, "resolvers", *resolversRun)
+	if err != nil {
+		return err
+	}
+	stripping, err := scanner.StrippingIPs(ctx, store.DB, hosts.ID)
+	if err != nil {
+		return err
+	}
+	falsified, _, err := scanner.FalsifiedIPs(ctx, store.DB, resolvers.ID)
 	if err != nil {
 		return err
 	}
@@ -316,8 +316,7 @@ func runExposureReport(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return writeTables(out, *format, *output, fmt.Sprintf("snowrain exposure %s – %s (%d stripping hosts, %d falsified-answer addresses)",
-		period.Since.Format("2006-01-02"), period.Until.Format("2006-01-02"), len(stripping), len(falsified)), e.Tables())
+	return writeDocument(out, *format, *output, e.Document(reportMeta(), hosts, resolvers))
 }
 
 // runSweepReport is `snowrain report hosts|resolvers --run ID`.
@@ -337,9 +336,11 @@ func runSweepReport(kind string, args []string, out io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	if *id == 0 {
-		store.DB.QueryRow(`SELECT COALESCE(MAX(id), 0) FROM scan_runs WHERE kind = ?`, kind).Scan(id)
+	run, err := findRun(ctx, store, kind, *id)
+	if err != nil {
+		return err
 	}
+	id = &run.ID
 	if kind == "hosts" {
 		s, err := scanner.SummarizeHosts(ctx, store.DB, *id)
 		if err != nil {
@@ -352,55 +353,11 @@ func runSweepReport(kind string, args []string, out io.Writer) error {
 			hr.Domains, _ = scanner.DomainsBehind(ctx, store.DB, *domainsRun, strip)
 			hr.Cisco, _ = scanner.DomainsBehind(ctx, store.DB, *domainsRun, cisco)
 		}
-		return writeTables(out, *format, *output, fmt.Sprintf("snowrain port-25 sweep, run %d", *id), hr.Tables())
+		return writeDocument(out, *format, *output, hr.Document(reportMeta(), run))
 	}
 	_, s, err := scanner.FalsifiedIPs(ctx, store.DB, *id)
 	if err != nil {
 		return err
 	}
-	return writeTables(out, *format, *output, fmt.Sprintf("snowrain resolver sweep, run %d", *id),
-		(&report.ResolverReport{Run: *id, S: s}).Tables())
-}
-
-// writeTables renders tables in the report formats.
-func writeTables(out io.Writer, format, output, heading string, tables []report.Table) error {
-	return writeReport(out, format, output, heading, tables, nil, nil)
-}
-
-// writeReport is writeTables with SVG charts for the HTML form and, when
-// jsonDoc is set, that document as the JSON form.
-func writeReport(out io.Writer, format, output, heading string, tables []report.Table,
-	charts map[string]template.HTML, jsonDoc any) error {
-	if format == "csv" {
-		if output == "" {
-			return fmt.Errorf("--format csv needs -o DIRECTORY")
-		}
-		return report.WriteCSV(output, tables)
-	}
-	w := out
-	if output != "" {
-		f, err := os.Create(output)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = f
-	}
-	switch format {
-	case "text":
-		return report.WriteText(w, heading, tables)
-	case "md":
-		return report.WriteMarkdown(w, heading, tables)
-	case "html":
-		return report.WriteHTML(w, heading, tables, charts)
-	case "json":
-		if jsonDoc != nil {
-			return writeJSON(w, jsonDoc)
-		}
-		return writeJSON(w, struct {
-			Heading string         `json:"heading"`
-			Tables  []report.Table `json:"tables"`
-		}{heading, tables})
-	}
-	return fmt.Errorf("--format %q: want text, md, json, csv or html", format)
+	return writeDocument(out, *format, *output, (&report.ResolverReport{Run: *id, S: s}).Document(reportMeta(), run))
 }

@@ -1,0 +1,25 @@
+package measure
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// LatestActivity returns the start of the latest hour that holds a
+// message (either direction) or a delivery; ok is false when the store
+// holds neither. A report over an empty period uses it to name the period
+// that has data. Both rollups are keyed by hour first: two index lookups.
+func (s *Store) LatestActivity(ctx context.Context) (t time.Time, ok bool, err error) {
+	var hour sql.NullInt64
+	err = s.DB.QueryRowContext(ctx, `SELECT MAX(h) FROM (
+		SELECT MAX(hour) AS h FROM hourly_messages UNION ALL SELECT MAX(hour) FROM hourly_deliveries)`).Scan(&hour)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("measure: latest activity: %w", err)
+	}
+	if !hour.Valid {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(hour.Int64*3600, 0).UTC(), true, nil
+}

@@ -22,6 +22,9 @@ type options struct {
 	macrosByStage               macroRequests
 	newMilter                   NewMilterFunc
 	negotiationCallback         NegotiationCallbackFunc
+	maxPacketSize               uint32          // snowrain patch
+	idleTimeout                 time.Duration   // snowrain patch
+	errorHandler                func(err error) // snowrain patch
 }
 
 // Option can be used to configure [Client] and [Server].
@@ -100,6 +103,43 @@ func WithDialer(dialer Dialer) Option {
 func WithReadTimeout(timeout time.Duration) Option {
 	return func(h *options) {
 		h.readTimeout = timeout
+	}
+}
+
+// WithIdleTimeout sets how long a [Server] waits for the first byte of the
+// next packet; [WithReadTimeout] then bounds the rest of the packet. When
+// unset, the read-timeout is used for both. (snowrain patch)
+//
+// This is a [Server] only [Option].
+func WithIdleTimeout(timeout time.Duration) Option {
+	return func(h *options) {
+		h.idleTimeout = timeout
+	}
+}
+
+// WithMaxPacketSize sets the largest packet a [Server] reads. A peer that
+// declares a larger one is disconnected before anything is allocated for it
+// ([ErrPacketTooLarge]). The default and the upper bound is 512 MB.
+// (snowrain patch)
+//
+// This is a [Server] only [Option].
+func WithMaxPacketSize(size uint32) Option {
+	return func(h *options) {
+		h.maxPacketSize = size
+	}
+}
+
+// WithErrorHandler sets a function that the [Server] calls, instead of
+// [LogWarning], with every error that ends a connection: unreadable or
+// malformed packets ([ErrMalformedPacket], [ErrPacketTooLarge],
+// [ErrIdleTimeout]), failed negotiations, write errors, errors of the
+// [Milter], and panics ([*PanicError]). An orderly close is not reported.
+// It may be called from many connections at once. (snowrain patch)
+//
+// This is a [Server] only [Option].
+func WithErrorHandler(handler func(err error)) Option {
+	return func(h *options) {
+		h.errorHandler = handler
 	}
 }
 

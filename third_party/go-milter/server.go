@@ -3,11 +3,15 @@ package milter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/d--j/go-milter/internal/wire"
 )
 
 // MaxServerProtocolVersion is the maximum Milter protocol version implemented by the server.
@@ -15,6 +19,29 @@ const MaxServerProtocolVersion uint32 = 6
 
 // ErrServerClosed is returned by the [Server]'s [Server.Serve] method after a call to [Server.Close].
 var ErrServerClosed = errors.New("milter: server closed")
+
+// Errors that end a connection of a [Server] on a misbehaving peer
+// (snowrain patch).
+var (
+	// ErrPacketTooLarge: a packet declared more bytes than [WithMaxPacketSize].
+	ErrPacketTooLarge = wire.ErrPacketTooLarge
+	// ErrMalformedPacket: a packet lacked what its command needs, or the
+	// command is unknown.
+	ErrMalformedPacket = wire.ErrMalformedPacket
+	// ErrIdleTimeout: no packet began within the idle timeout.
+	ErrIdleTimeout = wire.ErrIdleTimeout
+)
+
+// PanicError is a panic recovered in the goroutine serving one connection:
+// that connection is closed and the server keeps serving (snowrain patch).
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("milter: panic serving a connection: %v", e.Value)
+}
 
 // Milter is an interface for milter callback handlers.
 // You need to implement this interface to create a milter.
@@ -342,8 +369,16 @@ func (s *Server) Serve(ln net.Listener) error {
 				return
 			}
 			session.init(s, conn, s.options.maxVersion, s.options.actions, s.options.protocol)
+			// snowrain patch: a panic while serving one connection closes
+			// that connection only; it used to end the whole process.
+			defer func() {
+				if p := recover(); p != nil {
+					_ = conn.Close()
+					session.sessionError("serving connection", &PanicError{Value: p, Stack: debug.Stack()})
+				}
+				s.trackSession(&session, false)
+			}()
 			session.HandleMilterCommands()
-			s.trackSession(&session, false)
 		}(conn)
 	}
 }

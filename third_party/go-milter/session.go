@@ -40,15 +40,26 @@ func (m *serverSession) init(server *Server, conn net.Conn, version uint32, acti
 	m.macros = newMacroStages()
 }
 
-// readPacket reads incoming milter packet
-func (m *serverSession) readPacket(timeout time.Duration) (*wire.Message, error) {
+// readPacket reads incoming milter packet. idle bounds the wait for the
+// packet, read its transfer (snowrain patch: limits from the server options).
+func (m *serverSession) readPacket(idle, read time.Duration) (*wire.Message, error) {
 	m.mu.Lock()
 	conn := m.conn
 	m.mu.Unlock()
 	if conn == nil {
 		return nil, errCloseSession
 	}
-	return wire.ReadPacket(conn, timeout)
+	return wire.ReadPacketLimited(conn, idle, read, m.server.options.maxPacketSize)
+}
+
+// sessionError reports an error that ends the session: to the handler of
+// WithErrorHandler when there is one, else as a warning (snowrain patch).
+func (m *serverSession) sessionError(what string, err error) {
+	if h := m.server.options.errorHandler; h != nil {
+		h(fmt.Errorf("%s: %w", what, err))
+		return
+	}
+	LogWarning("%s: %v", what, err)
 }
 
 // writePacket sends a milter response packet to socket stream
@@ -64,10 +75,10 @@ func (m *serverSession) writePacket(msg *wire.Message) error {
 
 func (m *serverSession) negotiate(msg *wire.Message, milterVersion uint32, milterActions OptAction, milterProtocol OptProtocol, callback NegotiationCallbackFunc, macroRequests macroRequests, usedMaxData DataSize) (*Response, error) {
 	if msg.Code != wire.CodeOptNeg {
-		return nil, fmt.Errorf("milter: negotiate: unexpected package with code %c", msg.Code)
+		return nil, fmt.Errorf("%w: negotiate: unexpected package with code %c", wire.ErrMalformedPacket, msg.Code)
 	}
 	if len(msg.Data) < 4*3 /* version + action mask + proto mask */ {
-		return nil, fmt.Errorf("milter: negotiate: unexpected data size: %d", len(msg.Data))
+		return nil, fmt.Errorf("%w: negotiate: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 	}
 	mtaVersion := binary.BigEndian.Uint32(msg.Data[:4])
 	mtaActionMask := OptAction(binary.BigEndian.Uint32(msg.Data[4:]))
@@ -152,11 +163,16 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 	case wire.CodeConn:
 		if len(msg.Data) == 0 {
-			return nil, fmt.Errorf("milter: conn: unexpected data size: %d", len(msg.Data))
+			return nil, fmt.Errorf("%w: conn: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 		}
 		m.macros.DelStageAndAbove(StageHelo)
-		hostname := wire.ReadCString(msg.Data)
-		msg.Data = msg.Data[len(hostname)+1:]
+		hostname, rest, ok := wire.CutCString(msg.Data)
+		if !ok || len(rest) == 0 {
+			// snowrain patch: without the null-byte or the family byte
+			// this indexed past the packet.
+			return nil, fmt.Errorf("%w: conn: no family after the host name", wire.ErrMalformedPacket)
+		}
+		msg.Data = rest
 		// get protocol family
 		protocolFamily := msg.Data[0]
 		msg.Data = msg.Data[1:]
@@ -165,7 +181,7 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 		var address string
 		if protocolFamily == 'L' || protocolFamily == '4' || protocolFamily == '6' {
 			if len(msg.Data) < 2 {
-				return nil, fmt.Errorf("milter: conn: unexpected data size: %d", len(msg.Data))
+				return nil, fmt.Errorf("%w: conn: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 			}
 			port = binary.BigEndian.Uint16(msg.Data)
 			msg.Data = msg.Data[2:]
@@ -183,7 +199,7 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 			family = "tcp4"
 			addr := net.ParseIP(address)
 			if addr == nil || addr.To4() == nil {
-				return nil, fmt.Errorf("milter: conn: unexpected ip4 address: %q", address)
+				return nil, fmt.Errorf("%w: conn: unexpected ip4 address: %q", wire.ErrMalformedPacket, address)
 			}
 		case '6':
 			family = "tcp6"
@@ -197,11 +213,11 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 				addr = net.ParseIP(address)
 			}
 			if addr == nil {
-				return nil, fmt.Errorf("milter: conn: unexpected ip6 address: %q", address)
+				return nil, fmt.Errorf("%w: conn: unexpected ip6 address: %q", wire.ErrMalformedPacket, address)
 			}
 			address = addr.String()
 		default:
-			return nil, fmt.Errorf("milter: conn: unexpected protocol family: %c", protocolFamily)
+			return nil, fmt.Errorf("%w: conn: unexpected protocol family: %c", wire.ErrMalformedPacket, protocolFamily)
 		}
 		// run handler and return
 		resp, err := backend.Connect(hostname, family, port, address, m.modifier.withState(modifierStateProgressOnly))
@@ -209,7 +225,7 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 	case wire.CodeHelo:
 		if len(msg.Data) == 0 {
-			return nil, fmt.Errorf("milter: helo: unexpected data size: %d", len(msg.Data))
+			return nil, fmt.Errorf("%w: helo: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 		}
 		m.macros.DelStageAndAbove(StageMail)
 		name := wire.ReadCString(msg.Data)
@@ -218,11 +234,14 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 	case wire.CodeMail:
 		if len(msg.Data) == 0 {
-			return nil, fmt.Errorf("milter: mail: unexpected data size: %d", len(msg.Data))
+			return nil, fmt.Errorf("%w: mail: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 		}
 		m.macros.DelStageAndAbove(StageRcpt)
-		from := wire.ReadCString(msg.Data)
-		data := msg.Data[len(from)+1:]
+		from, data, ok := wire.CutCString(msg.Data)
+		if !ok {
+			// snowrain patch: msg.Data[len(from)+1:] panicked here.
+			return nil, fmt.Errorf("%w: mail: sender not null-terminated", wire.ErrMalformedPacket)
+		}
 
 		// the rest of the data are ESMTP arguments, separated by a zero byte.
 		esmtpArgs := strings.Join(wire.DecodeCStrings(data), " ")
@@ -231,11 +250,14 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 	case wire.CodeRcpt:
 		if len(msg.Data) == 0 {
-			return nil, fmt.Errorf("milter: rcpt: unexpected data size: %d", len(msg.Data))
+			return nil, fmt.Errorf("%w: rcpt: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 		}
 		m.macros.DelStageAndAbove(StageData)
-		to := wire.ReadCString(msg.Data)
-		rest := msg.Data[len(to)+1:]
+		to, rest, ok := wire.CutCString(msg.Data)
+		if !ok {
+			// snowrain patch: msg.Data[len(to)+1:] panicked here.
+			return nil, fmt.Errorf("%w: rcpt: recipient not null-terminated", wire.ErrMalformedPacket)
+		}
 
 		// the rest of the data are ESMTP arguments, separated by a zero byte.
 		esmtpArgs := strings.Join(wire.DecodeCStrings(rest), " ")
@@ -249,11 +271,11 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 	case wire.CodeHeader:
 		if len(msg.Data) < 2 {
-			return nil, fmt.Errorf("milter: header: unexpected data size: %d", len(msg.Data))
+			return nil, fmt.Errorf("%w: header: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 		}
 		headerData := wire.DecodeCStrings(msg.Data)
 		if len(headerData) != 2 {
-			return nil, fmt.Errorf("milter: header: unexpected number of strings: %d", len(headerData))
+			return nil, fmt.Errorf("%w: header: unexpected number of strings: %d", wire.ErrMalformedPacket, len(headerData))
 		}
 		resp, err := backend.Header(headerData[0], headerData[1], m.modifier.withState(modifierStateProgressOnly))
 		m.macros.DelStageAndAbove(StageEndMarker)
@@ -285,7 +307,7 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 	case wire.CodeMacro:
 		if len(msg.Data) == 0 {
-			return nil, fmt.Errorf("milter: macro: unexpected data size: %d", len(msg.Data))
+			return nil, fmt.Errorf("%w: macro: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 		}
 		var stage MacroStage
 		switch msg.MacroCode() {
@@ -306,7 +328,8 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 		case wire.CodeUnknown, wire.CodeHeader, wire.CodeAbort, wire.CodeBody:
 			stage = StageEndMarker // this stage gets cleared after the command
 		default:
-			LogWarning("MTA sent macro for %c. we cannot handle this so we ignore it", msg.MacroCode())
+			// ignored (snowrain patch: without the warning, which a peer
+			// could repeat once per packet to flood the log)
 			return nil, nil
 		}
 		m.macros.DelStageAndAbove(stage)
@@ -337,9 +360,9 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 		return nil, nil
 
 	default:
-		// print error and close session
-		LogWarning("Unrecognized command code: %s", msg.Code)
-		return nil, errCloseSession
+		// close session (snowrain patch: an error, not errCloseSession, so
+		// that it is reported)
+		return nil, fmt.Errorf("%w: unrecognized command code %q", wire.ErrMalformedPacket, byte(msg.Code))
 	}
 }
 
@@ -366,23 +389,23 @@ func (m *serverSession) HandleMilterCommands() {
 	defer m.closeConn()
 
 	// first do the negotiation - with a hard-coded timeout of 1 second
-	msg, err := m.readPacket(time.Second)
+	msg, err := m.readPacket(time.Second, time.Second)
 	if err != nil {
 		if !ignoreError(err) {
-			LogWarning("Error reading milter command: %v", err)
+			m.sessionError("reading milter negotiation", err)
 		}
 		return
 	}
 	resp, err := m.negotiate(msg, m.server.options.maxVersion, m.server.options.actions, m.server.options.protocol, m.server.options.negotiationCallback, m.server.options.macrosByStage, 0)
 	if err != nil {
 		if !ignoreError(err) {
-			LogWarning("Error negotiating: %v", err)
+			m.sessionError("negotiating", err)
 		}
 		return
 	}
 	if err = m.writePacket(resp.Response()); err != nil {
 		if !ignoreError(err) {
-			LogWarning("Error writing packet: %v", err)
+			m.sessionError("writing packet", err)
 		}
 		return
 	}
@@ -410,14 +433,18 @@ func (m *serverSession) HandleMilterCommands() {
 		wire.CodeEOB:    9,
 	}
 	readTimeout := m.server.options.readTimeout
+	idleTimeout := m.server.options.idleTimeout
+	if idleTimeout == 0 {
+		idleTimeout = readTimeout
+	}
 	hasDecision := false
 
 	// now we can process the events
 	for {
-		msg, err = m.readPacket(readTimeout)
+		msg, err = m.readPacket(idleTimeout, readTimeout)
 		if err != nil {
 			if !ignoreError(err) {
-				LogWarning("Error reading milter command: %v", err)
+				m.sessionError("reading milter command", err)
 			}
 			return
 		}
@@ -435,7 +462,7 @@ func (m *serverSession) HandleMilterCommands() {
 				if err != nil {
 					if !ignoreError(err) {
 						// log error condition
-						LogWarning("Error performing milter command: %v", err)
+						m.sessionError("performing milter command", err)
 						if resp != nil && !m.skipResponse(msg.Code) {
 							_ = m.writePacket(resp.Response())
 						}
@@ -457,7 +484,7 @@ func (m *serverSession) HandleMilterCommands() {
 		if err != nil {
 			if !ignoreError(err) {
 				// log error condition
-				LogWarning("Error performing milter command: %v", err)
+				m.sessionError("performing milter command", err)
 				if resp != nil && !m.skipResponse(msg.Code) {
 					_ = m.writePacket(resp.Response())
 				}
@@ -477,7 +504,7 @@ func (m *serverSession) HandleMilterCommands() {
 			// send back response message
 			if err = m.writePacket(resp.Response()); err != nil {
 				if !ignoreError(err) {
-					LogWarning("Error writing packet: %v", err)
+					m.sessionError("writing packet", err)
 				}
 				return
 			}

@@ -52,35 +52,55 @@ func (c *simpleCanonicalizer) CanonicalizeHeader(s string) string {
 	return s
 }
 
+// simpleBodyCanonicalizer withholds the CRLFs at the end of what it has
+// seen (empty lines at the end of the body are ignored, RFC 6376 3.4.3).
+//
+// snowrain patch: it holds them as a count, not as bytes. Each Write used
+// to prepend the withheld bytes to its input and scan them again, which
+// made a body of many empty lines quadratic in time (and linear in memory
+// per signature).
 type simpleBodyCanonicalizer struct {
 	w         io.Writer
-	crlfBuf   []byte
+	crlfs     int  // withheld "\r\n" pairs
+	cr        bool // a withheld "\r" after them: the next Write may start with "\n"
 	crlfFixer crlfFixer
 }
 
 func (c *simpleBodyCanonicalizer) Write(b []byte) (int, error) {
 	written := len(b)
-	b = append(c.crlfBuf, b...)
-
 	b = c.crlfFixer.Fix(b)
+	if len(b) == 0 {
+		return written, nil
+	}
+	if c.cr && b[0] == '\n' {
+		c.cr = false
+		c.crlfs++
+		b = b[1:]
+	}
 
 	end := len(b)
 	// If it ends with \r, maybe the next write will begin with \n
-	if end > 0 && b[end-1] == '\r' {
+	cr := end > 0 && b[end-1] == '\r'
+	if cr {
 		end--
 	}
 	// Keep all \r\n sequences
-	for end >= 2 {
-		prev := b[end-2]
-		cur := b[end-1]
-		if prev != '\r' || cur != '\n' {
-			break
-		}
+	n := 0
+	for end >= 2 && b[end-2] == '\r' && b[end-1] == '\n' {
 		end -= 2
+		n++
 	}
-
-	c.crlfBuf = b[end:]
-
+	if end == 0 && !(c.cr && len(b) > 0) {
+		c.crlfs += n
+		c.cr = cr
+		return written, nil
+	}
+	// Content follows: what was withheld (a lone \r included) was not
+	// at the end of the body.
+	if err := c.flush(); err != nil {
+		return written, err
+	}
+	c.crlfs, c.cr = n, cr
 	var err error
 	if end > 0 {
 		_, err = c.w.Write(b[:end])
@@ -88,14 +108,35 @@ func (c *simpleBodyCanonicalizer) Write(b []byte) (int, error) {
 	return written, err
 }
 
-func (c *simpleBodyCanonicalizer) Close() error {
-	// Flush crlfBuf if it ends with a single \r (without a matching \n)
-	if len(c.crlfBuf) > 0 && c.crlfBuf[len(c.crlfBuf)-1] == '\r' {
-		if _, err := c.w.Write(c.crlfBuf); err != nil {
+var crlfRun = []byte(strings.Repeat(crlf, 2048))
+
+// flush writes the withheld bytes.
+func (c *simpleBodyCanonicalizer) flush() error {
+	for c.crlfs > 0 {
+		n := min(c.crlfs, len(crlfRun)/2)
+		if _, err := c.w.Write(crlfRun[:2*n]); err != nil {
+			return err
+		}
+		c.crlfs -= n
+	}
+	if c.cr {
+		c.cr = false
+		if _, err := c.w.Write([]byte{'\r'}); err != nil {
 			return err
 		}
 	}
-	c.crlfBuf = nil
+	return nil
+}
+
+func (c *simpleBodyCanonicalizer) Close() error {
+	// Flush the withheld bytes if they end with a single \r (without a
+	// matching \n)
+	if c.cr {
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
+	c.crlfs = 0
 
 	if _, err := c.w.Write([]byte(crlf)); err != nil {
 		return err

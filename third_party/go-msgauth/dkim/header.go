@@ -9,6 +9,8 @@ import (
 	"net/textproto"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 const crlf = "\r\n"
@@ -18,22 +20,38 @@ type header []string
 func readHeader(r *bufio.Reader) (header, error) {
 	tr := textproto.NewReader(r)
 
+	// snowrain patch: the field being read is built in a strings.Builder.
+	// Appending each continuation line to the last string of h copied the
+	// whole field every time: quadratic in the number of lines of one
+	// folded field (a 400 KB field of one-character lines took 14 s).
 	var h header
+	var field strings.Builder
+	flush := func() {
+		if field.Len() > 0 {
+			h = append(h, field.String())
+			field.Reset()
+		}
+	}
 	for {
 		l, err := tr.ReadLine()
 		if err != nil {
+			flush()
 			return h, fmt.Errorf("failed to read header: %v", err)
 		}
 
 		if len(l) == 0 {
 			break
-		} else if len(h) > 0 && (l[0] == ' ' || l[0] == '\t') {
+		} else if field.Len() > 0 && (l[0] == ' ' || l[0] == '\t') {
 			// This is a continuation line
-			h[len(h)-1] += l + crlf
+			field.WriteString(l)
+			field.WriteString(crlf)
 		} else {
-			h = append(h, l+crlf)
+			flush()
+			field.WriteString(l)
+			field.WriteString(crlf)
 		}
 	}
+	flush()
 
 	return h, nil
 }
@@ -140,6 +158,10 @@ func sortParams(params map[string]string) ([]string, string, bool) {
 type headerPicker struct {
 	h      header
 	picked map[string]int
+	// snowrain patch: the positions of the fields by foldKey of their
+	// name, built once. Pick scanned all of h for every name of h=, which
+	// made a signature cost fields × names.
+	index map[string][]int
 }
 
 func newHeaderPicker(h header) *headerPicker {
@@ -149,24 +171,53 @@ func newHeaderPicker(h header) *headerPicker {
 	}
 }
 
+// Pick returns the next field named key, from the bottom up (RFC 6376
+// 5.4.2), or "" when there is none left.
 func (p *headerPicker) Pick(key string) string {
+	if p.index == nil {
+		p.index = make(map[string][]int)
+		for i, kv := range p.h {
+			k, _ := parseHeaderField(kv)
+			fk := foldKey(k)
+			p.index[fk] = append(p.index[fk], i)
+		}
+	}
 	key = strings.ToLower(key)
 
 	at := p.picked[key]
-	for i := len(p.h) - 1; i >= 0; i-- {
-		kv := p.h[i]
-		k, _ := parseHeaderField(kv)
-
-		if !strings.EqualFold(k, key) {
-			continue
-		}
-
-		if at == 0 {
-			p.picked[key]++
-			return kv
-		}
-		at--
+	pos := p.index[foldKey(key)]
+	if at >= len(pos) {
+		return ""
 	}
+	p.picked[key]++
+	return p.h[pos[len(pos)-1-at]]
+}
 
-	return ""
+// foldKey maps s to a key that two strings share exactly when
+// strings.EqualFold holds for them: every rune becomes the smallest rune of
+// its simple case folding orbit (snowrain patch).
+func foldKey(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		// The smallest rune of an ASCII letter's orbit is its upper case
+		// (k, K and the Kelvin sign U+212A).
+		return strings.ToUpper(s)
+	}
+	var b strings.Builder
+	for _, r := range s {
+		min := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < min {
+				min = f
+			}
+		}
+		b.WriteRune(min)
+	}
+	return b.String()
 }

@@ -38,3 +38,15 @@ func AppendCString(dest []byte, s string) []byte {
 	dest = append(dest, 0x00)
 	return dest
 }
+
+// CutCString returns the C style string data starts with and the bytes
+// after its null-byte. ok is false when data holds no null-byte: callers
+// that slice past the string must not assume one (snowrain patch: a Connect,
+// Mail or Rcpt packet without it made data[len(s)+1:] panic).
+func CutCString(data []byte) (s string, rest []byte, ok bool) {
+	pos := bytes.IndexByte(data, 0)
+	if pos == -1 {
+		return string(data), nil, false
+	}
+	return string(data[:pos]), data[pos+1:], true
+}

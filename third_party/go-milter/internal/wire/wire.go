@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 )
 
@@ -77,28 +78,72 @@ const (
 // We reject reading/writing messages larger than 512 MB outright.
 const maxPacketSize = 512 * 1024 * 1024
 
+// MaxPacketSize is the largest packet ReadPacket accepts, the data size the
+// server uses unless told otherwise (snowrain patch).
+const MaxPacketSize = maxPacketSize
+
+// ErrPacketTooLarge is returned by ReadPacketLimited when the declared length
+// of a packet exceeds the limit. Nothing of the packet has been allocated.
+// (snowrain patch)
+var ErrPacketTooLarge = errors.New("milter: packet too large")
+
+// ErrMalformedPacket is wrapped by every error about a packet whose content
+// does not have the layout its command needs (snowrain patch).
+var ErrMalformedPacket = errors.New("milter: malformed packet")
+
+// ErrIdleTimeout wraps the timeout of a peer that sent nothing within the
+// idle timeout (snowrain patch).
+var ErrIdleTimeout = errors.New("milter: idle timeout")
+
 func ReadPacket(conn net.Conn, timeout time.Duration) (*Message, error) {
-	if timeout != 0 {
-		_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	return ReadPacketLimited(conn, timeout, timeout, maxPacketSize)
+}
+
+// ReadPacketLimited reads one packet. idle bounds the wait for its first
+// byte, read the time from there to its last byte (0: no limit), so a peer
+// can neither hold a connection silently nor trickle a packet in. A declared
+// length above maxSize is refused before anything is allocated, and a
+// length of 0 (no command byte) is malformed. (snowrain patch: ReadPacket
+// had one timeout, a 512 MB limit and indexed data[0] of an empty packet.)
+func ReadPacketLimited(conn net.Conn, idle, read time.Duration, maxSize uint32) (*Message, error) {
+	if maxSize == 0 || maxSize > maxPacketSize {
+		maxSize = maxPacketSize
+	}
+	if idle != 0 || read != 0 {
 		defer func(conn net.Conn) {
 			_ = conn.SetReadDeadline(time.Time{})
 		}(conn)
 	}
-
-	// read packet length
-	var length uint32
-	if err := binary.Read(conn, binary.BigEndian, &length); err != nil {
+	if idle != 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(idle))
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(conn, hdr[:1]); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("%w: %w", ErrIdleTimeout, err)
+		}
 		return nil, err
 	}
-
-	if length > maxPacketSize {
-		return nil, fmt.Errorf("milter: reject to read %d bytes in one message", length)
+	if read != 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(read))
+	} else if idle != 0 {
+		_ = conn.SetReadDeadline(time.Time{})
+	}
+	if _, err := io.ReadFull(conn, hdr[1:]); err != nil {
+		return nil, noEOF(err)
+	}
+	length := binary.BigEndian.Uint32(hdr[:])
+	if length == 0 {
+		return nil, fmt.Errorf("%w: zero length", ErrMalformedPacket)
+	}
+	if length > maxSize {
+		return nil, fmt.Errorf("%w: %d bytes declared, limit %d", ErrPacketTooLarge, length, maxSize)
 	}
 
 	// read packet data
 	data := make([]byte, length)
 	if _, err := io.ReadFull(conn, data); err != nil {
-		return nil, err
+		return nil, noEOF(err)
 	}
 
 	// prepare response data
@@ -108,6 +153,15 @@ func ReadPacket(conn net.Conn, timeout time.Duration) (*Message, error) {
 	}
 
 	return &message, nil
+}
+
+// noEOF turns an EOF inside a packet into io.ErrUnexpectedEOF: only an EOF
+// between packets is an orderly close.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 func WritePacket(conn net.Conn, msg *Message, timeout time.Duration) error {

@@ -159,7 +159,7 @@ func (m *serverSession) negotiate(msg *wire.Message, milterVersion uint32, milte
 func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response, error) {
 	switch msg.Code {
 	case wire.CodeOptNeg:
-		return nil, fmt.Errorf("milter: negotiate: can only be called once in a connection")
+		return nil, fmt.Errorf("%w: negotiate: can only be called once in a connection", wire.ErrMalformedPacket)
 
 	case wire.CodeConn:
 		if len(msg.Data) == 0 {

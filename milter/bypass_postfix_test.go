@@ -2,8 +2,6 @@ package milter
 
 import (
 	"errors"
-	"net"
-	"net/smtp"
 	"net/textproto"
 	"testing"
 	"time"
@@ -17,19 +15,8 @@ import (
 // middle of the DATA.
 func smtpTry(t *testing.T, addr string, c corpus.Case, pause time.Duration) int {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.ClientIP)}, Timeout: 10 * time.Second}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("%s: dial: %v", c.Name, err)
-	}
-	cl, err := smtp.NewClient(conn, "mx.test.example")
-	if err != nil {
-		t.Fatalf("%s: %v", c.Name, err)
-	}
+	cl := smtpOpen(t, addr, c)
 	defer cl.Close()
-	if err := cl.Hello(c.Helo); err != nil {
-		t.Fatalf("%s: EHLO: %v", c.Name, err)
-	}
 	if err := cl.Mail(c.MailFrom); err != nil {
 		t.Fatalf("%s: MAIL: %v", c.Name, err)
 	}

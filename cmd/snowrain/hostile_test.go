@@ -47,6 +47,32 @@ func (d *daemon) served(t *testing.T) {
 	}
 }
 
+// dial connects to the milter socket with a deadline of a minute and,
+// if asked, negotiates. Safe in goroutines: it reports with t.Error.
+func (d *daemon) dial(t *testing.T, negotiate bool) net.Conn {
+	c, err := net.Dial("unix", d.sock)
+	if err != nil {
+		t.Error(err)
+		return nopConn{}
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if negotiate {
+		c.Write(miltertest.Negotiation())
+		if _, err := miltertest.ReadPacket(c); err != nil {
+			t.Errorf("negotiation: %v", err)
+		}
+	}
+	return c
+}
+
+// nopConn stands for a connection that could not be made.
+type nopConn struct{ net.Conn }
+
+func (nopConn) Read([]byte) (int, error)    { return 0, io.EOF }
+func (nopConn) Write([]byte) (int, error)   { return 0, io.ErrClosedPipe }
+func (nopConn) Close() error                { return nil }
+func (nopConn) SetDeadline(time.Time) error { return nil }
+
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -142,22 +168,8 @@ func TestDaemonSlowAndIdleConnections(t *testing.T) {
 	metricsAddr := freeAddr(t)
 	d := startDaemon(t, t.TempDir(), dns.Addr, "--metrics", metricsAddr,
 		"--milter-read-timeout", "1s", "--milter-idle-timeout", "2s")
-	dial := func(negotiate bool) net.Conn {
-		c, err := net.Dial("unix", d.sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(60 * time.Second))
-		if negotiate {
-			c.Write(miltertest.Negotiation())
-			if _, err := miltertest.ReadPacket(c); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return c
-	}
 	for _, negotiate := range []bool{false, true} {
-		c := dial(negotiate)
+		c := d.dial(t, negotiate)
 		if err := miltertest.WaitClosed(c); err != nil {
 			t.Errorf("silent peer (negotiated %v): %v", negotiate, err)
 		}
@@ -165,7 +177,7 @@ func TestDaemonSlowAndIdleConnections(t *testing.T) {
 	}
 	// A slow peer: a 100,000-byte packet at one byte per 100 ms would take
 	// almost three hours; the read timeout ends it after a few bytes.
-	c := dial(true)
+	c := d.dial(t, true)
 	c.Write(append(miltertest.Declare(100000), 'B'))
 	sent := 1
 	for ; sent < 100000 && sent < 600; sent++ {
@@ -214,15 +226,8 @@ func TestDaemonMemoryUnderHugePackets(t *testing.T) {
 		wg.Add(2)
 		go func() { // declares 128 MiB and sends 32
 			defer wg.Done()
-			c, err := net.Dial("unix", d.sock)
-			if err != nil {
-				t.Error(err)
-				return
-			}
+			c := d.dial(t, true)
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(60 * time.Second))
-			c.Write(miltertest.Negotiation())
-			miltertest.ReadPacket(c)
 			c.Write(append(miltertest.Declare(128<<20), 'B'))
 			for n := 0; n < 32; n++ {
 				if _, err := c.Write(junk); err != nil {
@@ -233,15 +238,8 @@ func TestDaemonMemoryUnderHugePackets(t *testing.T) {
 		}()
 		go func() { // a packet of the maximum size, half sent, then stalled
 			defer wg.Done()
-			c, err := net.Dial("unix", d.sock)
-			if err != nil {
-				t.Error(err)
-				return
-			}
+			c := d.dial(t, true)
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(60 * time.Second))
-			c.Write(miltertest.Negotiation())
-			miltertest.ReadPacket(c)
 			c.Write(append(miltertest.Declare(1<<20), 'B'))
 			c.Write(junk[:512<<10])
 			miltertest.WaitClosed(c) // the read timeout ends it

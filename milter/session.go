@@ -205,8 +205,10 @@ func (s *session) Header(name, value string, m gomilter.Modifier) (*gomilter.Res
 		s.failOpen("header_limit")
 	}
 	keep := !msg.overHdr
-	// Names compare as go-msgauth reads them (space before the colon
-	// trimmed), so that a "From :" field is a From field here too.
+	// From and DKIM-Signature compare as go-msgauth reads names (space
+	// before the colon trimmed): a "From :" field is a From field here
+	// too. Authentication-Results keeps the exact name, which the
+	// occurrence numbers of ChangeHeader count by.
 	switch n := strings.TrimSpace(name); {
 	case strings.EqualFold(n, "DKIM-Signature"):
 		msg.dkimSeen++
@@ -222,7 +224,7 @@ func (s *session) Header(name, value string, m gomilter.Modifier) (*gomilter.Res
 			more, _ := auth.FromDomains([]string{value})
 			msg.fromMore = append(msg.fromMore, more...)
 		}
-	case strings.EqualFold(n, "Authentication-Results"):
+	case strings.EqualFold(name, "Authentication-Results"):
 		msg.arSeen++
 		if auth.IsOurs(value, msg.cfg.AuthServID) {
 			if len(msg.arIndex) < maxForgedAR {

@@ -25,6 +25,8 @@ run: build
 # reaches the go build inside cmd/snowrain's tests).
 test: test-deps vet
 	GOFLAGS="$(GOFLAGS) -race" $(GO) test -race -count=1 -timeout 30m ./...
+	cd third_party/go-milter && $(GO) test -race -count=1 ./...
+	cd third_party/go-msgauth && $(GO) test -race -count=1 ./...
 
 test-deps:
 	bash scripts/deps-postfix.sh
@@ -40,6 +42,7 @@ bench: build
 	$(GO) test -run "^$$" -bench LogIngest -benchtime 3x ./measure/
 	SNOWRAIN_BENCH_DB=$(VAR)/bench-10m.db $(GO) test -run "^$$" -bench Report10M -benchtime 5x -benchmem -timeout 30m ./report/
 	$(GO) test -run "^$$" -bench Milter -benchtime 10000x -count 3 ./milter/
+	$(GO) test -run "^$$" -bench FoldedHeader -benchtime 5x -count 3 ./milter/
 	$(GO) test -run "^$$" -bench Daemon50Conns -benchtime 20000x -count 3 ./cmd/snowrain/
 	$(GO) test -run "^$$" -bench 'Socketmap|Inbound' -benchtime 200000x -count 3 ./policy/
 	$(GO) test -run "^$$" -bench 'Grab$$|DNSPhase|HostSweep|ResolverSweep' -benchtime 5000x -count 3 ./scanner/

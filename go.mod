@@ -33,3 +33,10 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// Patched copies: malformed milter packets crashed the daemon, and DKIM
+// header parsing was quadratic. See third_party/*/PATCHES.md.
+replace (
+	github.com/d--j/go-milter => ./third_party/go-milter
+	github.com/emersion/go-msgauth => ./third_party/go-msgauth
+)

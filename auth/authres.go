@@ -44,23 +44,51 @@ func FormatAuthResults(r Results) string {
 	if r.Helo.Result != "" && r.Helo.Domain != "" {
 		add("spf=%s%s smtp.helo=%s", r.Helo.Result, reason(r.Helo.ErrorClass), propValue(r.Helo.Domain))
 	}
+	var dmarc string
+	if r.DMARC.Result != "" {
+		dmarc = fmt.Sprintf("dmarc=%s (p=%s dis=%s) header.from=%s", r.DMARC.Result, commentSafe(r.DMARC.Policy),
+			commentSafe(r.DMARC.Disposition), propValue(r.DMARC.FromDomain))
+	}
+	// Signatures are listed while they fit; the rest, and those beyond the
+	// verification cap, are summed up in one result, so the value stays
+	// within the milter protocol's 64 KB (RFC 8601 allows a result without
+	// properties).
+	omitted := 0
 	for _, s := range r.DKIM {
+		if s.Omitted > 0 {
+			omitted += s.Omitted
+			continue
+		}
 		why := s.Class
 		if s.Detail != "" {
 			why = strings.TrimPrefix(why+" "+s.Detail, " ")
 		}
-		add("dkim=%s%s header.d=%s header.s=%s header.a=%s", s.Result, reason(why),
+		entry := fmt.Sprintf("dkim=%s%s header.d=%s header.s=%s header.a=%s", commentSafe(s.Result), reason(why),
 			propValue(s.Domain), propValue(s.Selector), propValue(s.Algorithm))
+		if omitted > 0 || b.Len()+len(entry)+len(dmarc)+maxSummary > MaxAuthResults {
+			omitted++
+			continue
+		}
+		add("%s", entry)
 	}
-	if r.DMARC.Result != "" {
-		add("dmarc=%s (p=%s dis=%s) header.from=%s", r.DMARC.Result, r.DMARC.Policy,
-			r.DMARC.Disposition, propValue(r.DMARC.FromDomain))
+	if omitted > 0 {
+		add("dkim=policy (%s, %d more signatures not listed)", DKIMOverLimit, omitted)
+	}
+	if dmarc != "" {
+		add("%s", dmarc)
 	}
 	if n == 0 {
 		b.WriteString("; none")
 	}
 	return b.String()
 }
+
+// MaxAuthResults bounds the value FormatAuthResults returns, in bytes: a
+// milter header modification carries at most 65,535.
+const MaxAuthResults = 16 << 10
+
+// maxSummary is room for the summary result and its separator.
+const maxSummary = 100
 
 func reason(class string) string {
 	if class == "" {
@@ -167,9 +195,30 @@ func skipCFWS(s string) string {
 }
 
 // IsOurs reports whether an Authentication-Results value claims our
-// authserv-id, so that a forged copy from outside can be removed.
+// authserv-id, so that a forged copy from outside can be removed. The ids
+// compare as host names would: case, one trailing dot and U-labels against
+// A-labels do not tell them apart.
 func IsOurs(value, authServID string) bool {
-	return strings.EqualFold(AuthServID(value), authServID)
+	return normalizeID(AuthServID(value)) == normalizeID(authServID)
+}
+
+func normalizeID(id string) string {
+	id = strings.TrimSuffix(id, ".")
+	if !isASCII(id) {
+		if a, err := idna.Lookup.ToASCII(id); err == nil {
+			id = a
+		}
+	}
+	return strings.ToLower(id)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // wordDecoder decodes RFC 2047 words, passing unknown charsets through
@@ -181,35 +230,134 @@ var wordDecoder = &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (
 // FromDomain extracts the RFC5322.From domain from the From header values
 // of a message, with a From* class when there is not exactly one.
 func FromDomain(values []string) (domain, class string) {
+	domains, class := FromDomains(values)
+	if class != "" {
+		return "", class
+	}
+	return domains[0], ""
+}
+
+// FromDomains reads the From header values of a message. class is "" when
+// there is exactly one field whose mailboxes share one domain, the case
+// DMARC evaluates (RFC 7489 6.6.1); otherwise it says why not (FromNone,
+// FromMultiple, FromInvalid). domains holds every distinct domain the
+// fields name, normalised (NormalizeDomain), even when class is set: a
+// receiver that enforces evaluates each of them, since a mail reader shows
+// the recipient one of them. A field that does not parse is searched for
+// "@domain" in its raw and its RFC 2047-decoded text.
+func FromDomains(values []string) (domains []string, class string) {
 	if len(values) == 0 {
-		return "", FromNone
+		return nil, FromNone
 	}
 	if len(values) > 1 {
-		return "", FromMultiple
+		class = FromMultiple
 	}
+	seen := map[string]bool{}
+	add := func(d string) bool {
+		d, ok := fromDomain(d)
+		if ok && !seen[d] {
+			seen[d] = true
+			domains = append(domains, d)
+		}
+		return ok
+	}
+	for _, v := range values {
+		if !fromField(unfold(v), add) && class == "" {
+			class = FromInvalid
+		}
+	}
+	switch {
+	case class != "":
+	case len(domains) > 1:
+		class = FromMultiple
+	case len(domains) == 0:
+		class = FromInvalid
+	}
+	return domains, class
+}
+
+// fromField hands add every domain of one From field and reports whether
+// the field is a valid mailbox list whose domains all are.
+func fromField(v string, add func(string) bool) bool {
 	p := mail.AddressParser{WordDecoder: wordDecoder}
-	addrs, err := p.ParseList(unfold(values[0]))
-	if err != nil || len(addrs) == 0 {
-		return "", FromInvalid
-	}
+	addrs, err := p.ParseList(v)
+	ok := err == nil && len(addrs) > 0
 	for _, a := range addrs {
-		d := domainOf(a.Address)
-		if strings.IndexFunc(d, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
-			// RFC 6532 lets From carry U-labels; _dmarc lookups and
-			// DKIM d= use A-labels, so compare in that form.
-			if d, err = idna.Lookup.ToASCII(d); err != nil {
-				return "", FromInvalid
+		ok = add(domainOf(a.Address)) && ok
+	}
+	if ok {
+		return true
+	}
+	scanDomains(v, add)
+	if d, err := wordDecoder.DecodeHeader(v); err == nil && d != v {
+		scanDomains(d, add)
+	}
+	return false
+}
+
+// scanDomains hands add the text after each "@" that looks like a domain.
+func scanDomains(v string, add func(string) bool) {
+	for i := strings.IndexByte(v, '@'); i >= 0; i = strings.IndexByte(v, '@') {
+		v = strings.TrimLeft(v[i+1:], " \t\r\n")
+		end := strings.IndexFunc(v, func(r rune) bool {
+			return r < utf8.RuneSelf && !(r == '.' || r == '-' || r == '_' || isAlnum(byte(r)))
+		})
+		if end < 0 {
+			end = len(v)
+		}
+		add(v[:end])
+	}
+}
+
+func isAlnum(c byte) bool { return isAlpha(c) || (c >= '0' && c <= '9') }
+
+// maxFromDomain is the longest From domain whose _dmarc name is a valid
+// DNS name (253 octets).
+const maxFromDomain = 253 - len("_dmarc.")
+
+// fromDomain normalises a From domain. One too long for its _dmarc name
+// stands for its organizational domain, so that a long name under a
+// protected domain cannot escape its policy.
+func fromDomain(d string) (string, bool) {
+	d, ok := NormalizeDomain(d)
+	if !ok {
+		return "", false
+	}
+	if len(d) > maxFromDomain {
+		if d = OrgDomain(d); len(d) > maxFromDomain {
+			return "", false
+		}
+	}
+	return d, true
+}
+
+// NormalizeDomain returns the form in which domain names compare: A-labels
+// (RFC 5891), lower case, without one trailing dot. ok is false for what
+// is not a host name (RFC 1035 2.3.1, with "_" allowed as DNS does).
+func NormalizeDomain(d string) (string, bool) {
+	d = strings.TrimSuffix(d, ".")
+	if !isASCII(d) {
+		a, err := idna.Lookup.ToASCII(d)
+		if err != nil {
+			return "", false
+		}
+		d = a
+	}
+	d = strings.ToLower(d)
+	if d == "" || len(d) > 253 {
+		return "", false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 {
+			return "", false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !isAlnum(c) && c != '-' && c != '_' {
+				return "", false
 			}
 		}
-		if d == "" {
-			return "", FromInvalid
-		}
-		if domain != "" && d != domain {
-			return "", FromMultiple
-		}
-		domain = d
 	}
-	return domain, ""
+	return d, true
 }
 
 // unfold undoes header folding (RFC 5322 2.2.3), which net/mail does not:

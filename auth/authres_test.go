@@ -2,6 +2,7 @@ package auth
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,6 +175,13 @@ func TestIsOurs(t *testing.T) {
 		{"(mx.example.net) other; spf=pass", false},
 		{"", false},
 		{"(mx.example.net", false},
+		// Identities compare as host names: one trailing dot, case and
+		// U-labels do not make a forgery someone else's.
+		{"mx.example.net.; dkim=pass", true},
+		{"MX.Example.NET.; dkim=pass", true},
+		{`"mx.example.net."; dkim=pass`, true},
+		{"mx.example.net..; dkim=pass", false},
+		{".mx.example.net; dkim=pass", false},
 	}
 	for _, c := range cases {
 		if got := IsOurs(c.value, id); got != c.want {
@@ -258,5 +266,109 @@ func TestAuthClass(t *testing.T) {
 	sigs := []Signature{{Result: "permerror"}, {Result: "pass"}}
 	if got := AuthClass(DKIMVerdict(sigs), "softfail"); got != AuthDKIMOnly {
 		t.Errorf("one passing signature of two: %s", got)
+	}
+}
+
+func TestIsOursIDN(t *testing.T) {
+	if !IsOurs("mx.bücher.example; dkim=pass", "mx.xn--bcher-kva.example") {
+		t.Error("U-label forgery of our A-label id not recognised")
+	}
+	if !IsOurs("MX.XN--BCHER-KVA.EXAMPLE.; dkim=pass", "mx.bücher.example") {
+		t.Error("A-label forgery of our U-label id not recognised")
+	}
+}
+
+// TestFromDomains: every domain a reader could be shown is found, whatever
+// the shape of the From fields, and only a single well-formed field has no
+// class.
+func TestFromDomains(t *testing.T) {
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." +
+		strings.Repeat("d", 45) + ".bank.example" // 250 octets
+	cases := []struct {
+		name    string
+		values  []string
+		domains []string
+		class   string
+	}{
+		{"one", []string{"CEO <ceo@bank.example>"}, []string{"bank.example"}, ""},
+		{"upper case", []string{"ceo@BANK.Example"}, []string{"bank.example"}, ""},
+		{"two fields", []string{"a@evil.example", "ceo@bank.example"}, []string{"evil.example", "bank.example"}, FromMultiple},
+		{"two fields, same domain", []string{"ceo@bank.example", "ceo@bank.example"}, []string{"bank.example"}, FromMultiple},
+		{"two mailboxes", []string{"a@evil.example, ceo@bank.example"}, []string{"evil.example", "bank.example"}, FromMultiple},
+		{"extra bracket", []string{"<ceo@bank.example>>"}, []string{"bank.example"}, FromInvalid},
+		{"unclosed bracket", []string{"CEO <ceo@bank.example"}, []string{"bank.example"}, FromInvalid},
+		{"trailing dot", []string{"ceo@bank.example."}, []string{"bank.example"}, FromInvalid},
+		{"trailing dot, upper case", []string{"<ceo@BANK.EXAMPLE.>"}, []string{"bank.example"}, FromInvalid},
+		{"space after @", []string{"ceo@ bank.example>"}, []string{"bank.example"}, FromInvalid},
+		{"encoded address", []string{"=?utf-8?q?ceo=40bank.example?="}, []string{"bank.example"}, FromInvalid},
+		{"encoded address base64", []string{"=?utf-8?b?Y2VvQGJhbmsuZXhhbXBsZQ==?="}, []string{"bank.example"}, FromInvalid},
+		{"U-label, invalid field", []string{"<ceo@bänk.example>>"}, []string{"xn--bnk-qla.example"}, FromInvalid},
+		{"ideographic full stop", []string{"<ceo@bank\u3002example>>"}, []string{"bank.example"}, FromInvalid},
+		{"group", []string{"Bank: ceo@bank.example;"}, []string{"bank.example"}, ""},
+		{"empty group", []string{"undisclosed-recipients:;"}, nil, FromInvalid},
+		// net/mail takes no comment before an addr-spec: invalid, and both count.
+		{"comment with address", []string{"(ceo@bank.example) a@evil.example"}, []string{"bank.example", "evil.example"}, FromInvalid},
+		{"comment after address", []string{"a@evil.example (ceo@bank.example)"}, []string{"evil.example"}, ""},
+		{"no domain", []string{"ceo"}, nil, FromInvalid},
+		{"empty", []string{""}, nil, FromInvalid},
+		{"none", nil, nil, FromNone},
+		{"address literal", []string{"ceo@[192.0.2.1]"}, nil, FromInvalid},
+		{"label too long", []string{"ceo@" + strings.Repeat("x", 64) + ".bank.example"}, nil, FromInvalid},
+		{"too long for _dmarc: org domain", []string{"ceo@" + long}, []string{"bank.example"}, ""},
+		{"double dot", []string{"<ceo@bank..example>>"}, nil, FromInvalid},
+	}
+	for _, c := range cases {
+		d, cl := FromDomains(c.values)
+		if strings.Join(d, " ") != strings.Join(c.domains, " ") || cl != c.class {
+			t.Errorf("%s: FromDomains(%q) = %q %q, want %q %q", c.name, c.values, d, cl, c.domains, c.class)
+		}
+	}
+}
+
+func TestNormalizeDomain(t *testing.T) {
+	cases := map[string]string{
+		"Bank.Example.": "bank.example", "bank.example": "bank.example", "BÜCHER.example": "xn--bcher-kva.example",
+		"_dmarc.x.example": "_dmarc.x.example", "bank.example..": "", ".": "", "": "", "a b.example": "",
+		"x.example\x00": "", strings.Repeat("a.", 127) + "a": strings.Repeat("a.", 126) + "a" + "",
+	}
+	for in, want := range cases {
+		if want == strings.Repeat("a.", 126)+"a" {
+			want = "" // 255 octets
+		}
+		got, ok := NormalizeDomain(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("NormalizeDomain(%q) = %q %v, want %q", in, got, ok, want)
+		}
+	}
+}
+
+// TestAuthResultsBounded: 1,000 signatures, each with the longest tags,
+// still make a value within the limit, with every result counted.
+func TestAuthResultsBounded(t *testing.T) {
+	long := strings.Repeat("d", 300)
+	r := Results{AuthServID: "mx.example.net", SPF: SPFResult{Result: "pass", Domain: long},
+		DMARC: DMARCResult{Result: "fail", Policy: "reject", Disposition: "reject", FromDomain: long}}
+	for i := 0; i < 8; i++ {
+		r.DKIM = append(r.DKIM, Signature{Domain: long, Selector: long, Algorithm: long, Result: "fail", Class: DKIMBodyHash})
+	}
+	r.DKIM = append(r.DKIM, OverLimit(992))
+	v := FormatAuthResults(r)
+	checkAuthResValue(t, v)
+	if !strings.Contains(v, "dkim=policy (over_limit, 992 more signatures not listed)") || strings.Count(v, "dkim=fail") != 8 {
+		t.Errorf("summary wrong in %q", v)
+	}
+	// Without the cap in front: listed while they fit, the rest summed up.
+	r.DKIM = nil
+	for i := 0; i < 1000; i++ {
+		r.DKIM = append(r.DKIM, Signature{Domain: long, Selector: long, Algorithm: long, Result: "fail", Class: DKIMBodyHash})
+	}
+	v = FormatAuthResults(r)
+	checkAuthResValue(t, v)
+	listed := strings.Count(v, "dkim=fail")
+	if len(v) > MaxAuthResults || listed == 0 || !strings.Contains(v, fmt.Sprintf("%d more signatures not listed", 1000-listed)) {
+		t.Errorf("%d bytes, %d listed: %.300q", len(v), listed, v)
+	}
+	if !strings.HasSuffix(v, "header.from="+long[:maxPropValue]) {
+		t.Error("DMARC result dropped")
 	}
 }

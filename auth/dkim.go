@@ -39,6 +39,21 @@ type Signature struct {
 	Class     string // Table 8 class, for fail/permerror/temperror
 	Detail    string // finer reason: no_key, header_sig, dns_temp, syntax, over_limit, …
 	Err       string
+	// Omitted, when above 0, makes this the one record standing for that
+	// many signatures beyond the per-message cap (Result policy, Detail
+	// over_limit, no tags): a message with 1,000 signatures is not 1,000
+	// rows.
+	Omitted int
+}
+
+// DKIMOverLimit is the Detail of signatures not verified because of a
+// per-message limit (signature count or header size).
+const DKIMOverLimit = "over_limit"
+
+// OverLimit returns the record standing for n signatures beyond the cap.
+func OverLimit(n int) Signature {
+	return Signature{Result: "policy", Detail: DKIMOverLimit, Omitted: n,
+		Err: fmt.Sprintf("%d more signatures than the per-message limit", n)}
 }
 
 // DKIMVerifier verifies the DKIM signatures of a message streamed into it:
@@ -50,6 +65,7 @@ type DKIMVerifier struct {
 	result  []Signature
 	failed  error // the whole verification failed (unparsable header block)
 	over    bool  // more signatures than the cap
+	dropped bool  // Abandon: the message was over a limit
 	writeOK bool
 
 	mu   sync.Mutex
@@ -89,6 +105,18 @@ func (v *DKIMVerifier) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// errAbandoned ends the verification of a message over a limit.
+var errAbandoned = errors.New("dkim: message over the header size limit")
+
+// Abandon stops verifying: the message is over a limit. The rest of the
+// message need not be written; Close reports every signature as policy,
+// over_limit.
+func (v *DKIMVerifier) Abandon() {
+	v.dropped = true
+	v.writeOK = false
+	v.pw.CloseWithError(errAbandoned)
+}
+
 // Close ends the message and returns one Signature per DKIM-Signature
 // header, in header order. headers are the raw DKIM-Signature values, used
 // to fill the columns go-msgauth does not report.
@@ -100,12 +128,14 @@ func (v *DKIMVerifier) Close(headers []string) []Signature {
 		tags, synErr := ParseSignatureTags(h)
 		s := Signature{Domain: tags.Domain, Selector: tags.Selector, Algorithm: tags.Algorithm}
 		switch {
+		case v.dropped:
+			s.Result, s.Detail = "policy", DKIMOverLimit
 		case v.failed != nil:
 			s.Result, s.Class, s.Detail, s.Err = "permerror", DKIMOther, "syntax", v.failed.Error()
 		case i < len(v.result):
 			s.Result, s.Class, s.Detail, s.Err = v.result[i].Result, v.result[i].Class, v.result[i].Detail, v.result[i].Err
 		default:
-			s.Result, s.Detail = "policy", "over_limit"
+			s.Result, s.Detail = "policy", DKIMOverLimit
 		}
 		if s.Class == DKIMOther && tags.Duplicate != "" {
 			s.Class = DKIMDuplicateTags

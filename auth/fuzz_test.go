@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +258,23 @@ func FuzzFromDomain(f *testing.F) {
 		}
 		if d2, c2 := FromDomain([]string{v, v}); d2 != "" || c2 != FromMultiple {
 			t.Fatalf("two headers: %q %q", d2, c2)
+		}
+		// Every domain found is in the form identities compare in, short
+		// enough for its _dmarc name, and found again beside another field.
+		all, class := FromDomains([]string{v})
+		if class == "" && len(all) != 1 {
+			t.Fatalf("valid From with domains %q", all)
+		}
+		for _, x := range all {
+			if n, ok := NormalizeDomain(x); !ok || n != x || len(x) > maxFromDomain {
+				t.Fatalf("domain %q not normalised (from %q)", x, v)
+			}
+		}
+		both, _ := FromDomains([]string{"a@other.example", v})
+		for _, x := range all {
+			if !slices.Contains(both, x) {
+				t.Fatalf("%q lost beside another field", x)
+			}
 		}
 	})
 }

@@ -30,6 +30,12 @@ type Config struct {
 	Journal     bool   `toml:"journal"` // follow the systemd journal instead of a file
 	LogLevel    string `toml:"log_level"`
 
+	// Milter connection limits (issue 10): bytes of one packet, time from
+	// its first byte to its last, wait for the next one.
+	MilterMaxPacket   int      `toml:"milter_max_packet"`
+	MilterReadTimeout Duration `toml:"milter_read_timeout"`
+	MilterIdleTimeout Duration `toml:"milter_idle_timeout"`
+
 	DNS          []string `toml:"dns"` // empty: /etc/resolv.conf
 	DNSTimeout   Duration `toml:"dns_timeout"`
 	DNSBudget    Duration `toml:"dns_budget"`
@@ -41,6 +47,7 @@ type Config struct {
 	MaxSignatures     int      `toml:"max_signatures"`
 	CheckHelo         bool     `toml:"check_helo"`
 	StoreLocalparts   bool     `toml:"store_localparts"`
+	MaxHeaderBytes    int      `toml:"max_header_bytes"` // per message; beyond it DKIM is not verified
 
 	QueueSize     int      `toml:"queue_size"`
 	BatchSize     int      `toml:"batch_size"`
@@ -98,6 +105,9 @@ type Enforce struct {
 	DMARC      bool     `toml:"dmarc"`
 	Domains    []string `toml:"domains"`
 	Quarantine string   `toml:"quarantine"` // header or hold
+	// InvalidFrom: reject, quarantine or accept a message whose From DMARC
+	// cannot evaluate (missing, repeated, several domains, unparsable).
+	InvalidFrom string `toml:"invalid_from"`
 }
 
 // Duration is a time.Duration written as "5s" in TOML and flags.
@@ -119,10 +129,11 @@ func Default() Config {
 		Milter: "unix:/run/snowrain/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
 		LogFormat: "text", LogLevel: "info",
 		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
+		MilterMaxPacket: 1 << 20, MilterReadTimeout: Duration{30 * time.Second}, MilterIdleTimeout: Duration{time.Hour}, MaxHeaderBytes: 1 << 20,
 		AuthServID: hostname(), SubmissionDaemons: []string{"submission", "smtps", "submissions"},
 		MaxSignatures: 8, CheckHelo: true,
 		QueueSize: 10000, BatchSize: 500, BatchInterval: Duration{time.Second}, DrainTimeout: Duration{10 * time.Second},
-		Enforce: Enforce{Quarantine: "header"},
+		Enforce: Enforce{Quarantine: "header", InvalidFrom: "reject"},
 		Policy: Policy{DANE: true, MTASTS: true, DecisionSample: 1, Budget: Duration{10 * time.Second},
 			DowngradeN: 5, DowngradeM: 10,
 			Refresh: Duration{time.Hour}, Learn: Learn{MinDeliveries: 10, Days: 30, Answer: "encrypt"},
@@ -183,6 +194,22 @@ func (c *Config) Validate() error {
 	case "", "header", "hold":
 	default:
 		return fmt.Errorf("config: enforce.quarantine %q: want header or hold", c.Enforce.Quarantine)
+	}
+	switch c.Enforce.InvalidFrom {
+	case "", "reject", "quarantine", "accept":
+	default:
+		return fmt.Errorf("config: enforce.invalid_from %q: want reject, quarantine or accept", c.Enforce.InvalidFrom)
+	}
+	// Sendmail may send 1 MiB packets (body chunks of 1 MiB - 1 and the
+	// command byte); the milter library reads at most 512 MiB.
+	if c.MilterMaxPacket < 1<<20 || c.MilterMaxPacket > 512<<20 {
+		return fmt.Errorf("config: milter_max_packet %d: want 1048576 (1 MiB) to 536870912", c.MilterMaxPacket)
+	}
+	if c.MilterReadTimeout.Duration <= 0 || c.MilterIdleTimeout.Duration <= 0 {
+		return errors.New("config: milter_read_timeout and milter_idle_timeout must be positive")
+	}
+	if c.MaxHeaderBytes < 64<<10 {
+		return fmt.Errorf("config: max_header_bytes %d: want at least 65536", c.MaxHeaderBytes)
 	}
 	if c.DB == "" {
 		return errors.New("config: db is empty")
@@ -271,6 +298,10 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Maillog, "maillog", c.Maillog, "MTA log file to follow for outbound delivery TLS (e.g. /var/log/mail.log)")
 	fs.BoolVar(&c.Journal, "journal", c.Journal, "follow the systemd journal (journalctl) for outbound deliveries")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.IntVar(&c.MilterMaxPacket, "milter-max-packet", c.MilterMaxPacket, "largest milter packet read, in bytes")
+	fs.TextVar(&c.MilterReadTimeout, "milter-read-timeout", c.MilterReadTimeout, "time from the first byte of a milter packet to its last")
+	fs.TextVar(&c.MilterIdleTimeout, "milter-idle-timeout", c.MilterIdleTimeout, "close a milter connection silent this long")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "header bytes per message; beyond, DKIM is not verified")
 	fs.Func("dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)", func(v string) error {
 		c.DNS = append(c.DNS, v)
 		return nil
@@ -300,6 +331,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&c.Enforce.Quarantine, "quarantine", c.Enforce.Quarantine, "quarantine action: header or hold")
+	fs.StringVar(&c.Enforce.InvalidFrom, "enforce-invalid-from", c.Enforce.InvalidFrom, "enforcement for a From DMARC cannot evaluate: reject, quarantine or accept")
 	fs.StringVar(&c.Policy.Socket, "policy-socket", c.Policy.Socket, "TLS policy socketmap: unix:PATH or inet:HOST:PORT (empty: off)")
 	fs.StringVar(&c.Policy.Inbound.Socket, "policy-inbound-socket", c.Policy.Inbound.Socket, "inbound TLS policy delegation socket (empty: off)")
 	fs.BoolVar(&c.Policy.DANE, "policy-dane", c.Policy.DANE, "answer dane for domains with authenticated TLSA records")

@@ -30,6 +30,10 @@ type Metrics struct {
 	Latency    prometheus.Histogram     // end-of-message processing
 	Downgrades *prometheus.CounterVec   // direction, kind
 	Policy     *prometheus.CounterVec   // service, source or class
+	// MilterConnErrors counts milter connections closed on an error, by
+	// reason: panic, malformed, too_large, idle_timeout, timeout,
+	// negotiation, io.
+	MilterConnErrors *prometheus.CounterVec
 }
 
 // New creates and registers the collectors.
@@ -55,8 +59,10 @@ func New() *Metrics {
 			Help: "Peers that used TLS and then plaintext."}, []string{"direction", "kind"}),
 		Policy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snowrain_policy_total",
 			Help: "TLS policy answers by service and source, and bad requests by class."}, []string{"service", "what"}),
+		MilterConnErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snowrain_milter_connection_errors_total",
+			Help: "Milter connections closed on an error (the daemon goes on serving), by reason."}, []string{"reason"}),
 	}
-	m.Registry.MustRegister(m.Downgrades, m.Policy, m.Messages, m.Verdicts, m.Classes, m.FailOpen, m.Panics, m.DNSLatency,
+	m.Registry.MustRegister(m.MilterConnErrors, m.Downgrades, m.Policy, m.Messages, m.Verdicts, m.Classes, m.FailOpen, m.Panics, m.DNSLatency,
 		m.Latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/snowrain/snowrain/auth"
 )
 
 // Config is the reloadable behaviour of the filter.
@@ -20,11 +22,40 @@ type Config struct {
 	StoreLocalparts   bool
 	CheckHelo         bool
 
+	MaxHeaderBytes int // header bytes per message kept for DKIM and From
+
 	// Enforcement, off by default: the filter only observes.
 	EnforceDMARC     bool
 	EnforceDomains   []string // when set, enforce only for these From domains
 	QuarantineAction string   // "header" (default) or "hold"
+	// InvalidFrom is what enforcement does with a message DMARC cannot
+	// evaluate because its From is missing, repeated, names several
+	// domains or does not parse (RFC 7489 6.6.1 leaves it to the
+	// receiver): "reject" (default), "quarantine" or "accept". The
+	// domains that can be read from it are evaluated all the same.
+	InvalidFrom string
+
+	// Limits of the milter connection, applied when the server is
+	// created (NewServer), not on reload.
+	MaxPacket   int           // largest packet read, in bytes
+	ReadTimeout time.Duration // from the first byte of a packet to its last
+	IdleTimeout time.Duration // wait for the next packet
 }
+
+// Default limits. Postfix sends body chunks of at most 65,535 bytes and
+// header fields of at most header_size_limit (100 KB); Sendmail 8.14+ may
+// negotiate 1 MB chunks (1,048,575 bytes plus the command byte): a packet of
+// 1 MiB fits both, and five connections declaring 128 MiB cost 5 MiB. The
+// idle timeout outlasts a slow client's DATA, during which the milter
+// connection is silent (Postfix smtpd_timeout and Sendmail
+// Timeout.datablock are per read, so an upload may take long); libmilter
+// uses 2 h.
+const (
+	DefaultMaxPacket      = 1 << 20
+	DefaultReadTimeout    = 30 * time.Second
+	DefaultIdleTimeout    = time.Hour
+	DefaultMaxHeaderBytes = 1 << 20
+)
 
 // Defaults fills unset fields.
 func (c *Config) Defaults() {
@@ -39,6 +70,21 @@ func (c *Config) Defaults() {
 	}
 	if c.QuarantineAction == "" {
 		c.QuarantineAction = "header"
+	}
+	if c.InvalidFrom == "" {
+		c.InvalidFrom = "reject"
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxPacket <= 0 {
+		c.MaxPacket = DefaultMaxPacket
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 }
 
@@ -59,6 +105,8 @@ func (c *Config) outbound(ci *ConnInfo) bool {
 	return false
 }
 
+// enforces reports whether enforcement covers a From domain; domains
+// compare normalised (case, one trailing dot, A-labels).
 func (c *Config) enforces(fromDomain string) bool {
 	if !c.EnforceDMARC {
 		return false
@@ -66,8 +114,9 @@ func (c *Config) enforces(fromDomain string) bool {
 	if len(c.EnforceDomains) == 0 {
 		return true
 	}
+	from, _ := auth.NormalizeDomain(fromDomain)
 	for _, d := range c.EnforceDomains {
-		if strings.EqualFold(d, fromDomain) {
+		if n, ok := auth.NormalizeDomain(strings.TrimSpace(d)); ok && n == from {
 			return true
 		}
 	}

@@ -1,7 +1,11 @@
 package milter
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
@@ -18,6 +22,9 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) 
 	}
 	defer s.endMessage()
 	start := time.Now()
+	// The DNS budget of SPF and DKIM runs from here (see MailFrom).
+	budget := time.AfterFunc(msg.cfg.DNSBudget, msg.cancel)
+	defer budget.Stop()
 	s.ci.Update(m)
 	s.lastQueueID = m.Get("i")
 	res := s.evaluate(msg)
@@ -36,8 +43,10 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) 
 	return resp, nil
 }
 
-// evaluate gathers SPF (started at MAIL FROM), DKIM and DMARC. Each waits
-// at most for the message's DNS budget.
+// evaluate gathers SPF (started at MAIL FROM), DKIM and DMARC. SPF and
+// DKIM together wait at most the DNS budget, DMARC has a budget of its own:
+// its lookups are of the From domain, the others of names the sender
+// chose, which must not be able to use up the time of the policy lookup.
 func (s *session) evaluate(msg *message) auth.Results {
 	res := auth.Results{AuthServID: msg.cfg.AuthServID, TLS: s.ci.TLSSummary()}
 	select {
@@ -52,32 +61,57 @@ func (s *session) evaluate(msg *message) auth.Results {
 	}
 	res.DKIM = msg.dkim.Close(msg.dkimSigs)
 	msg.dkim = nil
-	from, class := auth.FromDomain(msg.froms)
+	if n := msg.dkimSeen - len(msg.dkimSigs); n > 0 {
+		res.DKIM = append(res.DKIM, auth.OverLimit(n)) // one record, not n
+	}
+	msg.fromDomains, msg.fromClass = auth.FromDomains(msg.froms)
+	if msg.fromSeen > len(msg.froms) { // fields too many or too long to keep
+		msg.fromClass = auth.FromInvalid
+		if msg.fromSeen > 1 {
+			msg.fromClass = auth.FromMultiple
+		}
+		for _, d := range msg.fromMore {
+			if !slices.Contains(msg.fromDomains, d) {
+				msg.fromDomains = append(msg.fromDomains, d)
+			}
+		}
+	}
+	from := ""
+	if msg.fromClass == "" {
+		from = msg.fromDomains[0]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), msg.cfg.DNSBudget)
+	defer cancel()
+	res.DMARC = s.f.dmarc.Check(ctx, auth.DMARCInput{FromDomain: from, FromClass: msg.fromClass,
+		SPF: res.SPF, DKIMDomains: passingDomains(res.DKIM)})
+	if res.DMARC.FromDomain == "" && msg.fromClass != "" {
+		res.DMARC.FromDomain = msg.fromClass
+	}
+	return res
+}
+
+func passingDomains(sigs []auth.Signature) []string {
 	var passing []string
-	for _, sig := range res.DKIM {
+	for _, sig := range sigs {
 		if sig.Result == "pass" {
 			passing = append(passing, sig.Domain)
 		}
 	}
-	res.DMARC = s.f.dmarc.Check(msg.ctx, auth.DMARCInput{FromDomain: from, FromClass: class,
-		SPF: res.SPF, DKIMDomains: passing})
-	if res.DMARC.FromDomain == "" && class != "" {
-		res.DMARC.FromDomain = class
-	}
-	return res
+	return passing
 }
 
 // decide applies the optional enforcement; by default everything is
 // accepted.
 func (s *session) decide(msg *message, res auth.Results, rec *measure.Message, m gomilter.Modifier) *gomilter.Response {
 	rec.Action = "accept"
-	if rec.Direction != "inbound" || !msg.cfg.enforces(res.DMARC.FromDomain) || res.DMARC.Result != "fail" {
+	if rec.Direction != "inbound" || !msg.cfg.EnforceDMARC {
 		return gomilter.RespAccept
 	}
-	switch res.DMARC.Disposition {
+	action, why := s.enforcement(msg, res)
+	switch action {
 	case auth.PolicyReject:
 		rec.Action = "reject"
-		r, err := gomilter.RejectWithCodeAndReason(550, "5.7.1 rejected by DMARC policy of "+res.DMARC.FromDomain)
+		r, err := gomilter.RejectWithCodeAndReason(550, "5.7.1 rejected by "+why)
 		if err != nil {
 			return gomilter.RespReject
 		}
@@ -85,12 +119,91 @@ func (s *session) decide(msg *message, res auth.Results, rec *measure.Message, m
 	case auth.PolicyQuarantine:
 		rec.Action = "quarantine"
 		if msg.cfg.QuarantineAction == "hold" {
-			m.Quarantine("DMARC quarantine policy of " + res.DMARC.FromDomain)
+			m.Quarantine("quarantined by " + why)
 		} else {
-			m.InsertHeader(0, "X-Snowrain-Quarantine", headerValue(m, "DMARC policy of "+res.DMARC.FromDomain))
+			m.InsertHeader(0, "X-Snowrain-Quarantine", headerValue(m, why))
 		}
 	}
 	return gomilter.RespAccept
+}
+
+// maxFromDomains bounds the DMARC evaluations of one message whose From
+// names several domains; a message naming more is rejected outright when
+// enforcing, so that the one that matters cannot hide behind the others.
+const maxFromDomains = 16
+
+// enforcement returns the strongest action any reason calls for, so that
+// the sender cannot pick the branch that skips it: a DMARC fail of any
+// From domain enforcement covers, and a From DMARC cannot evaluate
+// (missing, repeated, several domains, unparsable: the InvalidFrom action).
+func (s *session) enforcement(msg *message, res auth.Results) (action, why string) {
+	cfg := msg.cfg
+	action = auth.PolicyNone
+	raise := func(a, reason string) {
+		if strength(a) > strength(action) {
+			action, why = a, reason
+		}
+	}
+	results := []auth.DMARCResult{res.DMARC}
+	if msg.fromClass != "" {
+		if len(msg.fromDomains) > maxFromDomains {
+			raise(auth.PolicyReject, fmt.Sprintf("From header naming %d domains", len(msg.fromDomains)))
+			return action, why
+		}
+		results = s.checkEach(msg, res, msg.fromDomains)
+	}
+	covered := false
+	for _, r := range results {
+		if !cfg.enforces(r.FromDomain) {
+			continue
+		}
+		covered = true
+		if r.Result == "fail" {
+			raise(r.Disposition, "DMARC policy of "+r.FromDomain)
+		}
+	}
+	// With enforce.domains set, a From that names none of them is someone
+	// else's business; one that names no domain at all could be anyone's.
+	if msg.fromClass != "" && (covered || len(msg.fromDomains) == 0) {
+		raise(cfg.InvalidFrom, "DMARC: unusable From header ("+msg.fromClass+")")
+	}
+	return action, why
+}
+
+func strength(action string) int {
+	switch action {
+	case auth.PolicyReject:
+		return 2
+	case auth.PolicyQuarantine:
+		return 1
+	}
+	return 0
+}
+
+// checkEach evaluates DMARC for each From domain as if it were the only
+// one, at once, each with its own budget.
+func (s *session) checkEach(msg *message, res auth.Results, domains []string) []auth.DMARCResult {
+	out := make([]auth.DMARCResult, len(domains))
+	passing := passingDomains(res.DKIM)
+	var wg sync.WaitGroup
+	for i, d := range domains {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					s.f.metrics.Panics.Inc()
+					s.f.log.Error("panic in DMARC check", "panic", fmt.Sprint(p))
+					out[i] = auth.DMARCResult{FromDomain: d, Result: "temperror"}
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), msg.cfg.DNSBudget)
+			defer cancel()
+			out[i] = s.f.dmarc.Check(ctx, auth.DMARCInput{FromDomain: d, SPF: res.SPF, DKIMDomains: passing})
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // modify removes forged Authentication-Results carrying our authserv-id
@@ -114,7 +227,7 @@ func (s *session) newRecord(msg *message, res auth.Results) *measure.Message {
 		dir = "outbound"
 	}
 	rec := &measure.Message{ConnUID: s.uid, Received: msg.start, Direction: dir,
-		QueueID: clean(s.queueID()), ClientIP: s.ci.ClientIP, RcptCount: len(msg.rcpts),
+		QueueID: clean(s.queueID()), ClientIP: s.ci.ClientIP, RcptCount: msg.rcpts,
 		MailFromDomain: domainPart(msg.from), Size: msg.size,
 		TLSVersion: s.ci.TLSVersion, Cipher: s.ci.Cipher, ForwardSecret: s.ci.Suite.ForwardSecret,
 		SPFResult: res.SPF.Result, SPFClass: res.SPF.ErrorClass, SPFDomain: res.SPF.Domain,
@@ -123,18 +236,15 @@ func (s *session) newRecord(msg *message, res auth.Results) *measure.Message {
 		DMARCPolicy: res.DMARC.Policy, DMARCDisposition: res.DMARC.Disposition,
 		DMARCRecord: res.DMARC.RecordDomain, SPFAligned: res.DMARC.SPFAligned,
 		DKIMAligned: res.DMARC.DKIMAligned}
-	rec.FromDomain, rec.FromClass = auth.FromDomain(msg.froms)
+	rec.FromClass = msg.fromClass
+	if msg.fromClass == "" {
+		rec.FromDomain = msg.fromDomains[0]
+	}
 	rec.AuthClass = auth.AuthClass(rec.DKIMResult, rec.SPFResult)
 	if cfg.StoreLocalparts {
 		rec.MailFromLocal = localPart(msg.from)
 	}
-	seen := map[string]bool{}
-	for _, r := range msg.rcpts {
-		if d := domainPart(r); d != "" && !seen[d] {
-			seen[d] = true
-			rec.RcptDomains = append(rec.RcptDomains, d)
-		}
-	}
+	rec.RcptDomains = msg.rcptDoms
 	for _, sg := range res.DKIM {
 		rec.Signatures = append(rec.Signatures, measure.Signature{Domain: sg.Domain,
 			Selector: sg.Selector, Algorithm: sg.Algorithm, KeyBits: sg.KeyBits,
@@ -156,7 +266,7 @@ func (s *session) recordPanicked() {
 	if rec == nil {
 		rec = &measure.Message{ConnUID: s.uid, Received: msg.start, Direction: "inbound",
 			ClientIP: s.ci.ClientIP, MailFromDomain: domainPart(msg.from), TLSVersion: s.ci.TLSVersion,
-			Cipher: s.ci.Cipher, RcptCount: len(msg.rcpts)}
+			Cipher: s.ci.Cipher, RcptCount: msg.rcpts}
 	}
 	rec.Action = "accept"
 	rec.FailOpen = strings.Join(msg.failOpen, ",")

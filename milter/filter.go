@@ -4,7 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync/atomic"
 
 	gomilter "github.com/d--j/go-milter"
@@ -75,17 +79,60 @@ var macroRequests = map[gomilter.MacroStage][]gomilter.MacroName{
 	gomilter.StageEOM: {"i"},
 }
 
-// NewServer returns a go-milter server running the filter.
+// NewServer returns a go-milter server running the filter, with the
+// connection limits of the configuration in force. A connection that
+// breaks the protocol, exceeds a limit or panics is closed, counted and
+// logged; the others go on.
 func (f *Filter) NewServer() *gomilter.Server {
+	cfg := f.Config()
 	opts := []gomilter.Option{
 		gomilter.WithMilter(func() gomilter.Milter { return &guard{s: newSession(f)} }),
 		gomilter.WithProtocols(gomilter.OptHeaderLeadingSpace | gomilter.OptNoUnknown),
 		gomilter.WithActions(gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine),
+		gomilter.WithMaxPacketSize(uint32(cfg.MaxPacket)),
+		gomilter.WithReadTimeout(cfg.ReadTimeout),
+		gomilter.WithIdleTimeout(cfg.IdleTimeout),
+		gomilter.WithErrorHandler(f.connError),
 	}
 	for stage, names := range macroRequests {
 		opts = append(opts, gomilter.WithMacroRequest(stage, names))
 	}
 	return gomilter.NewServer(opts...)
+}
+
+// connError counts and logs an error that closed one milter connection.
+func (f *Filter) connError(err error) {
+	reason := connErrorReason(err)
+	f.metrics.MilterConnErrors.WithLabelValues(reason).Inc()
+	var pe *gomilter.PanicError
+	switch {
+	case errors.As(err, &pe):
+		f.log.Error("panic serving a milter connection; that connection is closed", "panic", fmt.Sprint(pe.Value),
+			"stack", string(pe.Stack))
+	case reason == "idle_timeout":
+		f.log.Info("idle milter connection closed", "err", err)
+	default:
+		f.log.Warn("milter connection closed", "reason", reason, "err", err)
+	}
+}
+
+func connErrorReason(err error) string {
+	var pe *gomilter.PanicError
+	switch {
+	case errors.As(err, &pe):
+		return "panic"
+	case errors.Is(err, gomilter.ErrPacketTooLarge):
+		return "too_large"
+	case errors.Is(err, gomilter.ErrMalformedPacket):
+		return "malformed"
+	case errors.Is(err, gomilter.ErrIdleTimeout):
+		return "idle_timeout"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case strings.HasPrefix(err.Error(), "negotiating"):
+		return "negotiation"
+	}
+	return "io"
 }
 
 func newUID() string {

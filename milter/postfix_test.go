@@ -39,19 +39,8 @@ var tls13Names = map[uint16]string{
 // count, or "" for plaintext.
 func smtpSend(t *testing.T, addr string, c corpus.Case, n int, roots *x509.CertPool) string {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.ClientIP)}, Timeout: 10 * time.Second}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("%s: dial: %v", c.Name, err)
-	}
-	cl, err := smtp.NewClient(conn, "mx.test.example")
-	if err != nil {
-		t.Fatalf("%s: %v", c.Name, err)
-	}
+	cl := smtpOpen(t, addr, c)
 	defer cl.Close()
-	if err := cl.Hello(c.Helo); err != nil {
-		t.Fatalf("%s: EHLO: %v", c.Name, err)
-	}
 	key := ""
 	if c.TLS != "" {
 		cfg := &tls.Config{ServerName: "mx.test.example", RootCAs: roots}
@@ -91,6 +80,25 @@ func smtpSend(t *testing.T, addr string, c corpus.Case, n int, roots *x509.CertP
 	}
 	cl.Quit()
 	return key
+}
+
+// smtpOpen connects to addr from c.ClientIP and says EHLO c.Helo.
+func smtpOpen(t *testing.T, addr string, c corpus.Case) *smtp.Client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.ClientIP)}, Timeout: 10 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("%s: dial: %v", c.Name, err)
+	}
+	cl, err := smtp.NewClient(conn, "mx.test.example")
+	if err != nil {
+		t.Fatalf("%s: %v", c.Name, err)
+	}
+	if err := cl.Hello(c.Helo); err != nil {
+		cl.Close()
+		t.Fatalf("%s: EHLO: %v", c.Name, err)
+	}
+	return cl
 }
 
 // sendCorpusThrough sends the corpus to an MTA at addr whose milter is h,

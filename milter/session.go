@@ -3,6 +3,7 @@ package milter
 import (
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,22 +39,41 @@ type session struct {
 
 // message is the state of the current transaction.
 type message struct {
-	cfg      *Config
-	ctx      context.Context
-	cancel   context.CancelFunc
-	start    time.Time
-	from     string // MAIL FROM address, angle brackets removed
-	rcpts    []string
-	spf      chan [2]auth.SPFResult
-	dkim     *auth.DKIMVerifier
-	dkimSigs []string // raw DKIM-Signature values
-	froms    []string // From header values
-	arIndex  []int    // occurrence numbers of our forged A-R headers
-	arSeen   int
-	size     int64
-	failOpen []string
-	rec      *measure.Message
+	cfg         *Config
+	ctx         context.Context
+	cancel      context.CancelFunc
+	start       time.Time
+	from        string   // MAIL FROM address, angle brackets removed
+	rcpts       int      // RCPT TO commands
+	rcptDoms    []string // their distinct domains, at most maxRcptDomains
+	spf         chan [2]auth.SPFResult
+	dkim        *auth.DKIMVerifier
+	dkimSigs    []string // raw DKIM-Signature values, at most cfg.MaxSignatures
+	dkimSeen    int      // DKIM-Signature fields
+	froms       []string // From header values, at most maxFroms of at most maxFromBytes
+	fromSeen    int      // From fields
+	fromMore    []string // domains of the From fields not kept
+	fromDomains []string // every From domain (evaluate)
+	fromClass   string   // "" or why DMARC cannot evaluate the From
+	arIndex     []int    // occurrence numbers of our forged A-R headers
+	arSeen      int
+	hdrBytes    int  // header bytes so far
+	overHdr     bool // more than cfg.MaxHeaderBytes: DKIM abandoned
+	overAR      bool // more than maxForgedAR forged A-R fields
+	size        int64
+	failOpen    []string
+	rec         *measure.Message
 }
+
+// Per-message bounds on what the header fields and envelope can make us
+// keep. Beyond them the fields are counted, not kept: a message with more
+// From fields than maxFroms is multiple_from anyway.
+const (
+	maxFroms       = 16
+	maxFromBytes   = 16 << 10
+	maxRcptDomains = 1000
+	maxForgedAR    = 10000
+)
 
 func newSession(f *Filter) *session {
 	return &session{f: f, uid: newUID(), started: time.Now()}
@@ -86,7 +106,11 @@ func (s *session) MailFrom(from, args string, m gomilter.Modifier) (*gomilter.Re
 		return r, nil
 	}
 	cfg := s.f.Config()
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.DNSBudget)
+	// No deadline yet: the budget runs from the end of the message
+	// (EndOfMessage), so that a client slow to send its DATA cannot
+	// exhaust it and turn a DMARC fail into a temperror. Every query has
+	// the resolver's own timeout meanwhile.
+	ctx, cancel := context.WithCancel(context.Background())
 	msg := &message{cfg: cfg, ctx: ctx, cancel: cancel, start: time.Now(),
 		from: strings.Trim(strings.TrimSpace(from), "<>"), spf: make(chan [2]auth.SPFResult, 1)}
 	s.msg = msg
@@ -148,8 +172,12 @@ func (f *Filter) checkSPF(msg *message, ip net.IP, helo string) {
 
 func (s *session) RcptTo(rcpt, args string, m gomilter.Modifier) (*gomilter.Response, error) {
 	hook("rcpt")
-	if s.msg != nil {
-		s.msg.rcpts = append(s.msg.rcpts, strings.Trim(strings.TrimSpace(rcpt), "<>"))
+	if msg := s.msg; msg != nil {
+		msg.rcpts++
+		d := domainPart(strings.Trim(strings.TrimSpace(rcpt), "<>"))
+		if d != "" && len(msg.rcptDoms) < maxRcptDomains && !slices.Contains(msg.rcptDoms, d) {
+			msg.rcptDoms = append(msg.rcptDoms, d)
+		}
 	}
 	return gomilter.RespContinue, nil
 }
@@ -168,20 +196,50 @@ func (s *session) Header(name, value string, m gomilter.Modifier) (*gomilter.Res
 	if msg.dkim == nil {
 		msg.dkim = auth.NewDKIMVerifier(msg.ctx, s.f.resolver, msg.cfg.MaxSignatures)
 	}
-	switch {
-	case strings.EqualFold(name, "DKIM-Signature"):
-		msg.dkimSigs = append(msg.dkimSigs, value)
-	case strings.EqualFold(name, "From"):
-		msg.froms = append(msg.froms, value)
+	line := name + ":" + crlf(value) + "\r\n"
+	msg.size += int64(len(line))
+	msg.hdrBytes += len(line)
+	if !msg.overHdr && msg.hdrBytes > msg.cfg.MaxHeaderBytes {
+		// DKIM needs the whole header block: past the limit no signature
+		// is verified (none passes, so DMARC cannot pass by DKIM).
+		msg.overHdr = true
+		msg.dkim.Abandon()
+		s.failOpen("header_limit")
+	}
+	keep := !msg.overHdr
+	// From and DKIM-Signature compare as go-msgauth reads names (space
+	// before the colon trimmed): a "From :" field is a From field here
+	// too. Authentication-Results keeps the exact name, which the
+	// occurrence numbers of ChangeHeader count by.
+	switch n := strings.TrimSpace(name); {
+	case strings.EqualFold(n, "DKIM-Signature"):
+		msg.dkimSeen++
+		if keep && len(msg.dkimSigs) < msg.cfg.MaxSignatures {
+			msg.dkimSigs = append(msg.dkimSigs, value)
+		}
+	case strings.EqualFold(n, "From"):
+		// Kept whatever the header size: enforcement must see every From.
+		msg.fromSeen++
+		if len(msg.froms) < maxFroms && len(value) <= maxFromBytes {
+			msg.froms = append(msg.froms, value)
+		} else if len(msg.fromMore) <= maxFromDomains {
+			more, _ := auth.FromDomains([]string{value})
+			msg.fromMore = append(msg.fromMore, more...)
+		}
 	case strings.EqualFold(name, "Authentication-Results"):
 		msg.arSeen++
 		if auth.IsOurs(value, msg.cfg.AuthServID) {
-			msg.arIndex = append(msg.arIndex, msg.arSeen)
+			if len(msg.arIndex) < maxForgedAR {
+				msg.arIndex = append(msg.arIndex, msg.arSeen)
+			} else if !msg.overAR {
+				msg.overAR = true // the rest stay below ours
+				s.failOpen("forged_ar_limit")
+			}
 		}
 	}
-	line := name + ":" + crlf(value) + "\r\n"
-	msg.size += int64(len(line))
-	msg.dkim.Write([]byte(line))
+	if keep {
+		msg.dkim.Write([]byte(line))
+	}
 	return gomilter.RespContinue, nil
 }
 

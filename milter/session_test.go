@@ -16,7 +16,7 @@ import (
 	"github.com/snowrain/snowrain/measure"
 )
 
-func pick(t *testing.T, name string) corpus.Case {
+func pick(t testing.TB, name string) corpus.Case {
 	for _, c := range corpus.Cases() {
 		if c.Name == name {
 			return c

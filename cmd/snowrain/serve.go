@@ -66,7 +66,9 @@ func milterConfig(cfg config.Config) milter.Config {
 		InternalNets: nets, DNSBudget: cfg.DNSBudget.Duration, MaxSignatures: cfg.MaxSignatures,
 		StoreLocalparts: cfg.StoreLocalparts, CheckHelo: cfg.CheckHelo,
 		EnforceDMARC: cfg.Enforce.DMARC, EnforceDomains: cfg.Enforce.Domains,
-		QuarantineAction: cfg.Enforce.Quarantine}
+		QuarantineAction: cfg.Enforce.Quarantine, InvalidFrom: cfg.Enforce.InvalidFrom,
+		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxPacket: cfg.MilterMaxPacket,
+		ReadTimeout: cfg.MilterReadTimeout.Duration, IdleTimeout: cfg.MilterIdleTimeout.Duration}
 }
 
 func serve(args []string) error {

@@ -212,15 +212,6 @@ func normalizeID(id string) string {
 	return strings.ToLower(id)
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
-
 // wordDecoder decodes RFC 2047 words, passing unknown charsets through
 // instead of failing the whole From header.
 var wordDecoder = &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (io.Reader, error) {
@@ -326,35 +317,6 @@ func fromDomain(d string) (string, bool) {
 	if len(d) > maxFromDomain {
 		if d = OrgDomain(d); len(d) > maxFromDomain {
 			return "", false
-		}
-	}
-	return d, true
-}
-
-// NormalizeDomain returns the form in which domain names compare: A-labels
-// (RFC 5891), lower case, without one trailing dot. ok is false for what
-// is not a host name (RFC 1035 2.3.1, with "_" allowed as DNS does).
-func NormalizeDomain(d string) (string, bool) {
-	d = strings.TrimSuffix(d, ".")
-	if !isASCII(d) {
-		a, err := idna.Lookup.ToASCII(d)
-		if err != nil {
-			return "", false
-		}
-		d = a
-	}
-	d = strings.ToLower(d)
-	if d == "" || len(d) > 253 {
-		return "", false
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" || len(label) > 63 {
-			return "", false
-		}
-		for i := 0; i < len(label); i++ {
-			if c := label[i]; !isAlnum(c) && c != '-' && c != '_' {
-				return "", false
-			}
 		}
 	}
 	return d, true

@@ -336,7 +336,7 @@ func TestNormalizeDomain(t *testing.T) {
 			want = "" // 255 octets
 		}
 		got, ok := NormalizeDomain(in)
-		if got != want || ok != (want != "") {
+		if ok != (want != "") || ok && got != want {
 			t.Errorf("NormalizeDomain(%q) = %q %v, want %q", in, got, ok, want)
 		}
 	}

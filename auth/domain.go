@@ -8,22 +8,42 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
-// NormalizeDomain returns domain in the one form auth compares and looks
-// up identities in: lower case, one trailing dot removed, U-labels
-// converted to A-labels with the IDNA2008 Lookup profile (RFC 5891
-// section 5). ok is false when a non-ASCII name cannot be converted.
-// ASCII names are not run through IDNA: its STD3 rules would refuse the
-// underscores of _dmarc and _domainkey names.
-func NormalizeDomain(domain string) (string, bool) {
-	domain = strings.TrimSuffix(domain, ".")
-	if !isASCII(domain) {
-		a, err := idna.Lookup.ToASCII(domain)
+// NormalizeDomain returns the one form in which auth compares and looks
+// up identities: A-labels (RFC 5891, the IDNA2008 Lookup profile), lower
+// case, without one trailing dot. ASCII names are not run through IDNA:
+// its STD3 rules would refuse the underscores of _dmarc and _domainkey
+// names. ok is false for what is not a host name (RFC 1035 2.3.1, with
+// "_" allowed as DNS does); the name is then still returned lower-cased,
+// for reports, and must not be looked up or compared.
+func NormalizeDomain(d string) (string, bool) {
+	d = strings.TrimSuffix(d, ".")
+	if !isASCII(d) {
+		a, err := idna.Lookup.ToASCII(d)
 		if err != nil {
-			return strings.ToLower(domain), false
+			return strings.ToLower(d), false
 		}
-		domain = a
+		d = a
 	}
-	return strings.ToLower(domain), true
+	d = strings.ToLower(d)
+	return d, validHost(d)
+}
+
+// validHost reports whether d, lower-cased ASCII, is a host name.
+func validHost(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !isAlnum(c) && c != '-' && c != '_' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isASCII(s string) bool {

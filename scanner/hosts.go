@@ -91,7 +91,7 @@ func SweepHosts(ctx context.Context, o HostOptions, t *Targets) error {
 	}
 	for i, ok := perm.Next(); ok && ctx.Err() == nil; i, ok = perm.Next() {
 		ip := t.At(i)
-		if o.Grabber.Blocklist.Blocked(ip) || (o.Skip != nil && o.Skip(ip.String())) {
+		if o.Grabber.Dialer.Blocked(ip) || (o.Skip != nil && o.Skip(ip.String())) {
 			continue
 		}
 		if err := lim.Wait(ctx); err != nil {

@@ -76,10 +76,10 @@ func GroundTruth(ctx context.Context, r resolver.Resolver, providers []string) (
 
 // ResolverProber asks open resolvers.
 type ResolverProber struct {
-	Port      int // 53
-	Timeout   time.Duration
-	Blocklist *Blocklist
-	Truth     map[string]Truth
+	Port    int // 53
+	Timeout time.Duration
+	Dialer  *Dialer // every query's socket; nil: refuse the DefaultBlocklist
+	Truth   map[string]Truth
 	// PerTarget spaces the queries to one resolver (politeness).
 	PerTarget rate.Limit
 }
@@ -87,7 +87,7 @@ type ResolverProber struct {
 // Probe classifies what the resolver at ip answers for every provider.
 func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResult {
 	res := ResolverResult{Type: "resolver", IP: ip.String(), Providers: map[string]string{}, Details: map[string]string{}}
-	if p.Blocklist.Blocked(ip) {
+	if p.Dialer.Blocked(ip) {
 		return res
 	}
 	port := p.Port
@@ -103,7 +103,9 @@ func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResul
 		limit = 20
 	}
 	lim := rate.NewLimiter(limit, 1)
-	c := &dns.Client{Net: "udp", Timeout: timeout}
+	nd := p.Dialer.Net()
+	nd.Timeout = timeout
+	c := &dns.Client{Net: "udp", Timeout: timeout, Dialer: nd}
 	server := netip.AddrPortFrom(ip, uint16(port)).String()
 	ask := func(name string, qtype uint16) (*dns.Msg, error) {
 		lim.Wait(ctx)
@@ -239,7 +241,7 @@ func SweepResolvers(ctx context.Context, p *ResolverProber, t *Targets, seed uin
 	}
 	for i, ok := perm.Next(); ok && ctx.Err() == nil; i, ok = perm.Next() {
 		ip := t.At(i)
-		if p.Blocklist.Blocked(ip) {
+		if p.Dialer.Blocked(ip) {
 			continue
 		}
 		if total > 0 {

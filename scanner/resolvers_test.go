@@ -105,7 +105,7 @@ func TestResolverSweep(t *testing.T) {
 	}
 	blockedIP := fmt.Sprintf("127.65.0.%d", len(behaviours))
 	bl, _ := ParseBlocklist(strings.NewReader(blockedIP))
-	p := &ResolverProber{Port: 5353, Timeout: 300 * time.Millisecond, Blocklist: bl, Truth: gt, PerTarget: 1000}
+	p := &ResolverProber{Port: 5353, Timeout: 300 * time.Millisecond, Dialer: &Dialer{Blocklist: bl}, Truth: gt, PerTarget: 1000}
 	var mu sync.Mutex
 	got := map[string]*ResolverResult{}
 	for shard := 0; shard < 3; shard++ {

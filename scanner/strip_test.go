@@ -132,7 +132,7 @@ func TestStrippingTestBed(t *testing.T) {
 	blockedAddr := fmt.Sprintf("127.64.0.%d:2525", len(boxes)+1)
 	serveBox(t, blockedAddr, boxes[0], cfg, &accepts)
 	bl, _ := ParseBlocklist(strings.NewReader(strings.Split(blockedAddr, ":")[0] + "\n"))
-	g := &Grabber{EHLOName: "scanner.test.example", Timeout: time.Second, Blocklist: bl}
+	g := &Grabber{EHLOName: "scanner.test.example", Timeout: time.Second, Dialer: &Dialer{Blocklist: bl}}
 	var mu sync.Mutex
 	got := map[string]*HostResult{}
 	seen := map[string]int{}
@@ -181,7 +181,7 @@ func FuzzClassifyEcho(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		c := ClassifyEcho(s)
+		c := ClassifyEcho(500, s)
 		if c == StripEchoIntact && !strings.Contains(s, "STARTTLS") {
 			t.Fatalf("%q intact without STARTTLS", s)
 		}
@@ -245,7 +245,7 @@ func TestHostSweepResume(t *testing.T) {
 	store, _ := measure.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"))
 	defer store.Close()
 	run, _ := NewRun(context.Background(), store.DB, "hosts", "test", nil)
-	g := &Grabber{Timeout: 200 * time.Millisecond}
+	g := &Grabber{Timeout: 200 * time.Millisecond, Dialer: &Dialer{}}
 	targets := NewTargets([]netip.Prefix{netip.MustParsePrefix("127.67.0.0/26")}) // nothing listens: fast refusals
 	ctx, cancel := context.WithCancel(context.Background())
 	var n atomic.Int64

@@ -142,7 +142,7 @@ _25._tcp.mx.neither.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef01234567
 
 func (w *world) options(run *Run) Options {
 	return Options{Resolver: w.res, Port: 2525, Workers: 8, Grabbers: 8, ConnRate: 1000, STS: w.sts,
-		Grabber:    &Grabber{EHLOName: "scanner.test.example", Timeout: 2 * time.Second, Roots: w.roots, Blocklist: w.block},
+		Grabber:    &Grabber{EHLOName: "scanner.test.example", Timeout: 2 * time.Second, Roots: w.roots, Dialer: &Dialer{Blocklist: w.block}},
 		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
 		OnDomain: func(d *DomainResult) { run.SaveDomain(d) }, OnGrab: func(g *Grab) { run.SaveGrab(g) }}
 }

@@ -80,10 +80,12 @@ func runScan(args []string, out io.Writer) error {
 		return err
 	}
 	res := scanner.RateLimited(client, rate.Limit(*dnsRate))
-	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *timeout}
-	if g.Blocklist, err = loadBlocklist(*blockFile); err != nil {
+	block, err := loadBlocklist(*blockFile)
+	if err != nil {
 		return err
 	}
+	dialer := &scanner.Dialer{Blocklist: block}
+	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *timeout, Dialer: dialer}
 	if *roots != "" {
 		pem, err := os.ReadFile(*roots)
 		if err != nil {
@@ -121,7 +123,8 @@ func runScan(args []string, out io.Writer) error {
 	var done atomic.Int64
 	o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Workers: *workers, Grabbers: *grabbers,
 		ConnRate: rate.Limit(*connRate), DryRun: *dryRun,
-		STS:        &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second},
+		STS: &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second,
+			Dial: dialer.DialContext},
 		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
 		OnDomain: func(d *scanner.DomainResult) { run.SaveDomain(d); done.Add(1) },
 		OnGrab:   func(gr *scanner.Grab) { run.SaveGrab(gr) }}

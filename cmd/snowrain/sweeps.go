@@ -199,7 +199,7 @@ func runScanHosts(args []string, out io.Writer) error {
 	var done atomic.Int64
 	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.shards))
 	err = scanner.SweepHosts(sw.ctx, scanner.HostOptions{
-		Grabber: &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Blocklist: sw.block},
+		Grabber: &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Dialer: &scanner.Dialer{Blocklist: sw.block}},
 		Port:    port, Workers: *f.workers, Rate: rate.Limit(*f.rate), Seed: *f.seed, Shard: sw.shard, Shards: sw.shards,
 		Skip: sw.run.Done,
 		OnResult: func(h *scanner.HostResult) {
@@ -242,7 +242,8 @@ func runScanResolvers(args []string, out io.Writer) error {
 	if port == 0 {
 		port = 53
 	}
-	p := &scanner.ResolverProber{Port: port, Timeout: *f.timeout, Blocklist: sw.block, Truth: truth, PerTarget: rate.Limit(*perTarget)}
+	p := &scanner.ResolverProber{Port: port, Timeout: *f.timeout, Dialer: &scanner.Dialer{Blocklist: sw.block}, Truth: truth,
+		PerTarget: rate.Limit(*perTarget)}
 	var done atomic.Int64
 	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.shards))
 	err = scanner.SweepResolvers(sw.ctx, p, sw.targets, *f.seed, sw.shard, sw.shards, *f.workers, rate.Limit(*f.rate),

@@ -29,6 +29,7 @@ import (
 // TestMain lets the benchmarks run their servers in a child process, so
 // the scanner's CPU time excludes theirs.
 func TestMain(m *testing.M) {
+	EnableLegacyCrypto() // the scanner's tests run as `snowrain scan` does
 	if os.Getenv("SNOWRAIN_BENCH_SERVERS") != "" {
 		benchServers()
 		return

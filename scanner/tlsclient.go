@@ -67,25 +67,28 @@ var legacyOnce sync.Once
 // scans and nothing else.
 func EnableLegacyCrypto() {
 	legacyOnce.Do(func() {
-		cur := os.Getenv("GODEBUG")
-		set := map[string]bool{}
-		for _, kv := range strings.Split(cur, ",") {
-			if k, _, ok := strings.Cut(kv, "="); ok {
-				set[strings.TrimSpace(k)] = true
-			}
-		}
-		parts := []string{}
-		if cur != "" {
-			parts = append(parts, cur)
-		}
-		for _, kv := range LegacyGODEBUG {
-			k, _, _ := strings.Cut(kv, "=")
-			if !set[k] {
-				parts = append(parts, kv)
-			}
-		}
-		os.Setenv("GODEBUG", strings.Join(parts, ","))
+		os.Setenv("GODEBUG", mergeGODEBUG(os.Getenv("GODEBUG"), LegacyGODEBUG))
 	})
+}
+
+// mergeGODEBUG appends the settings of add whose key cur does not set.
+func mergeGODEBUG(cur string, add []string) string {
+	set := map[string]bool{}
+	var parts []string
+	for _, kv := range strings.Split(cur, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+		parts = append(parts, kv)
+	}
+	for _, kv := range add {
+		if k, _, _ := strings.Cut(kv, "="); !set[k] {
+			parts = append(parts, kv)
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // keyInfo names a certificate's public key algorithm and its size in bits:

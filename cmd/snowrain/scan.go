@@ -29,6 +29,9 @@ const scanUsage = `usage: snowrain scan domains --input FILE | --from-db [flags]
 (each with -h for its flags)`
 
 func runScan(args []string, out io.Writer) error {
+	// Only this process measures: the legacy TLS settings are for the
+	// scanner's handshakes, never for serve's milter or policy service.
+	scanner.EnableLegacyCrypto()
 	if len(args) >= 1 && args[0] == "hosts" {
 		return runScanHosts(args[1:], out)
 	}

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -218,42 +217,17 @@ func reserved(a netip.Addr) bool {
 }
 
 // SweepResolvers probes this shard of targets.
-func SweepResolvers(ctx context.Context, p *ResolverProber, t *Targets, seed uint64, shard, shards, workers int,
-	total rate.Limit, on func(*ResolverResult)) error {
-	if workers <= 0 {
-		workers = 256
-	}
-	lim := rate.NewLimiter(total, 1)
-	perm := NewPermutation(t.Len(), seed, shard, shards)
-	jobs := make(chan netip.Addr, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ip := range jobs {
-				r := p.Probe(ctx, ip)
-				if ctx.Err() == nil && on != nil {
-					on(&r)
-				}
-			}
-		}()
-	}
-	for i, ok := perm.Next(); ok && ctx.Err() == nil; i, ok = perm.Next() {
-		ip := t.At(i)
-		if p.Dialer.Blocked(ip) {
-			continue
+func SweepResolvers(ctx context.Context, p *ResolverProber, t *Targets, o SweepOptions, on func(*ResolverResult)) error {
+	return walk(ctx, t, o, p.Dialer.Blocked, func(ctx context.Context, ip netip.Addr) bool {
+		r := p.Probe(ctx, ip)
+		if ctx.Err() != nil {
+			return false
 		}
-		if total > 0 {
-			if err := lim.Wait(ctx); err != nil {
-				break
-			}
+		if on != nil {
+			on(&r)
 		}
-		jobs <- ip
-	}
-	close(jobs)
-	wg.Wait()
-	return ctx.Err()
+		return true
+	})
 }
 
 // ResolverSummary is Table 13 (answers by class) and Table 7 (per

@@ -110,7 +110,7 @@ func TestResolverSweep(t *testing.T) {
 	got := map[string]*ResolverResult{}
 	for shard := 0; shard < 3; shard++ {
 		SweepResolvers(context.Background(), p, NewTargets([]netip.Prefix{netip.MustParsePrefix("127.65.0.0/28")}),
-			9, shard, 3, 16, 0, func(r *ResolverResult) {
+			SweepOptions{Seed: 9, Shard: shard, Shards: 3, Workers: 16}, func(r *ResolverResult) {
 				mu.Lock()
 				defer mu.Unlock()
 				if _, dup := got[r.IP]; dup {

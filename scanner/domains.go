@@ -308,8 +308,8 @@ func (s *sweep) judge(ctx context.Context, r *DomainResult) {
 	for _, mx := range r.MX {
 		for _, ip := range mx.IPs {
 			g := s.grab(ctx, ip)
-			if g.ErrorClass == ErrClassConnect || g.ErrorClass == ErrClassBlocked || g.ErrorClass == ErrClassTimeout && g.Banner == "" {
-				continue
+			if g.ErrorClass != "" && g.Banner == "" {
+				continue // no SMTP greeting (closed, blocked, silent, dropped, garbage): not a responding server
 			}
 			r.Connected = true
 			if g.TLS == nil {

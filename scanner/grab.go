@@ -9,11 +9,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/snowrain/snowrain/tlsinfo"
@@ -219,9 +221,16 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 	ReadReply(tr)
 }
 
+// droppedOr classes a failed read: the server hung up (dropped), the
+// whole-grab deadline passed (timeout), or class.
 func droppedOr(err error, class string) string {
-	if errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "reset") {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return ErrClassDropped
+	case errors.As(err, &ne) && ne.Timeout():
+		return ErrClassTimeout
 	}
 	return class
 }

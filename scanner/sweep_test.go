@@ -79,7 +79,7 @@ var kinds = []kind{
 	{"slow", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
 		return smtpsink.Options{BannerDelay: 5 * time.Second}
 	}},
-	{"drops", true, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
+	{"drops", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
 		return smtpsink.Options{Drop: true}
 	}},
 	{"blocked", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options { return smtpsink.Options{} }},
@@ -282,7 +282,7 @@ func TestSweepSimulatedInternet(t *testing.T) {
 			}
 		}
 	}
-	if sum.Status["no_mx"] != 1 || sum.Status["no_response"] != 2*perKind || sum.Status["starttls"] != starttls {
+	if sum.Status["no_mx"] != 1 || sum.Status["no_response"] != 3*perKind || sum.Status["starttls"] != starttls {
 		t.Errorf("table 1 status %v", sum.Status)
 	}
 	if len(sum.Top) != 20 || sum.Top[0].Rank != 1 || sum.Top[0].SPF != "fail" {

@@ -147,7 +147,7 @@ func TestGrabRealPostfixTLS(t *testing.T) {
 		{name: "rsa-512", cert: issueKey(t, ca, "mx.weak.example", rsa512),
 			// Go 1.24 refuses RSA keys under 1024 bits (rsa1024min=0 for
 			// the scanner); TLS 1.3's RSA-PSS does not fit in 512 bits.
-			main: map[string]string{"smtpd_tls_protocols": "<=TLSv1.2", "tls_medium_cipherlist": "DEFAULT:@SECLEVEL=0"},
+			main:    map[string]string{"smtpd_tls_protocols": "<=TLSv1.2", "tls_medium_cipherlist": "DEFAULT:@SECLEVEL=0"},
 			version: "TLSv1.2", cipher: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", keyType: "RSA", keyBits: 512, group: "X25519"},
 		{name: "negative-serial", cert: negCert, key: negKey,
 			// Go 1.23 refuses to parse it (x509negativeserial=1 for the

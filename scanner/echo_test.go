@@ -135,4 +135,17 @@ func TestEchoClassesRealMTAs(t *testing.T) {
 				c.name, r.Class, r.Advertised, r.EHLOMasked, r.Reply, r.Error, c.class, c.advertised)
 		}
 	}
+	// The domain scan's grab of the broken Postfix: STARTTLS refused, and
+	// the session still ends with QUIT, as Postfix's log shows for both
+	// grabs (ehlo=1 starttls=0/1 quit=1).
+	ap := netip.MustParseAddrPort(pfBroken.Addr)
+	if r := g.Grab(context.Background(), ap.Addr(), int(ap.Port())); r.ErrorClass != ErrClassNoTLS || !strings.Contains(r.Error, "454") {
+		t.Errorf("grab of broken TLS: %q %s", r.ErrorClass, r.Error)
+	}
+	quits := func() int { return strings.Count(pfBroken.Log(), "ehlo=1 starttls=0/1 quit=1 commands=2/3") }
+	for end := time.Now().Add(20 * time.Second); quits() < 2 && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	}
+	if quits() != 2 {
+		t.Errorf("Postfix saw %d sessions end with QUIT after the refused STARTTLS, want 2:\n%s", quits(), pfBroken.Log())
+	}
 }

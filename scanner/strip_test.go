@@ -28,6 +28,7 @@ type middlebox struct {
 	starttls func(cmd string) string // reply to what arrived; "" accepts and does TLS
 	rewrite  func(cmd string) string // what the box does to the client's command
 	tarpit   bool
+	bare     bool // EHLO answered with a bare "250 name", no extensions
 	want     string
 	masked   bool
 }
@@ -65,6 +66,8 @@ func serveBox(t *testing.T, addr string, b middlebox, cfg *tls.Config, accepts *
 						cmd = b.rewrite(cmd)
 					}
 					switch up := strings.ToUpper(cmd); {
+					case strings.HasPrefix(up, "EHLO") && b.bare:
+						fmt.Fprintf(c, "250 box.test\r\n")
 					case strings.HasPrefix(up, "EHLO"):
 						fmt.Fprintf(c, "250-box.test\r\n")
 						for _, e := range b.ehlo {
@@ -118,6 +121,9 @@ var boxes = []middlebox{
 	{name: "noecho", banner: "220 mx.test ESMTP", ehlo: []string{"PIPELINING"},
 		starttls: func(string) string { return "454 4.7.0 TLS not available" }, want: StripNoEcho},
 	{name: "tarpit", tarpit: true, want: ""},
+	// A plain server with no extension to offer: not a masking box.
+	{name: "bare-ehlo", banner: "220 mx.test ESMTP", bare: true,
+		starttls: func(string) string { return "502 5.5.1 Error: command not implemented" }, want: StripNoEcho},
 }
 
 func TestStrippingTestBed(t *testing.T) {

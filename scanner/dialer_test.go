@@ -201,7 +201,7 @@ mta-sts.target.example. A 127.0.0.1
 		out := map[string]*MTASTS{}
 		var mu sync.Mutex
 		o := Options{Resolver: res, DryRun: true, Workers: 4, Grabber: &Grabber{Dialer: d},
-			STS: &policy.STSFetcher{Resolver: res, Roots: ca.Pool(), Port: host.port, Timeout: 5 * time.Second},
+			STS:      &policy.STSFetcher{Resolver: res, Roots: ca.Pool(), Port: host.port, Timeout: 5 * time.Second},
 			OnDomain: func(r *DomainResult) { mu.Lock(); out[r.Domain] = r.MTASTS; mu.Unlock() }}
 		in := make(chan Input, len(domains))
 		for _, d := range domains {

@@ -183,14 +183,18 @@ func TestStrippingTestBed(t *testing.T) {
 }
 
 func FuzzClassifyEcho(f *testing.F) {
-	for _, s := range []string{`500 #5.5.1 command not recognized: "XXXXXXXX"`, "502 5.5.2 Error: command not recognized",
-		"500 unrecognized: STAR", "500 starttls", "454 TLS not available"} {
-		f.Add(s)
+	for _, s := range []string{`5.5.1 command not recognized: "XXXXXXXX"`, "5.5.2 Error: command not recognized",
+		"unrecognized: STAR", "starttls", "TLS not available", "4.3.3 TLS not available after start", "StartTLS"} {
+		f.Add(500, s)
+		f.Add(454, s)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c := ClassifyEcho(500, s)
-		if c == StripEchoIntact && !strings.Contains(s, "STARTTLS") {
-			t.Fatalf("%q intact without STARTTLS", s)
+	f.Fuzz(func(t *testing.T, code int, s string) {
+		c := ClassifyEcho(code, s)
+		if c == StripEchoIntact && !strings.Contains(strings.ToUpper(s), "STARTTLS") {
+			t.Fatalf("%d %q intact without STARTTLS", code, s)
+		}
+		if (code == 454 || code == 501) && c != StripEchoIntact && c != StripNoEcho {
+			t.Fatalf("%d %q: %s, but a %d answers a STARTTLS the server received", code, s, c, code)
 		}
 	})
 }

@@ -49,7 +49,7 @@ func newSweepFlags(name string) *sweepFlags {
 		rate:     fs.Float64("rate", 1000, "targets per second"),
 		workers:  fs.Int("concurrency", 512, "targets in flight"),
 		port:     fs.Int("port", 0, "port (default 25 for hosts, 53 for resolvers)"),
-		resume:   fs.Int64("resume", 0, "continue run ID"),
+		resume:   fs.Int64("resume", 0, "continue run ID from its checkpoint, with its targets and seed (--shard i/n: that shard, e.g. another machine's)"),
 		progress: fs.Bool("progress", isTerminal(os.Stderr), "show progress"),
 		timeout:  fs.Duration("timeout", 10*time.Second, "per target"),
 	}

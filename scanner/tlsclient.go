@@ -62,9 +62,10 @@ var legacyOnce sync.Once
 
 // EnableLegacyCrypto adds LegacyGODEBUG to this process's GODEBUG
 // environment, keeping any value the operator set for the same key. The
-// runtime re-reads GODEBUG when os.Setenv changes it, so it takes effect
-// for handshakes started afterwards. Call it only in a process that runs
-// scans and nothing else.
+// runtime re-reads GODEBUG each time os.Setenv changes it (Go's
+// internal/godebug, setUpdate), so it takes effect for handshakes started
+// afterwards; a //go:debug line would change the whole binary, serve
+// included. Call it only in a process that runs scans and nothing else.
 func EnableLegacyCrypto() {
 	legacyOnce.Do(func() {
 		os.Setenv("GODEBUG", mergeGODEBUG(os.Getenv("GODEBUG"), LegacyGODEBUG))

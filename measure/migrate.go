@@ -273,6 +273,19 @@ var migrations = []string{
 		version INTEGER NOT NULL
 	);
 	INSERT INTO policy_version VALUES (1, 0);`,
+	// 11: an address sweep's permutation and checkpoint per shard: resume
+	// continues the same order, and Table 9 counts every address tried
+	// (closed ports are not stored one by one).
+	`CREATE TABLE scan_sweeps (
+		run_id    INTEGER NOT NULL,
+		shard     INTEGER NOT NULL,
+		shards    INTEGER NOT NULL,
+		targets   TEXT NOT NULL,
+		seed      INTEGER NOT NULL,
+		next_step INTEGER NOT NULL,
+		tried     INTEGER NOT NULL,
+		PRIMARY KEY (run_id, shard)
+	) WITHOUT ROWID;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

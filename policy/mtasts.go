@@ -146,6 +146,9 @@ type STSFetcher struct {
 	Port     int            // HTTPS port; 443 unless a test says otherwise
 	Timeout  time.Duration  // whole fetch; default 10 s
 	MaxSize  int64          // default 64 KiB (RFC 8461 section 3.3)
+	// Dial connects to one resolved address; nil: a net.Dialer. The
+	// scanner passes its blocklist-checking dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // LookupID returns the policy id published at _mta-sts.domain.
@@ -190,9 +193,10 @@ func (f *STSFetcher) Fetch(ctx context.Context, domain string) (*STSPolicy, erro
 	host := "mta-sts." + domain
 	client := &http.Client{
 		Transport: &http.Transport{
-			DialContext:       f.dial,
-			TLSClientConfig:   &tls.Config{RootCAs: f.Roots, MinVersion: tls.VersionTLS12},
-			DisableKeepAlives: true,
+			DialContext:            f.dial,
+			TLSClientConfig:        &tls.Config{RootCAs: f.Roots, MinVersion: tls.VersionTLS12},
+			DisableKeepAlives:      true,
+			MaxResponseHeaderBytes: 32 << 10, // bounded while reading, like the body
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -232,10 +236,13 @@ func (f *STSFetcher) dial(ctx context.Context, network, addr string) (net.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	var d net.Dialer
+	dial := f.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
 	var last error
 	for _, ip := range ips {
-		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.IP.String(), port))
+		c, err := dial(ctx, "tcp", net.JoinHostPort(ip.IP.String(), port))
 		if err == nil {
 			return c, nil
 		}

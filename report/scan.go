@@ -111,7 +111,8 @@ func (r *ScanReport) table19() Table {
 		t.Rows = append(t.Rows, append([]string{c[1]}, count(s.SPFAll[c[0]], s.SPFDomains)...))
 	}
 	for _, c := range [][2]string{{"loop", "Error: loop"}, {"lookup_limit", "Error: over 10 lookups"},
-		{"syntax", "Error: invalid term"}, {"multiple_records", "Error: several records"}, {"dns", "Error: DNS"}} {
+		{"syntax", "Error: invalid term"}, {"multiple_records", "Error: several records"},
+		{"include_none", "Error: include or redirect of a name without SPF"}, {"dns", "Error: DNS"}} {
 		t.Rows = append(t.Rows, append([]string{c[1]}, count(s.SPFErrors[c[0]], s.SPFDomains)...))
 	}
 	t.Note = fmt.Sprintf("%d domains publish SPF; %d do not.", s.SPFDomains, s.SPFErrors["none"])
@@ -133,12 +134,15 @@ func (r *ScanReport) table20() Table {
 func (r *ScanReport) figure4() Table {
 	t := Table{ID: "figure4", Title: "Figure 4: IPv4 addresses allowed by SPF (CDF)",
 		Columns: []string{"At most", "Domains", "Cumulative share"}}
-	v := r.S.SPFAddresses
-	for _, bits := range []float64{0, 1, 4, 8, 12, 16, 20, 24, 32} {
+	v := r.S.SPFAddresses // sorted log2 values, -1 for none
+	for _, bits := range []float64{-1, 0, 1, 4, 8, 12, 16, 20, 24, 32} {
 		n := sort.Search(len(v), func(i int) bool { return v[i] > bits })
 		label := fmt.Sprintf("%.0f addresses (/%.0f)", math.Pow(2, bits), 32-bits)
-		if bits == 0 {
-			label = "1 address"
+		switch bits {
+		case -1:
+			label = "no IPv4 address"
+		case 0:
+			label = "1 address (/32)"
 		}
 		t.Rows = append(t.Rows, []string{label, fmt.Sprint(n), pctS(int64(n), int64(len(v)))})
 	}
@@ -163,6 +167,7 @@ func (r *ScanReport) adoption() Table {
 			append([]string{"MTA-STS testing"}, count(s.MTASTS["testing"], s.WithMX)...),
 			append([]string{"MTA-STS none"}, count(s.MTASTS["none"], s.WithMX)...),
 			append([]string{"MTA-STS broken (record or policy)"}, count(s.MTASTS["error"], s.WithMX)...),
+			append([]string{"MTA-STS policy host blocklisted (not fetched)"}, count(s.MTASTS["blocked"], s.WithMX)...),
 			append([]string{"DANE (DNSSEC-authenticated TLSA on an MX)"}, count(s.DANE, s.WithMX)...),
 		}}
 }
@@ -183,7 +188,7 @@ func (r *ScanReport) cdf() template.HTML {
 	}
 	var pts []string
 	for i, bits := range v {
-		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(bits), y(float64(i+1)/float64(len(v)))))
+		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(math.Max(bits, 0)), y(float64(i+1)/float64(len(v)))))
 	}
 	fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="%s"/></svg>`, strings.Join(pts, " "))
 	return template.HTML(b.String())

@@ -29,6 +29,7 @@ import (
 // TestMain lets the benchmarks run their servers in a child process, so
 // the scanner's CPU time excludes theirs.
 func TestMain(m *testing.M) {
+	EnableLegacyCrypto() // the scanner's tests run as `snowrain scan` does
 	if os.Getenv("SNOWRAIN_BENCH_SERVERS") != "" {
 		benchServers()
 		return
@@ -144,7 +145,7 @@ func BenchmarkGrab(b *testing.B) {
 		c.Close()
 		return true
 	})
-	g := &Grabber{EHLOName: "bench.test.example", Timeout: 10 * time.Second, Roots: roots}
+	g := &Grabber{EHLOName: "bench.test.example", Timeout: 10 * time.Second, Roots: roots, Dialer: &Dialer{}}
 	b.ResetTimer()
 	wall, cpu, grabs := run(b.N, func(i int) bool {
 		ap, _ := netip.ParseAddrPort(sinks[i%len(sinks)])
@@ -251,7 +252,7 @@ func BenchmarkMillionDomains(b *testing.B) {
 func BenchmarkHostSweep(b *testing.B) {
 	env := startBenchServers(b)
 	defer env.stop()
-	g := &Grabber{EHLOName: "bench.test.example", Timeout: 10 * time.Second}
+	g := &Grabber{EHLOName: "bench.test.example", Timeout: 10 * time.Second, Dialer: &Dialer{}}
 	grab := func(addrs []string, want string) func(int) bool {
 		return func(i int) bool {
 			ap, _ := netip.ParseAddrPort(addrs[i%len(addrs)])
@@ -289,7 +290,7 @@ func BenchmarkResolverSweep(b *testing.B) {
 	res, _ := resolver.New(resolver.Config{Servers: []string{srv.Addr}, Timeout: time.Second})
 	truth, _ := GroundTruth(context.Background(), res, []string{"gmail.example", "yahoo.example"})
 	ap, _ := netip.ParseAddrPort(srv.Addr)
-	p := &ResolverProber{Port: int(ap.Port()), Timeout: time.Second, Truth: truth, PerTarget: rate.Inf}
+	p := &ResolverProber{Port: int(ap.Port()), Timeout: time.Second, Dialer: &Dialer{}, Truth: truth, PerTarget: rate.Inf}
 	before := srv.Queries()
 	b.ResetTimer()
 	wall, _, _ := runParallel(b.N, func(int) bool {

@@ -14,7 +14,9 @@ type Blocklist struct {
 	prefixes []netip.Prefix
 }
 
-// DefaultBlocklist is IANA's special-purpose ranges, as ZMap ships them.
+// DefaultBlocklist is IANA's special-purpose ranges, as ZMap ships them,
+// and their IPv6 counterparts (IPv4-mapped addresses are judged by the
+// IPv4 address they carry).
 const DefaultBlocklist = `
 0.0.0.0/8           # "this" network
 10.0.0.0/8          # private
@@ -32,12 +34,15 @@ const DefaultBlocklist = `
 224.0.0.0/4         # multicast
 240.0.0.0/4         # reserved
 255.255.255.255/32  # broadcast
-::/128
-::1/128
-fc00::/7
-fe80::/10
-ff00::/8
-2001:db8::/32
+::/96               # unspecified, loopback and IPv4-compatible
+64:ff9b::/96        # NAT64: would reach IPv4 through a local translator
+64:ff9b:1::/48      # local-use NAT64
+100::/64            # discard-only
+2001::/23           # IETF protocol assignments (Teredo included)
+2001:db8::/32       # documentation
+fc00::/7            # unique local
+fe80::/10           # link local
+ff00::/8            # multicast
 `
 
 // ParseBlocklist reads CIDRs (or single addresses), one per line, with
@@ -69,12 +74,14 @@ func ParseBlocklist(r io.Reader) (*Blocklist, error) {
 	return b, sc.Err()
 }
 
-// Blocked reports whether a is in a blocked network.
+// Blocked reports whether a is in a blocked network. IPv4-mapped IPv6
+// addresses are judged as the IPv4 address they carry, and a zone is
+// ignored (netip.Prefix.Contains never matches a zoned address).
 func (b *Blocklist) Blocked(a netip.Addr) bool {
 	if b == nil {
 		return false
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	for _, p := range b.prefixes {
 		if p.Contains(a) {
 			return true

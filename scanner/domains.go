@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sort"
 	"strings"
@@ -57,7 +58,7 @@ type DMARC struct {
 
 // MTASTS is a domain's MTA-STS state.
 type MTASTS struct {
-	Mode  string   `json:"mode"` // enforce, testing, none, absent, error
+	Mode  string   `json:"mode"` // enforce, testing, none, absent, error, blocked (policy host blocklisted)
 	MX    []string `json:"mx,omitempty"`
 	Error string   `json:"error,omitempty"`
 }
@@ -94,6 +95,7 @@ func Sweep(ctx context.Context, o Options, in <-chan Input) error {
 	if o.ConnRate == 0 {
 		o.ConnRate = 100
 	}
+	o.STS = stsThrough(o.STS, o.dialer())
 	s := &sweep{o: o, grabs: map[string]*grabSlot{}, sem: make(chan struct{}, o.Grabbers),
 		connLimit: rate.NewLimiter(o.ConnRate, 1)}
 	if o.DNSRate > 0 {
@@ -282,6 +284,9 @@ func (s *sweep) mtaSTS(ctx context.Context, d string) *MTASTS {
 		return &MTASTS{Mode: "error", Error: err.Error()}
 	}
 	p, err := s.o.STS.Fetch(ctx, d)
+	if errors.Is(err, ErrBlocked) {
+		return &MTASTS{Mode: "blocked", Error: err.Error()} // not fetched: says nothing of the domain
+	}
 	if err != nil {
 		return &MTASTS{Mode: "error", Error: err.Error()}
 	}
@@ -294,8 +299,8 @@ func (s *sweep) judge(ctx context.Context, r *DomainResult) {
 	for _, mx := range r.MX {
 		for _, ip := range mx.IPs {
 			g := s.grab(ctx, ip)
-			if g.ErrorClass == ErrClassConnect || g.ErrorClass == ErrClassBlocked || g.ErrorClass == ErrClassTimeout && g.Banner == "" {
-				continue
+			if g.ErrorClass != "" && g.Banner == "" {
+				continue // no SMTP greeting (closed, blocked, silent, dropped, garbage): not a responding server
 			}
 			r.Connected = true
 			if g.TLS == nil {

@@ -4,17 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/snowrain/snowrain/tlsinfo"
@@ -41,18 +42,23 @@ const (
 	ErrClassDropped   = "dropped"
 )
 
-// TLSResult is what a STARTTLS handshake showed.
+// TLSResult is what a STARTTLS handshake negotiated and showed.
 type TLSResult struct {
-	Version  string   `json:"version"`
-	Cipher   string   `json:"cipher"`
-	KeyEx    string   `json:"key_exchange"`
-	FS       bool     `json:"forward_secret"`
-	Trust    string   `json:"trust"`
-	Names    []string `json:"names"` // DNS names of the leaf certificate
-	KeyBits  int      `json:"key_bits"`
-	KeyType  string   `json:"key_type"`
-	NotAfter int64    `json:"not_after"`
-	LeafDER  []byte   `json:"leaf_der"` // kept so a resumed scan judges names the same way
+	Version    string   `json:"version"`               // TLSv1 … TLSv1.3
+	Cipher     string   `json:"cipher"`                // IANA name, e.g. TLS_RSA_WITH_AES_256_GCM_SHA384
+	CipherID   string   `json:"cipher_id"`             // its code point, 0x009d
+	KeyEx      string   `json:"key_exchange"`          // ECDHE, RSA, …
+	Group      string   `json:"group,omitempty"`       // the (EC)DHE group, e.g. X25519; "" for RSA key exchange
+	HelloRetry bool     `json:"hello_retry,omitempty"` // the server asked for another key share (TLS 1.3)
+	FS         bool     `json:"forward_secret"`
+	Trust      string   `json:"trust"`
+	Names      []string `json:"names"` // DNS names of the leaf certificate
+	KeyBits    int      `json:"key_bits"`
+	KeyType    string   `json:"key_type"`     // RSA, ECDSA, Ed25519, DSA
+	SigAlg     string   `json:"leaf_sig_alg"` // the leaf's signature algorithm, e.g. SHA256-RSA
+	Chain      int      `json:"chain_len"`    // certificates the server sent
+	NotAfter   int64    `json:"not_after"`
+	LeafDER    []byte   `json:"leaf_der"` // kept so a resumed scan judges names the same way
 
 	leaf *x509.Certificate
 }
@@ -87,11 +93,10 @@ type Grab struct {
 
 // Grabber talks to mail servers.
 type Grabber struct {
-	EHLOName  string         // who scans; the default names snowrain
-	Timeout   time.Duration  // whole conversation; default 20 s
-	Roots     *x509.CertPool // nil: the system pool
-	Blocklist *Blocklist
-	Dialer    net.Dialer
+	EHLOName string         // who scans; the default names snowrain
+	Timeout  time.Duration  // whole conversation; default 20 s
+	Roots    *x509.CertPool // nil: the system pool
+	Dialer   *Dialer        // every connection; nil: refuse the DefaultBlocklist
 
 	verified sync.Map // chain digest → trust class: shared certificates are verified once
 }
@@ -101,34 +106,57 @@ type Grabber struct {
 // STARTTLS and the handshake (no command injection), then QUIT.
 func (g *Grabber) Grab(ctx context.Context, ip netip.Addr, port int) Grab {
 	start := time.Now()
+	res := g.grab(ctx, ip, port)
+	res.Millis = time.Since(start).Milliseconds()
+	return res
+}
+
+func (g *Grabber) grab(ctx context.Context, ip netip.Addr, port int) Grab {
 	res := Grab{IP: ip.String(), Port: port}
-	defer func() { res.Millis = time.Since(start).Milliseconds() }()
-	if g.Blocklist.Blocked(ip) {
-		res.ErrorClass, res.Error = ErrClassBlocked, "address is blocklisted"
-		return res
-	}
 	timeout := g.Timeout
 	if timeout <= 0 {
 		timeout = 20 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := g.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+	conn, cancel, err := g.dial(ctx, ip, port, timeout)
 	if err != nil {
-		res.fail(ErrClassConnect, err)
+		res.fail(dialClass(err), err)
 		return res
 	}
+	defer cancel()
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl) // tarpits hold connections open: one deadline for all
-	}
 	g.converse(conn, &res)
 	return res
 }
 
+// dial connects through the scan's dialer and sets one deadline for the
+// whole conversation: tarpits and greet_pause servers hold connections
+// open, and a server dripping bytes must not outlive it either.
+func (g *Grabber) dial(ctx context.Context, ip netip.Addr, port int, timeout time.Duration) (net.Conn, context.CancelFunc, error) {
+	if g.Dialer.Blocked(ip) {
+		return nil, nil, fmt.Errorf("%w: %s", ErrBlocked, ip)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	conn, err := g.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	return conn, cancel, nil
+}
+
+func dialClass(err error) string {
+	if errors.Is(err, ErrBlocked) {
+		return ErrClassBlocked
+	}
+	return ErrClassConnect
+}
+
 func (r *Grab) fail(class string, err error) {
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if class != ErrClassBlocked && errors.As(err, &ne) && ne.Timeout() {
 		class = ErrClassTimeout
 	}
 	r.ErrorClass, r.Error = class, err.Error()
@@ -167,11 +195,14 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 	}
 	fmt.Fprintf(conn, "STARTTLS\r\n")
 	rep, err := ReadReply(r)
-	if err != nil || rep.Code != 220 {
-		if err == nil {
-			err = fmt.Errorf("STARTTLS answered %d %s", rep.Code, clip(rep.Text(), 100))
-		}
+	if err != nil {
 		res.fail(droppedOr(err, ErrClassNoTLS), err)
+		return
+	}
+	if rep.Code != 220 {
+		// A refusal (454, 502…) leaves the session usable: end it politely.
+		res.fail(ErrClassNoTLS, fmt.Errorf("STARTTLS answered %d %s", rep.Code, clip(rep.Text(), 100)))
+		quit(conn, r)
 		return
 	}
 	if r.Buffered() > 0 {
@@ -179,10 +210,7 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 		res.fail(ErrClassHandshake, errors.New("plaintext after STARTTLS reply"))
 		return
 	}
-	// Classical key exchange only: the post-quantum hybrid Go offers by
-	// default costs the scanner more CPU per grab than the rest together.
-	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10,
-		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}})
+	tc := tls.Client(conn, scanTLSConfig())
 	if err := tc.Handshake(); err != nil {
 		res.fail(ErrClassHandshake, err)
 		return
@@ -193,9 +221,16 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 	ReadReply(tr)
 }
 
+// droppedOr classes a failed read: the server hung up (dropped), the
+// whole-grab deadline passed (timeout), or class.
 func droppedOr(err error, class string) string {
-	if errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "reset") {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return ErrClassDropped
+	case errors.As(err, &ne) && ne.Timeout():
+		return ErrClassTimeout
 	}
 	return class
 }
@@ -208,9 +243,13 @@ func quit(conn net.Conn, r *bufio.Reader) {
 // classify verifies the chain against the roots, by hand since the
 // handshake skipped it to see every certificate.
 func (g *Grabber) classify(st tls.ConnectionState) *TLSResult {
-	t := &TLSResult{Version: tlsinfo.NormalizeVersion(tlsVersion(st.Version)), Cipher: tls.CipherSuiteName(st.CipherSuite)}
+	t := &TLSResult{Version: tlsinfo.NormalizeVersion(tlsVersion(st.Version)), Cipher: tls.CipherSuiteName(st.CipherSuite),
+		CipherID: fmt.Sprintf("0x%04x", st.CipherSuite), HelloRetry: st.HelloRetryRequest, Chain: len(st.PeerCertificates)}
 	s := tlsinfo.Parse(t.Cipher)
 	t.KeyEx, t.FS = s.KeyExchange, s.ForwardSecret
+	if st.CurveID != 0 {
+		t.Group = st.CurveID.String()
+	}
 	if len(st.PeerCertificates) == 0 {
 		t.Trust = TrustOther
 		return t
@@ -220,12 +259,8 @@ func (g *Grabber) classify(st tls.ConnectionState) *TLSResult {
 	if len(t.Names) == 0 && leaf.Subject.CommonName != "" {
 		t.Names = []string{leaf.Subject.CommonName}
 	}
-	switch k := leaf.PublicKey.(type) {
-	case *rsa.PublicKey:
-		t.KeyType, t.KeyBits = "RSA", k.N.BitLen()
-	default:
-		t.KeyType = strings.TrimPrefix(fmt.Sprintf("%T", k), "*")
-	}
+	t.KeyType, t.KeyBits = keyInfo(leaf.PublicKey)
+	t.SigAlg = leaf.SignatureAlgorithm.String()
 	h := sha256.New()
 	for _, c := range st.PeerCertificates {
 		h.Write(c.Raw)

@@ -49,7 +49,7 @@ func TestGrabClasses(t *testing.T) {
 		{"slow", smtpsink.Options{BannerDelay: 3 * time.Second}, ErrClassTimeout, "", ""},
 		{"drop", smtpsink.Options{Drop: true}, ErrClassDropped, "", ""},
 	}
-	g := &Grabber{EHLOName: "scanner.test.example", Timeout: time.Second, Roots: roots}
+	g := &Grabber{EHLOName: "scanner.test.example", Timeout: time.Second, Roots: roots, Dialer: &Dialer{}}
 	for _, c := range cases {
 		s := smtpsink.StartWith(t, "127.0.0.1:0", c.opts)
 		ip, port := addrOf(t, s)
@@ -63,7 +63,7 @@ func TestGrabClasses(t *testing.T) {
 	}
 	blocked := smtpsink.StartWith(t, "127.0.0.2:0", smtpsink.Options{})
 	bl, _ := ParseBlocklist(strings.NewReader("127.0.0.2 # the test's forbidden host\n"))
-	g.Blocklist = bl
+	g.Dialer = &Dialer{Blocklist: bl}
 	ip, port := addrOf(t, blocked)
 	if r := g.Grab(context.Background(), ip, port); r.ErrorClass != ErrClassBlocked || blocked.Accepts() != 0 {
 		t.Errorf("blocklisted: %+v, %d accepts", r, blocked.Accepts())

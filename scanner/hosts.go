@@ -3,22 +3,14 @@ package scanner
 import (
 	"context"
 	"net/netip"
-	"sync"
-
-	"golang.org/x/time/rate"
 )
 
 // HostOptions shape a port-25 sweep.
 type HostOptions struct {
+	SweepOptions
 	Grabber  *Grabber
 	Port     int
-	Workers  int
-	Rate     rate.Limit // connections per second
-	Seed     uint64
-	Shard    int
-	Shards   int
-	Skip     func(ip string) bool // resume: already done
-	OnResult func(*HostResult)
+	OnResult func(*HostResult) // every address tried, closed ports included
 }
 
 // Targets is a set of CIDRs addressed by one index space, so a
@@ -67,39 +59,17 @@ func SweepHosts(ctx context.Context, o HostOptions, t *Targets) error {
 	if o.Port == 0 {
 		o.Port = 25
 	}
-	if o.Workers <= 0 {
-		o.Workers = 256
-	}
 	if o.Rate == 0 {
 		o.Rate = 1000
 	}
-	lim := rate.NewLimiter(o.Rate, 1)
-	perm := NewPermutation(t.Len(), o.Seed, o.Shard, o.Shards)
-	jobs := make(chan netip.Addr, o.Workers)
-	var wg sync.WaitGroup
-	for w := 0; w < o.Workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ip := range jobs {
-				r := o.Grabber.HostGrab(ctx, ip, o.Port)
-				if ctx.Err() == nil && o.OnResult != nil {
-					o.OnResult(&r)
-				}
-			}
-		}()
-	}
-	for i, ok := perm.Next(); ok && ctx.Err() == nil; i, ok = perm.Next() {
-		ip := t.At(i)
-		if o.Grabber.Blocklist.Blocked(ip) || (o.Skip != nil && o.Skip(ip.String())) {
-			continue
+	return walk(ctx, t, o.SweepOptions, o.Grabber.Dialer.Blocked, func(ctx context.Context, ip netip.Addr) bool {
+		r := o.Grabber.HostGrab(ctx, ip, o.Port)
+		if ctx.Err() != nil {
+			return false
 		}
-		if err := lim.Wait(ctx); err != nil {
-			break
+		if o.OnResult != nil {
+			o.OnResult(&r)
 		}
-		jobs <- ip
-	}
-	close(jobs)
-	wg.Wait()
-	return ctx.Err()
+		return true
+	})
 }

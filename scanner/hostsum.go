@@ -21,6 +21,8 @@ func (h *HostResult) Stripping() bool {
 
 // HostSummary is Tables 9–12 for one host sweep.
 type HostSummary struct {
+	// Probed counts every address tried (closed ports included), Open
+	// those that accepted the connection.
 	Probed, Open, Responsive, Handshake int64
 	Classes                             map[string]int64
 	Stripping                           int64
@@ -51,7 +53,7 @@ func SummarizeHosts(ctx context.Context, db *sql.DB, id int64) (*HostSummary, er
 		if json.Unmarshal(js, &h) != nil {
 			continue
 		}
-		s.Probed++
+		s.Probed++ // runs stored before checkpoints: only what was kept
 		if h.ErrorClass == ErrClassConnect || h.ErrorClass == ErrClassBlocked {
 			continue
 		}
@@ -81,6 +83,15 @@ func SummarizeHosts(ctx context.Context, db *sql.DB, id int64) (*HostSummary, er
 				a.Strips++
 			}
 		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Closed ports are counted by the sweep's checkpoint, not stored.
+	if tried, ok, err := sweepTried(ctx, db, id); err != nil {
+		return nil, err
+	} else if ok {
+		s.Probed = tried
 	}
 	for _, a := range byAS {
 		s.ASes = append(s.ASes, *a)

@@ -27,19 +27,26 @@ var (
 	ErrReplyLong   = errors.New("scanner: SMTP reply too long")
 )
 
-// ReadReply reads one reply, bounding its lines and size: hostile
-// servers send endless continuations.
+// Reply bounds: RFC 5321 section 4.5.3.1.5 allows 512 octets a line; real
+// servers send longer EHLO lines, so a whole reply may take 64 KiB.
+const (
+	MaxReplyBytes = 64 << 10
+	MaxReplyLines = 1000
+)
+
+// ReadReply reads one reply, bounding its size while reading: a hostile
+// server may send an endless line or endless continuations, and no more
+// than MaxReplyBytes (plus r's buffer) is ever held.
 func ReadReply(r *bufio.Reader) (Reply, error) {
 	var rep Reply
-	total := 0
+	budget := MaxReplyBytes
 	for {
-		line, err := r.ReadString('\n')
+		if len(rep.Lines) >= MaxReplyLines {
+			return rep, ErrReplyLong
+		}
+		line, err := readLine(r, &budget)
 		if err != nil {
 			return rep, err
-		}
-		total += len(line)
-		if total > 64<<10 || len(rep.Lines) >= 1000 {
-			return rep, ErrReplyLong
 		}
 		line = strings.TrimRight(line, "\r\n")
 		if len(line) < 3 {
@@ -85,4 +92,25 @@ func Extensions(r Reply) map[string]string {
 		}
 	}
 	return ext
+}
+
+// readLine reads up to and including '\n', failing with ErrReplyLong as
+// soon as the line would take more than *budget bytes, which it debits.
+func readLine(r *bufio.Reader, budget *int) (string, error) {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		if len(frag) > *budget {
+			return "", ErrReplyLong
+		}
+		*budget -= len(frag)
+		line = append(line, frag...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err != nil:
+			return "", err
+		}
+		return string(line), nil
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -76,10 +75,10 @@ func GroundTruth(ctx context.Context, r resolver.Resolver, providers []string) (
 
 // ResolverProber asks open resolvers.
 type ResolverProber struct {
-	Port      int // 53
-	Timeout   time.Duration
-	Blocklist *Blocklist
-	Truth     map[string]Truth
+	Port    int // 53
+	Timeout time.Duration
+	Dialer  *Dialer // every query's socket; nil: refuse the DefaultBlocklist
+	Truth   map[string]Truth
 	// PerTarget spaces the queries to one resolver (politeness).
 	PerTarget rate.Limit
 }
@@ -87,7 +86,7 @@ type ResolverProber struct {
 // Probe classifies what the resolver at ip answers for every provider.
 func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResult {
 	res := ResolverResult{Type: "resolver", IP: ip.String(), Providers: map[string]string{}, Details: map[string]string{}}
-	if p.Blocklist.Blocked(ip) {
+	if p.Dialer.Blocked(ip) {
 		return res
 	}
 	port := p.Port
@@ -103,7 +102,9 @@ func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResul
 		limit = 20
 	}
 	lim := rate.NewLimiter(limit, 1)
-	c := &dns.Client{Net: "udp", Timeout: timeout}
+	nd := p.Dialer.Net()
+	nd.Timeout = timeout
+	c := &dns.Client{Net: "udp", Timeout: timeout, Dialer: nd}
 	server := netip.AddrPortFrom(ip, uint16(port)).String()
 	ask := func(name string, qtype uint16) (*dns.Msg, error) {
 		lim.Wait(ctx)
@@ -216,42 +217,17 @@ func reserved(a netip.Addr) bool {
 }
 
 // SweepResolvers probes this shard of targets.
-func SweepResolvers(ctx context.Context, p *ResolverProber, t *Targets, seed uint64, shard, shards, workers int,
-	total rate.Limit, on func(*ResolverResult)) error {
-	if workers <= 0 {
-		workers = 256
-	}
-	lim := rate.NewLimiter(total, 1)
-	perm := NewPermutation(t.Len(), seed, shard, shards)
-	jobs := make(chan netip.Addr, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ip := range jobs {
-				r := p.Probe(ctx, ip)
-				if ctx.Err() == nil && on != nil {
-					on(&r)
-				}
-			}
-		}()
-	}
-	for i, ok := perm.Next(); ok && ctx.Err() == nil; i, ok = perm.Next() {
-		ip := t.At(i)
-		if p.Blocklist.Blocked(ip) {
-			continue
+func SweepResolvers(ctx context.Context, p *ResolverProber, t *Targets, o SweepOptions, on func(*ResolverResult)) error {
+	return walk(ctx, t, o, p.Dialer.Blocked, func(ctx context.Context, ip netip.Addr) bool {
+		r := p.Probe(ctx, ip)
+		if ctx.Err() != nil {
+			return false
 		}
-		if total > 0 {
-			if err := lim.Wait(ctx); err != nil {
-				break
-			}
+		if on != nil {
+			on(&r)
 		}
-		jobs <- ip
-	}
-	close(jobs)
-	wg.Wait()
-	return ctx.Err()
+		return true
+	})
 }
 
 // ResolverSummary is Table 13 (answers by class) and Table 7 (per

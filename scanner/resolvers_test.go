@@ -105,12 +105,12 @@ func TestResolverSweep(t *testing.T) {
 	}
 	blockedIP := fmt.Sprintf("127.65.0.%d", len(behaviours))
 	bl, _ := ParseBlocklist(strings.NewReader(blockedIP))
-	p := &ResolverProber{Port: 5353, Timeout: 300 * time.Millisecond, Blocklist: bl, Truth: gt, PerTarget: 1000}
+	p := &ResolverProber{Port: 5353, Timeout: 300 * time.Millisecond, Dialer: &Dialer{Blocklist: bl}, Truth: gt, PerTarget: 1000}
 	var mu sync.Mutex
 	got := map[string]*ResolverResult{}
 	for shard := 0; shard < 3; shard++ {
 		SweepResolvers(context.Background(), p, NewTargets([]netip.Prefix{netip.MustParsePrefix("127.65.0.0/28")}),
-			9, shard, 3, 16, 0, func(r *ResolverResult) {
+			SweepOptions{Seed: 9, Shard: shard, Shards: 3, Workers: 16}, func(r *ResolverResult) {
 				mu.Lock()
 				defer mu.Unlock()
 				if _, dup := got[r.IP]; dup {

@@ -20,10 +20,13 @@ type Run struct {
 	db    *sql.DB
 	jsonl io.Writer
 
-	mu    sync.Mutex
-	done  map[string]bool
-	known map[string]*Grab
-	batch []pending
+	mu      sync.Mutex
+	done    map[string]bool
+	known   map[string]*Grab
+	batch   []pending
+	sweeps  map[int]*SweepState // address sweeps: each shard's permutation and checkpoint
+	sweep   *SweepState         // the shard this process sweeps
+	cpDirty bool                // its checkpoint changed since the last flush
 }
 
 type pending struct {
@@ -40,14 +43,15 @@ func NewRun(ctx context.Context, db *sql.DB, kind, input string, jsonl io.Writer
 		return nil, fmt.Errorf("scanner: new run: %w", err)
 	}
 	id, _ := res.LastInsertId()
-	return &Run{ID: id, db: db, jsonl: jsonl, done: map[string]bool{}, known: map[string]*Grab{}}, nil
+	return &Run{ID: id, db: db, jsonl: jsonl, done: map[string]bool{}, known: map[string]*Grab{}, sweeps: map[int]*SweepState{}}, nil
 }
 
 // ResumeRun reopens run id with what it already holds.
 func ResumeRun(ctx context.Context, db *sql.DB, id int64, jsonl io.Writer) (*Run, error) {
 	r := &Run{ID: id, db: db, jsonl: jsonl, done: map[string]bool{}, known: map[string]*Grab{}}
 	var n int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_runs WHERE id = ?`, id).Scan(&n); err != nil || n == 0 {
+	var err error
+	if err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_runs WHERE id = ?`, id).Scan(&n); err != nil || n == 0 {
 		return nil, fmt.Errorf("scanner: no run %d", id)
 	}
 	for _, q := range []string{`SELECT domain FROM scan_domains WHERE run_id = ?`,
@@ -62,6 +66,9 @@ func ResumeRun(ctx context.Context, db *sql.DB, id int64, jsonl io.Writer) (*Run
 			r.done[d] = true
 		}
 		rows.Close()
+	}
+	if r.sweeps, err = loadSweeps(ctx, db, id); err != nil {
+		return nil, err
 	}
 	rows, err := db.QueryContext(ctx, `SELECT ip, result FROM scan_ips WHERE run_id = ?`, id)
 	if err != nil {
@@ -101,8 +108,13 @@ func (r *Run) SaveDomain(d *DomainResult) error {
 	return r.add(pending{"scan_domains", d.Domain, d.Rank, js})
 }
 
-// SaveHost records one port-25 host.
+// SaveHost records one port-25 host. A closed port is not stored: the
+// sweep's checkpoint counts it (Table 9), and a full IPv4 sweep has
+// billions of them.
 func (r *Run) SaveHost(h *HostResult) error {
+	if h.ErrorClass == ErrClassConnect {
+		return nil
+	}
 	js, _ := json.Marshal(h)
 	return r.add(pending{"scan_hosts", h.IP, 0, js})
 }
@@ -143,7 +155,7 @@ func (r *Run) Flush() error {
 }
 
 func (r *Run) flushLocked() error {
-	if len(r.batch) == 0 {
+	if len(r.batch) == 0 && !r.cpDirty {
 		return nil
 	}
 	tx, err := r.db.Begin()
@@ -162,10 +174,16 @@ func (r *Run) flushLocked() error {
 			return fmt.Errorf("scanner: store: %w", err)
 		}
 	}
+	if r.cpDirty {
+		// After the rows: a checkpoint never covers a result not stored.
+		if err := r.storeCheckpoint(tx); err != nil {
+			return err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	r.batch = r.batch[:0]
+	r.batch, r.cpDirty = r.batch[:0], false
 	return nil
 }
 

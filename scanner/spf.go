@@ -19,6 +19,10 @@ var (
 	ErrSPFMultiple = errors.New("spf: several records")
 	ErrSPFSyntax   = errors.New("spf: invalid term")
 	ErrSPFTempDNS  = errors.New("spf: temporary DNS failure")
+	// ErrSPFTargetNone is an include or redirect to a name without an SPF
+	// record: a permerror of the including record (RFC 7208 sections 5.2
+	// and 6.1), not a domain without SPF.
+	ErrSPFTargetNone = errors.New("spf: include or redirect target has no SPF record")
 )
 
 // SPFWalk is one domain's SPF policy resolved through its includes and
@@ -72,6 +76,8 @@ func (w *SPFWalker) WalkRecord(ctx context.Context, domain, rec string) *SPFWalk
 
 func spfClass(err error) string {
 	switch {
+	case errors.Is(err, ErrSPFTargetNone):
+		return "include_none"
 	case errors.Is(err, ErrSPFNone):
 		return "none"
 	case errors.Is(err, ErrSPFLoop):
@@ -172,7 +178,13 @@ func (w *SPFWalker) walk(ctx context.Context, s *SPFWalk, domain, rec string, to
 }
 
 func (w *SPFWalker) follow(ctx context.Context, s *SPFWalk, domain string) error {
+	if strings.Contains(domain, "%") {
+		return nil // a macro needs a sender to expand (RFC 7208 section 7): counted, not followed
+	}
 	rec, err := w.record(ctx, domain)
+	if errors.Is(err, ErrSPFNone) {
+		return fmt.Errorf("%w: %s", ErrSPFTargetNone, domain)
+	}
 	if err != nil {
 		return err
 	}

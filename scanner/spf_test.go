@@ -28,6 +28,10 @@ two.example.      TXT "v=spf1 -all"
 two.example.      TXT "v=spf1 +all"
 wide.example.     TXT "v=spf1 ip4:10.0.0.0/8 a/24 +all"
 wide.example.     A 192.0.2.9
+incnone.example.  TXT "v=spf1 ip4:192.0.2.1 include:nospf.example -all"
+nospf.example.    TXT "not spf"
+redirnone.example. TXT "v=spf1 redirect=nxdomain.example"
+macro.example.    TXT "v=spf1 include:%{d}.spf.example ip4:192.0.2.0/28 -all"
 `
 
 func TestSPFWalk(t *testing.T) {
@@ -48,6 +52,9 @@ func TestSPFWalk(t *testing.T) {
 		{"two.example", "", "0", "multiple_records", 0},
 		{"none.example", "", "0", "none", 0},
 		{"wide.example", "+", "16777472", "", 1},
+		{"incnone.example", "-", "1", "include_none", 1},
+		{"redirnone.example", "redirect", "0", "include_none", 1},
+		{"macro.example", "-", "16", "", 1},
 	}
 	for _, c := range cases {
 		s := w.Walk(context.Background(), c.domain)

@@ -32,7 +32,7 @@ type HostResult struct {
 	IP           string `json:"ip"`
 	Banner       string `json:"banner,omitempty"`
 	BannerESMTP  bool   `json:"banner_esmtp"`
-	EHLOMasked   bool   `json:"ehlo_masked"` // XXXX lines or an empty extension list
+	EHLOMasked   bool   `json:"ehlo_masked"` // extension lines turned into runs of X
 	Advertised   bool   `json:"starttls_advertised"`
 	Reply        string `json:"starttls_reply,omitempty"`
 	Class        string `json:"class"`
@@ -46,39 +46,68 @@ type HostResult struct {
 var xRun = regexp.MustCompile(`X{4,}`)
 
 // ClassifyEcho tells what an error reply to STARTTLS says about the
-// command the server received: middleboxes that rewrite commands show in
-// the echo.
-func ClassifyEcho(reply string) string {
+// command the server received (the paper's Table 10): middleboxes that
+// rewrite commands show in servers that echo unknown commands back, as
+// Sendmail does (`500 5.5.1 Command unrecognized: "XXXXXXXX"`).
+//
+// Only what the server received can be an echo. A server answering 454
+// or 501 received STARTTLS (RFC 3207 section 4 defines those replies to
+// it), so the rest of its text is its own wording, not the command: a
+// real Sendmail without TLS says "454 4.3.3 TLS not available after
+// start", which is no truncated echo. Words are compared whole and with
+// their case, since a truncating or lower-casing box changes nothing else.
+func ClassifyEcho(code int, reply string) string {
+	words := strings.FieldsFunc(reply, func(r rune) bool {
+		return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9')
+	})
+	var intact, lower, replaced, truncated bool
+	for _, w := range words {
+		switch {
+		case w == "STARTTLS":
+			intact = true
+		case strings.EqualFold(w, "STARTTLS") && w == strings.ToLower(w):
+			lower = true
+		case strings.EqualFold(w, "STARTTLS"):
+			intact = true // the server's own spelling of a command it knew (StartTLS)
+		case xRun.MatchString(w):
+			replaced = true
+		case truncatedEcho(w):
+			truncated = true
+		}
+	}
+	if code == 454 || code == 501 {
+		lower, replaced, truncated = false, false, false
+	}
 	switch {
-	case strings.Contains(reply, "STARTTLS"):
-		return StripEchoIntact
-	case xRun.MatchString(reply):
+	case replaced:
 		return StripEchoReplaced
-	case strings.Contains(strings.ToUpper(reply), "STARTTLS"):
+	case intact:
+		return StripEchoIntact
+	case lower:
 		return StripEchoLowercased
-	case truncatedEcho(reply):
+	case truncated:
 		return StripEchoTruncated
 	}
 	return StripNoEcho
 }
 
-// truncatedEcho finds STARTTLS cut short: "STAR", "START", "STARTT"… as a
-// word of its own.
-func truncatedEcho(reply string) bool {
-	for _, w := range strings.FieldsFunc(reply, func(r rune) bool {
-		return r == ' ' || r == '"' || r == '\'' || r == ':' || r == '(' || r == ')' || r == '<' || r == '>'
-	}) {
-		if len(w) >= 4 && len(w) < 8 && strings.HasPrefix("STARTTLS", strings.ToUpper(w)) {
-			return true
-		}
+// truncatedEcho reports a word that is STARTTLS cut short, as old software
+// and some boxes do (the paper saw STAR and TTLS): an upper-case prefix or
+// suffix of four to seven letters.
+func truncatedEcho(w string) bool {
+	if len(w) < 4 || len(w) >= 8 || w != strings.ToUpper(w) {
+		return false
 	}
-	return false
+	return strings.HasPrefix("STARTTLS", w) || strings.HasSuffix("STARTTLS", w)
 }
 
-// ehloMasked reports extension lists blanked or rewritten by a box.
+// ehloMasked reports extension lines rewritten by a box: Cisco's ESMTP
+// inspection turns the keywords it does not allow into runs of X
+// (250-XXXXXXXA). A bare "250" without extensions is what a server with
+// none to offer says (RFC 5321 section 4.1.1.1), not a mask.
 func ehloMasked(r Reply) bool {
-	if len(r.Lines) <= 1 {
-		return true
+	if len(r.Lines) < 2 {
+		return false
 	}
 	for _, l := range r.Lines[1:] {
 		if xRun.MatchString(l) {
@@ -92,25 +121,17 @@ func ehloMasked(r Reply) bool {
 // EHLO said, classifying the answer.
 func (g *Grabber) HostGrab(ctx context.Context, ip netip.Addr, port int) HostResult {
 	res := HostResult{Type: "host", IP: ip.String()}
-	if g.Blocklist.Blocked(ip) {
-		res.Class, res.ErrorClass = "", ErrClassBlocked
-		return res
-	}
 	timeout := g.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := g.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+	conn, cancel, err := g.dial(ctx, ip, port, timeout)
 	if err != nil {
-		res.ErrorClass, res.Error = ErrClassConnect, err.Error()
+		res.ErrorClass, res.Error = dialClass(err), err.Error()
 		return res
 	}
+	defer cancel()
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
 	g.strip(conn, &res)
 	return res
 }
@@ -146,12 +167,15 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	}
 	res.Reply = clip(fmt.Sprintf("%d %s", rep.Code, rep.Text()), 512)
 	if rep.Code != 220 {
-		res.Class = ClassifyEcho(rep.Text())
-		fmt.Fprintf(conn, "QUIT\r\n")
+		res.Class = ClassifyEcho(rep.Code, rep.Text())
+		quit(conn, r)
 		return
 	}
-	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10,
-		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}})
+	if r.Buffered() > 0 {
+		res.Class, res.Error = StripHandshakeFail, "plaintext after STARTTLS reply"
+		return
+	}
+	tc := tls.Client(conn, scanTLSConfig())
 	if err := tc.Handshake(); err != nil {
 		res.Class, res.Error = StripHandshakeFail, err.Error()
 		return
@@ -160,5 +184,5 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	if !res.Advertised {
 		res.Class = StripUnadvertised
 	}
-	fmt.Fprintf(tc, "QUIT\r\n")
+	quit(tc, bufio.NewReader(tc))
 }

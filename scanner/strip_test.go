@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
 	"github.com/snowrain/snowrain/measure"
 )
@@ -27,6 +28,7 @@ type middlebox struct {
 	starttls func(cmd string) string // reply to what arrived; "" accepts and does TLS
 	rewrite  func(cmd string) string // what the box does to the client's command
 	tarpit   bool
+	bare     bool // EHLO answered with a bare "250 name", no extensions
 	want     string
 	masked   bool
 }
@@ -64,6 +66,8 @@ func serveBox(t *testing.T, addr string, b middlebox, cfg *tls.Config, accepts *
 						cmd = b.rewrite(cmd)
 					}
 					switch up := strings.ToUpper(cmd); {
+					case strings.HasPrefix(up, "EHLO") && b.bare:
+						fmt.Fprintf(c, "250 box.test\r\n")
 					case strings.HasPrefix(up, "EHLO"):
 						fmt.Fprintf(c, "250-box.test\r\n")
 						for _, e := range b.ehlo {
@@ -117,6 +121,9 @@ var boxes = []middlebox{
 	{name: "noecho", banner: "220 mx.test ESMTP", ehlo: []string{"PIPELINING"},
 		starttls: func(string) string { return "454 4.7.0 TLS not available" }, want: StripNoEcho},
 	{name: "tarpit", tarpit: true, want: ""},
+	// A plain server with no extension to offer: not a masking box.
+	{name: "bare-ehlo", banner: "220 mx.test ESMTP", bare: true,
+		starttls: func(string) string { return "502 5.5.1 Error: command not implemented" }, want: StripNoEcho},
 }
 
 func TestStrippingTestBed(t *testing.T) {
@@ -132,13 +139,13 @@ func TestStrippingTestBed(t *testing.T) {
 	blockedAddr := fmt.Sprintf("127.64.0.%d:2525", len(boxes)+1)
 	serveBox(t, blockedAddr, boxes[0], cfg, &accepts)
 	bl, _ := ParseBlocklist(strings.NewReader(strings.Split(blockedAddr, ":")[0] + "\n"))
-	g := &Grabber{EHLOName: "scanner.test.example", Timeout: time.Second, Blocklist: bl}
+	g := &Grabber{EHLOName: "scanner.test.example", Timeout: time.Second, Dialer: &Dialer{Blocklist: bl}}
 	var mu sync.Mutex
 	got := map[string]*HostResult{}
 	seen := map[string]int{}
 	for shard := 0; shard < 2; shard++ {
-		err := SweepHosts(context.Background(), HostOptions{Grabber: g, Port: 2525, Workers: 8, Rate: 1000,
-			Seed: 7, Shard: shard, Shards: 2, OnResult: func(r *HostResult) {
+		err := SweepHosts(context.Background(), HostOptions{Grabber: g, Port: 2525,
+			SweepOptions: SweepOptions{Workers: 8, Rate: 1000, Seed: 7, Shard: shard, Shards: 2}, OnResult: func(r *HostResult) {
 				mu.Lock()
 				defer mu.Unlock()
 				got[r.IP] = r
@@ -176,14 +183,18 @@ func TestStrippingTestBed(t *testing.T) {
 }
 
 func FuzzClassifyEcho(f *testing.F) {
-	for _, s := range []string{`500 #5.5.1 command not recognized: "XXXXXXXX"`, "502 5.5.2 Error: command not recognized",
-		"500 unrecognized: STAR", "500 starttls", "454 TLS not available"} {
-		f.Add(s)
+	for _, s := range []string{`5.5.1 command not recognized: "XXXXXXXX"`, "5.5.2 Error: command not recognized",
+		"unrecognized: STAR", "starttls", "TLS not available", "4.3.3 TLS not available after start", "StartTLS"} {
+		f.Add(500, s)
+		f.Add(454, s)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c := ClassifyEcho(s)
-		if c == StripEchoIntact && !strings.Contains(s, "STARTTLS") {
-			t.Fatalf("%q intact without STARTTLS", s)
+	f.Fuzz(func(t *testing.T, code int, s string) {
+		c := ClassifyEcho(code, s)
+		if c == StripEchoIntact && !strings.Contains(strings.ToUpper(s), "STARTTLS") {
+			t.Fatalf("%d %q intact without STARTTLS", code, s)
+		}
+		if (code == 454 || code == 501) && c != StripEchoIntact && c != StripNoEcho {
+			t.Fatalf("%d %q: %s, but a %d answers a STARTTLS the server received", code, s, c, code)
 		}
 	})
 }
@@ -240,16 +251,27 @@ func TestHostSummaryTables(t *testing.T) {
 	}
 }
 
-// TestHostSweepResume interrupts a sweep and resumes it into the same run.
+// TestHostSweepResume interrupts a sweep and resumes it into the same run
+// from its stored checkpoint: every address is counted once in Table 9's
+// "addresses probed" (closed ports included, though they are not stored),
+// and only grabs the interruption cut short are made again.
 func TestHostSweepResume(t *testing.T) {
 	store, _ := measure.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"))
 	defer store.Close()
+	var sinks []*smtpsink.Sink
+	for i := 1; i <= 8; i++ {
+		sinks = append(sinks, smtpsink.Start(t, fmt.Sprintf("127.67.0.%d:2525", i*7)))
+	}
 	run, _ := NewRun(context.Background(), store.DB, "hosts", "test", nil)
-	g := &Grabber{Timeout: 200 * time.Millisecond}
-	targets := NewTargets([]netip.Prefix{netip.MustParsePrefix("127.67.0.0/26")}) // nothing listens: fast refusals
+	targets := NewTargets([]netip.Prefix{netip.MustParsePrefix("127.67.0.0/26")}) // 56 closed: fast refusals
+	if _, err := run.StartSweep(context.Background(), SweepState{Targets: targets.String(), Seed: 1, Shards: 1}); err != nil {
+		t.Fatal(err)
+	}
+	g := &Grabber{Timeout: 2 * time.Second, Dialer: &Dialer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var n atomic.Int64
-	SweepHosts(ctx, HostOptions{Grabber: g, Port: 2525, Workers: 4, Rate: 10000, Seed: 1, Skip: run.Done,
+	SweepHosts(ctx, HostOptions{Grabber: g, Port: 2525, SweepOptions: SweepOptions{Workers: 4, Rate: 10000, Seed: 1, Shards: 1,
+		OnCheckpoint: run.Checkpoint},
 		OnResult: func(h *HostResult) {
 			run.SaveHost(h)
 			if n.Add(1) == 20 {
@@ -258,12 +280,40 @@ func TestHostSweepResume(t *testing.T) {
 		}}, targets)
 	run.Flush()
 	again, _ := ResumeRun(context.Background(), store.DB, run.ID, nil)
-	SweepHosts(context.Background(), HostOptions{Grabber: g, Port: 2525, Workers: 4, Rate: 10000, Seed: 1, Skip: again.Done,
+	stored := again.Sweeps()
+	if len(stored) != 1 {
+		t.Fatalf("stored sweeps %+v", stored)
+	}
+	st, err := again.StartSweep(context.Background(), stored[0])
+	if err != nil || st.Next == 0 || st.Next >= 64 || st.Tried != st.Next {
+		t.Fatalf("stored checkpoint %+v (%v): want part of the 64 steps, each tried", st, err)
+	}
+	SweepHosts(context.Background(), HostOptions{Grabber: g, Port: 2525, SweepOptions: SweepOptions{Workers: 4, Rate: 10000,
+		Seed: st.Seed, Shard: st.Shard, Shards: st.Shards, Skip: again.Done, From: st.Checkpoint, OnCheckpoint: again.Checkpoint},
 		OnResult: func(h *HostResult) { again.SaveHost(h) }}, targets)
 	again.Finish()
 	var rows, distinct int
 	store.DB.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT ip) FROM scan_hosts WHERE run_id = ?`, run.ID).Scan(&rows, &distinct)
-	if rows != 64 || distinct != 64 {
-		t.Errorf("%d rows, %d distinct after resume; want 64", rows, distinct)
+	if rows != 8 || distinct != 8 {
+		t.Errorf("%d rows, %d distinct after resume; want the 8 open servers", rows, distinct)
+	}
+	// Only grabs cut short by the interruption are made again: at most
+	// one per worker.
+	extra := 0
+	for _, s := range sinks {
+		if s.Accepts() == 0 {
+			t.Errorf("%s never grabbed", s.Addr)
+		}
+		extra += s.Accepts() - 1
+	}
+	if extra > 4 {
+		t.Errorf("%d grabs repeated after resume, want at most the 4 in flight", extra)
+	}
+	sum, err := SummarizeHosts(context.Background(), store.DB, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Probed != 64 || sum.Open != 8 || sum.Responsive != 8 {
+		t.Errorf("table 9: probed %d open %d responsive %d, want 64 8 8", sum.Probed, sum.Open, sum.Responsive)
 	}
 }

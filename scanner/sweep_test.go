@@ -79,7 +79,7 @@ var kinds = []kind{
 	{"slow", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
 		return smtpsink.Options{BannerDelay: 5 * time.Second}
 	}},
-	{"drops", true, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
+	{"drops", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options {
 		return smtpsink.Options{Drop: true}
 	}},
 	{"blocked", false, false, "", "", func(*testing.T, *testca.CA, string, []string) smtpsink.Options { return smtpsink.Options{} }},
@@ -142,7 +142,7 @@ _25._tcp.mx.neither.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef01234567
 
 func (w *world) options(run *Run) Options {
 	return Options{Resolver: w.res, Port: 2525, Workers: 8, Grabbers: 8, ConnRate: 1000, STS: w.sts,
-		Grabber:    &Grabber{EHLOName: "scanner.test.example", Timeout: 2 * time.Second, Roots: w.roots, Blocklist: w.block},
+		Grabber:    &Grabber{EHLOName: "scanner.test.example", Timeout: 2 * time.Second, Roots: w.roots, Dialer: &Dialer{Blocklist: w.block}},
 		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
 		OnDomain: func(d *DomainResult) { run.SaveDomain(d) }, OnGrab: func(g *Grab) { run.SaveGrab(g) }}
 }
@@ -282,7 +282,7 @@ func TestSweepSimulatedInternet(t *testing.T) {
 			}
 		}
 	}
-	if sum.Status["no_mx"] != 1 || sum.Status["no_response"] != 2*perKind || sum.Status["starttls"] != starttls {
+	if sum.Status["no_mx"] != 1 || sum.Status["no_response"] != 3*perKind || sum.Status["starttls"] != starttls {
 		t.Errorf("table 1 status %v", sum.Status)
 	}
 	if len(sum.Top) != 20 || sum.Top[0].Rank != 1 || sum.Top[0].SPF != "fail" {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/big"
 	"sort"
 
@@ -29,7 +30,7 @@ type Summary struct {
 	SPFTop       map[string]int64
 	SPFRecursive map[string]int64
 	SPFErrors    map[string]int64
-	SPFAddresses []float64 // log2 of permitted IPv4 addresses, per domain with SPF
+	SPFAddresses []float64 // log2 of permitted IPv4 addresses, per domain with SPF; -1: none
 	// Table 18 (domains column), MTA-STS and DANE adoption.
 	DMARC  map[string]int64
 	MTASTS map[string]int64
@@ -117,7 +118,7 @@ func (s *Summary) add(d *DomainResult) {
 				s.SPFErrors[sp.ErrorClass]++
 			}
 			if a, ok := new(big.Int).SetString(sp.Addrs4, 10); ok {
-				s.SPFAddresses = append(s.SPFAddresses, float64(a.BitLen()))
+				s.SPFAddresses = append(s.SPFAddresses, Log2Addresses(a))
 			}
 		}
 	}
@@ -158,4 +159,14 @@ func (s *Summary) addTop(d *DomainResult) {
 	if len(s.Top) > topN {
 		s.Top = s.Top[:topN]
 	}
+}
+
+// Log2Addresses is log2(n), exact for powers of two (16 addresses: 4, not
+// BitLen's 5), and -1 for no address at all.
+func Log2Addresses(n *big.Int) float64 {
+	if n.Sign() <= 0 {
+		return -1
+	}
+	f, _ := new(big.Float).SetInt(n).Float64()
+	return math.Log2(f) // exact for powers of two (math.Log2 uses Frexp)
 }

@@ -29,6 +29,9 @@ const scanUsage = `usage: snowrain scan domains --input FILE | --from-db [flags]
 (each with -h for its flags)`
 
 func runScan(args []string, out io.Writer) error {
+	// Only this process measures: the legacy TLS settings are for the
+	// scanner's handshakes, never for serve's milter or policy service.
+	scanner.EnableLegacyCrypto()
 	if len(args) >= 1 && args[0] == "hosts" {
 		return runScanHosts(args[1:], out)
 	}
@@ -80,10 +83,12 @@ func runScan(args []string, out io.Writer) error {
 		return err
 	}
 	res := scanner.RateLimited(client, rate.Limit(*dnsRate))
-	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *timeout}
-	if g.Blocklist, err = loadBlocklist(*blockFile); err != nil {
+	block, err := loadBlocklist(*blockFile)
+	if err != nil {
 		return err
 	}
+	dialer := &scanner.Dialer{Blocklist: block}
+	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *timeout, Dialer: dialer}
 	if *roots != "" {
 		pem, err := os.ReadFile(*roots)
 		if err != nil {
@@ -121,7 +126,8 @@ func runScan(args []string, out io.Writer) error {
 	var done atomic.Int64
 	o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Workers: *workers, Grabbers: *grabbers,
 		ConnRate: rate.Limit(*connRate), DryRun: *dryRun,
-		STS:        &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second},
+		STS: &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second,
+			Dial: dialer.DialContext},
 		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
 		OnDomain: func(d *scanner.DomainResult) { run.SaveDomain(d); done.Add(1) },
 		OnGrab:   func(gr *scanner.Grab) { run.SaveGrab(gr) }}

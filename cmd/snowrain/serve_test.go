@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -555,6 +556,14 @@ func TestScanHostsCLI(t *testing.T) {
 		}
 	}
 	out, err := exec.Command(binary, "report", "hosts", "--db", db, "--run", "1").CombinedOutput()
+	// Table 9 counts all 7 addresses tried (8, one blocklisted), though
+	// only the 2 open ones are stored.
+	for _, row := range []string{`Addresses probed\s+7\s`, `TCP port 25 open\s+2\s`, `Responsive SMTP server\s+2\s`,
+		`Successful STARTTLS handshake\s+1\s`} {
+		if !regexp.MustCompile(row).Match(out) {
+			t.Errorf("report hosts: no row %q", row)
+		}
+	}
 	if err != nil || !strings.Contains(string(out), "Cisco-style tampering (XXXX echo or extension)      1") ||
 		!strings.Contains(string(out), "STARTTLS replaced (XXXXXXXX)      1  100.00%") {
 		t.Errorf("report hosts run 1: %v\n%s", err, out)

@@ -48,7 +48,7 @@ func newSweepFlags(name string) *sweepFlags {
 		rate:     fs.Float64("rate", 1000, "targets per second"),
 		workers:  fs.Int("concurrency", 512, "targets in flight"),
 		port:     fs.Int("port", 0, "port (default 25 for hosts, 53 for resolvers)"),
-		resume:   fs.Int64("resume", 0, "continue run ID"),
+		resume:   fs.Int64("resume", 0, "continue run ID from its checkpoint, with its targets and seed (--shard i/n: that shard, e.g. another machine's)"),
 		progress: fs.Bool("progress", isTerminal(os.Stderr), "show progress"),
 		timeout:  fs.Duration("timeout", 10*time.Second, "per target"),
 	}
@@ -59,6 +59,11 @@ func (f *sweepFlags) parseTargets() (*scanner.Targets, error) {
 	if data, err := os.ReadFile(spec); err == nil {
 		spec = string(data)
 	}
+	return f.parseSpec(spec)
+}
+
+// parseSpec reads CIDRs or addresses separated by commas, spaces or lines.
+func (f *sweepFlags) parseSpec(spec string) (*scanner.Targets, error) {
 	var prefixes []netip.Prefix
 	for _, s := range strings.FieldsFunc(spec, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' }) {
 		if s, _, _ = strings.Cut(s, "#"); strings.TrimSpace(s) == "" {
@@ -131,29 +136,34 @@ func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*mea
 
 // sweep is what both sweeps set up before they start.
 type sweep struct {
-	targets       *scanner.Targets
-	shard, shards int
-	ctx           context.Context
-	run           *scanner.Run
-	geo           *scanner.Geo
-	block         *scanner.Blocklist
-	close         func()
+	targets *scanner.Targets
+	opts    scanner.SweepOptions // permutation, rate, resume point, checkpoints
+	ctx     context.Context
+	run     *scanner.Run
+	geo     *scanner.Geo
+	dialer  *scanner.Dialer // every connection of the sweep
+	close   func()
 }
 
-// setup parses the shared flags and opens the run; close undoes it.
+// setup parses the shared flags and opens the run; close undoes it. A
+// resumed run continues its stored permutation from its checkpoint.
 func (f *sweepFlags) setup(args []string, kind string, out io.Writer) (*sweep, error) {
 	if err := f.fs.Parse(args); err != nil {
 		return nil, err
 	}
 	s := &sweep{}
-	var err error
-	if s.targets, err = f.parseTargets(); err != nil {
+	block, err := loadBlocklist(*f.block)
+	if err != nil {
 		return nil, err
 	}
-	if s.shard, s.shards, err = f.shardOf(); err != nil {
-		return nil, err
+	s.dialer = &scanner.Dialer{Blocklist: block}
+	if *f.resume == 0 || *f.targets != "" {
+		if s.targets, err = f.parseTargets(); err != nil {
+			return nil, err
+		}
 	}
-	if s.block, err = loadBlocklist(*f.block); err != nil {
+	shard, shards, err := f.shardOf()
+	if err != nil {
 		return nil, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -164,7 +174,49 @@ func (f *sweepFlags) setup(args []string, kind string, out io.Writer) (*sweep, e
 	}
 	s.ctx, s.run, s.geo = ctx, run, geo
 	s.close = func() { closeAll(); stop() }
+	st, err := f.sweepState(run, s.targets, shard, shards)
+	if err == nil {
+		s.targets, err = f.parseSpec(st.Targets)
+	}
+	if err == nil {
+		st, err = run.StartSweep(ctx, st)
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.opts = scanner.SweepOptions{Seed: st.Seed, Shard: st.Shard, Shards: st.Shards, Workers: *f.workers,
+		Rate: rate.Limit(*f.rate), Skip: run.Done, From: st.Checkpoint, OnCheckpoint: run.Checkpoint}
 	return s, nil
+}
+
+// sweepState picks the shard to sweep. A new run takes the flags; a
+// resumed one keeps its targets, seed and shard count, and continues the
+// shard named by --shard (a new one when another machine swept the
+// others) or, without --shard, the one shard it holds.
+func (f *sweepFlags) sweepState(run *scanner.Run, targets *scanner.Targets, shard, shards int) (scanner.SweepState, error) {
+	stored := run.Sweeps()
+	if len(stored) == 0 {
+		if *f.resume != 0 && targets == nil {
+			return scanner.SweepState{}, fmt.Errorf("--resume %d: the run stored no targets; give --targets", run.ID)
+		}
+		return scanner.SweepState{Targets: targets.String(), Seed: *f.seed, Shard: shard, Shards: shards}, nil
+	}
+	base := stored[0]
+	if targets != nil && targets.String() != base.Targets {
+		return base, fmt.Errorf("--resume %d: the run swept %s, not %s", run.ID, base.Targets, targets)
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	switch {
+	case set["shard"] && shards != base.Shards:
+		return base, fmt.Errorf("--resume %d: the run has %d shards, not %d", run.ID, base.Shards, shards)
+	case set["shard"]:
+		base.Shard = shard
+	case len(stored) > 1:
+		return base, fmt.Errorf("--resume %d: the run holds %d shards; name one with --shard", run.ID, len(stored))
+	}
+	return base, nil
 }
 
 func finishRun(run *scanner.Run, err error, kind string, n int64) error {
@@ -196,18 +248,14 @@ func runScanHosts(args []string, out io.Writer) error {
 		port = 25
 	}
 	var done atomic.Int64
-	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.shards))
-	err = scanner.SweepHosts(sw.ctx, scanner.HostOptions{
-		Grabber: &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Blocklist: sw.block},
-		Port:    port, Workers: *f.workers, Rate: rate.Limit(*f.rate), Seed: *f.seed, Shard: sw.shard, Shards: sw.shards,
-		Skip: sw.run.Done,
+	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.opts.Shards))
+	err = scanner.SweepHosts(sw.ctx, scanner.HostOptions{SweepOptions: sw.opts,
+		Grabber: &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Dialer: sw.dialer}, Port: port,
 		OnResult: func(h *scanner.HostResult) {
-			if h.ErrorClass == scanner.ErrClassConnect {
-				done.Add(1)
-				return // closed ports are counted, not stored
+			if h.ErrorClass != scanner.ErrClassConnect {
+				h.ASN, h.Organization, h.Country = sw.geo.Lookup(h.IP)
 			}
-			h.ASN, h.Organization, h.Country = sw.geo.Lookup(h.IP)
-			sw.run.SaveHost(h)
+			sw.run.SaveHost(h) // closed ports: counted by the checkpoint, not stored
 			done.Add(1)
 		}}, sw.targets)
 	stopProgress()
@@ -241,10 +289,11 @@ func runScanResolvers(args []string, out io.Writer) error {
 	if port == 0 {
 		port = 53
 	}
-	p := &scanner.ResolverProber{Port: port, Timeout: *f.timeout, Blocklist: sw.block, Truth: truth, PerTarget: rate.Limit(*perTarget)}
+	p := &scanner.ResolverProber{Port: port, Timeout: *f.timeout, Dialer: sw.dialer, Truth: truth,
+		PerTarget: rate.Limit(*perTarget)}
 	var done atomic.Int64
-	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.shards))
-	err = scanner.SweepResolvers(sw.ctx, p, sw.targets, *f.seed, sw.shard, sw.shards, *f.workers, rate.Limit(*f.rate),
+	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.opts.Shards))
+	err = scanner.SweepResolvers(sw.ctx, p, sw.targets, sw.opts,
 		func(r *scanner.ResolverResult) {
 			done.Add(1)
 			if len(r.Providers) == 0 {

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/hostile"
+	"github.com/snowrain/snowrain/internal/testca"
+)
+
+// scanRSSBound is the peak resident set a `snowrain scan` process may
+// reach against the hostile servers: the binary's own baseline is about
+// 25 MiB; a scanner reading what they offer would need gigabytes.
+const scanRSSBound = 96 << 20
+
+// runScanRSS runs the binary and returns its combined output and peak RSS.
+func runScanRSS(t *testing.T, args ...string) ([]byte, int64) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Fatal("no rusage")
+	}
+	return out, ru.Maxrss << 10 // Linux reports KiB
+}
+
+// TestScanHostileServersRSS runs the real `snowrain scan hosts` and
+// `snowrain scan domains` against servers sending endless lines, endless
+// multi-line replies, endless EHLO replies and slow drips, and MTA-STS
+// hosts sending endless headers and bodies (issue 10): every grab ends
+// with its class and the process's peak RSS stays under scanRSSBound.
+func TestScanHostileServersRSS(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "block.txt")
+	os.WriteFile(empty, []byte("# nothing blocked on loopback for this test\n"), 0o644)
+	var servers []*hostile.Server
+	var zone strings.Builder
+	var domains []string
+	for i, kind := range hostile.SMTPKinds {
+		ip := fmt.Sprintf("127.69.1.%d", i+1)
+		servers = append(servers, hostile.StartSMTP(t, ip+":2525", kind))
+		d := fmt.Sprintf("%s.hostile.example", kind)
+		fmt.Fprintf(&zone, "%s. MX 10 mx.%s.\nmx.%s. A %s\n", d, d, d, ip)
+		domains = append(domains, d)
+	}
+	ca := testca.New(t)
+	var stsNames []string
+	for _, kind := range []hostile.Kind{hostile.EndlessHeader, hostile.EndlessBody} {
+		stsNames = append(stsNames, "mta-sts."+string(kind)+".hostile.example")
+	}
+	cert, key := ca.Issue(t, "sts", stsNames...)
+	kp, _ := tls.LoadX509KeyPair(cert, key)
+	cfg := &tls.Config{Certificates: []tls.Certificate{kp}}
+	for i, kind := range []hostile.Kind{hostile.EndlessHeader, hostile.EndlessBody} {
+		ip := fmt.Sprintf("127.69.2.%d", i+1)
+		servers = append(servers, hostile.StartHTTPS(t, ip+":4443", cfg, kind))
+		d := string(kind) + ".hostile.example"
+		fmt.Fprintf(&zone, "_mta-sts.%s. TXT \"v=STSv1; id=1;\"\nmta-sts.%s. A %s\n", d, d, ip)
+		domains = append(domains, d)
+	}
+	dns := dnstest.Start(t, zone.String())
+
+	// The port-25 sweep.
+	_, hostsRSS := runScanRSS(t, "scan", "hosts", "--targets", "127.69.1.0/29", "--port", "2525",
+		"--db", filepath.Join(dir, "h.db"), "--blocklist", empty, "--timeout", "3s", "--seed", "1")
+	report, err := exec.Command(binary, "report", "hosts", "--db", filepath.Join(dir, "h.db")).CombinedOutput()
+	if err != nil || !strings.Contains(string(report), "Addresses probed                   8") {
+		t.Errorf("report hosts: %v\n%s", err, report)
+	}
+
+	// The domain scan, MTA-STS fetches included.
+	list := filepath.Join(dir, "list.txt")
+	os.WriteFile(list, []byte(strings.Join(domains, "\n")+"\n"), 0o644)
+	jsonl := filepath.Join(dir, "out.jsonl")
+	_, domainsRSS := runScanRSS(t, "scan", "domains", "--input", list, "--db", filepath.Join(dir, "d.db"),
+		"--dns", dns.Addr, "--port", "2525", "--mta-sts-port", "4443", "--blocklist", empty, "--roots", ca.CAFile(),
+		"--timeout", "3s", "--jsonl", jsonl)
+	want := map[string]string{ // domain or address → what its record must say
+		"endless-line.hostile.example":      "no_response",
+		"endless-multiline.hostile.example": "no_response",
+		"endless-ehlo.hostile.example":      "no_starttls",
+		"drip.hostile.example":              "no_response",
+		"127.69.1.1":                        "banner",
+		"127.69.1.2":                        "banner",
+		"127.69.1.3":                        "ehlo",
+		"127.69.1.4":                        "timeout",
+		"endless-header.hostile.example":    "error",
+		"endless-body.hostile.example":      "error",
+	}
+	f, err := os.Open(jsonl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Type, Domain, IP, Status string
+			ErrorClass               string                        `json:"error_class"`
+			Millis                   int64                         `json:"ms"`
+			MTASTS                   *struct{ Mode, Error string } `json:"mta_sts"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		var key, got string
+		switch {
+		case rec.Type == "mx_ip":
+			key, got = rec.IP, rec.ErrorClass
+			if rec.Millis <= 0 {
+				t.Errorf("%s: ms %d", rec.IP, rec.Millis)
+			}
+		case rec.MTASTS != nil && rec.MTASTS.Mode != "absent":
+			key, got = rec.Domain, rec.MTASTS.Mode
+		default:
+			key, got = rec.Domain, rec.Status
+		}
+		if w, ok := want[key]; !ok || got != w {
+			t.Errorf("%s: %q, want %q", key, got, w)
+		}
+		delete(want, key)
+	}
+	if len(want) > 0 {
+		t.Errorf("no record for %v", want)
+	}
+	for _, s := range servers {
+		if s.Sent() >= 64<<20 {
+			t.Errorf("%s pushed %d bytes before the scanner hung up", s.Addr, s.Sent())
+		}
+	}
+	t.Logf("peak RSS: scan hosts %.1f MiB, scan domains %.1f MiB (bound %d MiB)",
+		float64(hostsRSS)/(1<<20), float64(domainsRSS)/(1<<20), scanRSSBound>>20)
+	if hostsRSS > scanRSSBound || domainsRSS > scanRSSBound {
+		t.Errorf("peak RSS %d / %d bytes, bound %d", hostsRSS, domainsRSS, scanRSSBound)
+	}
+}

@@ -20,7 +20,7 @@ import (
 // master.cf runs chrooted there, and the current raw values of the
 // parameters the hint appends to.
 type postfixSite struct {
-	Found    bool              // postconf answered
+	Found    bool              // postconf answered, and Current holds every hintParams value
 	QueueDir string            // queue_directory, expanded
 	Chroot   map[string]bool   // daemon command (smtpd, cleanup, smtp, proxymap) → some master.cf service runs it chrooted
 	Current  map[string]string // parameter → its value as written (postconf -h, not expanded)
@@ -43,16 +43,20 @@ func probePostfix(ctx context.Context) postfixSite {
 	if err != nil {
 		return site
 	}
-	site.Found = true
 	if v := strings.TrimSpace(string(q)); v != "" {
 		site.QueueDir = v
 	}
+	// One line per parameter, empty ones included: a value read wrong
+	// would make the hint replace a list instead of extending it.
 	vals, err := exec.CommandContext(ctx, "postconf", append([]string{"-h"}, hintParams...)...).Output()
-	if lines := strings.Split(strings.TrimRight(string(vals), "\n"), "\n"); err == nil && len(lines) == len(hintParams) {
-		for i, k := range hintParams {
-			site.Current[k] = strings.TrimSpace(lines[i])
-		}
+	lines := strings.Split(strings.TrimSuffix(string(vals), "\n"), "\n")
+	if err != nil || len(lines) != len(hintParams) {
+		return site
 	}
+	for i, k := range hintParams {
+		site.Current[k] = strings.TrimSpace(lines[i])
+	}
+	site.Found = true
 	if master, err := exec.CommandContext(ctx, "postconf", "-F").Output(); err == nil {
 		site.Chroot = chrootedDaemons(string(master))
 	}
@@ -158,6 +162,9 @@ func postfixHint(cfg config.Config, site postfixSite) (string, []string) {
 	w("")
 	w("# Postfix: apply each line below with postconf -e 'LINE' (or put it in main.cf), then: postfix reload")
 	w("# Milter: records TLS, SPF, DKIM and DMARC. While snowrain is down, Postfix accepts mail unchecked.")
+	if !site.Found {
+		w("# (if smtpd_milters is set already, append instead: postconf -e \"smtpd_milters = $(postconf -h smtpd_milters) %s\")", milter)
+	}
 	w("smtpd_milters = %s", appendList(cur("smtpd_milters"), milter, " "))
 	switch nm := cur("non_smtpd_milters"); {
 	case nm == "" || listHas(nm, "$smtpd_milters") || listHas(nm, "${smtpd_milters}"):
@@ -176,13 +183,17 @@ func postfixHint(cfg config.Config, site postfixSite) (string, []string) {
 		w("")
 		w("# Outbound TLS policy (opt-in), looked up through proxymap outside the chroot.")
 		w("# While snowrain is down, Postfix DEFERS outbound mail (dsn 4.7.5, TLS policy lookup error): remove it from smtp_tls_policy_maps to stop that.")
-		w("smtp_tls_policy_maps = %s", appendList(cur("smtp_tls_policy_maps"), m, " "))
-		if prm := cur("proxy_read_maps"); !listHas(prm, "$smtp_tls_policy_maps") && !listHas(prm, "${smtp_tls_policy_maps}") {
-			if site.Found {
-				w("proxy_read_maps = %s", appendList(prm, m, " "))
-			} else {
-				w(`# and run: postconf -e "proxy_read_maps = $(postconf -h proxy_read_maps) %s"`, m)
-			}
+		switch prm := cur("proxy_read_maps"); {
+		case !site.Found:
+			w(`# run: postconf -e "smtp_tls_policy_maps = $(postconf -h smtp_tls_policy_maps) %s"`, m)
+			w(`# and, unless proxy_read_maps holds $smtp_tls_policy_maps (its default does):`)
+			w(`# postconf -e "proxy_read_maps = $(postconf -h proxy_read_maps) %s"`, m)
+		case listHas(prm, "$smtp_tls_policy_maps") || listHas(prm, "${smtp_tls_policy_maps}"):
+			w("smtp_tls_policy_maps = %s", appendList(cur("smtp_tls_policy_maps"), m, " "))
+			w("# (proxy_read_maps holds $smtp_tls_policy_maps: nothing to add there)")
+		default:
+			w("smtp_tls_policy_maps = %s", appendList(cur("smtp_tls_policy_maps"), m, " "))
+			w("proxy_read_maps = %s", appendList(prm, m, " "))
 		}
 		if network, a, _ := config.SplitListen(cfg.Policy.Socket); network == "unix" && site.Chroot["proxymap"] {
 			if _, in := postfixAddr(cfg.Policy.Socket, site.QueueDir); !in {
@@ -198,13 +209,17 @@ func postfixHint(cfg config.Config, site postfixSite) (string, []string) {
 		w("# Inbound TLS requirement (opt-in). While snowrain is down, Postfix takes DUNNO for this check")
 		w("# (default_action overrides smtpd_policy_service_default_action, 451 4.3.5, for this service only) and mail is accepted.")
 		rr := cur("smtpd_recipient_restrictions")
-		if listHas(rr, addr) {
+		if !site.Found {
+			w(`# run: postconf -e "smtpd_recipient_restrictions = $(postconf -h smtpd_recipient_restrictions), %s"`, svc)
+		} else if listHas(rr, addr) {
 			w("smtpd_recipient_restrictions = %s", rr)
 		} else {
 			w("smtpd_recipient_restrictions = %s", appendList(rr, svc, ", "))
 		}
-		if listHas(rr, "permit") {
-			warns = append(warns, "smtpd_recipient_restrictions ends in a plain permit before snowrain's check_policy_service: move the check before it")
+		for _, stop := range []string{"permit", "reject", "defer"} {
+			if listHas(rr, stop) {
+				warns = append(warns, fmt.Sprintf("smtpd_recipient_restrictions has a plain %s before snowrain's check_policy_service, which then never runs: move the check before it", stop))
+			}
 		}
 		if !reachable && site.Chroot["smtpd"] {
 			warns = append(warns, fmt.Sprintf("inbound policy socket %s is outside Postfix's queue directory %s, and master.cf runs smtpd chrooted: Postfix cannot reach it (mail flows, unchecked)", in, site.QueueDir))

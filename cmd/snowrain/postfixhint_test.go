@@ -51,7 +51,8 @@ func TestPostfixHint(t *testing.T) {
 		{"no postconf", cfg(func(c *config.Config) { c.Policy.Socket = "unix:/var/spool/postfix/snowrain/policy.sock" }),
 			postfixSite{QueueDir: debianQueueDir, Chroot: map[string]bool{}, Current: map[string]string{}}, []string{
 				"smtpd_milters = unix:snowrain/milter.sock",
-				`# and run: postconf -e "proxy_read_maps = $(postconf -h proxy_read_maps) proxy:socketmap:unix:/var/spool/postfix/snowrain/policy.sock:tls"`}, 0},
+				`# run: postconf -e "smtp_tls_policy_maps = $(postconf -h smtp_tls_policy_maps) proxy:socketmap:unix:/var/spool/postfix/snowrain/policy.sock:tls"`,
+				`# postconf -e "proxy_read_maps = $(postconf -h proxy_read_maps) proxy:socketmap:unix:/var/spool/postfix/snowrain/policy.sock:tls"`}, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -13,8 +13,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -30,14 +32,41 @@ func main() {
 }
 
 // help runs the binary with args and returns what it printed (help goes to
-// stdout or stderr, with exit status 0 or 2 depending on the command).
+// stdout or stderr, with exit status 0 or 2 depending on the command). Run
+// by root, it runs the binary as nobody: a command that opens its default
+// database before it looks at -h must not create /var/lib/snowrain on the
+// build machine.
 func help(bin string, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.Dir = os.TempDir()
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
 	out, _ := cmd.CombinedOutput()
 	return normalize(string(out))
+}
+
+// private copies the binary where nobody can run it (the checkout may be
+// below a 0700 home directory).
+func private(bin string) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "mangen")
+	if err != nil {
+		return "", nil, err
+	}
+	done := func() { os.RemoveAll(dir) }
+	data, err := os.ReadFile(bin)
+	if err == nil {
+		os.Chmod(dir, 0o755)
+		err = os.WriteFile(filepath.Join(dir, "snowrain"), data, 0o755)
+	}
+	if err != nil {
+		done()
+		return "", nil, err
+	}
+	return filepath.Join(dir, "snowrain"), done, nil
 }
 
 // normalize replaces what depends on the build machine (its host name, the
@@ -163,6 +192,11 @@ func section(w io.Writer, text string) {
 }
 
 func write(w io.Writer, bin string, now time.Time) error {
+	bin, done, err := private(bin)
+	if err != nil {
+		return err
+	}
+	defer done()
 	version := strings.TrimSpace(strings.TrimPrefix(help(bin, "version"), "snowrain "))
 	usage := help(bin, "-h")
 	cmds := commands(usage)

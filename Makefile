@@ -68,8 +68,14 @@ run: build
 # installed when missing; then every test, including the real-MTA ones.
 # With the race detector, the daemon the tests start included (GOFLAGS
 # reaches the go build inside cmd/snowrain's tests).
+# Around the run, scripts/mta-state.sh checks that the machine's own Postfix
+# (a contributor's live mail server) is left running, on its ports, with
+# /etc/postfix unchanged; make test fails if not.
 test: test-deps vet
-	GOFLAGS="$(GOFLAGS) -race" $(GO) test -race -count=1 -timeout 30m ./...
+	@mkdir -p build
+	bash scripts/mta-state.sh save build/mta-state.before
+	GOFLAGS="$(GOFLAGS) -race" $(GO) test -race -count=1 -timeout 30m ./...; rc=$$?; \
+		bash scripts/mta-state.sh check build/mta-state.before || rc=1; exit $$rc
 
 test-deps:
 	bash scripts/deps-postfix.sh

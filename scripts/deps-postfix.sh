@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs Postfix and swaks for the end-to-end tests when missing, and
-# makes sure the default instance has a main.cf (throwaway test instances
-# register themselves in its alternate_config_directories while they run,
-# and remove themselves again). Idempotent. A Postfix already running on
+# makes sure the default instance has a main.cf (postconf needs one; test
+# instances run from their own config directories and do not touch it).
+# Idempotent. A Postfix already running on
 # this machine is left alone: running, on its ports, its files unchanged.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then

@@ -230,9 +230,12 @@ func postfixHint(cfg config.Config, site postfixSite) (string, []string) {
 }
 
 // printPostfixHint prints the main.cf lines for this configuration to
-// stderr and logs a warning for each socket Postfix cannot reach.
+// stderr and logs a warning for each socket Postfix cannot reach. It asks
+// postconf in the background: startup (and the installation of serve's
+// signal handlers) does not wait for it.
 func printPostfixHint(cfg config.Config) {
-	writePostfixHint(os.Stderr, cfg, probePostfix(context.Background()), slog.Default())
+	log := slog.Default()
+	go func() { writePostfixHint(os.Stderr, cfg, probePostfix(context.Background()), log) }()
 }
 
 func writePostfixHint(out io.Writer, cfg config.Config, site postfixSite, log *slog.Logger) {

@@ -56,8 +56,9 @@ type Instance struct {
 	Dir     string // root of its config, queue and data directories
 	LogFile string // its maillog_file
 
-	t        testing.TB
-	stopOnce sync.Once
+	t          testing.TB
+	stopOnce   sync.Once
+	registered bool // listed in /etc/postfix/main.cf's alternate_config_directories
 }
 
 var regMu sync.Mutex // serialises alternate_config_directories edits in-process
@@ -83,15 +84,24 @@ func Start(t testing.TB, o Options) *Instance {
 	if err := in.configure(o, port); err != nil {
 		t.Fatal(err)
 	}
-	if err := register(in.confDir(), true); err != nil {
-		t.Fatal(err)
-	}
 	if o.Debian {
 		if err := in.prepareChroot(o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if out, err := in.start(o.Nameserver); err != nil {
+	// Run as root, Postfix 3.7 starts, queues and stops an instance in any
+	// config directory: the machine's /etc/postfix is not touched. Only if
+	// this Postfix refuses is the instance listed in the default
+	// instance's alternate_config_directories, for as long as it runs.
+	out, err := in.start(o.Nameserver)
+	if err != nil {
+		if rerr := register(in.confDir(), true); rerr != nil {
+			t.Fatal(rerr)
+		}
+		in.registered = true
+		out, err = in.start(o.Nameserver)
+	}
+	if err != nil {
 		t.Fatalf("postfix start: %v\n%s\n%s", err, out, in.Log())
 	}
 	if err := in.waitBanner(20 * time.Second); err != nil {
@@ -484,7 +494,9 @@ func (in *Instance) Stop() {
 				in.postfix("abort")
 			}
 			in.waitStopped(10 * time.Second)
-			register(in.confDir(), false)
+			if in.registered {
+				register(in.confDir(), false)
+			}
 		}
 		os.RemoveAll(in.Dir)
 	})

@@ -104,3 +104,29 @@ func TestPostfixSnippets(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeInstall stages `make install` in a DESTDIR: the files land under
+// PREFIX, the units start PREFIX/bin/snowrain, and the binary says its
+// version.
+func TestMakeInstall(t *testing.T) {
+	dest := t.TempDir()
+	mk := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/opt/sr")
+	mk.Env = withoutRace(os.Environ())
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{"opt/sr/bin/snowrain", "opt/sr/share/man/man8/snowrain.8", "opt/sr/lib/systemd/system/snowrain.service",
+		"opt/sr/lib/tmpfiles.d/snowrain.conf", "opt/sr/lib/sysusers.d/snowrain.conf", "etc/snowrain/snowrain.conf"} {
+		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
+			t.Errorf("make install: %v", err)
+		}
+	}
+	unit, _ := os.ReadFile(filepath.Join(dest, "opt/sr/lib/systemd/system/snowrain.service"))
+	if !strings.Contains(string(unit), "\nExecStart=/opt/sr/bin/snowrain serve ") {
+		t.Errorf("unit:\n%s", unit)
+	}
+	out, err := exec.Command(filepath.Join(dest, "opt/sr/bin/snowrain"), "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "snowrain ") || strings.Contains(string(out), "dev") {
+		t.Errorf("snowrain --version: %q %v", out, err)
+	}
+}

@@ -18,6 +18,11 @@ import (
 // DefaultPath is where serve looks for its configuration.
 const DefaultPath = "/etc/snowrain/snowrain.conf"
 
+// DefaultSocketDir holds the sockets, below Postfix's queue directory so
+// that a chrooted smtpd, cleanup and smtp reach them (as Debian's OpenDKIM
+// does with /var/spool/postfix/opendkim).
+const DefaultSocketDir = "/var/spool/postfix/snowrain"
+
 // Config is every setting of snowrain serve.
 type Config struct {
 	Milter      string `toml:"milter"`       // inet:HOST:PORT or unix:PATH
@@ -126,7 +131,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // Default returns the built-in settings.
 func Default() Config {
 	return Config{
-		Milter: "unix:/run/snowrain/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
+		Milter: "unix:" + DefaultSocketDir + "/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
 		LogFormat: "text", LogLevel: "info",
 		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
 		MilterMaxPacket: 1 << 20, MilterReadTimeout: Duration{30 * time.Second}, MilterIdleTimeout: Duration{time.Hour}, MaxHeaderBytes: 1 << 20,

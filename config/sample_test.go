@@ -8,7 +8,7 @@ func TestSampleConfig(t *testing.T) {
 	if err := c.Load("../contrib/snowrain.conf", true); err != nil {
 		t.Fatal(err)
 	}
-	if c.AuthServID != "mx.example.org" || c.DNSBudget.Seconds() != 5 {
+	if c.Milter != "unix:"+DefaultSocketDir+"/milter.sock" || c.DNSBudget.Seconds() != 5 {
 		t.Errorf("sample config read as %+v", c)
 	}
 }

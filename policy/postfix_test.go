@@ -89,7 +89,7 @@ func TestPostfixPolicyFaults(t *testing.T) {
 
 func testCA(t *testing.T) *testca.CA {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: port 53 on 127.53.0.1 and Postfix")
+		t.Fatal("needs root (port 53 on 127.53.0.1 and a test Postfix): run make test as root; scripts/deps-postfix.sh installs Postfix")
 	}
 	return testca.New(t)
 }

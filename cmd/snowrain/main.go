@@ -41,7 +41,7 @@ func main() {
 		err = runPolicy(args, os.Stdout)
 	case "db":
 		err = db(args, os.Stdout)
-	case "version":
+	case "version", "--version":
 		fmt.Println("snowrain", version)
 	case "-h", "--help", "help":
 		fmt.Print(usage)

@@ -227,17 +227,3 @@ func socketPerms(path, mode, owner string) error {
 	}
 	return os.Chown(path, uid, gid)
 }
-
-func printPostfixHint(cfg config.Config) {
-	addr := cfg.Milter
-	if network, a, _ := config.SplitListen(cfg.Milter); network == "unix" {
-		addr = "unix:" + a
-	}
-	fmt.Fprintf(os.Stderr, `
-# Add to /etc/postfix/main.cf, then: postfix reload
-smtpd_milters = %s
-non_smtpd_milters = $smtpd_milters
-milter_default_action = accept
-
-`, addr)
-}

@@ -1,6 +1,14 @@
 // Package postfixtest runs a throwaway Postfix (Debian's package) on a
 // loopback port, in its own configuration and queue directories, as a test
 // fixture. It needs root; scripts/deps-postfix.sh installs Postfix.
+//
+// With Options.Debian the instance is laid out as Debian ships Postfix: the
+// stock master.cf (/usr/share/postfix/master.cf.dist: smtpd, cleanup, smtp
+// and most others chrooted in the queue directory), main.cf begun from
+// Debian's main.cf.debian and main.cf.tls as its postinst does, and the
+// chroot prepared by Debian's own /usr/lib/postfix/configure-instance.sh
+// (etc files, resolv.conf, services, CA certificates, NSS libraries), as
+// postfix@.service runs it before every start.
 package postfixtest
 
 import (
@@ -32,6 +40,14 @@ type Options struct {
 	// server Postfix uses: it runs in a private mount namespace whose
 	// /etc/resolv.conf names it (with trust-ad, for DANE).
 	Nameserver string
+	// Debian lays the instance out as Debian ships it (see the package
+	// comment); main.cf then carries no milter macro or timeout settings,
+	// only what a test applies.
+	Debian bool
+	// ChrootHosts are /etc/hosts lines added to the chroot's etc/hosts
+	// (Debian layout): with smtp_dns_support_level = disabled, the chrooted
+	// smtp finds destinations there, e.g. "127.0.0.1 dest.example".
+	ChrootHosts []string
 }
 
 // Instance is a running throwaway Postfix.
@@ -40,8 +56,9 @@ type Instance struct {
 	Dir     string // root of its config, queue and data directories
 	LogFile string // its maillog_file
 
-	t        testing.TB
-	stopOnce sync.Once
+	t          testing.TB
+	stopOnce   sync.Once
+	registered bool // listed in /etc/postfix/main.cf's alternate_config_directories
 }
 
 var regMu sync.Mutex // serialises alternate_config_directories edits in-process
@@ -50,10 +67,10 @@ var regMu sync.Mutex // serialises alternate_config_directories edits in-process
 func Start(t testing.TB, o Options) *Instance {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("postfixtest: needs root (make test runs as root in CI)")
+		t.Fatal("postfixtest: needs root: run the tests as root (make test, which runs scripts/deps-postfix.sh)")
 	}
 	if _, err := exec.LookPath("postfix"); err != nil {
-		t.Fatal("postfixtest: postfix not installed; run scripts/deps-postfix.sh")
+		t.Fatal("postfixtest: postfix not installed; run scripts/deps-postfix.sh as root")
 	}
 	dir, err := os.MkdirTemp("/var/tmp", "snowrain-postfix-")
 	if err != nil {
@@ -67,10 +84,24 @@ func Start(t testing.TB, o Options) *Instance {
 	if err := in.configure(o, port); err != nil {
 		t.Fatal(err)
 	}
-	if err := register(in.confDir(), true); err != nil {
-		t.Fatal(err)
+	if o.Debian {
+		if err := in.prepareChroot(o); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if out, err := in.start(o.Nameserver); err != nil {
+	// Run as root, Postfix 3.7 starts, queues and stops an instance in any
+	// config directory: the machine's /etc/postfix is not touched. Only if
+	// this Postfix refuses is the instance listed in the default
+	// instance's alternate_config_directories, for as long as it runs.
+	out, err := in.start(o.Nameserver)
+	if err != nil {
+		if rerr := register(in.confDir(), true); rerr != nil {
+			t.Fatal(rerr)
+		}
+		in.registered = true
+		out, err = in.start(o.Nameserver)
+	}
+	if err != nil {
 		t.Fatalf("postfix start: %v\n%s\n%s", err, out, in.Log())
 	}
 	if err := in.waitBanner(20 * time.Second); err != nil {
@@ -80,6 +111,14 @@ func Start(t testing.TB, o Options) *Instance {
 }
 
 func (in *Instance) confDir() string { return filepath.Join(in.Dir, "etc") }
+
+// ConfDir is the instance's config_directory: postconf -c, or MAIL_CONFIG
+// for a program that runs postconf itself.
+func (in *Instance) ConfDir() string { return in.confDir() }
+
+// QueueDir is the instance's queue_directory (the chroot of the Debian
+// layout).
+func (in *Instance) QueueDir() string { return filepath.Join(in.Dir, "spool") }
 
 // freePort picks a free port below the kernel's ephemeral range, where
 // the ":0" listeners and client sockets of concurrent tests cannot take it
@@ -104,9 +143,16 @@ func (in *Instance) configure(o Options, port int) error {
 			return err
 		}
 	}
-	if out, err := exec.Command("cp", "-r", "/etc/postfix/master.cf", "/etc/postfix/dynamicmaps.cf",
+	master := "/etc/postfix/master.cf"
+	if o.Debian {
+		master = "/usr/share/postfix/master.cf.dist"
+	}
+	if out, err := exec.Command("cp", "-r", "/etc/postfix/dynamicmaps.cf",
 		"/etc/postfix/dynamicmaps.cf.d", etc).CombinedOutput(); err != nil {
 		return fmt.Errorf("copy config: %v %s", err, out)
+	}
+	if out, err := exec.Command("cp", master, filepath.Join(etc, "master.cf")).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy master.cf: %v %s", err, out)
 	}
 	if out, err := exec.Command("chown", "postfix", filepath.Join(in.Dir, "data")).CombinedOutput(); err != nil {
 		return fmt.Errorf("chown data: %v %s", err, out)
@@ -152,6 +198,26 @@ func (in *Instance) configure(o Options, port int) error {
 		"milter_mail_macros":           "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer} {tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
 		"milter_end_of_data_macros":    "i",
 	}
+	if o.Debian {
+		// Debian's postinst sets relay restrictions only: recipient
+		// restrictions stay at Postfix's default (empty).
+		delete(main, "smtpd_recipient_restrictions")
+		main["alias_maps"] = "" // Debian's postinst writes /etc/aliases.db; no local delivery here
+		for k := range main {
+			if strings.HasPrefix(k, "milter_") {
+				delete(main, k)
+			}
+		}
+		stock, err := debianMain()
+		if err != nil {
+			return err
+		}
+		for k, v := range stock {
+			if _, ours := main[k]; !ours {
+				main[k] = v
+			}
+		}
+	}
 	if o.Milter != "" {
 		main["smtpd_milters"] = o.Milter
 		main["non_smtpd_milters"] = o.Milter
@@ -177,8 +243,58 @@ func (in *Instance) configure(o Options, port int) error {
 	if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}
+	if o.Debian {
+		return nil
+	}
 	if out, err := exec.Command("postconf", "-c", etc, "-F", "*/*/chroot = n").CombinedOutput(); err != nil {
 		return fmt.Errorf("postconf chroot: %v %s", err, out)
+	}
+	return nil
+}
+
+// debianMain reads the main.cf Debian's postinst starts from: main.cf.debian
+// and main.cf.tls (a fresh install's TLS settings).
+func debianMain() (map[string]string, error) {
+	main := map[string]string{}
+	for _, f := range []string{"/usr/share/postfix/main.cf.debian", "/usr/share/postfix/main.cf.tls"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("postfixtest: Debian layout: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, " ") {
+				main[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			}
+		}
+	}
+	return main, nil
+}
+
+// prepareChroot runs Debian's configure-instance.sh on the instance (it
+// honours MAIL_CONFIG through postconf), as postfix@.service does before
+// it starts Postfix, then adds the test's hosts and name server.
+func (in *Instance) prepareChroot(o Options) error {
+	cmd := exec.Command("/usr/lib/postfix/configure-instance.sh", "-")
+	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+in.confDir())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("configure-instance.sh: %v %s", err, out)
+	}
+	etc := filepath.Join(in.QueueDir(), "etc")
+	if _, err := os.Stat(filepath.Join(etc, "services")); err != nil {
+		return fmt.Errorf("configure-instance.sh did not prepare the chroot: %w", err)
+	}
+	if len(o.ChrootHosts) > 0 {
+		f, err := os.OpenFile(filepath.Join(etc, "hosts"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(f, strings.Join(o.ChrootHosts, "\n"))
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	if o.Nameserver != "" {
+		return os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+o.Nameserver+"\noptions trust-ad\n"), 0o644)
 	}
 	return nil
 }
@@ -283,6 +399,67 @@ func (in *Instance) Log() string {
 	return string(b)
 }
 
+// Apply runs `postconf -c DIR -e LINE` for each line, as an admin pastes
+// what a program printed, then reloads.
+func (in *Instance) Apply(lines ...string) error {
+	for _, l := range lines {
+		if out, err := exec.Command("postconf", "-c", in.confDir(), "-e", l).CombinedOutput(); err != nil {
+			return fmt.Errorf("postconf -e %q: %v %s", l, err, out)
+		}
+	}
+	return in.reload()
+}
+
+// reload runs `postfix reload` and waits until the daemons that ran with
+// the old settings have exited (an idle smtpd may otherwise take one more
+// connection with them).
+func (in *Instance) reload() error {
+	old := in.children()
+	if out, err := in.postfix("reload"); err != nil {
+		return fmt.Errorf("postfix reload: %v %s", err, out)
+	}
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		alive := 0
+		for _, pid := range old {
+			if syscall.Kill(pid, 0) == nil {
+				alive++
+			}
+		}
+		if alive == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("postfix reload: daemons of the old configuration still running")
+}
+
+// children lists the PIDs of the master's child processes.
+func (in *Instance) children() []int {
+	b, err := os.ReadFile(filepath.Join(in.QueueDir(), "pid", "master.pid"))
+	if err != nil {
+		return nil
+	}
+	master := strings.TrimSpace(string(b))
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []int
+	for _, f := range stats {
+		st, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces: split after ")".
+		i := strings.LastIndexByte(string(st), ')')
+		if i < 0 {
+			continue
+		}
+		if fields := strings.Fields(string(st[i+1:])); len(fields) > 1 && fields[1] == master {
+			var pid int
+			fmt.Sscan(filepath.Base(filepath.Dir(f)), &pid)
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
 // Postconf changes main.cf settings and reloads.
 func (in *Instance) Postconf(kv map[string]string) error {
 	for k, v := range kv {
@@ -290,10 +467,7 @@ func (in *Instance) Postconf(kv map[string]string) error {
 			return fmt.Errorf("postconf %s: %v %s", k, err, out)
 		}
 	}
-	if out, err := in.postfix("reload"); err != nil {
-		return fmt.Errorf("postfix reload: %v %s", err, out)
-	}
-	return nil
+	return in.reload()
 }
 
 // WaitIdle waits until the queue is empty.
@@ -320,7 +494,9 @@ func (in *Instance) Stop() {
 				in.postfix("abort")
 			}
 			in.waitStopped(10 * time.Second)
-			register(in.confDir(), false)
+			if in.registered {
+				register(in.confDir(), false)
+			}
 		}
 		os.RemoveAll(in.Dir)
 	})

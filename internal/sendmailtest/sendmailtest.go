@@ -31,7 +31,9 @@ type Options struct {
 	// everything there at once instead of only queueing it.
 	SmartHost string
 	// Syslog collects Sendmail's log lines (it logs nowhere else) on a
-	// datagram socket at /dev/log, which must not exist yet.
+	// datagram socket of the test's own, which Sendmail sees as /dev/log in
+	// its private /dev: the machine's /dev/log (a syslog daemon's) is
+	// neither used nor touched, and tests run side by side.
 	Syslog bool
 }
 
@@ -50,11 +52,12 @@ type Instance struct {
 
 // Start builds a .cf with m4, starts Sendmail in the foreground inside a
 // private mount and UTS namespace (so its host name resolves without
-// touching the machine's /etc/hosts), and waits for its banner.
+// touching the machine's /etc/hosts, and its /dev is a private one whose
+// log is the test's socket), and waits for its banner.
 func Start(t testing.TB, o Options) *Instance {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("sendmailtest: needs root (make test runs as root in CI)")
+		t.Fatal("sendmailtest: needs root: run the tests as root (make test, which runs scripts/deps-sendmail.sh)")
 	}
 	if o.Root == "" {
 		o.Root = os.Getenv("SENDMAIL_ROOT")
@@ -64,7 +67,7 @@ func Start(t testing.TB, o Options) *Instance {
 	}
 	bin := filepath.Join(o.Root, "usr/libexec/sendmail/sendmail")
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatal("sendmailtest: no Sendmail tree; run scripts/deps-sendmail.sh")
+		t.Fatal("sendmailtest: no Sendmail tree; run scripts/deps-sendmail.sh as root")
 	}
 	if o.Hostname == "" {
 		o.Hostname = "mx.test.example"
@@ -73,6 +76,7 @@ func Start(t testing.TB, o Options) *Instance {
 	if err != nil {
 		t.Fatal(err)
 	}
+	os.Chmod(dir, 0o755) // Sendmail's children, not root, reach dir/log
 	in := &Instance{Dir: dir, out: &strings.Builder{}}
 	t.Cleanup(in.Stop)
 	if o.Syslog {
@@ -89,8 +93,8 @@ func Start(t testing.TB, o Options) *Instance {
 	hosts := filepath.Join(dir, "hosts")
 	os.WriteFile(hosts, []byte(fmt.Sprintf("127.0.0.1 localhost\n127.0.1.1 %s %s\n", o.Hostname,
 		strings.SplitN(o.Hostname, ".", 2)[0])), 0o644)
-	script := fmt.Sprintf("mount --bind %s /etc/hosts && hostname %s && exec %s -bD -C %s -L sendmail",
-		hosts, o.Hostname, bin, cf)
+	script := fmt.Sprintf("set -e; mount --bind %s /etc/hosts; hostname %s; %s; exec %s -bD -C %s -L sendmail",
+		hosts, o.Hostname, privateDev(filepath.Join(dir, "dev"), in.syslog != nil, filepath.Join(dir, "log")), bin, cf)
 	in.cmd = exec.Command("unshare", "-m", "-u", "--propagation", "private", "sh", "-c", script)
 	in.cmd.Stdout, in.cmd.Stderr = in, in
 	if err := in.cmd.Start(); err != nil {
@@ -266,23 +270,38 @@ func (in *Instance) Stop() {
 		}
 		if in.syslog != nil {
 			in.syslog.Close()
-			os.Remove("/dev/log")
 		}
 		os.RemoveAll(in.Dir)
 	})
 }
 
-// listenSyslog binds /dev/log and keeps what arrives, rewritten as a
-// syslog file line ("Mon _2 15:04:05 host tag[pid]: msg").
-func (in *Instance) listenSyslog() error {
-	if _, err := os.Stat("/dev/log"); err == nil {
-		return fmt.Errorf("sendmailtest: /dev/log exists; a syslog daemon runs, read its files instead")
+// privateDev is the shell that mounts a private /dev in Sendmail's mount
+// namespace: a tmpfs with the devices it uses bound in, and log, when
+// wanted, a link to the test's syslog socket. Nothing outside changes.
+func privateDev(dev string, withLog bool, sock string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "mkdir -p %[1]s; mount -t tmpfs -o mode=0755,nosuid tmpfs %[1]s; ", dev)
+	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		fmt.Fprintf(&b, "touch %[1]s/%[2]s; mount --bind /dev/%[2]s %[1]s/%[2]s; ", dev, n)
 	}
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "/dev/log", Net: "unixgram"})
+	fmt.Fprintf(&b, "ln -s /proc/self/fd %[1]s/fd; ln -s /proc/self/fd/0 %[1]s/stdin; ln -s /proc/self/fd/1 %[1]s/stdout; ln -s /proc/self/fd/2 %[1]s/stderr; ", dev)
+	if withLog {
+		fmt.Fprintf(&b, "ln -s %s %s/log; ", sock, dev)
+	}
+	fmt.Fprintf(&b, "mount --move %s /dev", dev)
+	return b.String()
+}
+
+// listenSyslog binds the test's syslog socket (dir/log) and keeps what
+// arrives, rewritten as a syslog file line ("Mon _2 15:04:05 host tag[pid]:
+// msg").
+func (in *Instance) listenSyslog() error {
+	path := filepath.Join(in.Dir, "log")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		return err
 	}
-	os.Chmod("/dev/log", 0o666)
+	os.Chmod(path, 0o666)
 	in.syslog = c
 	go func() {
 		buf := make([]byte, 8192)

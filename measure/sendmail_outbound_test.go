@@ -52,8 +52,11 @@ func TestSendmailOutboundTLS(t *testing.T) {
 	for i := 0; i < 50 && d == nil; i++ {
 		p := maillog.NewParser()
 		for _, line := range sm.Syslog() {
-			if got, _ := p.Feed(line); got != nil && got.Domain == "far.example" {
-				d = got
+			ds, _ := p.Feed(line)
+			for _, got := range ds {
+				if got.Domain == "far.example" {
+					d = got
+				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -1,0 +1,172 @@
+package maillog
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Postfix: "Trusted TLS connection established to mx.example.org[192.0.2.1]:25:
+// TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange …".
+// The host name is the receiver's (from its DNS); it is kept only to join
+// the status line of the same connection, and may not contain a space.
+var pfTLS = regexp.MustCompile(`^(Anonymous|Untrusted|Trusted|Verified) TLS connection established to ` +
+	`([^\s\[\]]{1,255}\[[0-9A-Fa-f:.]{1,45}\](?::\d{1,5})?): (SSLv3|TLSv1(?:\.[0-3])?) with cipher ` +
+	`([A-Za-z0-9_-]{1,64}) \((\d{1,4})/\d{1,4} bits\)(?: |$)`)
+
+// pfFixed matches the fields Postfix writes (log_adhoc.c) between the
+// recipient addresses and the reply text, in their order and syntax:
+// relay=, conn_use=, delay=, delays=, fields of later versions such as
+// 3.11's tls=, dsn= and the status word. What follows "status=WORD (" is
+// the reply text, read by nobody.
+var pfFixed = regexp.MustCompile(`^, relay=([^\s,]{1,320}), (?:conn_use=(\d{1,9}), )?` +
+	`delay=(\d{1,12}(?:\.\d{1,6})?), delays=[0-9.]{1,16}/[0-9.]{1,16}/[0-9.]{1,16}/[0-9.]{1,16}, ` +
+	`((?:[a-z_]{1,20}=[^\s,()<>"]{0,64}, ){0,8})dsn=(\d\.\d{1,3}\.\d{1,3}), status=([A-Za-z]{1,20})(?: \(|$)`)
+
+// pfFixedAgain is the start of pfFixed after an address: found again in
+// the reply text, it means an address was not logged in quoted form (so
+// the line cannot be read with certainty), or a receiver imitated it.
+var pfFixedAgain = regexp.MustCompile(`>, relay=[^\s,]{1,320}, (?:conn_use=\d{1,9}, )?delay=\d`)
+
+func (p *Parser) postfix(l Line) (string, *Delivery) {
+	if strings.Contains(l.Message, "TLS connection established to ") {
+		return p.postfixTLSLine(l)
+	}
+	qid, rest, ok := strings.Cut(l.Message, ": ")
+	if !ok || !strings.HasPrefix(rest, "to=<") || !validQueueID(qid) {
+		if ok && strings.HasPrefix(rest, "to=<") {
+			return ClassBroken, nil
+		}
+		return ClassOther, nil
+	}
+	to, rest, ok := scanAngle(rest[len("to=<"):])
+	if !ok {
+		return ClassBroken, nil
+	}
+	if r, found := strings.CutPrefix(rest, ", orig_to=<"); found {
+		if _, rest, ok = scanAngle(r); !ok {
+			return ClassBroken, nil
+		}
+	}
+	m := pfFixed.FindStringSubmatch(rest)
+	if m == nil {
+		return ClassBroken, nil
+	}
+	relay, connUse, delay, extra, dsn, word := m[1], m[2], m[3], m[4], m[5], m[6]
+	if pfFixedAgain.MatchString(rest[len(m[0]):]) {
+		return ClassBroken, nil
+	}
+	status, class := postfixStatus(word)
+	if status == "" {
+		return class, nil
+	}
+	domain, ok := addrDomain(to)
+	if !ok {
+		return ClassBroken, nil
+	}
+	d := &Delivery{Time: l.Time, MTA: "postfix", QueueID: qid, Domain: domain, Status: status, DSN: dsn, Level: LevelNone}
+	d.Delay, _ = strconv.ParseFloat(delay, 64)
+	d.RelayHost, d.RelayIP, d.RelayPort = splitRelay(relay)
+	if t, ok := p.postfixTLS(l.PID, qid, relay, connUse != ""); ok {
+		d.setTLS(t)
+	}
+	for _, f := range strings.Split(strings.TrimSuffix(extra, ", "), ", ") {
+		if v, ok := strings.CutPrefix(f, "tls="); ok {
+			applyTLSField(d, v)
+		}
+	}
+	return ClassDelivery, d
+}
+
+func (p *Parser) postfixTLSLine(l Line) (string, *Delivery) {
+	m := pfTLS.FindStringSubmatch(l.Message)
+	if m == nil {
+		return ClassBroken, nil
+	}
+	bits, _ := strconv.Atoi(m[5])
+	bound(p.pfFresh)
+	p.pfFresh[l.PID] = tlsState{relay: m[2], version: m[3], cipher: m[4], bits: bits, level: strings.ToLower(m[1])}
+	return ClassTLS, nil
+}
+
+// postfixStatus maps Postfix's status word to a delivery status; address
+// verification probes (deliverable, undeliverable) deliver nothing.
+func postfixStatus(word string) (status, class string) {
+	switch word {
+	case "sent":
+		return StatusSent, ClassDelivery
+	case "deferred", "SOFTBOUNCE": // soft_bounce = yes turns bounces into deferrals
+		return StatusDeferred, ClassDelivery
+	case "bounced":
+		return StatusBounced, ClassDelivery
+	case "deliverable", "undeliverable", "expired":
+		return "", ClassOther
+	}
+	return "", ClassBroken
+}
+
+// scanAngle reads an address in RFC 5321 external form from just after
+// its "<" to its closing ">", as Postfix logs it: a local part with
+// specials is quoted, so outside quotes there is no space, comma or
+// angle bracket. It returns the address and what follows the ">".
+func scanAngle(s string) (addr, rest string, ok bool) {
+	quoted := false
+	for i := 0; i < len(s) && i <= MaxPath; i++ {
+		c := s[i]
+		switch {
+		case c < 0x20 || c == 0x7f:
+			return "", "", false
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '>':
+			return s[:i], s[i+1:], true
+		case c == '<' || c == ',' || c == ' ':
+			return "", "", false
+		}
+	}
+	return "", "", false
+}
+
+// postfixTLS finds the TLS state of a status line's connection: a fresh
+// handshake by the same process to the same relay, or the one an earlier
+// recipient of the same message or connection (conn_use=) used.
+func (p *Parser) postfixTLS(pid int, qid, relay string, reused bool) (tlsState, bool) {
+	if t, ok := p.pfFresh[pid]; ok && t.relay == relay {
+		delete(p.pfFresh, pid)
+		bound(p.pfUsed)
+		p.pfUsed[pid] = usedState{queueID: qid, tls: t}
+		return t, true
+	}
+	u, ok := p.pfUsed[pid]
+	if ok && u.tls.relay == relay && (u.queueID == qid || reused) {
+		u.queueID = qid
+		p.pfUsed[pid] = u
+		return u.tls, true
+	}
+	delete(p.pfUsed, pid)
+	return tlsState{}, false
+}
+
+// applyTLSField reads Postfix 3.11's tls= field (smtp_log_tls_feature_status):
+// the security level in force, "!level" when it was downgraded.
+func applyTLSField(d *Delivery, v string) {
+	level, downgrade, _ := strings.Cut(v, "!")
+	level, _, _ = strings.Cut(level, ":")
+	if downgrade != "" {
+		level, _, _ = strings.Cut(downgrade, ":")
+	}
+	switch level {
+	case "none", "":
+		*d = Delivery{Time: d.Time, MTA: d.MTA, QueueID: d.QueueID, Domain: d.Domain, RelayHost: d.RelayHost,
+			RelayIP: d.RelayIP, RelayPort: d.RelayPort, Status: d.Status, DSN: d.DSN, Delay: d.Delay, Level: LevelNone}
+	case "dane", "dane-only":
+		d.Level = LevelDANE
+	case "verify", "secure":
+		if d.Level != LevelNone {
+			d.Level = LevelVerified
+		}
+	}
+}

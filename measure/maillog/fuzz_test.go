@@ -112,8 +112,9 @@ func hostName(s string) string {
 // parties choose: the receiver's reply text and relay host name, and the
 // sender's local part. Whatever they write, a delivery read from the line
 // is real.example's, with the status, DSN and relay address the MTA
-// wrote; the line is broken only if a reply imitates the fixed fields or
-// an address is over RFC 5321's limits.
+// wrote; the line is broken only if an address is over RFC 5321's limits
+// or the line over MaxLine. The reply never decides whether a line is
+// read.
 func FuzzReplyText(f *testing.F) {
 	for _, inj := range injections {
 		f.Add(inj, "u", "mx.real.example")
@@ -132,21 +133,20 @@ func FuzzReplyText(f *testing.F) {
 		reply, relay, addr := printable(reply), hostName(relay), quoteLocal(local)+"@real.example"
 		lines := []struct {
 			line, status, dsn string
-			imitated          bool
 		}{
 			{fmt.Sprintf("Nov 24 10:00:01 mx postfix/smtp[7]: 1A2B3C4D5E: to=<%s>, relay=%s[192.0.2.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (%s)",
-				addr, relay, reply), StatusSent, "2.0.0", pfFixedAgain.MatchString(reply + ")")},
+				addr, relay, reply), StatusSent, "2.0.0"},
 			{fmt.Sprintf("Nov 24 10:00:01 mx postfix/smtp[7]: 1A2B3C4D5E: to=<%s>, orig_to=<%s@local.example>, relay=%s[192.0.2.1]:25, conn_use=2, delay=0.1, delays=0/0/0/0.1, dsn=4.0.0, status=deferred (host %s[192.0.2.1] said: %s)",
-				addr, quoteLocal(local), relay, relay, reply), StatusDeferred, "4.0.0", pfFixedAgain.MatchString(reply + ")")},
+				addr, quoteLocal(local), relay, relay, reply), StatusDeferred, "4.0.0"},
 			{fmt.Sprintf("Nov 24 10:00:01 mx sendmail[7]: 6AU9rhPf005001: to=<%s>, delay=00:00:00, xdelay=00:00:00, mailer=esmtp, pri=90018, relay=%s. [192.0.2.1], dsn=4.0.0, reply=%s, stat=Deferred: %s",
-				addr, relay, reply, reply), StatusDeferred, "4.0.0", smFixedAgain.MatchString(reply)},
+				addr, relay, reply, reply), StatusDeferred, "4.0.0"},
 			{fmt.Sprintf("Nov 24 10:00:01 mx sendmail[7]: 6AU9rhPf005001: to=<%s>, ctladdr=<%s@local.example> (1001/1001), delay=00:00:00, xdelay=00:00:00, mailer=esmtp, pri=90018, relay=%s. [192.0.2.1], dsn=2.0.0, stat=Sent (%s)",
-				addr, quoteLocal(local), relay, reply), StatusSent, "2.0.0", smFixedAgain.MatchString(reply)},
+				addr, quoteLocal(local), relay, reply), StatusSent, "2.0.0"},
 		}
 		for _, c := range lines {
 			p := NewParser()
 			ds, class := p.Feed(c.line)
-			fitting := len(c.line) <= MaxLine && len(addr) <= MaxPath && !c.imitated
+			fitting := len(c.line) <= MaxLine && len(addr) <= MaxPath
 			if class != ClassDelivery {
 				if fitting {
 					t.Fatalf("class %s for\n%s", class, c.line)

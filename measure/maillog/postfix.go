@@ -18,15 +18,19 @@ var pfTLS = regexp.MustCompile(`^(Anonymous|Untrusted|Trusted|Verified) TLS conn
 // recipient addresses and the reply text, in their order and syntax:
 // relay=, conn_use=, delay=, delays=, fields of later versions such as
 // 3.11's tls=, dsn= and the status word. What follows "status=WORD (" is
-// the reply text, read by nobody.
+// the reply text, read by nobody: not even to reject the line, since an
+// on-path attacker who strips STARTTLS also writes the reply and could
+// then hide the plaintext delivery from downgrade detection.
+//
+// The addresses before it are read up to their closing bracket, which
+// relies on Postfix quoting local parts with specials
+// (info_log_address_format = external, the default since 3.5; Postfix
+// 3.7 logs `to=<"a>, b"@example.org>`). With "internal", a local part
+// chosen by a sender (or by a remote party, as a bounce address) can
+// imitate these fields: keep the default.
 var pfFixed = regexp.MustCompile(`^, relay=([^\s,]{1,320}), (?:conn_use=(\d{1,9}), )?` +
 	`delay=(\d{1,12}(?:\.\d{1,6})?), delays=[0-9.]{1,16}/[0-9.]{1,16}/[0-9.]{1,16}/[0-9.]{1,16}, ` +
 	`((?:[a-z_]{1,20}=[^\s,()<>"]{0,64}, ){0,8})dsn=(\d\.\d{1,3}\.\d{1,3}), status=([A-Za-z]{1,20})(?: \(|$)`)
-
-// pfFixedAgain is the start of pfFixed after an address: found again in
-// the reply text, it means an address was not logged in quoted form (so
-// the line cannot be read with certainty), or a receiver imitated it.
-var pfFixedAgain = regexp.MustCompile(`>, relay=[^\s,]{1,320}, (?:conn_use=\d{1,9}, )?delay=\d`)
 
 func (p *Parser) postfix(l Line) (string, *Delivery) {
 	if strings.Contains(l.Message, "TLS connection established to ") {
@@ -53,9 +57,6 @@ func (p *Parser) postfix(l Line) (string, *Delivery) {
 		return ClassBroken, nil
 	}
 	relay, connUse, delay, extra, dsn, word := m[1], m[2], m[3], m[4], m[5], m[6]
-	if pfFixedAgain.MatchString(rest[len(m[0]):]) {
-		return ClassBroken, nil
-	}
 	status, class := postfixStatus(word)
 	if status == "" {
 		return class, nil

@@ -25,10 +25,6 @@ var smFixed = regexp.MustCompile(`^delay=(?:\d{1,5}\+)?\d\d:\d\d:\d\d, (?:xdelay
 
 var smStatWord = regexp.MustCompile(`^[A-Za-z]{1,20}`)
 
-// smFixedAgain is a run of smFixed's fields: found again after reply= or
-// stat=, an address was not logged quoted, or a receiver imitated them.
-var smFixedAgain = regexp.MustCompile(`, mailer=[A-Za-z0-9_*.+-]{1,32}, pri=\d`)
-
 func (p *Parser) sendmail(l Line) (string, []*Delivery) {
 	if strings.HasPrefix(l.Message, "STARTTLS=client") {
 		return p.sendmailTLSLine(l), nil
@@ -54,9 +50,6 @@ func (p *Parser) sendmail(l Line) (string, []*Delivery) {
 		return ClassBroken, nil
 	}
 	mailer, relay, extra, last := m[1], m[2], m[3], m[4]
-	if smFixedAgain.MatchString(rest[len(m[0]):]) {
-		return ClassBroken, nil
-	}
 	switch mailer {
 	case "local", "prog", "*file*", "*include*":
 		return ClassOther, nil

@@ -46,7 +46,7 @@ func ingest(args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		fmt.Fprintf(out, "%s: %d deliveries; lines by class: %s\n", path, n, formatCounts(p.Counts()))
+		fmt.Fprintf(out, "%s: %d delivery attempts (one per recipient and status line); lines by class: %s\n", path, n, formatCounts(p.Counts()))
 	}
 	return nil
 }

@@ -70,3 +70,18 @@ func TestYearRollover(t *testing.T) {
 		t.Errorf("December line in January: %v %v", l.Time, err)
 	}
 }
+
+// BenchmarkFeedPostfix parses Postfix 3.7's lines per delivery: qmgr, TLS,
+// status and removed.
+func BenchmarkFeedPostfix(b *testing.B) {
+	lines := []string{
+		"Nov 24 10:00:01 mx postfix/qmgr[900]: 4A1B2C3D4E: from=<a@example.org>, size=1234, nrcpt=1 (queue active)",
+		"Nov 24 10:00:01 mx postfix/smtp[1001]: Trusted TLS connection established to mx1.example[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256",
+		"Nov 24 10:00:01 mx postfix/smtp[1001]: 4A1B2C3D4E: to=<u@d1.example>, relay=mx1.example[192.0.2.1]:25, delay=0.21, delays=0.01/0.01/0.1/0.09, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 1)",
+		"Nov 24 10:00:01 mx postfix/qmgr[900]: 4A1B2C3D4E: removed",
+	}
+	p := NewParser()
+	for i := 0; b.Loop(); i++ {
+		p.Feed(lines[i%len(lines)])
+	}
+}

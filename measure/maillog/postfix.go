@@ -1,26 +1,65 @@
 package maillog
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 )
 
-// Postfix: "Trusted TLS connection established to mx.example.org[192.0.2.1]:25:
-// TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange …".
-// The host name is the receiver's (from its DNS); it is kept only to join
-// the status line of the same connection, and may not contain a space.
-var pfTLS = regexp.MustCompile(`^(Anonymous|Untrusted|Trusted|Verified) TLS connection established to ` +
-	`([^\s\[\]]{1,255}\[[0-9A-Fa-f:.]{1,45}\](?::\d{1,5})?): (SSLv3|TLSv1(?:\.[0-3])?) with cipher ` +
-	`([A-Za-z0-9_-]{1,64}) \((\d{1,4})/\d{1,4} bits\)(?: |$)`)
+// pfLevels are the first words of Postfix's TLS line, by level.
+var pfLevels = []string{"Anonymous", "Untrusted", "Trusted", "Verified"}
 
-// pfFixed matches the fields Postfix writes (log_adhoc.c) between the
-// recipient addresses and the reply text, in their order and syntax:
-// relay=, conn_use=, delay=, delays=, fields of later versions such as
-// 3.11's tls=, dsn= and the status word. What follows "status=WORD (" is
-// the reply text, read by nobody: not even to reject the line, since an
-// on-path attacker who strips STARTTLS also writes the reply and could
-// then hide the plaintext delivery from downgrade detection.
+// Limits of the fields read, beyond those of RFC 5321 (delivery.go).
+const (
+	maxRelay = 320 // host name, address and port
+	maxWord  = 20
+)
+
+// postfixTLSFields reads "Trusted TLS connection established to
+// mx.example.org[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384
+// (256/256 bits) key-exchange …". The host name is the receiver's (from
+// its DNS); it is kept only to join the status line of the same
+// connection, and may not contain a space.
+func postfixTLSFields(msg string) (tlsState, bool) {
+	c := newCursor(msg)
+	level := c.oneOf(pfLevels...)
+	c.must(" TLS connection established to ")
+	relay := c.s
+	c.span(1, maxRelay, isHostChar)
+	c.must("[")
+	c.span(1, 45, isAddrChar)
+	c.must("]")
+	if c.opt(":") {
+		c.span(1, 5, isDigit)
+	}
+	relay = relay[:len(relay)-len(c.s)]
+	c.must(": ")
+	version := c.oneOf(tlsVersions...)
+	c.must(" with cipher ")
+	cipher := c.span(1, maxCipher, isCipher)
+	c.must(" (")
+	bits, _ := strconv.Atoi(c.span(1, 4, isDigit))
+	c.must("/")
+	c.span(1, 4, isDigit)
+	c.must(" bits)")
+	if !c.ok || c.s != "" && c.s[0] != ' ' {
+		return tlsState{}, false
+	}
+	return tlsState{relay: relay, version: version, cipher: cipher, bits: bits, level: strings.ToLower(level)}, true
+}
+
+// pfFields are the fields Postfix writes (log_adhoc.c) between the
+// recipient addresses and the reply text.
+type pfFields struct {
+	relay, connUse, delay, tls, dsn, word string
+	hasTLS                                bool // a tls= field, even empty
+}
+
+// postfixFields reads, in their order and syntax, relay=, conn_use=,
+// delay=, delays=, fields of later versions such as 3.11's tls=, dsn=
+// and the status word. What follows "status=WORD (" is the reply text,
+// read by nobody: not even to reject the line, since an on-path attacker
+// who strips STARTTLS also writes the reply and could then hide the
+// plaintext delivery from downgrade detection.
 //
 // The addresses before it are read up to their closing bracket, which
 // relies on Postfix quoting local parts with specials
@@ -28,13 +67,46 @@ var pfTLS = regexp.MustCompile(`^(Anonymous|Untrusted|Trusted|Verified) TLS conn
 // 3.7 logs `to=<"a>, b"@example.org>`). With "internal", a local part
 // chosen by a sender (or by a remote party, as a bounce address) can
 // imitate these fields: keep the default.
-var pfFixed = regexp.MustCompile(`^, relay=([^\s,]{1,320}), (?:conn_use=(\d{1,9}), )?` +
-	`delay=(\d{1,12}(?:\.\d{1,6})?), delays=[0-9.]{1,16}/[0-9.]{1,16}/[0-9.]{1,16}/[0-9.]{1,16}, ` +
-	`((?:[a-z_]{1,20}=[^\s,()<>"]{0,64}, ){0,8})dsn=(\d\.\d{1,3}\.\d{1,3}), status=([A-Za-z]{1,20})(?: \(|$)`)
+func postfixFields(s string) (pfFields, bool) {
+	var f pfFields
+	c := newCursor(s)
+	c.must(", relay=")
+	f.relay = c.span(1, maxRelay, isToken)
+	c.must(", ")
+	if c.opt("conn_use=") {
+		f.connUse = c.span(1, 9, isDigit)
+		c.must(", ")
+	}
+	c.must("delay=")
+	f.delay = c.span(1, 16, isNumber)
+	c.must(", delays=")
+	for i := 0; i < 4; i++ {
+		if i > 0 {
+			c.must("/")
+		}
+		c.span(1, 16, isNumber)
+	}
+	c.must(", ")
+	f.tls, f.hasTLS = c.extras("dsn=")["tls"]
+	c.must("dsn=")
+	f.dsn = c.dsn()
+	c.must(", status=")
+	f.word = c.span(1, maxWord, isAlpha)
+	if !c.ok || c.s != "" && !strings.HasPrefix(c.s, " (") {
+		return f, false
+	}
+	return f, true
+}
 
 func (p *Parser) postfix(l Line) (string, *Delivery) {
 	if strings.Contains(l.Message, "TLS connection established to ") {
-		return p.postfixTLSLine(l)
+		t, ok := postfixTLSFields(l.Message)
+		if !ok {
+			return ClassBroken, nil
+		}
+		bound(p.pfFresh)
+		p.pfFresh[l.PID] = t
+		return ClassTLS, nil
 	}
 	qid, rest, ok := strings.Cut(l.Message, ": ")
 	if !ok || !strings.HasPrefix(rest, "to=<") || !validQueueID(qid) {
@@ -52,12 +124,11 @@ func (p *Parser) postfix(l Line) (string, *Delivery) {
 			return ClassBroken, nil
 		}
 	}
-	m := pfFixed.FindStringSubmatch(rest)
-	if m == nil {
+	f, ok := postfixFields(rest)
+	if !ok {
 		return ClassBroken, nil
 	}
-	relay, connUse, delay, extra, dsn, word := m[1], m[2], m[3], m[4], m[5], m[6]
-	status, class := postfixStatus(word)
+	status, class := postfixStatus(f.word)
 	if status == "" {
 		return class, nil
 	}
@@ -65,29 +136,16 @@ func (p *Parser) postfix(l Line) (string, *Delivery) {
 	if !ok {
 		return ClassBroken, nil
 	}
-	d := &Delivery{Time: l.Time, MTA: "postfix", QueueID: qid, Domain: domain, Status: status, DSN: dsn, Level: LevelNone}
-	d.Delay, _ = strconv.ParseFloat(delay, 64)
-	d.RelayHost, d.RelayIP, d.RelayPort = splitRelay(relay)
-	if t, ok := p.postfixTLS(l.PID, qid, relay, connUse != ""); ok {
+	d := &Delivery{Time: l.Time, MTA: "postfix", QueueID: qid, Domain: domain, Status: status, DSN: f.dsn, Level: LevelNone}
+	d.Delay, _ = strconv.ParseFloat(f.delay, 64)
+	d.RelayHost, d.RelayIP, d.RelayPort = splitRelay(f.relay)
+	if t, ok := p.postfixTLS(l.PID, qid, f.relay, f.connUse != ""); ok {
 		d.setTLS(t)
 	}
-	for _, f := range strings.Split(strings.TrimSuffix(extra, ", "), ", ") {
-		if v, ok := strings.CutPrefix(f, "tls="); ok {
-			applyTLSField(d, v)
-		}
+	if f.hasTLS {
+		applyTLSField(d, f.tls)
 	}
 	return ClassDelivery, d
-}
-
-func (p *Parser) postfixTLSLine(l Line) (string, *Delivery) {
-	m := pfTLS.FindStringSubmatch(l.Message)
-	if m == nil {
-		return ClassBroken, nil
-	}
-	bits, _ := strconv.Atoi(m[5])
-	bound(p.pfFresh)
-	p.pfFresh[l.PID] = tlsState{relay: m[2], version: m[3], cipher: m[4], bits: bits, level: strings.ToLower(m[1])}
-	return ClassTLS, nil
 }
 
 // postfixStatus maps Postfix's status word to a delivery status; address

@@ -1,29 +1,88 @@
 package maillog
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 )
 
-// Sendmail: "STARTTLS=client, relay=mx.example.org., version=TLSv1.3,
-// verify=OK, cipher=TLS_AES_256_GCM_SHA384, bits=256/256", the whole line
-// in this order: the relay name is the receiver's and may not carry
-// another field.
-var smTLS = regexp.MustCompile(`^STARTTLS=client, relay=([^\s,]{1,257}), version=(SSLv3|TLSv1(?:\.[0-3])?), ` +
-	`verify=([A-Z]{1,16}), cipher=([A-Za-z0-9_-]{1,64}), bits=(\d{1,4})/\d{1,4}$`)
+// sendmailTLSFields reads "STARTTLS=client, relay=mx.example.org.,
+// version=TLSv1.3, verify=OK, cipher=TLS_AES_256_GCM_SHA384,
+// bits=256/256", the whole line in this order: the relay name is the
+// receiver's and may not carry another field.
+func sendmailTLSFields(msg string) (tlsState, bool) {
+	c := newCursor(msg)
+	c.must("STARTTLS=client, relay=")
+	relay := c.span(1, maxRelay, isToken)
+	c.must(", version=")
+	version := c.oneOf(tlsVersions...)
+	c.must(", verify=")
+	verify := c.span(1, maxWord, isUpper)
+	c.must(", cipher=")
+	cipher := c.span(1, maxCipher, isCipher)
+	c.must(", bits=")
+	bits, _ := strconv.Atoi(c.span(1, 4, isDigit))
+	c.must("/")
+	c.span(1, 4, isDigit)
+	if !c.ok || c.s != "" {
+		return tlsState{}, false
+	}
+	return tlsState{relay: relayHost(relay), version: version, cipher: cipher, bits: bits, level: sendmailLevel(verify)}, true
+}
 
-// smFixed matches what Sendmail's logdelivery() writes after the
-// recipients (and ctladdr=): delay=, xdelay=, mailer=, pri=, relay=,
-// then fields such as dsn=, up to reply= or stat=. The reply= text (the
-// receiver's words, in 8.17 on every error) and the stat= text are last
-// and read by nobody but for stat='s first word when it comes first.
-var smFixed = regexp.MustCompile(`^delay=(?:\d{1,5}\+)?\d\d:\d\d:\d\d, (?:xdelay=(?:\d{1,5}\+)?\d\d:\d\d:\d\d, )?` +
-	`mailer=([A-Za-z0-9_*.+-]{1,32}), pri=\d{1,20}, ` +
-	`(?:relay=((?:[^\s,\[\]]{1,256}|\[[0-9A-Fa-f:.IPv]{1,50}\])(?: \[(?:IPv6:)?[0-9A-Fa-f:.]{1,45}\])?), )?` +
-	`((?:[a-z_]{1,20}=[^\s,()<>"]{0,64}, ){0,8})(reply|stat)=`)
+// smFields are what Sendmail's logdelivery() writes after the recipients
+// (and ctladdr=).
+type smFields struct {
+	mailer, relay, dsn string
+	stat               string // stat='s first word, when stat= follows the fixed fields
+}
 
-var smStatWord = regexp.MustCompile(`^[A-Za-z]{1,20}`)
+// sendmailFields reads delay=, xdelay=, mailer=, pri=, relay=, then
+// fields such as dsn=, up to reply= or stat=. The reply= text (the
+// receiver's words, in 8.17 on every error, before stat=) and the stat=
+// text are last and read by nobody, but for stat='s first word when stat=
+// comes right after the fixed fields.
+func sendmailFields(s string) (smFields, bool) {
+	var f smFields
+	c := newCursor(s)
+	c.must("delay=")
+	c.span(8, 16, isDelay)
+	c.must(", ")
+	if c.opt("xdelay=") {
+		c.span(8, 16, isDelay)
+		c.must(", ")
+	}
+	c.must("mailer=")
+	f.mailer = c.span(1, 32, isMailer)
+	c.must(", pri=")
+	c.span(1, 20, isDigit)
+	c.must(", ")
+	if c.opt("relay=") {
+		start := c.s
+		if c.opt("[") {
+			c.span(1, 50, isAddrChar)
+			c.must("]")
+		} else {
+			c.span(1, MaxDomain+1, isHostChar)
+		}
+		if c.opt(" [") {
+			c.span(1, 50, isAddrChar)
+			c.must("]")
+		}
+		f.relay = start[:len(start)-len(c.s)]
+		c.must(", ")
+	}
+	f.dsn = c.extras("reply=", "stat=")["dsn"]
+	if c.opt("stat=") {
+		f.stat = c.span(0, maxWord, isAlpha)
+		c.ok = true // a longer word is no status word
+	} else {
+		c.must("reply=")
+	}
+	return f, c.ok
+}
+
+func isDelay(b byte) bool  { return isDigit(b) || b == ':' || b == '+' }
+func isMailer(b byte) bool { return isAlpha(b) || isDigit(b) || strings.IndexByte("_*.+-", b) >= 0 }
 
 func (p *Parser) sendmail(l Line) (string, []*Delivery) {
 	if strings.HasPrefix(l.Message, "STARTTLS=client") {
@@ -45,33 +104,19 @@ func (p *Parser) sendmail(l Line) (string, []*Delivery) {
 			return ClassBroken, nil
 		}
 	}
-	m := smFixed.FindStringSubmatch(rest)
-	if m == nil {
+	f, ok := sendmailFields(rest)
+	if !ok {
 		return ClassBroken, nil
 	}
-	mailer, relay, extra, last := m[1], m[2], m[3], m[4]
-	switch mailer {
+	switch f.mailer {
 	case "local", "prog", "*file*", "*include*":
 		return ClassOther, nil
 	}
-	var dsn string
-	for _, f := range strings.Split(strings.TrimSuffix(extra, ", "), ", ") {
-		k, v, _ := strings.Cut(f, "=")
-		if k == "reply" || k == "stat" {
-			// A reply of one word ("451") looks like a field: what
-			// follows it is the receiver's, so stat= is not read.
-			last = "reply"
-			break
-		}
-		if k == "dsn" {
-			dsn = v
-		}
+	dsn, relay := f.dsn, f.relay
+	if dsn != "" && newCursor(dsn).dsn() != dsn {
+		return ClassBroken, nil
 	}
-	stat := ""
-	if last == "stat" {
-		stat = smStatWord.FindString(rest[len(m[0]):])
-	}
-	status, class := sendmailStatus(stat, dsn)
+	status, class := sendmailStatus(f.stat, dsn)
 	if status == "" {
 		return class, nil
 	}
@@ -101,16 +146,15 @@ func (p *Parser) sendmail(l Line) (string, []*Delivery) {
 }
 
 func (p *Parser) sendmailTLSLine(l Line) string {
-	m := smTLS.FindStringSubmatch(l.Message)
-	if m == nil {
+	t, ok := sendmailTLSFields(l.Message)
+	if !ok {
 		if strings.HasPrefix(l.Message, "STARTTLS=client, relay=") {
 			return ClassBroken
 		}
 		return ClassOther // error reports, certificate details
 	}
-	bits, _ := strconv.Atoi(m[5])
 	bound(p.smTLS)
-	p.smTLS[l.PID] = tlsState{relay: relayHost(m[1]), version: m[2], cipher: m[4], bits: bits, level: sendmailLevel(m[3])}
+	p.smTLS[l.PID] = t
 	return ClassTLS
 }
 

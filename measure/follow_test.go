@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,11 +109,124 @@ func TestFollowerRotationAndRestart(t *testing.T) {
 	}
 }
 
+// TestFollowerTailF: like tail -F, a log that does not exist yet is
+// picked up when it appears, and one removed and created again is read
+// from its start; lines written to the removed file before that are not
+// lost.
+func TestFollowerTailF(t *testing.T) {
+	s := openTemp(t)
+	path := filepath.Join(t.TempDir(), "mail.log")
+	stop := startFollower(s, path) // nothing there yet
+	defer func() { stop() }()
+	w := &logWriter{t: t, path: path}
+	w.write(4, false)
+	waitDeliveries(t, s, 4)
+
+	// Removed, with a last line still written to the open file (as an
+	// MTA that has not reopened its log yet does), then created again.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	old := &logWriter{t: t, path: path, n: w.n}
+	fmt.Fprintf(f, "Nov 24 10:00:01 mx postfix/smtp[1]: QLAST0001: to=<u@last.example>, relay=mx[192.0.2.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (ok)\n")
+	f.Close()
+	w.n = old.n + 1
+	w.write(8, false) // a new file, longer than the old one was
+	waitDeliveries(t, s, 13)
+
+	// Removed and created again at once, between two polls.
+	os.Remove(path)
+	w.write(2, false)
+	waitDeliveries(t, s, 15)
+	stop()
+	stop = func() {}
+	total, distinct := countDeliveries(t, s)
+	if total != 15 || distinct != 15 {
+		t.Errorf("recorded %d deliveries (%d distinct), want 15", total, distinct)
+	}
+}
+
+// TestFollowerOverlongLine: a line longer than maillog.MaxLine, written
+// in pieces as a hostile or broken writer would, is dropped while it is
+// read and counted as malformed; the lines around it are read.
+func TestFollowerOverlongLine(t *testing.T) {
+	s := openTemp(t)
+	path := filepath.Join(t.TempDir(), "mail.log")
+	w := &logWriter{t: t, path: path}
+	w.write(2, false)
+	p := maillog.NewParser()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		(&Follower{Store: s, Path: path, Parser: p, Poll: 20 * time.Millisecond}).Run(ctx)
+		close(done)
+	}()
+	waitDeliveries(t, s, 2)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := strings.Repeat("x", 64<<10)
+	f.WriteString("Nov 24 10:00:01 mx postfix/smtp[1]: QLONG0001: to=<u@")
+	for i := 0; i < 16; i++ { // 1 MiB without a newline, read while it grows
+		f.WriteString(chunk)
+		waitMalformedProgress(t, s, path, int64(i+1)*int64(len(chunk)))
+	}
+	f.WriteString(".example>, relay=mx[192.0.2.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (ok)\n")
+	f.Close()
+	w.write(2, false)
+	waitDeliveries(t, s, 4)
+	cancel()
+	<-done
+	total, _ := countDeliveries(t, s)
+	if total != 4 || p.Counts()[maillog.ClassMalformed] != 1 {
+		t.Errorf("recorded %d deliveries, counts %v; want 4 and one malformed line", total, p.Counts())
+	}
+	var off int64
+	s.DB.QueryRow(`SELECT offset FROM log_positions`).Scan(&off)
+	if fi, _ := os.Stat(path); off != fi.Size() {
+		t.Errorf("position %d, file size %d", off, fi.Size())
+	}
+}
+
+// waitMalformedProgress waits until the follower's stored position has
+// passed at least n bytes of the over-long line: it drops as it reads.
+func waitMalformedProgress(t *testing.T, s *Store, path string, n int64) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		var off int64
+		s.DB.QueryRow(`SELECT offset FROM log_positions WHERE source = ?`, path).Scan(&off)
+		if off >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("follower did not read past byte %d of an over-long line", n)
+}
+
+func TestIngestOverlong(t *testing.T) {
+	s := openTemp(t)
+	line := "Nov 24 10:00:01 mx postfix/smtp[1]: Q0000001: to=<u@d.example>, relay=mx[192.0.2.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (ok)\n"
+	huge := "Nov 24 10:00:01 mx postfix/smtp[1]: Q0000002: to=<u@" + strings.Repeat("a", 10<<20) + ".example>, relay=mx[192.0.2.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (ok)\n"
+	p := maillog.NewParser()
+	n, err := s.IngestReader(context.Background(), strings.NewReader(line+huge+line+"no newline at the end "+strings.Repeat("y", maillog.MaxLine)), p)
+	if err != nil || n != 2 || p.Counts()[maillog.ClassMalformed] != 2 {
+		t.Errorf("ingested %d, %v, counts %v; want 2 deliveries, 2 malformed", n, err, p.Counts())
+	}
+	var long int
+	s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE length(domain) > 255`).Scan(&long)
+	if long != 0 {
+		t.Errorf("%d over-long domains stored", long)
+	}
+}
+
 func TestIngestGzip(t *testing.T) {
 	s := openTemp(t)
 	var raw bytes.Buffer
 	for i := 0; i < 12; i++ {
-		fmt.Fprintf(&raw, "Nov 24 10:00:01 mx postfix/smtp[1]: Q%d: to=<u@d.example>, relay=mx[192.0.2.1]:25, dsn=2.0.0, status=sent (ok)\n", i)
+		fmt.Fprintf(&raw, "Nov 24 10:00:01 mx postfix/smtp[1]: Q%07d: to=<u@d.example>, relay=mx[192.0.2.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (ok)\n", i)
 	}
 	raw.WriteString("not a log line\n")
 	var gz bytes.Buffer

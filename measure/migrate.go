@@ -286,6 +286,15 @@ var migrations = []string{
 		tried     INTEGER NOT NULL,
 		PRIMARY KEY (run_id, shard)
 	) WITHOUT ROWID;`,
+	// 12: deliveries read before the log parser had field limits: a
+	// recipient domain over RFC 5321's 255 octets, or a cipher name over
+	// 64, was stored as it came (a 10 MB domain from one log line). Those
+	// rows go, with exactly their rollup counts: the hourly key holds the
+	// domain and the cipher. Relay "none" (no connection) is stored empty,
+	// as the parser now does.
+	`DELETE FROM hourly_deliveries WHERE length(CAST(domain AS BLOB)) > 255 OR length(CAST(cipher AS BLOB)) > 64;
+	DELETE FROM deliveries WHERE length(CAST(domain AS BLOB)) > 255 OR length(CAST(COALESCE(cipher, '') AS BLOB)) > 64;
+	UPDATE deliveries SET relay_host = '' WHERE relay_host = 'none' OR length(CAST(relay_host AS BLOB)) > 255;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

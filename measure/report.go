@@ -31,16 +31,32 @@ type Counts struct {
 	FailOpen    map[string]int64 `json:"fail_open"`
 }
 
-// DeliveryCounts are the outbound deliveries read from the MTA log.
+// DeliveryCounts are the outbound figures read from the MTA log, per
+// recipient (Postfix writes one status line per recipient, Sendmail one
+// per recipient list; both are split per recipient). The paper's
+// outbound TLS share (Section 4, Figure 3) is TLSDeliveries out of
+// Deliveries: delivered mail only. A deferral is one attempt of mail that
+// may be delivered later, so a recipient deferred three times and then
+// delivered is one delivery and four attempts; a bounce is final but
+// delivered nothing, so it is counted apart and not in the share.
 type DeliveryCounts struct {
-	Deliveries    int64            `json:"deliveries"`
-	TLSDeliveries int64            `json:"tls_deliveries"`
-	ForwardSecret int64            `json:"forward_secret_deliveries"`
-	ByStatus      map[string]int64 `json:"by_status"`
-	ByCipher      map[string]int64 `json:"by_cipher"`
-	ByLevel       map[string]int64 `json:"by_tls_level"`
-	ByDomain      map[string]int64 `json:"by_domain"`
-	TLSByDomain   map[string]int64 `json:"tls_by_domain"`
+	// Deliveries are recipients delivered (status sent). Earlier versions
+	// counted every status line here, deferrals included.
+	Deliveries    int64 `json:"deliveries"`
+	TLSDeliveries int64 `json:"tls_deliveries"` // of Deliveries, over TLS
+	ForwardSecret int64 `json:"forward_secret_deliveries"`
+	Attempts      int64 `json:"attempts"`     // every status line: sent, deferred and bounced
+	TLSAttempts   int64 `json:"tls_attempts"` // of Attempts, over TLS
+	Deferred      int64 `json:"deferred"`     // attempts deferred
+	Bounced       int64 `json:"bounced"`      // recipients bounced
+	// ByStatus counts attempts by status; the other maps count
+	// deliveries only.
+	ByStatus         map[string]int64 `json:"by_status"`
+	ByCipher         map[string]int64 `json:"by_cipher"`
+	ByLevel          map[string]int64 `json:"by_tls_level"`
+	ByDomain         map[string]int64 `json:"by_domain"`
+	TLSByDomain      map[string]int64 `json:"tls_by_domain"`
+	DeferredByDomain map[string]int64 `json:"deferred_by_domain"` // attempts
 }
 
 // Report is what the milter and the MTA log recorded in a period.
@@ -77,10 +93,17 @@ func (s *Store) BuildReport(ctx context.Context, since, until time.Time) (*Repor
 const deliveredInPeriod = `FROM hourly_deliveries WHERE hour >= ? AND hour < ?`
 
 func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, until int64) error {
-	err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(deliveries), 0),
+	// hourly_deliveries counts status lines by status: delivered mail is
+	// the 'sent' rows.
+	err := s.DB.QueryRowContext(ctx, `SELECT
+		COALESCE(SUM(deliveries * (status = 'sent')), 0),
+		COALESCE(SUM(deliveries * (status = 'sent' AND tls_version <> '')), 0),
+		COALESCE(SUM(deliveries * (status = 'sent' AND forward_secret)), 0),
+		COALESCE(SUM(deliveries), 0),
 		COALESCE(SUM(deliveries * (tls_version <> '')), 0),
-		COALESCE(SUM(deliveries * forward_secret), 0) `+deliveredInPeriod, since, until).
-		Scan(&c.Deliveries, &c.TLSDeliveries, &c.ForwardSecret)
+		COALESCE(SUM(deliveries * (status = 'deferred')), 0),
+		COALESCE(SUM(deliveries * (status = 'bounced')), 0) `+deliveredInPeriod, since, until).
+		Scan(&c.Deliveries, &c.TLSDeliveries, &c.ForwardSecret, &c.Attempts, &c.TLSAttempts, &c.Deferred, &c.Bounced)
 	if err != nil {
 		return fmt.Errorf("measure: report: %w", err)
 	}
@@ -89,10 +112,11 @@ func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, un
 		expr, cond string
 	}{
 		{&c.ByStatus, "status", "1"},
-		{&c.ByCipher, "tls_version || ' ' || cipher", "tls_version <> ''"},
-		{&c.ByLevel, "tls_level", "1"},
-		{&c.ByDomain, "domain", "1"},
-		{&c.TLSByDomain, "domain", "tls_version <> ''"},
+		{&c.ByCipher, "tls_version || ' ' || cipher", "status = 'sent' AND tls_version <> ''"},
+		{&c.ByLevel, "tls_level", "status = 'sent'"},
+		{&c.ByDomain, "domain", "status = 'sent'"},
+		{&c.TLSByDomain, "domain", "status = 'sent' AND tls_version <> ''"},
+		{&c.DeferredByDomain, "domain", "status = 'deferred'"},
 	} {
 		m, err := s.countMap(ctx, `SELECT `+g.expr+`, SUM(deliveries) `+deliveredInPeriod+` AND `+g.cond+` GROUP BY 1`, since, until)
 		if err != nil {

@@ -2,6 +2,7 @@ package measure
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net/smtp"
 	"strings"
 	"testing"
@@ -52,8 +53,11 @@ func TestSendmailOutboundTLS(t *testing.T) {
 	for i := 0; i < 50 && d == nil; i++ {
 		p := maillog.NewParser()
 		for _, line := range sm.Syslog() {
-			if got, _ := p.Feed(line); got != nil && got.Domain == "far.example" {
-				d = got
+			ds, _ := p.Feed(line)
+			for _, got := range ds {
+				if got.Domain == "far.example" {
+					d = got
+				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -63,5 +67,45 @@ func TestSendmailOutboundTLS(t *testing.T) {
 	}
 	if d.Status != "sent" || d.TLSVersion != "TLSv1.3" || d.Cipher == "" || d.Level == maillog.LevelNone {
 		t.Errorf("delivery %+v\n%s", d, strings.Join(sm.Syslog(), "\n"))
+	}
+}
+
+// TestSendmailInjectedReply (issue 10): a real Sendmail relays to a
+// receiver whose replies name another recipient and imitate stat=, and
+// the sender's quoted local part does too. Sendmail 8.17 logs the reply
+// before stat= (reply=…): the status comes from Sendmail's DSN, every
+// recipient of the line is its own delivery, none for bank.example.
+func TestSendmailInjectedReply(t *testing.T) {
+	replies := []string{"451 4.3.0 later), to=<x@bank.example>, stat=Sent (", "250 ok), to=<victim@bank.example>, x=("}
+	sink := smtpsink.StartWith(t, "127.0.0.1:0", smtpsink.Options{DataReply: func(n int) string { return replies[(n-1)%2] }})
+	sm := sendmailtest.Start(t, sendmailtest.Options{SmartHost: sink.Addr, Syslog: true})
+	rcpts := []string{"a@one.example", "b@two.example", `"c, stat=Sent, to=<d@bank.example>"@three.example`}
+	for i := 0; i < 2; i++ {
+		if err := smtp.SendMail(sm.Addr, nil, "sender@example.org", rcpts, []byte("Subject: x\r\n\r\nhello\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink.Wait(1, 30*time.Second)
+	var got map[string]int
+	for i := 0; i < 50; i++ {
+		got = map[string]int{}
+		p := maillog.NewParser()
+		for _, line := range sm.Syslog() {
+			ds, _ := p.Feed(line)
+			for _, d := range ds {
+				got[d.Domain+" "+d.Status]++
+			}
+		}
+		if len(got) == 6 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	want := map[string]int{}
+	for _, d := range []string{"one.example", "two.example", "three.example"} {
+		want[d+" sent"], want[d+" deferred"] = 1, 1
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("deliveries %v, want %v\n%s", got, want, strings.Join(sm.Syslog(), "\n"))
 	}
 }

@@ -88,9 +88,13 @@ func (c *Config) Defaults() {
 	}
 }
 
-// outbound decides the direction of a connection.
+// outbound decides the direction of a connection. Inbound is mail from an
+// SMTP client on the Internet side; local submission (no client port:
+// Postfix's non-SMTP mail), SASL-authenticated clients, submission
+// daemons and internal networks are outbound. None of these is a branch a
+// remote client can choose.
 func (c *Config) outbound(ci *ConnInfo) bool {
-	if ci.AuthUser != "" || slices.Contains(c.SubmissionDaemons, ci.Daemon) {
+	if ci.Local || ci.AuthUser != "" || slices.Contains(c.SubmissionDaemons, ci.Daemon) {
 		return true
 	}
 	ip, err := netip.ParseAddr(ci.ClientIP)

@@ -27,6 +27,11 @@ type ConnInfo struct {
 	CertIssuer string
 	Verify     string // OK, NO, FAIL, NONE … (Sendmail); derived for Postfix
 	AuthUser   string
+	// Local: the MTA's connect event named no client port. Postfix sends
+	// port 0 (client "localhost", 127.0.0.1) for mail submitted without
+	// SMTP, through non_smtpd_milters: sendmail(1), pickup, the report
+	// mail; a TCP client always has a port.
+	Local bool
 }
 
 // MacroGetter is the part of go-milter's Modifier that reads macros.

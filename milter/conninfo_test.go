@@ -61,6 +61,7 @@ func TestOutbound(t *testing.T) {
 		{ConnInfo{Daemon: "smtpd", ClientIP: "127.0.0.1"}, false},
 		{ConnInfo{Daemon: "submission"}, true},
 		{ConnInfo{AuthUser: "bob"}, true},
+		{ConnInfo{ClientIP: "127.0.0.1", ClientPTR: "localhost", Local: true}, true},
 	} {
 		if got := cfg.outbound(&c.ci); got != c.want {
 			t.Errorf("outbound(%+v) = %v", c.ci, got)

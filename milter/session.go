@@ -84,6 +84,7 @@ func (s *session) NewConnection(m gomilter.Modifier) error { return nil }
 func (s *session) Connect(host, family string, port uint16, addr string, m gomilter.Modifier) (*gomilter.Response, error) {
 	hook("connect")
 	s.ci.ClientIP = parseIP(addr)
+	s.ci.Local = port == 0
 	if h := clean(host); h != "" && !strings.HasPrefix(h, "[") && h != "unknown" {
 		s.ci.ClientPTR = strings.TrimSuffix(h, ".")
 	}

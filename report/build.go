@@ -41,7 +41,8 @@ type Report struct {
 	opts   Options
 }
 
-// Day is one day of Figure 3.
+// Day is one day of Figure 3; OutDeliveries are recipients delivered,
+// not attempts.
 type Day struct {
 	Date                  time.Time
 	InMessages, InTLS     int64
@@ -142,7 +143,7 @@ func days(ctx context.Context, s *measure.Store, p Period, loc *time.Location) (
 			WHERE direction = 'inbound' AND hour >= ? AND hour < ? GROUP BY 1`,
 			func(d *Day) *int64 { return &d.InMessages }, func(d *Day) *int64 { return &d.InTLS }},
 		{`SELECT hour, SUM(deliveries), SUM(deliveries * (tls_version <> '')) FROM hourly_deliveries
-			WHERE hour >= ? AND hour < ? GROUP BY 1`,
+			WHERE status = 'sent' AND hour >= ? AND hour < ? GROUP BY 1`,
 			func(d *Day) *int64 { return &d.OutDeliveries }, func(d *Day) *int64 { return &d.OutTLS }},
 	} {
 		rows, err := s.DB.QueryContext(ctx, q.sql, from, to)
@@ -167,7 +168,8 @@ func days(ctx context.Context, s *measure.Store, p Period, loc *time.Location) (
 }
 
 // domains groups inbound mail by envelope sender domain (the header From
-// for the null sender) and outbound deliveries by recipient domain.
+// for the null sender) and outbound deliveries (delivered recipients) by
+// recipient domain.
 func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain, error) {
 	byName := map[string]*Domain{}
 	get := func(n string) *Domain {
@@ -180,8 +182,10 @@ func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain,
 	}
 	const in = `SELECT domain, SUM(messages), SUM(tls) FROM hourly_peers
 		WHERE direction = 'inbound' AND hour >= ? AND hour < ? GROUP BY 1`
+	// Delivered mail only: a domain whose mail was only deferred or
+	// bounced has no outbound TLS share to show (issue 12).
 	const out = `SELECT domain, SUM(deliveries), SUM(deliveries * (tls_version <> '')) FROM hourly_deliveries
-		WHERE hour >= ? AND hour < ? GROUP BY 1`
+		WHERE status = 'sent' AND hour >= ? AND hour < ? GROUP BY 1`
 	for _, q := range []struct {
 		sql string
 		p   Period

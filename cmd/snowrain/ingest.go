@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,7 +46,7 @@ func ingest(args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		fmt.Fprintf(out, "%s: %d deliveries; lines by class: %s\n", path, n, formatCounts(p.Counts()))
+		fmt.Fprintf(out, "%s: %d delivery attempts (one per recipient and status line); lines by class: %s\n", path, n, formatCounts(p.Counts()))
 	}
 	return nil
 }
@@ -105,13 +105,19 @@ func followJournal(ctx context.Context, store *measure.Store, cursor string, log
 		return fmt.Errorf("journalctl: %w", err)
 	}
 	p := maillog.NewParser()
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	lr := maillog.NewLineReader(stdout, maillog.MaxLine)
 	var batch []*maillog.Delivery
-	for sc.Scan() {
-		if d, _ := p.Feed(sc.Text()); d != nil {
-			batch = append(batch, d)
+	for {
+		line, _, err := lr.Next()
+		if errors.Is(err, maillog.ErrLineTooLong) {
+			p.Overlong() // dropped while reading: an endless line costs no memory
+			continue
 		}
+		if err != nil {
+			break
+		}
+		ds, _ := p.Feed(string(line))
+		batch = append(batch, ds...)
 		if len(batch) > 0 {
 			if err := store.RecordDeliveries(context.WithoutCancel(ctx), batch, nil); err != nil {
 				log.Error("journal: writing deliveries", "err", err)

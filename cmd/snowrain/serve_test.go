@@ -321,7 +321,7 @@ func TestServeFollowsMaillog(t *testing.T) {
 	logPath := filepath.Join(dir, "mail.log")
 	os.WriteFile(logPath, []byte(
 		"Nov 24 10:00:01 mx postfix/smtp[1]: Trusted TLS connection established to mx.a.example[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n"+
-			"Nov 24 10:00:01 mx postfix/smtp[1]: Q1: to=<u@a.example>, relay=mx.a.example[192.0.2.1]:25, dsn=2.0.0, status=sent (ok)\n"+
+			"Nov 24 10:00:01 mx postfix/smtp[1]: 4A1B2C3D4E: to=<u@a.example>, relay=mx.a.example[192.0.2.1]:25, delay=0.2, delays=0/0/0.1/0.1, dsn=2.0.0, status=sent (ok)\n"+
 			"not a syslog line\n"), 0o644)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	metricsAddr := ln.Addr().String()

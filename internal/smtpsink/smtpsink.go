@@ -26,6 +26,10 @@ type Options struct {
 	FailTLS     bool          // offer STARTTLS, then break the handshake
 	BannerDelay time.Duration // wait before the banner (greet_pause, tarpits)
 	Drop        bool          // close every connection at once
+	// DataReply, when set, gives the reply to the end of the n-th DATA
+	// the sink receives (n counts from 1 over the sink's life), e.g. a
+	// 4xx to make the client retry; only a 2xx reply keeps the message.
+	DataReply func(n int) string
 }
 
 // Sink is a running SMTP sink.
@@ -37,6 +41,7 @@ type Sink struct {
 	mu      sync.Mutex
 	msgs    []Message
 	accepts int
+	datas   int
 	wg      sync.WaitGroup
 	done    chan struct{}
 }
@@ -164,10 +169,17 @@ func (s *Sink) session(c net.Conn) {
 				data.WriteString(strings.TrimPrefix(l, "."))
 			}
 			m.Data = data.Bytes()
+			reply := "250 queued"
 			s.mu.Lock()
-			s.msgs = append(s.msgs, m)
+			s.datas++
+			if s.opts.DataReply != nil {
+				reply = s.opts.DataReply(s.datas)
+			}
+			if strings.HasPrefix(reply, "2") {
+				s.msgs = append(s.msgs, m)
+			}
 			s.mu.Unlock()
-			say("250 queued")
+			say(reply)
 		case cmd == "RSET", cmd == "NOOP":
 			say("250 ok")
 		case cmd == "QUIT":

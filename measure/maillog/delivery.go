@@ -1,10 +1,13 @@
 package maillog
 
 import (
-	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	"github.com/snowrain/snowrain/tlsinfo"
 )
@@ -19,16 +22,36 @@ const (
 	LevelDANE      = "dane"
 )
 
+// Delivery statuses: what one attempt to one recipient came to. Only
+// StatusSent is a delivery in the paper's sense (Section 4: messages
+// delivered, and of those the share over TLS); a bounce is final but
+// nothing was delivered, a deferral is one attempt of a message that may
+// be delivered later.
+const (
+	StatusSent     = "sent"
+	StatusDeferred = "deferred"
+	StatusBounced  = "bounced"
+)
+
+// Length limits applied while parsing (RFC 5321 §4.5.3.1): a field
+// beyond them makes the line broken rather than being stored.
+const (
+	MaxDomain  = 255 // §4.5.3.1.2
+	MaxPath    = 256 // §4.5.3.1.3, with the angle brackets
+	maxQueueID = 32
+	maxCipher  = 64
+)
+
 // Delivery is one outbound delivery attempt to one recipient.
 type Delivery struct {
 	Time       time.Time
 	MTA        string // postfix, sendmail
 	QueueID    string
-	Domain     string // recipient domain
-	RelayHost  string
+	Domain     string // recipient domain: lower case, A-labels, no trailing dot
+	RelayHost  string // "" when there was no connection (Postfix relay=none)
 	RelayIP    string
 	RelayPort  int
-	Status     string // sent, deferred, bounced
+	Status     string // one of the Status* constants
 	DSN        string
 	Delay      float64
 	TLSVersion string
@@ -52,61 +75,133 @@ func (d *Delivery) setTLS(t tlsState) {
 	d.Suite = tlsinfo.Parse(t.cipher)
 }
 
-// fields splits "k=v, k=v (comment), k=v" at top-level commas.
-func fields(s string) map[string]string {
-	out := map[string]string{}
-	depth := 0
-	start := 0
-	flush := func(end int) {
-		kv := strings.TrimSpace(s[start:end])
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			out[k] = v
-		}
-	}
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '(':
-			depth++
-		case ')':
-			if depth > 0 {
-				depth--
-			}
-		case ',':
-			if depth == 0 {
-				flush(i)
-				start = i + 1
-			}
-		}
-	}
-	flush(len(s))
-	return out
-}
-
 // splitRelay reads Postfix's "host[ip]:port" or Sendmail's "host. [ip]".
+// The host name comes from the receiver's DNS: one that is not a host
+// name is dropped, never stored as it is.
 func splitRelay(r string) (host, ip string, port int) {
 	r = strings.TrimSpace(r)
+	if r == "none" {
+		return "", "", 0
+	}
 	// The address is the last bracketed part: Sendmail writes a relay
 	// without a name as "[192.0.2.1] [192.0.2.1]".
 	open := strings.LastIndexByte(r, '[')
 	close := strings.LastIndexByte(r, ']')
 	if open < 0 || close < open {
-		return strings.TrimSuffix(r, "."), "", 0
+		return relayHost(r), "", 0
 	}
-	host = strings.TrimSuffix(strings.TrimSpace(r[:open]), ".")
-	ip = strings.TrimPrefix(r[open+1:close], "IPv6:")
-	if net.ParseIP(ip) == nil {
-		ip = ""
+	host = relayHost(strings.TrimSpace(r[:open]))
+	if a, err := netip.ParseAddr(strings.TrimPrefix(r[open+1:close], "IPv6:")); err == nil {
+		ip = a.String()
 	}
-	if p, err := strconv.Atoi(strings.TrimPrefix(r[close+1:], ":")); err == nil {
+	if p, err := strconv.Atoi(strings.TrimPrefix(r[close+1:], ":")); err == nil && p > 0 && p < 1<<16 {
 		port = p
 	}
 	return host, ip, port
 }
 
-func recipientDomain(to string) string {
-	to = strings.Trim(strings.TrimSpace(to), "<>")
-	if i := strings.LastIndexByte(to, '@'); i >= 0 {
-		return strings.ToLower(strings.TrimSuffix(to[i+1:], "."))
+// relayHost normalises a relay host name, or an address literal as
+// Sendmail writes one, and returns "" for anything else.
+func relayHost(h string) string {
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		if _, err := netip.ParseAddr(strings.TrimPrefix(h[1:len(h)-1], "IPv6:")); err == nil {
+			return h
+		}
+		return ""
 	}
-	return ""
+	d, ok := normDomain(h)
+	if !ok {
+		return ""
+	}
+	return d
+}
+
+// addrDomain returns the normalised domain of an address in RFC 5321
+// external form ("local@domain", the local part possibly quoted), or
+// false when there is none or it is not a domain.
+func addrDomain(addr string) (string, bool) {
+	if len(addr) > MaxPath {
+		return "", false
+	}
+	at := -1
+	quoted := false
+	for i := 0; i < len(addr); i++ {
+		switch c := addr[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == '@' && !quoted:
+			at = i
+		}
+	}
+	if at < 0 || quoted {
+		return "", false
+	}
+	return normDomain(addr[at+1:])
+}
+
+// normDomain brings a domain to the form identities are compared in
+// (lower case, one trailing dot removed, A-labels) and checks that it is
+// one: at most 255 octets, labels of 1 to 63 letters, digits, '-' or
+// '_', or an address literal (RFC 5321 §4.1.3).
+func normDomain(d string) (string, bool) {
+	if len(d) == 0 || len(d) > MaxDomain+1 || !utf8.ValidString(d) {
+		return "", false
+	}
+	d = strings.TrimSuffix(d, ".")
+	if strings.HasPrefix(d, "[") && strings.HasSuffix(d, "]") {
+		lit := d[1 : len(d)-1]
+		if v6, ok := strings.CutPrefix(lit, "IPv6:"); ok {
+			if a, err := netip.ParseAddr(v6); err == nil && a.Is6() {
+				return "[IPv6:" + a.String() + "]", true
+			}
+			return "", false
+		}
+		if a, err := netip.ParseAddr(lit); err == nil && a.Is4() {
+			return "[" + a.String() + "]", true
+		}
+		return "", false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] >= utf8.RuneSelf {
+			a, err := idna.Lookup.ToASCII(d)
+			if err != nil {
+				return "", false
+			}
+			d = a
+			break
+		}
+	}
+	d = strings.ToLower(d)
+	if len(d) == 0 || len(d) > MaxDomain {
+		return "", false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return "", false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", false
+			}
+		}
+	}
+	return d, true
+}
+
+// validQueueID accepts Postfix's short (hex) and long queue IDs and
+// Sendmail's.
+func validQueueID(q string) bool {
+	if len(q) < 4 || len(q) > maxQueueID {
+		return false
+	}
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,8 +1,6 @@
 package maillog
 
 import (
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,12 +11,28 @@ const (
 	ClassDelivery  = "delivery"
 	ClassTLS       = "tls"
 	ClassOther     = "other"     // a mail log line of no interest
-	ClassMalformed = "malformed" // not a syslog record
-	ClassBroken    = "broken"    // a status or TLS line we could not read
+	ClassMalformed = "malformed" // not a syslog record, or longer than MaxLine
+	ClassBroken    = "broken"    // a status or TLS line we could not read, or one over a field limit
 )
+
+// MaxLine is the longest log line parsed. Postfix cuts its log records
+// at about 2,000 bytes and Sendmail splits long ones, so a longer line
+// is not theirs; readers drop the rest of it while reading (LineReader).
+const MaxLine = 16 << 10
+
+// maxProcs bounds the per-process TLS state kept between lines: state
+// for more smtp processes than this at once is not a log Postfix writes.
+const maxProcs = 10000
 
 // Parser turns log lines into deliveries. It keeps per-process TLS state
 // to join lines, so feed it one log in order.
+//
+// Every field a remote party controls is read where the MTA wrote it and
+// nowhere else: the reply text after Postfix's status= and Sendmail's
+// reply= or stat= is never looked into, addresses are read in their
+// quoted external form up to their closing bracket, and the fixed fields
+// between them must follow in the MTA's order with their own syntax, or
+// the line is broken.
 type Parser struct {
 	// Loc is the zone of classic syslog timestamps; nil means local.
 	Loc *time.Location
@@ -58,16 +72,28 @@ func (p *Parser) Counts() map[string]int64 {
 	return out
 }
 
-// Feed parses one line; it returns a delivery when the line completes one.
-func (p *Parser) Feed(s string) (*Delivery, string) {
-	class, d := p.feed(strings.TrimRight(s, "\r\n"))
+// Feed parses one line; it returns the deliveries the line completes:
+// one per recipient (a Sendmail line may name several).
+func (p *Parser) Feed(s string) ([]*Delivery, string) {
+	class, ds := p.feed(strings.TrimRight(s, "\r\n"))
+	p.count(class)
+	return ds, class
+}
+
+// Overlong counts a line a reader cut because it was longer than
+// MaxLine: it is malformed, and none of it is parsed.
+func (p *Parser) Overlong() { p.count(ClassMalformed) }
+
+func (p *Parser) count(class string) {
 	p.mu.Lock()
 	p.counts[class]++
 	p.mu.Unlock()
-	return d, class
 }
 
-func (p *Parser) feed(s string) (string, *Delivery) {
+func (p *Parser) feed(s string) (string, []*Delivery) {
+	if len(s) > MaxLine {
+		return ClassMalformed, nil
+	}
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()
@@ -82,139 +108,23 @@ func (p *Parser) feed(s string) (string, *Delivery) {
 	}
 	switch {
 	case strings.HasPrefix(l.Program, "postfix") && strings.HasSuffix(l.Program, "/smtp"):
-		return p.postfix(l)
+		// postfix/smtp, postfix-INSTANCE/smtp and, for master.cf
+		// services such as Debian's relay, postfix/relay/smtp.
+		class, d := p.postfix(l)
+		if d == nil {
+			return class, nil
+		}
+		return class, []*Delivery{d}
 	case l.Program == "sendmail" || l.Program == "sm-mta":
 		return p.sendmail(l)
 	}
 	return ClassOther, nil
 }
 
-// Postfix: "Trusted TLS connection established to mx.example.org[192.0.2.1]:25:
-// TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange …"
-var pfTLS = regexp.MustCompile(`^(Anonymous|Untrusted|Trusted|Verified) TLS connection established to (\S+?): (\S+) with cipher (\S+) \((\d+)/\d+ bits\)`)
-
-func (p *Parser) postfix(l Line) (string, *Delivery) {
-	if strings.Contains(l.Message, "TLS connection established to ") {
-		m := pfTLS.FindStringSubmatch(l.Message)
-		if m == nil {
-			return ClassBroken, nil
-		}
-		bits, _ := strconv.Atoi(m[5])
-		p.pfFresh[l.PID] = tlsState{relay: m[2], version: m[3], cipher: m[4], bits: bits, level: strings.ToLower(m[1])}
-		return ClassTLS, nil
+// bound keeps per-process maps from growing without limit on a log that
+// is not an MTA's.
+func bound[V any](m map[int]V) {
+	if len(m) >= maxProcs {
+		clear(m)
 	}
-	qid, rest, ok := strings.Cut(l.Message, ": ")
-	if !ok || !strings.HasPrefix(rest, "to=") || !strings.Contains(rest, "status=") {
-		return ClassOther, nil
-	}
-	f := fields(rest)
-	d := &Delivery{Time: l.Time, MTA: "postfix", QueueID: qid, Domain: recipientDomain(f["to"]),
-		DSN: f["dsn"], Level: LevelNone}
-	d.Status, _, _ = strings.Cut(f["status"], " ")
-	d.Delay, _ = strconv.ParseFloat(f["delay"], 64)
-	d.RelayHost, d.RelayIP, d.RelayPort = splitRelay(f["relay"])
-	if d.Domain == "" || d.Status == "" {
-		return ClassBroken, nil
-	}
-	if t, ok := p.postfixTLS(l.PID, qid, f); ok {
-		d.setTLS(t)
-	}
-	if lvl, ok := f["tls"]; ok {
-		applyTLSField(d, lvl)
-	}
-	return ClassDelivery, d
-}
-
-// postfixTLS finds the TLS state of a status line's connection: a fresh
-// handshake by the same process to the same relay, or the one an earlier
-// recipient of the same message or connection (conn_use=) used.
-func (p *Parser) postfixTLS(pid int, qid string, f map[string]string) (tlsState, bool) {
-	relay := f["relay"]
-	if t, ok := p.pfFresh[pid]; ok && t.relay == relay {
-		delete(p.pfFresh, pid)
-		p.pfUsed[pid] = usedState{queueID: qid, tls: t}
-		return t, true
-	}
-	u, ok := p.pfUsed[pid]
-	if ok && u.tls.relay == relay && (u.queueID == qid || f["conn_use"] != "") {
-		u.queueID = qid
-		p.pfUsed[pid] = u
-		return u.tls, true
-	}
-	delete(p.pfUsed, pid)
-	return tlsState{}, false
-}
-
-// applyTLSField reads Postfix 3.11's tls= field (smtp_log_tls_feature_status):
-// the security level in force, "!level" when it was downgraded.
-func applyTLSField(d *Delivery, v string) {
-	level, downgrade, _ := strings.Cut(v, "!")
-	level, _, _ = strings.Cut(level, ":")
-	if downgrade != "" {
-		level, _, _ = strings.Cut(downgrade, ":")
-	}
-	switch level {
-	case "none", "":
-		*d = Delivery{Time: d.Time, MTA: d.MTA, QueueID: d.QueueID, Domain: d.Domain, RelayHost: d.RelayHost,
-			RelayIP: d.RelayIP, RelayPort: d.RelayPort, Status: d.Status, DSN: d.DSN, Delay: d.Delay, Level: LevelNone}
-	case "dane", "dane-only":
-		d.Level = LevelDANE
-	case "verify", "secure":
-		if d.Level != LevelNone {
-			d.Level = LevelVerified
-		}
-	}
-}
-
-// Sendmail: "STARTTLS=client, relay=mx.example.org., version=TLSv1.3,
-// verify=OK, cipher=TLS_AES_256_GCM_SHA384, bits=256/256"
-func (p *Parser) sendmail(l Line) (string, *Delivery) {
-	if strings.HasPrefix(l.Message, "STARTTLS=client") {
-		f := fields(l.Message)
-		if f["version"] == "" || f["cipher"] == "" {
-			return ClassBroken, nil
-		}
-		bits, _ := strconv.Atoi(strings.SplitN(f["bits"], "/", 2)[0])
-		p.smTLS[l.PID] = tlsState{relay: strings.TrimSuffix(f["relay"], "."), version: f["version"],
-			cipher: f["cipher"], bits: bits, level: sendmailLevel(f["verify"])}
-		return ClassTLS, nil
-	}
-	qid, rest, ok := strings.Cut(l.Message, ": ")
-	if !ok || !strings.HasPrefix(rest, "to=") || !strings.Contains(rest, "stat=") {
-		return ClassOther, nil
-	}
-	f := fields(rest)
-	if m := f["mailer"]; m == "local" || m == "prog" || m == "*file*" {
-		return ClassOther, nil
-	}
-	d := &Delivery{Time: l.Time, MTA: "sendmail", QueueID: qid, Domain: recipientDomain(strings.Split(f["to"], ",")[0]),
-		DSN: f["dsn"], Level: LevelNone, Status: sendmailStatus(f["stat"], f["dsn"])}
-	d.RelayHost, d.RelayIP, d.RelayPort = splitRelay(f["relay"])
-	if d.Domain == "" {
-		return ClassBroken, nil
-	}
-	if t, ok := p.smTLS[l.PID]; ok && strings.EqualFold(t.relay, d.RelayHost) {
-		d.setTLS(t)
-	}
-	return ClassDelivery, d
-}
-
-func sendmailLevel(verify string) string {
-	switch verify {
-	case "OK":
-		return LevelTrusted
-	case "FAIL":
-		return LevelUntrusted
-	}
-	return LevelAnonymous // NO, NONE, NOT, …: the certificate was not checked
-}
-
-func sendmailStatus(stat, dsn string) string {
-	switch {
-	case strings.HasPrefix(stat, "Sent"):
-		return "sent"
-	case strings.HasPrefix(stat, "Deferred"), strings.HasPrefix(dsn, "4"):
-		return "deferred"
-	}
-	return "bounced"
 }

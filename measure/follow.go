@@ -34,6 +34,7 @@ type Follower struct {
 	inode  uint64
 	offset int64
 	batch  []*maillog.Delivery
+	lines  logLines
 }
 
 // Run follows the log until ctx ends; it returns after writing what it
@@ -166,7 +167,7 @@ func (fw *Follower) readAvailable(ctx context.Context) error {
 }
 
 func (fw *Follower) feed(line string) {
-	if d, _ := fw.Parser.Feed(line); d != nil {
+	if d := fw.lines.feed(fw.Parser, line); d != nil {
 		fw.batch = append(fw.batch, d)
 		if fw.OnDelivery != nil {
 			fw.OnDelivery(d)
@@ -178,10 +179,11 @@ func (fw *Follower) feed(line string) {
 // follower, so what was read on shutdown is kept.
 func (fw *Follower) commit(ctx context.Context) error {
 	pos := &LogPosition{Source: fw.Path, Inode: fw.inode, Offset: fw.offset}
-	if err := fw.Store.RecordDeliveries(context.WithoutCancel(ctx), fw.batch, pos); err != nil {
+	if err := fw.Store.RecordDeliveriesTLS(context.WithoutCancel(ctx), fw.batch, fw.lines.outs, pos); err != nil {
 		return err
 	}
 	fw.batch = fw.batch[:0]
+	fw.lines.outs = fw.lines.outs[:0]
 	return nil
 }
 
@@ -250,20 +252,22 @@ func (s *Store) IngestReader(ctx context.Context, r io.Reader, p *maillog.Parser
 		br = bufio.NewReaderSize(zr, 64<<10)
 	}
 	var batch []*maillog.Delivery
+	var lines logLines
 	n := 0
 	for {
 		line, err := br.ReadString('\n')
 		if len(line) > 0 {
-			if d, _ := p.Feed(line); d != nil {
+			if d := lines.feed(p, line); d != nil {
 				batch = append(batch, d)
 			}
 		}
 		if len(batch) >= 5000 || (err != nil && len(batch) > 0) {
-			if err := s.RecordDeliveries(ctx, batch, nil); err != nil {
+			if err := s.RecordDeliveriesTLS(ctx, batch, lines.outs, nil); err != nil {
 				return n, err
 			}
 			n += len(batch)
 			batch = batch[:0]
+			lines.outs = lines.outs[:0]
 		}
 		if errors.Is(err, io.EOF) {
 			return n, nil

@@ -49,6 +49,7 @@ type Config struct {
 
 	Enforce Enforce `toml:"enforce"`
 	Policy  Policy  `toml:"policy"`
+	Reports Reports `toml:"reports"`
 }
 
 // Policy is the TLS policy service.
@@ -120,6 +121,7 @@ func Default() Config {
 			DowngradeN: 5, DowngradeM: 10,
 			Refresh: Duration{time.Hour}, Learn: Learn{MinDeliveries: 10, Days: 30, Answer: "encrypt"},
 			Inbound: Inbound{Action: "defer"}},
+		Reports: defaultReports(),
 	}
 }
 
@@ -203,7 +205,7 @@ func (c *Config) Validate() error {
 	if c.Policy.DecisionSample < 0 || c.Policy.DecisionSample > 1 {
 		return fmt.Errorf("config: policy.decision_sample %v: want 0 to 1", c.Policy.DecisionSample)
 	}
-	return nil
+	return c.Reports.validate()
 }
 
 // Networks parses InternalNetworks.

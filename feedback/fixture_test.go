@@ -144,9 +144,13 @@ func knownStore(t *testing.T) *measure.Store {
 	return s
 }
 
-// knownDNS publishes the rua of each receiver and the TLSA records.
-func knownDNS(t *testing.T) resolver.Resolver {
+// knownDNS publishes the rua of each receiver and the TLSA records, and
+// extra.
+func knownDNS(t *testing.T, extra ...string) resolver.Resolver {
 	var zone strings.Builder
+	for _, e := range extra {
+		zone.WriteString(e + "\n")
+	}
 	for _, d := range []string{"sts-ok", "sts-untrusted", "sts-expired", "sts-mismatch", "sts-notls", "sts-testing",
 		"dane-ok", "dane-bad", "sts-fetch", "plain", "failtls", "multi"} {
 		zone.WriteString("_smtp._tls." + d + ".example. TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example\"\n")
@@ -162,8 +166,8 @@ func knownDNS(t *testing.T) resolver.Resolver {
 	return res
 }
 
-func knownConfig(t *testing.T) Config {
+func knownConfig(t *testing.T, extraDNS ...string) Config {
 	return Config{OrgName: "mx.ours.example", Submitter: "mx.ours.example", From: "reports@ours.example",
-		Contact: "postmaster@ours.example", SendingIP: "192.0.2.250", Resolver: knownDNS(t),
+		Contact: "postmaster@ours.example", SendingIP: "192.0.2.250", Resolver: knownDNS(t, extraDNS...),
 		Now: func() time.Time { return fixtureDay.End.Add(time.Hour) }}
 }

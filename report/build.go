@@ -34,6 +34,7 @@ type Report struct {
 	Countries        []Country
 	CountriesPrior   map[string]Country
 	Downgrades       []Downgrade
+	Receivers        *Receivers // received DMARC and TLS reports (receivers.go)
 	opts             Options
 }
 
@@ -99,6 +100,9 @@ func Build(ctx context.Context, s *measure.Store, o Options) (*Report, error) {
 		return nil, err
 	}
 	if r.Downgrades, err = downgrades(ctx, s, r.Period); err != nil {
+		return nil, err
+	}
+	if r.Receivers, err = receivers(ctx, s, r.Period); err != nil {
 		return nil, err
 	}
 	if o.GeoIP != "" {

@@ -52,8 +52,8 @@ func (c *Config) compose(l *letter, to string, date time.Time) ([]byte, error) {
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n%s\r\n", boundary,
 		strings.ReplaceAll(l.text, "\n", "\r\n"))
 	if a := l.attachment; a != nil {
-		fmt.Fprintf(&b, "--%s\r\nContent-Type: %s\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; %s\r\n\r\n",
-			boundary, a.Type, mime.FormatMediaType("x", map[string]string{"filename": a.Name})[2:])
+		fmt.Fprintf(&b, "--%s\r\nContent-Type: %s\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: %s\r\n\r\n",
+			boundary, a.Type, mime.FormatMediaType("attachment", map[string]string{"filename": a.Name}))
 		enc := base64.StdEncoding.EncodeToString(a.Data)
 		for len(enc) > 76 {
 			b.WriteString(enc[:76] + "\r\n")

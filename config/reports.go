@@ -34,6 +34,11 @@ type Reports struct {
 	HTTPTimeout Duration `toml:"http_timeout"`
 	// Exclude lists domains never reported on.
 	Exclude []string `toml:"exclude"`
+	// DKIMKey (a PEM private key, RSA or Ed25519), DKIMSelector and
+	// DKIMDomain sign report mail; leave empty when the MTA signs.
+	DKIMKey      string `toml:"dkim_key"`
+	DKIMSelector string `toml:"dkim_selector"`
+	DKIMDomain   string `toml:"dkim_domain"`
 }
 
 func defaultReports() Reports {
@@ -53,6 +58,9 @@ func (r *Reports) validate() error {
 		if _, err := netip.ParseAddr(r.SendingIP); err != nil {
 			return fmt.Errorf("config: reports.sending_ip: %w", err)
 		}
+	}
+	if r.DKIMKey != "" && (r.DKIMSelector == "" || r.DKIMDomain == "") {
+		return fmt.Errorf("config: reports.dkim_key needs dkim_selector and dkim_domain")
 	}
 	if r.SMTPRelay == "" && strings.TrimSpace(r.Sendmail) == "" {
 		return fmt.Errorf("config: reports: set sendmail or smtp_relay")

@@ -32,6 +32,8 @@ type Config struct {
 	HTTPTimeout time.Duration
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	RootCAs     *x509.CertPool
+	// DKIM, when set, signs every report message.
+	DKIM *DKIM
 	// DNSTimeout bounds each lookup (default 10 s).
 	DNSTimeout time.Duration
 	Log        *slog.Logger

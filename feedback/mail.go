@@ -62,6 +62,9 @@ func (c *Config) compose(l *letter, to string, date time.Time) ([]byte, error) {
 		b.WriteString(enc + "\r\n")
 	}
 	fmt.Fprintf(&b, "--%s--\r\n", boundary)
+	if c.DKIM != nil {
+		return c.DKIM.sign(b.Bytes())
+	}
 	return b.Bytes(), nil
 }
 

@@ -104,19 +104,14 @@ func followJournal(ctx context.Context, store *measure.Store, cursor string, log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("journalctl: %w", err)
 	}
-	p := maillog.NewParser()
+	lr := &measure.LogReader{Parser: maillog.NewParser()}
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var batch []*maillog.Delivery
 	for sc.Scan() {
-		if d, _ := p.Feed(sc.Text()); d != nil {
-			batch = append(batch, d)
-		}
-		if len(batch) > 0 {
-			if err := store.RecordDeliveries(context.WithoutCancel(ctx), batch, nil); err != nil {
+		if lr.Feed(sc.Text()) {
+			if err := lr.Flush(context.WithoutCancel(ctx), store, nil); err != nil {
 				log.Error("journal: writing deliveries", "err", err)
 			}
-			batch = batch[:0]
 		}
 	}
 	return cmd.Wait()

@@ -77,6 +77,13 @@ func runReports(args []string, out io.Writer) error {
 		ExtraContact: rc.ExtraContact, SendingIP: rc.SendingIP, Exclude: rc.Exclude, Resolver: res,
 		Sendmail: strings.Fields(rc.Sendmail), SMTPRelay: rc.SMTPRelay, HTTPTimeout: rc.HTTPTimeout.Duration,
 		Log: newLogger(cfg, os.Stderr)}}
+	if rc.DKIMKey != "" {
+		key, err := feedback.LoadDKIMKey(rc.DKIMKey)
+		if err != nil {
+			return err
+		}
+		s.Config.DKIM = &feedback.DKIM{Domain: rc.DKIMDomain, Selector: rc.DKIMSelector, Signer: key}
+	}
 	ds, err := s.Send(ctx, day, ks...)
 	if *format == "json" {
 		if werr := writeJSON(out, struct {

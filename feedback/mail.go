@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 	"net/mail"
+	"net/url"
 	"strings"
 	"time"
 
@@ -98,7 +99,8 @@ func validDomain(d string) bool {
 // take for something else.
 func mailAddress(opaque string) (string, bool) {
 	addr, _, _ := strings.Cut(opaque, "?") // no hfields (RFC 6068) in reports
-	if addr == "" || strings.HasPrefix(addr, "-") || strings.ContainsAny(addr, " \t\r\n<>(),;:\"\\") {
+	addr, err := url.PathUnescape(addr)
+	if err != nil || addr == "" || strings.HasPrefix(addr, "-") || strings.ContainsAny(addr, " \t\r\n<>(),;:\"\\") {
 		return "", false
 	}
 	a, err := mail.ParseAddress(addr)

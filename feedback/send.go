@@ -148,7 +148,7 @@ func (s *Sender) dmarcTo(ctx context.Context, r *DMARCReport, day Day, uri strin
 	for _, addr := range addrs {
 		d := base
 		d.Destination = "mailto:" + addr
-		if addr != u.Opaque {
+		if orig, _ := mailAddress(u.Opaque); addr != orig {
 			d.Reason = "destination replaced by " + r.Domain + "._report._dmarc record (RFC 7489 7.1)"
 		}
 		msg, err := c.compose(c.dmarcLetter(r, day, gz), addr, c.Now())

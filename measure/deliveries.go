@@ -57,6 +57,13 @@ func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery,
 	}
 	defer st.Close()
 	roll := newRollup()
+	var tlsStmt *sql.Stmt
+	if len(outs) > 0 {
+		if tlsStmt, err = tx.PrepareContext(ctx, insertDeliveryTLS); err != nil {
+			return fmt.Errorf("measure: deliveries: %w", err)
+		}
+		defer tlsStmt.Close()
+	}
 	for i, d := range ds {
 		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
 		res, err := st.ExecContext(ctx, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
@@ -66,7 +73,7 @@ func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery,
 			return fmt.Errorf("measure: deliveries: %w", err)
 		}
 		if i < len(outs) && outs[i] != nil {
-			if err := recordOutcome(ctx, tx, res, outs[i]); err != nil {
+			if err := recordOutcome(ctx, tlsStmt, res, outs[i]); err != nil {
 				return err
 			}
 		}

@@ -65,13 +65,14 @@ func (lr *LogReader) Flush(ctx context.Context, s *Store, pos *LogPosition) erro
 	return err
 }
 
-func recordOutcome(ctx context.Context, tx *sql.Tx, res sql.Result, o *maillog.TLSOutcome) error {
+const insertDeliveryTLS = `INSERT INTO delivery_tls (delivery_id, session, result, detail) VALUES (?, ?, ?, ?)`
+
+func recordOutcome(ctx context.Context, st *sql.Stmt, res sql.Result, o *maillog.TLSOutcome) error {
 	id, err := res.LastInsertId()
 	if err != nil {
 		return fmt.Errorf("measure: delivery tls: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO delivery_tls (delivery_id, session, result, detail)
-		VALUES (?, ?, ?, ?)`, id, o.Session, string(o.Result), nullable(o.Reason)); err != nil {
+	if _, err := st.ExecContext(ctx, id, o.Session, string(o.Result), nullable(o.Reason)); err != nil {
 		return fmt.Errorf("measure: delivery tls: %w", err)
 	}
 	return nil

@@ -1,7 +1,7 @@
 package maillog
 
 import (
-	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -209,6 +209,10 @@ func NewTLSTracker() *TLSTracker { return &TLSTracker{procs: map[string]*smtpPro
 // Parser read from the same line; Feed then returns its outcome, and ok
 // false for a delivery that had no SMTP session (relay=none).
 func (t *TLSTracker) Feed(line string, d *Delivery) (TLSOutcome, bool) {
+	// Most lines of a mail log are other programs': skip them unparsed.
+	if d == nil && !strings.Contains(line, "/smtp[") && !strings.Contains(line, "sendmail[") && !strings.Contains(line, "sm-mta[") {
+		return TLSOutcome{}, false
+	}
 	now, loc := time.Now(), t.Loc
 	if t.Now != nil {
 		now = t.Now()
@@ -224,7 +228,7 @@ func (t *TLSTracker) Feed(line string, d *Delivery) (TLSOutcome, bool) {
 	if !postfix && l.Program != "sendmail" && l.Program != "sm-mta" {
 		return TLSOutcome{}, false
 	}
-	key := l.Host + "/" + l.Program + "/" + fmt.Sprint(l.PID)
+	key := l.Host + "/" + l.Program + "/" + strconv.Itoa(l.PID)
 	p := t.procs[key]
 	if p == nil {
 		if len(t.procs) >= maxProcs {
@@ -279,7 +283,7 @@ func (t *TLSTracker) newSession(p *smtpProc, key string, l Line) {
 	} else {
 		p.started, p.n = sec, 0
 	}
-	p.session = fmt.Sprintf("%s@%d.%d", key, sec, p.n)
+	p.session = key + "@" + strconv.FormatInt(sec, 10) + "." + strconv.Itoa(p.n)
 	p.open, p.relay, p.result, p.reason = false, "", "", ""
 }
 

@@ -83,6 +83,7 @@ test-deps:
 	bash scripts/deps-postfix.sh
 	bash scripts/deps-sendmail.sh
 	bash scripts/deps-chromium.sh
+	bash scripts/deps-reports.sh
 
 vet:
 	$(GO) vet ./...

@@ -44,6 +44,7 @@ type DMARCResult struct {
 	Policy       string // published policy that applied: reject, quarantine, none, absent
 	Disposition  string // after pct: none, quarantine, reject
 	RecordDomain string // where the record was found
+	Record       string // that record's Text: the policy published (RFC 7489 7.2)
 	SPFAligned   bool
 	DKIMAligned  bool
 	Err          error
@@ -79,7 +80,7 @@ func (c *DMARCChecker) Check(ctx context.Context, in DMARCInput) DMARCResult {
 		r.Result = "none"
 		return r
 	}
-	r.RecordDomain = at
+	r.RecordDomain, r.Record = at, rec.Text
 	r.Policy = c.policyFor(ctx, rec, in.FromDomain, at)
 	// A HELO check never counts, even if a caller hands one in: only the
 	// MAIL FROM identity (postmaster@HELO for the null sender) does.
@@ -232,7 +233,7 @@ func ParseDMARC(txt string) (*DMARCRecord, error) {
 	if err != nil {
 		return nil, errors.Join(ErrDMARCInvalid, err)
 	}
-	r := &DMARCRecord{Record: rec}
+	r := &DMARCRecord{Record: rec, Text: canon.String()}
 	if np, ok := vals["np"]; ok {
 		if !validPolicy(np) {
 			return nil, fmt.Errorf("%w: invalid np= policy", ErrDMARCInvalid)
@@ -305,6 +306,10 @@ func npTag(rec *DMARCRecord) string { return rec.NP }
 type DMARCRecord struct {
 	*dmarc.Record
 	NP string // np=, RFC 9091
+	// Text is the record as read: its tags in record order, "k=v;" each,
+	// keywords lower-cased, p=none where 6.6.3 made it so. Aggregate
+	// reports carry it as the policy published (RFC 7489 7.2).
+	Text string
 }
 
 // nonExistent reports whether domain is NXDOMAIN (RFC 9091 section 2.1).

@@ -61,6 +61,7 @@ type Config struct {
 
 	Enforce Enforce `toml:"enforce"`
 	Policy  Policy  `toml:"policy"`
+	Reports Reports `toml:"reports"`
 }
 
 // Policy is the TLS policy service.
@@ -143,6 +144,7 @@ func Default() Config {
 			DowngradeN: 5, DowngradeM: 10,
 			Refresh: Duration{time.Hour}, Learn: Learn{MinDeliveries: 10, Days: 30, Answer: "encrypt"},
 			Inbound: Inbound{Action: "defer", Budget: Duration{2 * time.Second}}},
+		Reports: defaultReports(),
 	}
 }
 
@@ -253,7 +255,7 @@ func (c *Config) Validate() error {
 	if c.Policy.DecisionSample < 0 || c.Policy.DecisionSample > 1 {
 		return fmt.Errorf("config: policy.decision_sample %v: want 0 to 1", c.Policy.DecisionSample)
 	}
-	return nil
+	return c.Reports.validate()
 }
 
 // Networks parses InternalNetworks.

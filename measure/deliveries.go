@@ -39,6 +39,13 @@ const insertDelivery = `INSERT INTO deliveries (delivered_at, mta, queue_id, dom
 // RecordDeliveries writes ds and, in the same transaction, pos (when not
 // nil): a crash then neither loses nor repeats a delivery.
 func (s *Store) RecordDeliveries(ctx context.Context, ds []*maillog.Delivery, pos *LogPosition) error {
+	return s.RecordDeliveriesTLS(ctx, ds, nil, pos)
+}
+
+// RecordDeliveriesTLS is RecordDeliveries with each delivery's TLS
+// outcome (outs[i] for ds[i], nil when it had no SMTP session), kept in
+// delivery_tls for the TLS reports.
+func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery, outs []*maillog.TLSOutcome, pos *LogPosition) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("measure: deliveries: %w", err)
@@ -50,12 +57,25 @@ func (s *Store) RecordDeliveries(ctx context.Context, ds []*maillog.Delivery, po
 	}
 	defer st.Close()
 	roll := newRollup()
-	for _, d := range ds {
-		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
-		if _, err := st.ExecContext(ctx, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
-			d.RelayPort, d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, d.CipherBits, d.Level,
-			d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret); err != nil {
+	var tlsStmt *sql.Stmt
+	if len(outs) > 0 {
+		if tlsStmt, err = tx.PrepareContext(ctx, insertDeliveryTLS); err != nil {
 			return fmt.Errorf("measure: deliveries: %w", err)
+		}
+		defer tlsStmt.Close()
+	}
+	for i, d := range ds {
+		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
+		res, err := st.ExecContext(ctx, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
+			d.RelayPort, d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, d.CipherBits, d.Level,
+			d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret)
+		if err != nil {
+			return fmt.Errorf("measure: deliveries: %w", err)
+		}
+		if i < len(outs) && outs[i] != nil {
+			if err := recordOutcome(ctx, tlsStmt, res, outs[i]); err != nil {
+				return err
+			}
 		}
 	}
 	if err := roll.write(func(q string, args ...driver.Value) error {

@@ -63,6 +63,7 @@ type Message struct {
 	DMARCPolicy      string
 	DMARCDisposition string
 	DMARCRecord      string
+	DMARCPublished   string // the policy record that applied (auth.DMARCRecord.Text), for aggregate reports
 	SPFAligned       bool
 	DKIMAligned      bool
 	AuthClass        string
@@ -166,9 +167,9 @@ const insertMessage = `INSERT INTO messages (conn_uid, received_at, direction, q
 	client_ip, mail_from_domain, mail_from_local, rcpt_domains, rcpt_count, from_domain,
 	from_class, size, tls_version, cipher, forward_secret, spf_result, spf_class, spf_domain, helo_spf_result,
 	helo_spf_class, dkim_result, dkim_signatures, dmarc_result, dmarc_policy, dmarc_disposition,
-	dmarc_record_domain, spf_aligned, dkim_aligned, auth_class, action, fail_open) VALUES `
+	dmarc_record_domain, spf_aligned, dkim_aligned, auth_class, action, fail_open, dmarc_published) VALUES `
 
-const messageCols = 31
+const messageCols = 32
 
 const insertSignature = `INSERT INTO signatures (message_id, seq, domain, selector, algorithm,
 	key_bits, result, class, detail) VALUES `
@@ -190,7 +191,7 @@ func (m *Message) values(args []driver.Value) []driver.Value {
 		m.FromDomain, m.FromClass, m.Size, m.TLSVersion, m.Cipher, m.ForwardSecret, m.SPFResult, m.SPFClass,
 		m.SPFDomain, m.HeloSPFResult, m.HeloSPFClass, m.DKIMResult, i64(len(m.Signatures)),
 		m.DMARCResult, m.DMARCPolicy, m.DMARCDisposition, m.DMARCRecord, m.SPFAligned,
-		m.DKIMAligned, m.AuthClass, m.Action, m.FailOpen)
+		m.DKIMAligned, m.AuthClass, m.Action, m.FailOpen, nullable(m.DMARCPublished))
 }
 
 // flush inserts the pending messages in one statement and their

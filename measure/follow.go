@@ -37,6 +37,7 @@ type Follower struct {
 	inode     uint64
 	offset    int64
 	batch     []*maillog.Delivery
+	lines     logLines
 	committed LogPosition
 }
 
@@ -214,8 +215,7 @@ func (fw *Follower) readAvailable(ctx context.Context, final bool) error {
 }
 
 func (fw *Follower) feed(line string) {
-	ds, _ := fw.Parser.Feed(line)
-	for _, d := range ds {
+	for _, d := range fw.lines.feed(fw.Parser, line) {
 		fw.batch = append(fw.batch, d)
 		if fw.OnDelivery != nil {
 			fw.OnDelivery(d)
@@ -238,10 +238,11 @@ func (fw *Follower) commit(ctx context.Context) error {
 }
 
 func (fw *Follower) commitBatch(ctx context.Context, pos *LogPosition) error {
-	if err := fw.Store.RecordDeliveries(context.WithoutCancel(ctx), fw.batch, pos); err != nil {
+	if err := fw.Store.RecordDeliveriesTLS(context.WithoutCancel(ctx), fw.batch, fw.lines.outs, pos); err != nil {
 		return err
 	}
 	fw.batch = fw.batch[:0]
+	fw.lines.outs = fw.lines.outs[:0]
 	return nil
 }
 
@@ -326,23 +327,24 @@ func (s *Store) IngestReader(ctx context.Context, r io.Reader, p *maillog.Parser
 	}
 	lr := maillog.NewLineReader(in, maillog.MaxLine)
 	var batch []*maillog.Delivery
+	var lines logLines
 	n := 0
 	for {
 		line, _, err := lr.Next()
 		switch {
 		case len(line) > 0:
-			ds, _ := p.Feed(string(line))
-			batch = append(batch, ds...)
+			batch = append(batch, lines.feed(p, string(line))...)
 		case errors.Is(err, maillog.ErrLineTooLong), errors.Is(err, io.EOF) && lr.Dropping():
 			p.Overlong()
 		}
 		done := err != nil && !errors.Is(err, maillog.ErrLineTooLong)
 		if len(batch) >= 5000 || (done && len(batch) > 0) {
-			if err := s.RecordDeliveries(ctx, batch, nil); err != nil {
+			if err := s.RecordDeliveriesTLS(ctx, batch, lines.outs, nil); err != nil {
 				return n, err
 			}
 			n += len(batch)
 			batch = batch[:0]
+			lines.outs = lines.outs[:0]
 		}
 		if errors.Is(err, io.EOF) {
 			return n, nil

@@ -295,6 +295,82 @@ var migrations = []string{
 	`DELETE FROM hourly_deliveries WHERE length(CAST(domain AS BLOB)) > 255 OR length(CAST(cipher AS BLOB)) > 64;
 	DELETE FROM deliveries WHERE length(CAST(domain AS BLOB)) > 255 OR length(CAST(COALESCE(cipher, '') AS BLOB)) > 64;
 	UPDATE deliveries SET relay_host = '' WHERE relay_host = 'none' OR length(CAST(relay_host AS BLOB)) > 255;`,
+	// 13: reports between mail domains (RFC 7489 7.2, RFC 8460). For the
+	// aggregate reports we send: the DMARC record that applied to each
+	// message (its policy published and rua=). For the TLS reports we
+	// send: each delivery's SMTP session and the RFC 8460 result type its
+	// log lines gave ("" when TLS succeeded), read by maillog's
+	// TLSTracker. What was sent, so a timer that fires twice does not
+	// send twice. The reports receivers send us, deduplicated by
+	// reporter and report ID.
+	`ALTER TABLE messages ADD COLUMN dmarc_published TEXT;
+	CREATE TABLE delivery_tls (
+		delivery_id INTEGER PRIMARY KEY,
+		session     TEXT NOT NULL,
+		result      TEXT NOT NULL,
+		detail      TEXT
+	);
+	CREATE TABLE sent_reports (
+		id          INTEGER PRIMARY KEY,
+		kind        TEXT NOT NULL,
+		domain      TEXT NOT NULL,
+		begin_at    INTEGER NOT NULL,
+		end_at      INTEGER NOT NULL,
+		report_id   TEXT NOT NULL,
+		destination TEXT NOT NULL,
+		sent_at     INTEGER NOT NULL,
+		status      TEXT NOT NULL,
+		error       TEXT,
+		UNIQUE (kind, domain, begin_at, destination)
+	);
+	CREATE TABLE received_reports (
+		id          INTEGER PRIMARY KEY,
+		kind        TEXT NOT NULL,
+		org_name    TEXT NOT NULL,
+		report_id   TEXT NOT NULL,
+		contact     TEXT,
+		domain      TEXT NOT NULL,
+		begin_at    INTEGER NOT NULL,
+		end_at      INTEGER NOT NULL,
+		ingested_at INTEGER NOT NULL,
+		source      TEXT,
+		UNIQUE (kind, org_name, report_id)
+	);
+	CREATE INDEX received_reports_begin ON received_reports(begin_at);
+	CREATE TABLE received_dmarc_rows (
+		report        INTEGER NOT NULL,
+		source_ip     TEXT NOT NULL,
+		count         INTEGER NOT NULL,
+		disposition   TEXT NOT NULL,
+		dkim          TEXT NOT NULL,
+		spf           TEXT NOT NULL,
+		header_from   TEXT NOT NULL,
+		envelope_from TEXT,
+		dkim_results  TEXT,
+		spf_results   TEXT
+	);
+	CREATE INDEX received_dmarc_rows_report ON received_dmarc_rows(report);
+	CREATE TABLE received_tls_policies (
+		report        INTEGER NOT NULL,
+		seq           INTEGER NOT NULL,
+		policy_type   TEXT NOT NULL,
+		policy_domain TEXT NOT NULL,
+		mx_host       TEXT,
+		successful    INTEGER NOT NULL,
+		failed        INTEGER NOT NULL,
+		PRIMARY KEY (report, seq)
+	) WITHOUT ROWID;
+	CREATE TABLE received_tls_failures (
+		report       INTEGER NOT NULL,
+		seq          INTEGER NOT NULL,
+		result_type  TEXT NOT NULL,
+		sending_ip   TEXT,
+		receiving_mx TEXT,
+		receiving_ip TEXT,
+		count        INTEGER NOT NULL,
+		reason_code  TEXT
+	);
+	CREATE INDEX received_tls_failures_report ON received_tls_failures(report);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -85,6 +85,10 @@ func (s *Store) Prune(ctx context.Context, age time.Duration) (int64, error) {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE started_at <= ?`, cut); err != nil {
 		return 0, fmt.Errorf("measure: prune: %w", err)
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM delivery_tls WHERE delivery_id IN
+		(SELECT id FROM deliveries WHERE delivered_at <= ?)`, cut); err != nil {
+		return 0, fmt.Errorf("measure: prune: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE delivered_at <= ?`, cut); err != nil {
 		return 0, fmt.Errorf("measure: prune: %w", err)
 	}

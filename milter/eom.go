@@ -234,7 +234,7 @@ func (s *session) newRecord(msg *message, res auth.Results) *measure.Message {
 		HeloSPFResult: res.Helo.Result, HeloSPFClass: res.Helo.ErrorClass,
 		DKIMResult: auth.DKIMVerdict(res.DKIM), DMARCResult: res.DMARC.Result,
 		DMARCPolicy: res.DMARC.Policy, DMARCDisposition: res.DMARC.Disposition,
-		DMARCRecord: res.DMARC.RecordDomain, SPFAligned: res.DMARC.SPFAligned,
+		DMARCRecord: res.DMARC.RecordDomain, DMARCPublished: res.DMARC.Record, SPFAligned: res.DMARC.SPFAligned,
 		DKIMAligned: res.DMARC.DKIMAligned}
 	rec.FromClass = msg.fromClass
 	if msg.fromClass == "" {

@@ -37,8 +37,9 @@ type Report struct {
 	// Latest is the start of the latest hour with mail in the store, set
 	// when this period has none, so the report can name where data is;
 	// zero when the store holds no mail at all.
-	Latest time.Time
-	opts   Options
+	Latest    time.Time
+	Receivers *Receivers // received DMARC and TLS reports (receivers.go)
+	opts      Options
 }
 
 // Day is one day of Figure 3; OutDeliveries are recipients delivered,
@@ -104,6 +105,9 @@ func Build(ctx context.Context, s *measure.Store, o Options) (*Report, error) {
 		return nil, err
 	}
 	if r.Downgrades, err = downgrades(ctx, s, r.Period); err != nil {
+		return nil, err
+	}
+	if r.Receivers, err = receivers(ctx, s, r.Period); err != nil {
 		return nil, err
 	}
 	if r.empty() {

@@ -222,6 +222,18 @@ func writeJSON(b *bytes.Buffer, d *Document) error {
 	return nil
 }
 
+// WriteJSON writes v as indented JSON escaped as every report's JSON is
+// (C1 controls and bidi runes as \u escapes), for commands whose output
+// is not a Document.
+func WriteJSON(w io.Writer, v any) error {
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: json: %w", err)
+	}
+	_, err = w.Write(append(escapeJSON(js), '\n'))
+	return err
+}
+
 // jsonReport keeps the first report's contract at the top level (inbound,
 // outbound, …) and adds the rest.
 type jsonReport struct {

@@ -105,8 +105,8 @@ func followJournal(ctx context.Context, store *measure.Store, cursor string, log
 		return fmt.Errorf("journalctl: %w", err)
 	}
 	p := maillog.NewParser()
+	rd := &measure.LogReader{Parser: p}
 	lr := maillog.NewLineReader(stdout, maillog.MaxLine)
-	var batch []*maillog.Delivery
 	for {
 		line, _, err := lr.Next()
 		if errors.Is(err, maillog.ErrLineTooLong) {
@@ -116,13 +116,10 @@ func followJournal(ctx context.Context, store *measure.Store, cursor string, log
 		if err != nil {
 			break
 		}
-		ds, _ := p.Feed(string(line))
-		batch = append(batch, ds...)
-		if len(batch) > 0 {
-			if err := store.RecordDeliveries(context.WithoutCancel(ctx), batch, nil); err != nil {
+		if rd.Feed(string(line)) {
+			if err := rd.Flush(context.WithoutCancel(ctx), store, nil); err != nil {
 				log.Error("journal: writing deliveries", "err", err)
 			}
-			batch = batch[:0]
 		}
 	}
 	return cmd.Wait()

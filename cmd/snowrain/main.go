@@ -15,6 +15,8 @@ commands:
   scan      scan domains: STARTTLS, certificates, SPF, DMARC, MTA-STS, DANE
   ingest    import MTA logs (plain or gzip) for outbound delivery TLS
   policy    TLS policies: check DOMAIN, list, forget DOMAIN, export, import FILE
+  reports   send DMARC aggregate and SMTP TLS reports: reports send [--dry-run DIR] [--period DAY]
+  ingest-reports  read the DMARC and TLS reports receivers send us (Maildir, mbox, .eml, xml/json/gz/zip)
   db        database maintenance: prune, vacuum
   version   print the version
 `
@@ -39,6 +41,10 @@ func main() {
 		err = ingest(args, os.Stdout)
 	case "policy":
 		err = runPolicy(args, os.Stdout)
+	case "reports":
+		err = runReports(args, os.Stdout)
+	case "ingest-reports":
+		err = runIngestReports(args, os.Stdout)
 	case "db":
 		err = db(args, os.Stdout)
 	case "version", "--version":

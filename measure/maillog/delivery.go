@@ -51,6 +51,7 @@ type Delivery struct {
 	RelayHost  string // "" when there was no connection (Postfix relay=none)
 	RelayIP    string
 	RelayPort  int
+	ConnUse    int    // Postfix's conn_use=: the connection's Nth delivery (0: not said)
 	Status     string // one of the Status* constants
 	DSN        string
 	Delay      float64

@@ -139,6 +139,7 @@ func (p *Parser) postfix(l Line) (string, *Delivery) {
 	d := &Delivery{Time: l.Time, MTA: "postfix", QueueID: qid, Domain: domain, Status: status, DSN: f.dsn, Level: LevelNone}
 	d.Delay, _ = strconv.ParseFloat(f.delay, 64)
 	d.RelayHost, d.RelayIP, d.RelayPort = splitRelay(f.relay)
+	d.ConnUse, _ = strconv.Atoi(f.connUse)
 	if t, ok := p.postfixTLS(l.PID, qid, f.relay, f.connUse != ""); ok {
 		d.setTLS(t)
 	}

@@ -1,0 +1,352 @@
+package feedback
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/snowrain/snowrain/resolver"
+	"github.com/snowrain/snowrain/tlsrpt"
+)
+
+// TLSReport is one TLS report to send: a recipient domain's sessions of
+// one day.
+type TLSReport struct {
+	Domain string
+	RUA    []string // from the domain's _smtp._tls record
+	Report *tlsrpt.Report
+}
+
+// session is one SMTP session to a recipient domain, from the deliveries
+// the log follower stored.
+type session struct {
+	domain, key        string
+	at                 int64
+	relayHost, relayIP string
+	level, status      string
+	result             tlsrpt.ResultType
+	reason             string
+}
+
+// TLSReports gathers the TLS reports of day: one per recipient domain
+// that publishes a TLSRPTv1 record, counting each SMTP session the MTA
+// log showed under the policy the policy engine applied then.
+func TLSReports(ctx context.Context, db *sql.DB, cfg Config, day Day) ([]*TLSReport, error) {
+	cfg.defaults()
+	sessions, err := loadSessions(ctx, db, day)
+	if err != nil {
+		return nil, err
+	}
+	byDomain := map[string][]*session{}
+	var domains []string
+	for _, s := range sessions {
+		if _, ok := byDomain[s.domain]; !ok {
+			domains = append(domains, s.domain)
+		}
+		byDomain[s.domain] = append(byDomain[s.domain], s)
+	}
+	sort.Strings(domains)
+	var out []*TLSReport
+	for _, d := range domains {
+		if cfg.excluded(d) {
+			continue
+		}
+		rec, err := cfg.lookupTLSRPT(ctx, d)
+		if err != nil {
+			if !errors.Is(err, tlsrpt.ErrNotTLSRPT) && !resolver.IsNotFound(err) {
+				cfg.Log.Warn("feedback: _smtp._tls lookup", "domain", d, "err", err)
+			}
+			continue
+		}
+		pol, err := loadPolicies(ctx, db, d, day)
+		if err != nil {
+			return nil, err
+		}
+		rep := &tlsrpt.Report{OrganizationName: cfg.OrgName, ContactInfo: cfg.Contact,
+			ReportID:  fmt.Sprintf("tls.%d.%s@%s", day.Begin.Unix(), d, cfg.Submitter),
+			DateRange: tlsrpt.DateRange{Start: day.Begin, End: day.End.Add(-time.Second)}}
+		rep.Policies = cfg.policyRuns(ctx, d, byDomain[d], pol)
+		var rua []string
+		for _, u := range rec.RUA {
+			rua = append(rua, u.String())
+		}
+		out = append(out, &TLSReport{Domain: d, RUA: rua, Report: rep})
+	}
+	return out, nil
+}
+
+func (c *Config) lookupTLSRPT(ctx context.Context, domain string) (*tlsrpt.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.DNSTimeout)
+	defer cancel()
+	txts, err := c.Resolver.LookupTXT(ctx, "_smtp._tls."+domain)
+	if err != nil {
+		return nil, err
+	}
+	return tlsrpt.FindRecord(txts)
+}
+
+func loadSessions(ctx context.Context, db *sql.DB, day Day) ([]*session, error) {
+	rows, err := db.QueryContext(ctx, `SELECT d.domain, t.session, MIN(d.delivered_at), COALESCE(d.relay_host, ''),
+		COALESCE(d.relay_ip, ''), d.tls_level, MIN(d.status), t.result, COALESCE(t.detail, '')
+		FROM deliveries d JOIN delivery_tls t ON t.delivery_id = d.id
+		WHERE d.delivered_at >= ? AND d.delivered_at < ? AND t.session <> ''
+		GROUP BY d.domain, t.session ORDER BY 1, 3, 2`, day.Begin.Unix(), day.End.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("feedback: sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []*session
+	for rows.Next() {
+		s := &session{}
+		var result string
+		if err := rows.Scan(&s.domain, &s.key, &s.at, &s.relayHost, &s.relayIP, &s.level, &s.status, &result, &s.reason); err != nil {
+			return nil, fmt.Errorf("feedback: sessions: %w", err)
+		}
+		s.result = tlsrpt.ResultType(result)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// decision is one recorded answer of the policy engine.
+type decision struct {
+	at            int64
+	source, error string
+}
+
+// policies is what the store knows of a domain's policies on a day.
+type policies struct {
+	decisions []decision
+	sts       *stsPolicy // the cached MTA-STS policy, if any
+}
+
+type stsPolicy struct {
+	mode, text string
+	mx         []string
+}
+
+func loadPolicies(ctx context.Context, db *sql.DB, domain string, day Day) (*policies, error) {
+	p := &policies{}
+	// Decisions from an hour before the day: a cached decision made then
+	// may be what the first deliveries used.
+	rows, err := db.QueryContext(ctx, `SELECT decided_at, source, COALESCE(error, '') FROM policy_decisions
+		WHERE domain = ? AND decided_at >= ? AND decided_at < ? ORDER BY decided_at, id`,
+		domain, day.Begin.Unix()-3600, day.End.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("feedback: decisions: %w", err)
+	}
+	for rows.Next() {
+		var d decision
+		if err := rows.Scan(&d.at, &d.source, &d.error); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("feedback: decisions: %w", err)
+		}
+		p.decisions = append(p.decisions, d)
+	}
+	rows.Close()
+	var sts stsPolicy
+	var mx string
+	err = db.QueryRowContext(ctx, `SELECT mode, mx, text FROM mta_sts_policies WHERE domain = ?`, domain).Scan(&sts.mode, &mx, &sts.text)
+	if err == nil {
+		sts.mx = strings.Fields(mx)
+		p.sts = &sts
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("feedback: mta-sts: %w", err)
+	}
+	return p, nil
+}
+
+// decisionAt is the decision a session at t most likely used: the last
+// one recorded up to a few seconds after it (the engine records in
+// batches; log times are whole seconds), else the first one after.
+func (p *policies) decisionAt(t int64) (decision, bool) {
+	var best decision
+	found := false
+	for _, d := range p.decisions {
+		if d.at <= t+5 {
+			best, found = d, true
+		} else if !found {
+			return d, true
+		}
+	}
+	return best, found
+}
+
+// applied is the policy a session was under, as TLS reports name it.
+type applied struct {
+	kind   tlsrpt.PolicyType
+	mx     string            // tlsa: the MX host the records belong to
+	failed tlsrpt.ResultType // a policy failure (fetch, syntax) that makes every session fail
+}
+
+// policyFor reads the engine's decision: "dane" is a TLSA policy;
+// "mta-sts" an enforced MTA-STS policy; a fetch or syntax error while
+// looking for one is an MTA-STS policy failure (RFC 8460 4.3.2.3); any
+// other answer with a cached MTA-STS policy in testing mode is that
+// policy (testing is reported, not enforced: RFC 8461 5); else none.
+func (p *policies) policyFor(s *session) applied {
+	d, ok := p.decisionAt(s.at)
+	if ok {
+		switch d.source {
+		case "dane":
+			return applied{kind: tlsrpt.PolicyTLSA, mx: s.relayHost}
+		case "mta-sts":
+			return applied{kind: tlsrpt.PolicySTS}
+		case "error":
+			switch class, _, _ := strings.Cut(d.error, ":"); class {
+			case "sts_fetch":
+				return applied{kind: tlsrpt.PolicySTS, failed: tlsrpt.ResultSTSPolicyFetchError}
+			case "sts_syntax", "sts_too_large", "sts_record":
+				return applied{kind: tlsrpt.PolicySTS, failed: tlsrpt.ResultSTSPolicyInvalid}
+			}
+		}
+	}
+	if p.sts != nil && (p.sts.mode == "testing" || (!ok && p.sts.mode == "enforce")) {
+		return applied{kind: tlsrpt.PolicySTS}
+	}
+	return applied{kind: tlsrpt.PolicyNoPolicyFound}
+}
+
+// outcome is a session's result under its policy; "" is success.
+//
+// Under a policy (MTA-STS, DANE) a session that failed says why in its
+// log lines; one that delivered in plaintext did not get STARTTLS; one
+// that delivered over TLS whose certificate did not verify (Postfix's
+// "Untrusted"/"Anonymous" at an opportunistic level, MTA-STS testing
+// mode) is certificate-not-trusted. With no policy, only failures that
+// stopped the session count: a certificate nobody asked to verify is no
+// failure, plaintext is (RFC 8460 counts "successfully negotiated
+// TLS-enabled connections").
+func outcome(s *session, a applied) tlsrpt.ResultType {
+	if a.failed != "" {
+		return a.failed
+	}
+	if a.kind == tlsrpt.PolicyNoPolicyFound {
+		switch {
+		case s.result == "" && s.level == "none":
+			return tlsrpt.ResultSTARTTLSNotSupported
+		case s.result != "" && (s.status != "sent" || !isCertificate(s.result)):
+			return s.result
+		}
+		return ""
+	}
+	switch {
+	case s.result != "":
+		return s.result
+	case s.level == "none":
+		return tlsrpt.ResultSTARTTLSNotSupported
+	case s.level == "untrusted" || s.level == "anonymous":
+		return tlsrpt.ResultCertificateNotTrusted
+	}
+	return ""
+}
+
+func isCertificate(r tlsrpt.ResultType) bool {
+	switch r {
+	case tlsrpt.ResultCertificateExpired, tlsrpt.ResultCertificateHostMismatch, tlsrpt.ResultCertificateNotTrusted:
+		return true
+	}
+	return false
+}
+
+// policyRuns counts a domain's sessions per applied policy.
+func (c *Config) policyRuns(ctx context.Context, domain string, sessions []*session, p *policies) []tlsrpt.PolicyRun {
+	type failKey struct {
+		r                tlsrpt.ResultType
+		host, ip, reason string
+	}
+	type run struct {
+		a      applied
+		sum    tlsrpt.Summary
+		fails  map[failKey]int64
+		forder []failKey
+	}
+	runs := map[applied]*run{}
+	var order []applied
+	for _, s := range sessions {
+		a := p.policyFor(s)
+		key := applied{kind: a.kind, mx: a.mx}
+		r := runs[key]
+		if r == nil {
+			r = &run{a: key, fails: map[failKey]int64{}}
+			runs[key] = r
+			order = append(order, key)
+		}
+		res := outcome(s, a)
+		if res == "" {
+			r.sum.Successful++
+			continue
+		}
+		r.sum.Failed++
+		reason := s.reason
+		if a.failed != "" {
+			reason = ""
+		}
+		k := failKey{res, s.relayHost, s.relayIP, reason}
+		if _, ok := r.fails[k]; !ok {
+			r.forder = append(r.forder, k)
+		}
+		r.fails[k]++
+	}
+	var out []tlsrpt.PolicyRun
+	for _, key := range order {
+		r := runs[key]
+		pr := tlsrpt.PolicyRun{Policy: tlsrpt.Policy{Type: key.kind, Domain: domain}, Summary: r.sum}
+		switch key.kind {
+		case tlsrpt.PolicySTS:
+			if p.sts != nil {
+				pr.Policy.String = policyLines(p.sts.text)
+				pr.Policy.MXHost = p.sts.mx
+			}
+		case tlsrpt.PolicyTLSA:
+			pr.Policy.MXHost = []string{key.mx}
+			pr.Policy.String = c.tlsaStrings(ctx, key.mx)
+		}
+		for _, k := range r.forder {
+			pr.FailureDetails = append(pr.FailureDetails, tlsrpt.FailureDetail{ResultType: k.r,
+				SendingMTAIP: c.SendingIP, ReceivingMXHostname: k.host, ReceivingIP: k.ip,
+				FailedSessionCount: r.fails[k], FailureReasonCode: k.reason})
+		}
+		out = append(out, pr)
+	}
+	return out
+}
+
+// policyLines is an MTA-STS policy as RFC 8460 4.4 wants it: one string
+// per line, blank lines and line ends dropped.
+func policyLines(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(strings.TrimRight(l, "\r")); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// tlsaStrings are the TLSA records of an MX host for port 25, in
+// presentation form ("3 1 1 …"), as the report's policy-string.
+func (c *Config) tlsaStrings(ctx context.Context, host string) []string {
+	if host == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.DNSTimeout)
+	defer cancel()
+	ans, err := c.Resolver.Query(ctx, "_25._tcp."+host, dns.TypeTLSA)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, rr := range ans.Records {
+		if t, ok := rr.(*dns.TLSA); ok {
+			out = append(out, fmt.Sprintf("%d %d %d %s", t.Usage, t.Selector, t.MatchingType, t.Certificate))
+		}
+	}
+	return out
+}

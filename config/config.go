@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -29,6 +30,7 @@ type Config struct {
 	Maillog     string `toml:"maillog"` // MTA log to follow for outbound deliveries, empty: off
 	Journal     bool   `toml:"journal"` // follow the systemd journal instead of a file
 	LogLevel    string `toml:"log_level"`
+	LogTarget   string `toml:"log_target"` // stderr (journald) or syslog (mail facility, /dev/log; syslog:PATH for another socket)
 
 	DNS          []string `toml:"dns"` // empty: /etc/resolv.conf
 	DNSTimeout   Duration `toml:"dns_timeout"`
@@ -110,7 +112,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func Default() Config {
 	return Config{
 		Milter: "unix:/run/snowrain/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
-		LogFormat: "text", LogLevel: "info",
+		LogFormat: "text", LogLevel: "info", LogTarget: "stderr",
 		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
 		AuthServID: hostname(), SubmissionDaemons: []string{"submission", "smtps", "submissions"},
 		MaxSignatures: 8, CheckHelo: true,
@@ -171,6 +173,13 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
+	}
+	if c.LogTarget != "stderr" && c.LogTarget != "syslog" && !strings.HasPrefix(c.LogTarget, "syslog:/") {
+		return fmt.Errorf("config: log_target %q: want stderr, syslog or syslog:/PATH", c.LogTarget)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	switch c.Enforce.Quarantine {
 	case "", "header", "hold":
@@ -253,6 +262,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Maillog, "maillog", c.Maillog, "MTA log file to follow for outbound delivery TLS (e.g. /var/log/mail.log)")
 	fs.BoolVar(&c.Journal, "journal", c.Journal, "follow the systemd journal (journalctl) for outbound deliveries")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogTarget, "log-target", c.LogTarget, "where logs go: stderr (journald) or syslog (mail facility, /dev/log)")
 	fs.Func("dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)", func(v string) error {
 		c.DNS = append(c.DNS, v)
 		return nil

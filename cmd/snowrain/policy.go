@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +44,7 @@ func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, l
 // startPolicy runs the socketmap, the inbound delegation service, the
 // MTA-STS refresher and downgrade detection; the returned function stops
 // them.
-func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, res resolver.Resolver,
+func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *measure.Store, res resolver.Resolver,
 	writer *measure.Writer, filter *milter.Filter, mt *metrics.Metrics, log *slog.Logger) (func(), func(*maillog.Delivery), error) {
 	var closers []func()
 	stop := func() {
@@ -59,14 +58,13 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		if err != nil {
 			return stop, onDelivery, err
 		}
-		ln, err := listenOn(cfg, cfg.Policy.Socket)
-		if err != nil {
-			return stop, onDelivery, fmt.Errorf("policy socket: %w", err)
-		}
 		srv := &policy.SocketmapServer{Engine: engine, Log: log,
 			Classes: func(c string) { mt.Policy.WithLabelValues("socketmap", c).Inc() }}
-		go srv.Serve(ln)
-		closers = append(closers, func() { ln.Close(); srv.Close(); engine.Close() })
+		if err := d.start("socketmap", cfg.Policy.Socket, srv.Serve); err != nil {
+			engine.Close()
+			return stop, onDelivery, fmt.Errorf("policy socket: %w", err)
+		}
+		closers = append(closers, func() { srv.Close(); engine.Close() })
 		go refreshSTS(ctx, engine, cfg.Policy.Refresh.Duration, log)
 		log.Info("TLS policy socketmap serving", "socket", cfg.Policy.Socket)
 	}
@@ -81,12 +79,9 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		filter.Inbound = inbound.Check
 	}
 	if in.Socket != "" {
-		ln, err := listenOn(cfg, in.Socket)
-		if err != nil {
+		if err := d.start("inbound", in.Socket, inbound.Serve); err != nil {
 			return stop, onDelivery, fmt.Errorf("inbound policy socket: %w", err)
 		}
-		go inbound.Serve(ln)
-		closers = append(closers, func() { ln.Close() })
 		log.Info("inbound TLS policy service serving", "socket", in.Socket)
 	}
 	return stop, onDelivery, nil
@@ -137,13 +132,6 @@ func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.
 	}
 }
 
-// listenOn opens a unix or TCP socket with the configured permissions.
-func listenOn(cfg config.Config, addr string) (net.Listener, error) {
-	c := cfg
-	c.Milter = addr
-	return listen(c)
-}
-
 const policyUsage = `usage: snowrain policy check DOMAIN | list | forget DOMAIN | export [--format csv|json] | import FILE
   (with serve's flags: --config, --db, --dns, --policy-*)`
 
@@ -175,8 +163,18 @@ func runPolicy(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Check the command before touching the database: a mistyped one
+	// must not create it. Commands that only read open it read-only.
+	readOnly := sub == "list" || sub == "export" || sub == "check" && len(pos) == 1
+	if !readOnly && !((sub == "forget" || sub == "import") && len(pos) == 1) {
+		return fmt.Errorf("%s", policyUsage)
+	}
 	ctx := context.Background()
-	store, err := measure.Open(ctx, cfg.DB)
+	open := measure.Open
+	if readOnly {
+		open = measure.OpenReadOnly
+	}
+	store, err := open(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}

@@ -729,3 +729,5 @@ func TestServeCheck(t *testing.T) {
 		}
 	}
 }
+
+func timeAfterMinute() <-chan time.Time { return time.After(time.Minute) }

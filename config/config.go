@@ -174,11 +174,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
 	}
-	if c.LogTarget != "stderr" && c.LogTarget != "syslog" && !strings.HasPrefix(c.LogTarget, "syslog:/") {
+	if c.LogTarget != "" && c.LogTarget != "stderr" && c.LogTarget != "syslog" && !strings.HasPrefix(c.LogTarget, "syslog:/") {
 		return fmt.Errorf("config: log_target %q: want stderr, syslog or syslog:/PATH", c.LogTarget)
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(c.LogLevel)); c.LogLevel != "" && err != nil {
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	switch c.Enforce.Quarantine {

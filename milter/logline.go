@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/snowrain/snowrain/measure"
 )
@@ -87,27 +86,14 @@ func orNone(s string) string {
 	return s
 }
 
-// logValue bounds a value to 255 bytes and drops control characters (C0,
-// DEL, C1), bidi overrides and isolates, and invalid UTF-8.
+// logValue is clean (valid UTF-8, no C0 controls or DEL, at most 255
+// bytes) without C1 controls and format characters either: bidi
+// overrides and isolates, zero-width characters.
 func logValue(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	clean := strings.Map(func(r rune) rune {
-		switch {
-		case r < 0x20, r >= 0x7f && r <= 0x9f:
-			return -1
-		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
-			return -1
-		case unicode.Is(unicode.Cf, r): // other format characters (zero-width…)
+	return clean(strings.Map(func(r rune) rune {
+		if r >= 0x80 && r <= 0x9f || unicode.Is(unicode.Cf, r) {
 			return -1
 		}
 		return r
-	}, s)
-	if len(clean) <= 255 {
-		return clean
-	}
-	i := 255
-	for i > 0 && !utf8.RuneStart(clean[i]) {
-		i--
-	}
-	return clean[:i]
+	}, strings.ToValidUTF8(s, "?")))
 }

@@ -66,13 +66,7 @@ func TestMessageLogLineThroughPostfix(t *testing.T) {
 	dir := t.TempDir()
 	milterAddr := freeTCP(t)
 	d := startServe(t, dir, serveConf(dir, dns.Addr), false, "--milter", "inet:"+milterAddr)
-	waitFor(t, "milter port", func() bool {
-		conn, err := net.Dial("tcp", milterAddr)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	}, d)
+	waitFor(t, "milter port", answers("tcp", milterAddr), d)
 	ca := testca.New(t)
 	cert, key := ca.Issue(t, "mx", "mx.test.example")
 	pf := postfixtest.Start(t, postfixtest.Options{Milter: "inet:" + milterAddr, CertFile: cert, KeyFile: key,
@@ -132,7 +126,8 @@ func TestSyslogTarget(t *testing.T) {
 			got <- string(buf[:n])
 		}
 	}()
-	d := startServe(t, dir, serveConf(dir, dns.Addr, fmt.Sprintf("log_target = %q", "syslog:"+sockPath)), true)
+	d := startServe(t, dir, serveConf(dir, dns.Addr, fmt.Sprintf("log_target = %q", "syslog:"+sockPath)), false)
+	waitFor(t, "milter socket", answers("unix", d.sock), d)
 	if _, err := miltertest.SendOne(miltertest.NewClient("unix", d.sock), miltertest.Postfix, corpus.Cases()[0]); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func serveConf(dir, dnsAddr string, extra ...string) string {
 }
 
 // startServe runs `snowrain serve --config DIR/snowrain.conf ARGS…` with
-// conf and waits for its milter socket (unless wait is false).
+// conf and waits until it serves (unless wait is false).
 func startServe(t *testing.T, dir, conf string, wait bool, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "milter.sock"), db: filepath.Join(dir, "snowrain.db"),
@@ -51,13 +51,9 @@ func startServe(t *testing.T, dir, conf string, wait bool, args ...string) *daem
 	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(func() { d.cmd.Process.Kill() })
 	if wait {
-		waitFor(t, "milter socket", func() bool {
-			c, err := net.Dial("unix", d.sock)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		}, d)
+		waitFor(t, "milter socket", answers("unix", d.sock), d)
+		// Every listener is up once it says so.
+		waitFor(t, "serving", func() bool { return strings.Contains(d.logs(), `msg="snowrain serving"`) }, d)
 	}
 	return d
 }
@@ -85,6 +81,17 @@ func waitFor(t *testing.T, what string, cond func() bool, d *daemon) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s:\n%s", what, d.logs())
+}
+
+// answers is a waitFor condition: something accepts on addr.
+func answers(network, addr string) func() bool {
+	return func() bool {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
 }
 
 // exitCode waits for the daemon to exit and returns its status.
@@ -320,13 +327,7 @@ func TestRemovedSocketIsRecreated(t *testing.T) {
 	if err := os.Remove(d.sock); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "socket bound again", func() bool {
-		c, err := net.Dial("unix", d.sock)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, d)
+	waitFor(t, "socket bound again", answers("unix", d.sock), d)
 	if _, err := miltertest.SendOne(miltertest.NewClient("unix", d.sock), miltertest.Postfix, corpus.Cases()[0]); err != nil {
 		t.Fatal(err)
 	}

@@ -99,6 +99,11 @@ func serve(args []string) error {
 	if check {
 		return runCheck(context.Background(), cfg, path, os.Stdout)
 	}
+	// Signals from the start: a SIGTERM while starting up is handled once
+	// serving, not a kill that skips the flush.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
 	logs := newLogging(cfg, os.Stderr)
 	defer logs.close()
 	log := logs.Logger
@@ -106,6 +111,13 @@ func serve(args []string) error {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 
+	// The lock first: a second serve touches neither the database nor
+	// the sockets of a running one.
+	lock, err := lockInstance(cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	store, err := measure.Open(ctx, cfg.DB)
 	if err != nil {
 		return err
@@ -114,11 +126,6 @@ func serve(args []string) error {
 	if err := checkDBWritable(ctx, store); err != nil {
 		return err
 	}
-	lock, err := lockInstance(cfg.DB)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
 	mt := metrics.New()
 	d := &instance{path: path, args: args, started: cfg, cfg: cfg, logs: logs, log: log, mt: mt,
 		sup: supervise.New(log)}
@@ -159,8 +166,6 @@ func serve(args []string) error {
 		"components", strings.Join(d.sup.Names(), ","))
 	printPostfixHint(cfg)
 
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	var fatal error
 	for {
 		select {

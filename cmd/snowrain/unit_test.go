@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -48,7 +47,7 @@ func TestUnitSyscallFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	helper := buildUnitHelper(t)
+	helper := unitexec.BuildForTest(t)
 	name, creds := unitCredentials(t, unit)
 	primary, _ := user.Lookup(name)
 	primaryGID, _ := strconv.Atoi(primary.Gid)
@@ -87,13 +86,9 @@ func TestUnitSyscallFilter(t *testing.T) {
 	} {
 		t.Run("socket_owner="+tc.owner, func(t *testing.T) {
 			d, runtime := run(t, unit, tc.owner)
-			waitFor(t, "milter socket", func() bool {
-				c, err := net.Dial("unix", d.sock)
-				if err == nil {
-					c.Close()
-				}
-				return err == nil
-			}, d)
+			for _, s := range []string{"milter.sock", "policy.sock", "inbound.sock"} {
+				waitFor(t, s, answers("unix", filepath.Join(runtime, s)), d)
+			}
 			wantGID := creds.GID
 			if !strings.Contains(tc.owner, ":") {
 				wantGID = primaryGID
@@ -144,35 +139,11 @@ func TestUnitSyscallFilter(t *testing.T) {
 		}
 		// The chown was the one syscall in the way: with a socket_owner
 		// that needs none, the old filter lets the daemon start.
-		d, _ = run(t, &old, name+":"+groupName)
-		waitFor(t, "milter socket under the old filter without chown", func() bool {
-			c, err := net.Dial("unix", d.sock)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		}, d)
+		d, runtime := run(t, &old, name+":"+groupName)
+		waitFor(t, "sockets under the old filter without chown", answers("unix", filepath.Join(runtime, "inbound.sock")), d)
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		if code := exitCode(t, d); code != 0 {
 			t.Errorf("exit %d:\n%s", code, d.logs())
 		}
 	})
-}
-
-func buildUnitHelper(t *testing.T) string {
-	t.Helper()
-	for _, need := range []string{"gcc", "systemd-analyze"} {
-		if _, err := exec.LookPath(need); err != nil {
-			t.Fatalf("%s missing: run scripts/deps-seccomp.sh (make test-deps)", need)
-		}
-	}
-	if _, err := os.Stat("/usr/include/seccomp.h"); err != nil {
-		t.Fatal("libseccomp-dev missing: run scripts/deps-seccomp.sh (make test-deps)")
-	}
-	helper, err := unitexec.Build(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(filepath.Dir(helper), 0o755)
-	return helper
 }

@@ -94,6 +94,17 @@ func newTest(t *testing.T) (*Supervisor, *syncBuf, func(string) int) {
 	return s, logs, func(k string) int { mu.Lock(); defer mu.Unlock(); return counts[k] }
 }
 
+// waitRestarted waits (the restart happens in the background) until name
+// was restarted once and serves; the test's round trip then checks it.
+func waitRestarted(s *Supervisor, name string) {
+	for i := 0; i < 500; i++ {
+		if st, _ := s.Status(); st[name].Restarts == 1 && st[name].State == Serving {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestTemporaryAcceptErrorsAreRetried(t *testing.T) {
 	s, logs, counts := newTest(t)
 	inner, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -127,12 +138,7 @@ func TestStoppedServerIsRestarted(t *testing.T) {
 		listens++
 		return net.Listen("tcp", addr)
 	}}, broken)
-	for i := 0; i < 500; i++ { // the restart happens in the background
-		if st, _ := s.Status(); st["echo"].Restarts == 1 && st["echo"].State == Serving {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitRestarted(s, "echo")
 	roundTrip(t, addr)
 	if listens != 1 || counts("echo restart") != 1 {
 		t.Errorf("listens %d, restarts %d", listens, counts("echo restart"))
@@ -183,12 +189,7 @@ func TestCheckReplacesLostListener(t *testing.T) {
 			}
 			return nil
 		}}, first)
-	for i := 0; i < 500; i++ {
-		if st, _ := s.Status(); st["echo"].Restarts == 1 && st["echo"].State == Serving {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitRestarted(s, "echo")
 	roundTrip(t, addr)
 	if st, _ := s.Status(); !strings.Contains(st["echo"].LastError, "listener lost: socket file removed") || counts("echo restart") != 1 {
 		t.Errorf("status %+v restarts %d", st, counts("echo restart"))
@@ -208,12 +209,7 @@ func TestPanicInServeIsRestarted(t *testing.T) {
 			}
 			return echo(ln)
 		}}, first)
-	for i := 0; i < 500; i++ {
-		if st, _ := s.Status(); st["echo"].Restarts == 1 && st["echo"].State == Serving {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitRestarted(s, "echo")
 	roundTrip(t, addr)
 	if !strings.Contains(logs.String(), `msg="panic in listener" listener=echo panic=bug`) {
 		t.Errorf("logs:\n%s", logs)

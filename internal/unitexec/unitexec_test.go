@@ -66,7 +66,7 @@ func TestParseUnit(t *testing.T) {
 // filter really fails (errno action) or kills (default action), and runs
 // when allowed.
 func TestHelperEnforces(t *testing.T) {
-	helper := buildHelper(t)
+	helper := BuildForTest(t)
 	me := Credentials{UID: os.Getuid(), GID: os.Getgid()}
 	run := func(u *Unit) (string, error) {
 		t.Helper()
@@ -95,21 +95,4 @@ func errorsAs(err error, ee **exec.ExitError) bool {
 	e, ok := err.(*exec.ExitError)
 	*ee = e
 	return ok
-}
-
-func buildHelper(t *testing.T) string {
-	t.Helper()
-	for _, need := range []string{"gcc", "systemd-analyze"} {
-		if _, err := exec.LookPath(need); err != nil {
-			t.Fatalf("%s missing: run scripts/deps-seccomp.sh (make test-deps)", need)
-		}
-	}
-	if _, err := os.Stat("/usr/include/seccomp.h"); err != nil {
-		t.Fatal("libseccomp-dev missing: run scripts/deps-seccomp.sh (make test-deps)")
-	}
-	helper, err := Build(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return helper
 }

@@ -64,8 +64,9 @@ run: build
 	$(BIN) serve --config $(CURDIR)/contrib/snowrain.dev.conf \
 		--milter inet:127.0.0.1:8891 --db $(VAR)/snowrain.db --metrics 127.0.0.1:9425 $(DNSFLAG)
 
-# Everything the tests need (Postfix, swaks, Sendmail's extracted tree),
-# installed when missing; then every test, including the real-MTA ones.
+# Everything the tests need (Postfix, swaks, Sendmail's extracted tree,
+# gcc and libseccomp-dev for the unit's syscall filter), installed when
+# missing; then every test, including the real-MTA ones.
 # With the race detector, the daemon the tests start included (GOFLAGS
 # reaches the go build inside cmd/snowrain's tests).
 # Around the run, scripts/mta-state.sh checks that the machine's own Postfix
@@ -81,6 +82,7 @@ test: test-deps vet
 
 test-deps:
 	bash scripts/deps-postfix.sh
+	bash scripts/deps-seccomp.sh
 	bash scripts/deps-sendmail.sh
 	bash scripts/deps-chromium.sh
 	bash scripts/deps-reports.sh

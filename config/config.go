@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -34,6 +35,7 @@ type Config struct {
 	Maillog     string `toml:"maillog"` // MTA log to follow for outbound deliveries, empty: off
 	Journal     bool   `toml:"journal"` // follow the systemd journal instead of a file
 	LogLevel    string `toml:"log_level"`
+	LogTarget   string `toml:"log_target"` // stderr (journald) or syslog (mail facility, /dev/log; syslog:PATH for another socket)
 
 	// Milter connection limits (issue 10): bytes of one packet, time from
 	// its first byte to its last, wait for the next one.
@@ -133,7 +135,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func Default() Config {
 	return Config{
 		Milter: "unix:" + DefaultSocketDir + "/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
-		LogFormat: "text", LogLevel: "info",
+		LogFormat: "text", LogLevel: "info", LogTarget: "stderr",
 		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
 		MilterMaxPacket: 1 << 20, MilterReadTimeout: Duration{30 * time.Second}, MilterIdleTimeout: Duration{time.Hour}, MaxHeaderBytes: 1 << 20,
 		AuthServID: hostname(), SubmissionDaemons: []string{"submission", "smtps", "submissions"},
@@ -196,6 +198,13 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
+	}
+	if c.LogTarget != "" && c.LogTarget != "stderr" && c.LogTarget != "syslog" && !strings.HasPrefix(c.LogTarget, "syslog:/") {
+		return fmt.Errorf("config: log_target %q: want stderr, syslog or syslog:/PATH", c.LogTarget)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); c.LogLevel != "" && err != nil {
+		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	switch c.Enforce.Quarantine {
 	case "", "header", "hold":
@@ -309,6 +318,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.TextVar(&c.MilterReadTimeout, "milter-read-timeout", c.MilterReadTimeout, "time from the first byte of a milter packet to its last")
 	fs.TextVar(&c.MilterIdleTimeout, "milter-idle-timeout", c.MilterIdleTimeout, "close a milter connection silent this long")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "header bytes per message; beyond, DKIM is not verified")
+	fs.StringVar(&c.LogTarget, "log-target", c.LogTarget, "where logs go: stderr (journald) or syslog (mail facility, /dev/log)")
 	fs.Func("dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)", func(v string) error {
 		c.DNS = append(c.DNS, v)
 		return nil

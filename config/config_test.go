@@ -39,6 +39,9 @@ func TestInvalid(t *testing.T) {
 		`milter = "tcp"`,
 		`unknown_option = 1`,
 		`log_format = "xml"`,
+		`log_target = "file"`,
+		`log_target = "syslog:relative/path"`,
+		`log_level = "loud"`,
 		`internal_networks = ["10.0.0.0/33"]`,
 		`dns_budget = "fast"`,
 		`[enforce]
@@ -51,6 +54,15 @@ quarantine = "drop"`,
 		c := Default()
 		if err := c.Parse(text); err == nil {
 			t.Errorf("%q: no error", text)
+		}
+	}
+}
+
+func TestLogTarget(t *testing.T) {
+	for _, text := range []string{`log_target = "stderr"`, `log_target = "syslog"`, `log_target = "syslog:/dev/log"`} {
+		c := Default()
+		if err := c.Parse(text); err != nil {
+			t.Errorf("%q: %v", text, err)
 		}
 	}
 }

@@ -6,10 +6,12 @@ package measure
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
@@ -22,12 +24,19 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the database at path in WAL mode and
-// brings its schema up to date.
+// brings its schema up to date. Run as root, it creates a new database
+// with the owner of its directory (/var/lib/snowrain belongs to the
+// daemon's user), never as root: a root-owned file would leave the daemon
+// unable to write. SQLite itself gives the -wal and -shm files it creates
+// as root the owner of the database.
 func Open(ctx context.Context, path string) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("measure: %w", err)
 		}
+	}
+	if err := createOwned(path); err != nil {
+		return nil, fmt.Errorf("measure: %w", err)
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
@@ -47,7 +56,58 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-// OpenReadOnly opens an existing database for reports without migrating it.
+// createOwned creates an empty database file (SQLite takes an empty file
+// as an empty database) owned like its directory, when run as root, the
+// file is missing and the directory belongs to another user.
+func createOwned(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o640)
+	if err != nil {
+		return err
+	}
+	if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	return f.Close()
+}
+
+// CheckWritable writes a row and rolls it back: it fails ("attempt to
+// write a readonly database") when the file, its -wal or -shm, or its
+// directory cannot be written by this process. (BEGIN IMMEDIATE alone
+// succeeds on a read-only file in WAL mode; only a write tells.)
+func (s *Store) CheckWritable(ctx context.Context) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("measure: %s: %w", s.Path, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (-1, 0)`); err != nil {
+		return fmt.Errorf("measure: %s is not writable: %w", s.Path, err)
+	}
+	return nil
+}
+
+// LatestSchema is the schema version this binary migrates to.
+func LatestSchema() int { return len(migrations) }
+
+// OpenReadOnly opens an existing database for reports without migrating
+// it and without ever writing to it (commands that only read use it, so a
+// root-run report never creates or changes the daemon's files).
 func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("measure: %w", err)

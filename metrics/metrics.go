@@ -3,16 +3,11 @@
 package metrics
 
 import (
-	"context"
-	"errors"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/measure/maillog"
@@ -34,6 +29,11 @@ type Metrics struct {
 	// reason: panic, malformed, too_large, idle_timeout, timeout,
 	// negotiation, io.
 	MilterConnErrors *prometheus.CounterVec
+
+	AcceptErrors *prometheus.CounterVec // listener, errno
+	Restarts     *prometheus.CounterVec // listener
+	HTTPConns    prometheus.Gauge       // open connections to the metrics listener
+	HTTPRejected prometheus.Counter     // metrics connections closed at the cap
 }
 
 // New creates and registers the collectors.
@@ -61,8 +61,17 @@ func New() *Metrics {
 			Help: "TLS policy answers by service and source, and bad requests by class."}, []string{"service", "what"}),
 		MilterConnErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snowrain_milter_connection_errors_total",
 			Help: "Milter connections closed on an error (the daemon goes on serving), by reason."}, []string{"reason"}),
+		AcceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snowrain_listener_accept_errors_total",
+			Help: "Temporary accept errors (EMFILE, ENFILE, …) by listener; each was retried after a pause."},
+			[]string{"listener", "errno"}),
+		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snowrain_listener_restarts_total",
+			Help: "Listeners that stopped (or lost their socket file) and were restarted."}, []string{"listener"}),
+		HTTPConns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "snowrain_metrics_connections",
+			Help: "Open connections to the metrics listener."}),
+		HTTPRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "snowrain_metrics_connections_evicted_total",
+			Help: "Metrics connections closed because the connection cap was reached (idle ones first)."}),
 	}
-	m.Registry.MustRegister(m.MilterConnErrors, m.Downgrades, m.Policy, m.Messages, m.Verdicts, m.Classes, m.FailOpen, m.Panics, m.DNSLatency,
+	m.Registry.MustRegister(m.MilterConnErrors, m.AcceptErrors, m.Restarts, m.HTTPConns, m.HTTPRejected, m.Downgrades, m.Policy, m.Messages, m.Verdicts, m.Classes, m.FailOpen, m.Panics, m.DNSLatency,
 		m.Latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -87,23 +96,6 @@ func (m *Metrics) WatchWriter(w *measure.Writer) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "snowrain_store_failed_batches_total",
 			Help: "Batches abandoned after failed commits."}, stat(func(s measure.WriterStats) int64 { return s.FailedBatches })),
 	)
-}
-
-// Serve exposes /metrics on addr until ctx ends.
-func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(shut)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // WatchMaillog exports the MTA log lines read, by class.

@@ -36,6 +36,7 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) 
 	s.nmsg++
 	s.count(rec)
 	s.record(rec)
+	s.logMessage(rec)
 	if s.f.Watch != nil {
 		s.f.Watch(rec.Direction, measure.PeerDomain(rec), rec.ClientIP, rec.TLSVersion != "")
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,7 +91,7 @@ func reloadPolicy(cfg config.Config, log *slog.Logger) {
 // startPolicy runs the socketmap, the inbound delegation service, the
 // MTA-STS refresher and downgrade detection; the returned function stops
 // them.
-func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, res resolver.Resolver,
+func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *measure.Store, res resolver.Resolver,
 	writer *measure.Writer, filter *milter.Filter, mt *metrics.Metrics, log *slog.Logger) (func(), func(*maillog.Delivery), error) {
 	var closers []func()
 	stop := func() {
@@ -101,6 +100,10 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		}
 	}
 	onDelivery := watchDowngrades(filter, writer, mt, cfg.Policy.DowngradeN, cfg.Policy.DowngradeM)
+	// SIGHUP: the engine and the inbound service take what they can;
+	// restartSettings names the rest.
+	d.onReload(reloader{name: "policy", keys: []string{"policy."},
+		apply: func(_, next config.Config) error { reloadPolicy(next, log); return nil }})
 	started := cfg
 	onPolicyReload(func(next config.Config, log *slog.Logger) {
 		for _, s := range restartSettings(started, next) {
@@ -114,15 +117,14 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		}
 		engine.SetRecorder(writer)
 		engine.Classes = func(c string) { mt.Policy.WithLabelValues("socketmap", c).Inc() }
-		ln, err := listenOn(cfg, cfg.Policy.Socket)
-		if err != nil {
-			return stop, onDelivery, fmt.Errorf("policy socket: %w", err)
-		}
 		srv := &policy.SocketmapServer{Engine: engine, Log: log, IdleTimeout: cfg.Policy.IdleTimeout.Duration,
 			ReadTimeout: cfg.Policy.ReadTimeout.Duration,
 			Classes:     func(c string) { mt.Policy.WithLabelValues("socketmap", c).Inc() }}
-		go servePolicy("socketmap", func() error { return srv.Serve(ln) }, log)
-		closers = append(closers, func() { ln.Close(); srv.Close(); engine.Close() })
+		if err := d.start("socketmap", cfg.Policy.Socket, srv.Serve); err != nil {
+			engine.Close()
+			return stop, onDelivery, fmt.Errorf("policy socket: %w", err)
+		}
+		closers = append(closers, func() { srv.Close(); engine.Close() })
 		go refreshSTS(ctx, engine, cfg.Policy.Refresh.Duration, log)
 		go engine.Watch(ctx, policy.DefaultWatchInterval)
 		onPolicyReload(func(next config.Config, log *slog.Logger) {
@@ -152,23 +154,13 @@ func startPolicy(ctx context.Context, cfg config.Config, store *measure.Store, r
 		filter.Inbound = inbound.Check
 	}
 	if in.Socket != "" {
-		ln, err := listenOn(cfg, in.Socket)
-		if err != nil {
+		if err := d.start("inbound", in.Socket, inbound.Serve); err != nil {
 			return stop, onDelivery, fmt.Errorf("inbound policy socket: %w", err)
 		}
-		go servePolicy("inbound", func() error { return inbound.Serve(ln) }, log)
-		closers = append(closers, func() { ln.Close(); inbound.Close() })
+		closers = append(closers, func() { inbound.Close() })
 		log.Info("inbound TLS policy service serving", "socket", in.Socket)
 	}
 	return stop, onDelivery, nil
-}
-
-// servePolicy runs a policy listener; one that stops other than by being
-// closed is logged at error level.
-func servePolicy(name string, serve func() error, log *slog.Logger) {
-	if err := serve(); err != nil {
-		log.Error("policy listener stopped", "listener", name, "err", err)
-	}
 }
 
 // restartSettings names the policy settings that differ between a and b
@@ -243,13 +235,6 @@ func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.
 	}
 }
 
-// listenOn opens a unix or TCP socket with the configured permissions.
-func listenOn(cfg config.Config, addr string) (net.Listener, error) {
-	c := cfg
-	c.Milter = addr
-	return listen(c)
-}
-
 const policyUsage = `usage: snowrain policy check DOMAIN | list | forget DOMAIN | export [--format csv|json] | import FILE
   (with serve's flags: --config, --db, --dns, --policy-*)`
 
@@ -281,8 +266,18 @@ func runPolicy(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Check the command before touching the database: a mistyped one
+	// must not create it. Commands that only read open it read-only.
+	readOnly := sub == "list" || sub == "export" || sub == "check" && len(pos) == 1
+	if !readOnly && !((sub == "forget" || sub == "import") && len(pos) == 1) {
+		return fmt.Errorf("%s", policyUsage)
+	}
 	ctx := context.Background()
-	store, err := measure.Open(ctx, cfg.DB)
+	open := measure.Open
+	if readOnly {
+		open = measure.OpenReadOnly
+	}
+	store, err := open(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}

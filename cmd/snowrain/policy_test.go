@@ -343,8 +343,9 @@ func TestPolicyListenersOutOfDescriptors(t *testing.T) {
 	eventually(t, "listeners back", func() bool {
 		return d.askMap(t, "plain.example") == "NOTFOUND " && d.askInbound(t, "a@plain.example") == "action=DUNNO"
 	})
-	for _, what := range []string{`snowrain_policy_total{service="socketmap",what="accept_error"}`,
-		`snowrain_policy_total{service="inbound",what="accept_error"}`} {
+	// The supervisor in front of every listener counts the failed accepts.
+	for _, what := range []string{`snowrain_listener_accept_errors_total{errno="EMFILE",listener="socketmap"}`,
+		`snowrain_listener_accept_errors_total{errno="EMFILE",listener="inbound"}`} {
 		if d.metric(t, what) < 1 {
 			t.Errorf("%s not counted", what)
 		}

@@ -77,7 +77,7 @@ func runReports(args []string, out io.Writer) error {
 		OrgName: rc.OrgName, Submitter: rc.Submitter, From: rc.From, Contact: rc.Contact,
 		ExtraContact: rc.ExtraContact, SendingIP: rc.SendingIP, Exclude: rc.Exclude, Resolver: res,
 		Sendmail: strings.Fields(rc.Sendmail), SMTPRelay: rc.SMTPRelay, HTTPTimeout: rc.HTTPTimeout.Duration,
-		Log: newLogger(cfg, os.Stderr)}}
+		Log: newLogging(cfg, os.Stderr).Logger}}
 	if rc.DKIMKey != "" {
 		key, err := feedback.LoadDKIMKey(rc.DKIMKey)
 		if err != nil {

@@ -9,14 +9,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"os/user"
-	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/snowrain/snowrain/config"
+	"github.com/snowrain/snowrain/internal/supervise"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/metrics"
 	"github.com/snowrain/snowrain/milter"
@@ -25,12 +25,15 @@ import (
 
 // loadConfig reads --config (default /etc/snowrain/snowrain.conf, optional
 // unless named) and applies the flags over it.
-func loadConfig(name string, args []string) (config.Config, string, error) {
+func loadConfig(name string, args []string, extra ...func(*flag.FlagSet)) (config.Config, string, error) {
 	probe := config.Default()
 	path := config.DefaultPath
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&path, "config", path, "configuration file (TOML)")
 	probe.Bind(fs)
+	for _, f := range extra {
+		f(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return probe, "", err
 	}
@@ -44,20 +47,13 @@ func loadConfig(name string, args []string) (config.Config, string, error) {
 	fs2.String("config", path, "")
 	fs2.SetOutput(io.Discard)
 	cfg.Bind(fs2)
+	for _, f := range extra {
+		f(fs2)
+	}
 	if err := fs2.Parse(args); err != nil {
 		return cfg, path, err
 	}
 	return cfg, path, cfg.Validate()
-}
-
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func milterConfig(cfg config.Config) milter.Config {
@@ -71,72 +67,254 @@ func milterConfig(cfg config.Config) milter.Config {
 		ReadTimeout: cfg.MilterReadTimeout.Duration, IdleTimeout: cfg.MilterIdleTimeout.Duration}
 }
 
+// instance is a running `snowrain serve`: its configuration, the parts
+// SIGHUP reconfigures and the supervisor of its listeners.
+type instance struct {
+	path      string
+	args      []string
+	started   config.Config // as at start: settings that need a restart keep these values
+	cfg       config.Config // as last applied
+	logs      *logging
+	log       *slog.Logger
+	mt        *metrics.Metrics
+	sup       *supervise.Supervisor
+	reloaders []reloader
+}
+
+func (d *instance) onReload(r reloader) { d.reloaders = append(d.reloaders, r) }
+
+func checkFlag(check *bool) func(*flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		fs.BoolVar(check, "check", false, "check the configuration, database and sockets; exit 0 (usable) or 1")
+	}
+}
+
 func serve(args []string) error {
-	cfg, path, err := loadConfig("serve", args)
+	var check bool
+	cfg, path, err := loadConfig("serve", args, checkFlag(&check))
 	if err != nil {
+		if check {
+			fmt.Fprintf(os.Stdout, "FAIL  configuration %s: %v\n", path, err)
+		}
 		return err
 	}
-	log := newLogger(cfg, os.Stderr)
+	if check {
+		return runCheck(context.Background(), cfg, path, os.Stdout)
+	}
+	// Signals from the start: a SIGTERM while starting up is handled once
+	// serving, not a kill that skips the flush.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	logs := newLogging(cfg, os.Stderr)
+	defer logs.close()
+	log := logs.Logger
 	slog.SetDefault(log)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 
+	// The lock first: a second serve touches neither the database nor
+	// the sockets of a running one.
+	lock, err := lockInstance(cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	store, err := measure.Open(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if err := checkDBWritable(ctx, store); err != nil {
+		return err
+	}
 	mt := metrics.New()
+	d := &instance{path: path, args: args, started: cfg, cfg: cfg, logs: logs, log: log, mt: mt,
+		sup: supervise.New(log)}
+	d.sup.OnAcceptError = func(name, errno string) { mt.AcceptErrors.WithLabelValues(name, errno).Inc() }
+	d.sup.OnRestart = func(name string) { mt.Restarts.WithLabelValues(name).Inc() }
 	writer := measure.NewWriter(store, measure.WriterConfig{QueueSize: cfg.QueueSize,
 		BatchSize: cfg.BatchSize, Interval: cfg.BatchInterval.Duration, Logger: log})
 	mt.WatchWriter(writer)
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS, Timeout: cfg.DNSTimeout.Duration,
-		CacheSize: cfg.DNSCacheSize, Observe: mt.ObserveDNS})
+	go watchStore(ctx, writer, d.sup)
+	res, err := newSwapResolver(cfg, mt)
 	if err != nil {
 		return err
 	}
 	filter := milter.NewFilter(milterConfig(cfg), res, writer, mt, log)
-	ln, err := listen(cfg)
-	if err != nil {
-		return err
+	d.registerReloaders(res, filter)
+
+	srv := filter.NewServer()
+	if err := d.start("milter", cfg.Milter, srv.Serve); err != nil {
+		return fmt.Errorf("milter socket: %w", err)
 	}
+	var msrv *metrics.Server
 	if cfg.Metrics != "" {
-		mln, err := net.Listen("tcp", cfg.Metrics)
-		if err != nil {
+		msrv = mt.NewServer(metrics.ServerConfig{}, func() (any, bool) { return d.sup.Status() })
+		if err := d.start("metrics", "inet:"+cfg.Metrics, msrv.Serve); err != nil {
+			d.sup.Stop()
 			return fmt.Errorf("metrics: %w", err)
 		}
-		go mt.Serve(ctx, mln)
 	}
-	stopPolicy, onDelivery, err := startPolicy(ctx, cfg, store, res, writer, filter, mt, log)
+	stopPolicy, onDelivery, err := startPolicy(ctx, d, cfg, store, res, writer, filter, mt, log)
 	if err != nil {
+		d.sup.Stop()
 		return err
 	}
+	stopPolicy = sync.OnceFunc(stopPolicy)
 	defer stopPolicy()
 	followers := startFollowers(ctx, cfg, store, mt, onDelivery, log)
-	srv := filter.NewServer()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("snowrain serving", "milter", cfg.Milter, "db", cfg.DB, "dns", res.Servers(), "metrics", cfg.Metrics)
+	log.Info("snowrain serving", "milter", cfg.Milter, "db", cfg.DB, "dns", res.Servers(), "metrics", cfg.Metrics,
+		"components", strings.Join(d.sup.Names(), ","))
 	printPostfixHint(cfg)
 
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	var fatal error
 	for {
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				reload(path, args, filter, log)
+				d.reload()
 				continue
 			}
 			log.Info("shutting down", "signal", s.String())
-		case err := <-served:
-			log.Error("milter server stopped", "err", err)
+		case fatal = <-d.sup.Fatal():
+			log.Error("shutting down: a listener cannot be kept serving", "err", fatal)
 		}
 		break
 	}
+	d.sup.Stop()
 	stop()
 	followers.Wait()
-	return shutdown(cfg, srv, writer, log)
+	err = shutdown(d.cfg, srv, msrv, writer, log)
+	stopPolicy()
+	// Servers still draining sessions (an idle inbound policy client)
+	// do not hold the exit.
+	wait, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout.Duration)
+	defer cancel()
+	if d.sup.Wait(wait) != nil {
+		log.Warn("listeners still draining at exit")
+	}
+	if fatal != nil {
+		return fatal
+	}
+	return err
+}
+
+// start opens addr and serves it under the supervisor; errors here are
+// startup errors.
+func (d *instance) start(name, addr string, serveFn func(net.Listener) error) error {
+	c := d.cfg
+	c.Milter = addr
+	ln, err := listen(c)
+	if err != nil {
+		return err
+	}
+	d.sup.Start(supervise.Service{Name: name, Addr: addr, Serve: serveFn, Check: checkListener,
+		Listen: func() (net.Listener, error) { return listen(c) }}, ln)
+	return nil
+}
+
+// registerReloaders lists what SIGHUP changes without a restart.
+func (d *instance) registerReloaders(res *swapResolver, filter *milter.Filter) {
+	d.onReload(reloader{name: "log level", keys: []string{"log_level"},
+		apply: func(_, cfg config.Config) error { return d.logs.level.UnmarshalText([]byte(cfg.LogLevel)) }})
+	d.onReload(reloader{name: "resolver", keys: []string{"dns", "dns_timeout", "dns_cache_size"},
+		apply: func(old, cfg config.Config) error { return reloadResolver(res, old, cfg, d.mt, d.log) }})
+	d.onReload(reloader{name: "milter", keys: []string{"authserv_id", "submission_daemons", "internal_networks",
+		"max_signatures", "check_helo", "store_localparts", "dns_budget", "enforce."},
+		apply: func(_, cfg config.Config) error { filter.SetConfig(milterConfig(cfg)); return nil }})
+	// drain_timeout is read from d.cfg when the daemon stops: nothing to do now.
+	d.onReload(reloader{name: "shutdown", keys: []string{"drain_timeout"},
+		apply: func(_, _ config.Config) error { return nil }})
+}
+
+// reloadResolver swaps the resolver's client when its servers (from the
+// configuration, or /etc/resolv.conf when dns is empty), timeout or cache
+// size change; otherwise the cache is kept.
+func reloadResolver(res *swapResolver, old, cfg config.Config, mt *metrics.Metrics, log *slog.Logger) error {
+	probe, err := resolver.New(resolver.Config{Servers: slices.Clone(cfg.DNS)})
+	if err != nil {
+		return err
+	}
+	if slices.Equal(probe.Servers(), res.Servers()) && cfg.DNSTimeout == old.DNSTimeout &&
+		cfg.DNSCacheSize == old.DNSCacheSize {
+		return nil
+	}
+	if err := res.configure(cfg, mt); err != nil {
+		return err
+	}
+	log.Info("resolver reconfigured", "dns", res.Servers(), "timeout", cfg.DNSTimeout.Duration,
+		"cache_size", cfg.DNSCacheSize)
+	return nil
+}
+
+// reload reads the configuration again (SIGHUP): every reloader applies
+// its settings; changed settings that no reloader owns are named as
+// needing a restart (the daemon keeps their old values).
+func (d *instance) reload() {
+	var check bool
+	cfg, _, err := loadConfig("serve", d.args, checkFlag(&check))
+	if err != nil {
+		d.log.Error("reload failed; keeping the running configuration", "config", d.path, "err", err)
+		return
+	}
+	changed := configKeys(d.cfg, cfg)
+	var applied, failed, restart []string
+	for _, r := range d.reloaders {
+		if err := r.apply(d.cfg, cfg); err != nil {
+			d.log.Error("reload: could not apply", "part", r.name, "err", err)
+			for _, k := range changed {
+				if r.owns(k) {
+					failed = append(failed, k)
+				}
+			}
+		}
+	}
+	d.log.Debug("reload: settings that differ from the running ones", "changed", strings.Join(changed, ","))
+	owned := func(k string) bool {
+		return slices.ContainsFunc(d.reloaders, func(r reloader) bool { return r.owns(k) })
+	}
+	for _, k := range configKeys(d.started, cfg) {
+		if !owned(k) {
+			restart = append(restart, k)
+		}
+	}
+	for _, k := range changed {
+		if owned(k) && !slices.Contains(failed, k) {
+			applied = append(applied, k)
+		}
+	}
+	d.cfg = cfg
+	d.log.Info("configuration reloaded", "config", d.path, "applied", strings.Join(applied, ","))
+	if len(restart) > 0 {
+		d.log.Warn("settings changed that take effect only after a restart; running with the old values",
+			"settings", strings.Join(restart, ","))
+	}
+}
+
+// watchStore shows the writer's health: failing while batches are
+// dropped after failed commits, ok again once writes succeed.
+func watchStore(ctx context.Context, w *measure.Writer, sup *supervise.Supervisor) {
+	sup.SetStatus("store", supervise.OK, nil)
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	last := w.Stats()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := w.Stats()
+		switch {
+		case st.FailedBatches > last.FailedBatches:
+			sup.SetStatus("store", supervise.Failing,
+				fmt.Errorf("%d batches dropped after failed writes", st.FailedBatches-last.FailedBatches))
+		case st.Written > last.Written:
+			sup.SetStatus("store", supervise.OK, nil)
+		}
+		last = st
+	}
 }
 
 type shutdowner interface {
@@ -145,12 +323,15 @@ type shutdowner interface {
 }
 
 // shutdown lets sessions finish, then flushes every queued event.
-func shutdown(cfg config.Config, srv shutdowner, writer *measure.Writer, log *slog.Logger) error {
+func shutdown(cfg config.Config, srv shutdowner, msrv *metrics.Server, writer *measure.Writer, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.Duration)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn("sessions still open at shutdown; closing them", "err", err)
 		srv.Close()
+	}
+	if msrv != nil {
+		msrv.Shutdown(ctx)
 	}
 	flush, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel2()
@@ -160,70 +341,4 @@ func shutdown(cfg config.Config, srv shutdowner, writer *measure.Writer, log *sl
 	st := writer.Stats()
 	log.Info("flushed", "written", st.Written, "dropped", st.Dropped)
 	return nil
-}
-
-func reload(path string, args []string, f *milter.Filter, log *slog.Logger) {
-	cfg, _, err := loadConfig("serve", args)
-	if err != nil {
-		log.Error("reload failed; keeping the running configuration", "config", path, "err", err)
-		return
-	}
-	f.SetConfig(milterConfig(cfg))
-	reloadPolicy(cfg, log)
-	log.Info("configuration reloaded", "config", path)
-}
-
-func listen(cfg config.Config) (net.Listener, error) {
-	network, addr, err := config.SplitListen(cfg.Milter)
-	if err != nil {
-		return nil, err
-	}
-	if network != "unix" {
-		return net.Listen(network, addr)
-	}
-	if err := os.MkdirAll(filepath.Dir(addr), 0o755); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Stat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(addr) // stale socket of a previous run
-	}
-	ln, err := net.Listen("unix", addr)
-	if err != nil {
-		return nil, err
-	}
-	if err := socketPerms(addr, cfg.SocketMode, cfg.SocketOwner); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
-}
-
-func socketPerms(path, mode, owner string) error {
-	if mode != "" {
-		m, err := strconv.ParseUint(mode, 8, 32)
-		if err != nil {
-			return fmt.Errorf("socket_mode %q: %w", mode, err)
-		}
-		if err := os.Chmod(path, os.FileMode(m)); err != nil {
-			return err
-		}
-	}
-	if owner == "" {
-		return nil
-	}
-	uname, gname, _ := strings.Cut(owner, ":")
-	u, err := user.Lookup(uname)
-	if err != nil {
-		return fmt.Errorf("socket_owner: %w", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if gname != "" {
-		g, err := user.LookupGroup(gname)
-		if err != nil {
-			return fmt.Errorf("socket_owner: %w", err)
-		}
-		gid, _ = strconv.Atoi(g.Gid)
-	}
-	return os.Chown(path, uid, gid)
 }

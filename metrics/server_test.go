@@ -1,0 +1,171 @@
+package metrics
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func startServer(t *testing.T, cfg ServerConfig, health Health) (*Metrics, string) {
+	t.Helper()
+	m := New()
+	srv := m.NewServer(cfg, health)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return m, ln.Addr().String()
+}
+
+// keepAlive sends one request on a new connection and reads the answer,
+// leaving the connection open.
+func keepAlive(t *testing.T, addr, path string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return c, r, resp
+}
+
+// closedByServer waits (up to the connection's deadline) for the server
+// to close c.
+func closedByServer(c net.Conn, r *bufio.Reader) bool {
+	_, err := r.ReadByte()
+	return errors.Is(err, io.EOF)
+}
+
+func TestIdleKeepAliveIsClosed(t *testing.T) {
+	_, addr := startServer(t, ServerConfig{IdleTimeout: 50 * time.Millisecond}, nil)
+	c, r, _ := keepAlive(t, addr, "/metrics")
+	defer c.Close()
+	if !closedByServer(c, r) {
+		t.Error("idle keep-alive connection not closed")
+	}
+}
+
+func TestSlowHeaderIsClosed(t *testing.T) {
+	_, addr := startServer(t, ServerConfig{ReadHeaderTimeout: 50 * time.Millisecond}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n") // never finished
+	if !closedByServer(c, bufio.NewReader(c)) {
+		t.Error("slow header connection not closed")
+	}
+}
+
+func TestHugeHeaderIsRefused(t *testing.T) {
+	_, addr := startServer(t, ServerConfig{MaxHeaderBytes: 1024}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 64<<10)+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("huge header: %v %v", resp, err)
+	}
+}
+
+// TestConnectionCap: beyond MaxConns, idle keep-alives are closed first,
+// and a scrape still gets through.
+func TestConnectionCap(t *testing.T) {
+	m, addr := startServer(t, ServerConfig{MaxConns: 8}, nil)
+	type conn struct {
+		c net.Conn
+		r *bufio.Reader
+	}
+	var conns []conn
+	for i := 0; i < 40; i++ {
+		c, r, _ := keepAlive(t, addr, "/metrics")
+		conns = append(conns, conn{c, r})
+	}
+	closed := 0
+	for _, c := range conns[:32] { // the first 32 were evicted by the last 32
+		if closedByServer(c.c, c.r) {
+			closed++
+		}
+		c.c.Close()
+	}
+	if closed != 32 {
+		t.Errorf("%d of the oldest 32 idle connections closed, want all", closed)
+	}
+	if n := testutil.ToFloat64(m.HTTPRejected); n < 32 {
+		t.Errorf("evicted counter %v, want ≥ 32", n)
+	}
+	if n := testutil.ToFloat64(m.HTTPConns); n > 8 {
+		t.Errorf("open connections %v, cap 8", n)
+	}
+	c, _, resp := keepAlive(t, addr, "/metrics")
+	c.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("scrape at the cap: %s", resp.Status)
+	}
+	for _, c := range conns[32:] {
+		c.c.Close()
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	healthy := true
+	_, addr := startServer(t, ServerConfig{}, func() (any, bool) {
+		return map[string]string{"milter": map[bool]string{true: "serving", false: "degraded"}[healthy]}, healthy
+	})
+	for _, want := range []struct {
+		healthy bool
+		code    int
+		status  string
+	}{{true, 200, "ok"}, {false, 503, "unhealthy"}} {
+		healthy = want.healthy
+		c, r, resp := keepAlive(t, addr, "/healthz")
+		c.Close()
+		_ = r
+		if resp.StatusCode != want.code || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("healthz: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Status     string            `json:"status"`
+		Components map[string]string `json:"components"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.Status != "unhealthy" || doc.Components["milter"] != "degraded" {
+		t.Errorf("healthz body %+v %v", doc, err)
+	}
+}

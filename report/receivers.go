@@ -186,5 +186,13 @@ func (r *Report) receiverTables() []Table {
 		tls.Rows = append(tls.Rows, []string{d.Receiver, d.Domain, fmt.Sprint(d.Reports), fmt.Sprint(d.Successful),
 			fmt.Sprint(d.Failed), strings.Join(types, ", ")})
 	}
+	if len(dmarc.Rows) == 0 {
+		dmarc.NoData = "No data: no DMARC aggregate report about our domains covers this period " +
+			"(snowrain ingest-reports reads the ones receivers mail to our rua= addresses)."
+	}
+	if len(tls.Rows) == 0 {
+		tls.NoData = "No data: no SMTP TLS report about our domains covers this period " +
+			"(snowrain ingest-reports reads the ones senders mail to our _smtp._tls rua= addresses)."
+	}
 	return []Table{dmarc, tls}
 }

@@ -5,7 +5,7 @@ VAR     := $(CURDIR)/var
 DNS     ?=
 DNSFLAG := $(if $(DNS),--dns $(DNS),)
 
-.PHONY: all build run test test-deps unit e2e bench fuzz vet clean
+.PHONY: all build run test test-deps unit e2e bench bench-anchors fuzz vet clean
 
 all: build
 
@@ -44,6 +44,16 @@ bench: build
 	$(GO) test -run "^$$" -bench 'Socketmap|Inbound' -benchtime 200000x -count 3 ./policy/
 	$(GO) test -run "^$$" -bench 'Grab$$|DNSPhase|HostSweep|ResolverSweep' -benchtime 5000x -count 3 ./scanner/
 	$(GO) test -run "^$$" -bench 'MillionDomains|Permutation8' -benchtime 1x ./scanner/
+	$(MAKE) bench-anchors
+
+# The milter against the anchors in one run (issue 15): OpenDKIM 2.11 and
+# OpenDMARC 1.4.2 chained as Postfix chains two smtpd_milters, then the
+# snowrain binary just built, on the same generated corpus, DNS server and
+# client; BENCHMARKS.md says what each daemon does and does not do.
+BENCH_MSGS ?= 20000
+bench-anchors: build
+	bash scripts/deps-anchors.sh
+	SNOWRAIN_BIN=$(CURDIR)/snowrain $(GO) test -run "^$$" -bench Anchors -benchtime $(BENCH_MSGS)x -timeout 30m ./internal/milterbench/
 
 # A short fuzz pass over every parser we own (longer: FUZZTIME=5m).
 FUZZTIME ?= 20s

@@ -42,9 +42,9 @@ type Message struct {
 	TLS      bool   // sent over TLS (the TLS macros are set)
 	Raw      []byte // CRLF, headers and body
 
-	WantSPF  string   // MAIL FROM SPF: pass, fail, softfail, none
-	WantDKIM []string // each signature's result, top down: pass, fail, permerror (RFC 8601)
-	WantDMARC string  // pass, fail, none
+	WantSPF   string   // MAIL FROM SPF: pass, fail, softfail, none
+	WantDKIM  []string // each signature's result, top down: pass, fail, permerror (RFC 8601)
+	WantDMARC string   // pass, fail, none
 }
 
 // Corpus is the generated mail and the zone publishing its senders'
@@ -137,16 +137,16 @@ var kinds = []struct {
 	name   string
 	weight int
 }{
-	{"rsa-aligned", 34},         // one aligned RSA signature, SPF pass
-	{"dual-rsa-ed25519", 12},    // RSA and Ed25519 signatures of the author domain
-	{"author-and-esp", 12},      // author and ESP signatures, envelope at the ESP
-	{"three-signatures", 5},     // author RSA + Ed25519 and ESP
-	{"unsigned-spf-pass", 12},   // DMARC passes on SPF alone
-	{"forged-from", 8},          // a forger using the domain in From and MAIL FROM
-	{"body-tampered", 4},        // signed, then a footer appended (bh= mismatch)
-	{"header-tampered", 4},      // signed, then Subject changed (b= mismatch)
-	{"no-key", 3},               // a selector with no key record
-	{"revoked-key", 2},          // a selector whose record has an empty p=
+	{"rsa-aligned", 34},        // one aligned RSA signature, SPF pass
+	{"dual-rsa-ed25519", 12},   // RSA and Ed25519 signatures of the author domain
+	{"author-and-esp", 12},     // author and ESP signatures, envelope at the ESP
+	{"three-signatures", 5},    // author RSA + Ed25519 and ESP
+	{"unsigned-spf-pass", 12},  // DMARC passes on SPF alone
+	{"forged-from", 8},         // a forger using the domain in From and MAIL FROM
+	{"body-tampered", 4},       // signed, then a footer appended (bh= mismatch)
+	{"header-tampered", 4},     // signed, then Subject changed (b= mismatch)
+	{"no-key", 3},              // a selector with no key record
+	{"revoked-key", 2},         // a selector whose record has an empty p=
 	{"forged-with-esp-sig", 4}, // forged author, a valid unaligned ESP signature
 }
 

@@ -113,7 +113,7 @@ func (g *Grabber) Grab(ctx context.Context, ip netip.Addr, port int) Grab {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := g.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+	conn, err := g.dialer().DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
 	if err != nil {
 		res.fail(ErrClassConnect, err)
 		return res
@@ -135,7 +135,8 @@ func (r *Grab) fail(class string, err error) {
 }
 
 func (g *Grabber) converse(conn net.Conn, res *Grab) {
-	r := bufio.NewReader(conn)
+	r := getReader(conn)
+	defer putReader(r)
 	banner, err := ReadReply(r)
 	if err != nil {
 		res.fail(droppedOr(err, ErrClassBanner), err)
@@ -151,7 +152,7 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 	if name == "" {
 		name = "snowrain-scanner.invalid"
 	}
-	fmt.Fprintf(conn, "EHLO %s\r\n", name)
+	conn.Write(ehloCmd(name))
 	ehlo, err := ReadReply(r)
 	if err != nil || ehlo.Code != 250 {
 		if err == nil {
@@ -165,7 +166,7 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 		quit(conn, r)
 		return
 	}
-	fmt.Fprintf(conn, "STARTTLS\r\n")
+	conn.Write(cmdSTARTTLS)
 	rep, err := ReadReply(r)
 	if err != nil || rep.Code != 220 {
 		if err == nil {
@@ -188,9 +189,9 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 		return
 	}
 	res.TLS = g.classify(tc.ConnectionState())
-	tr := bufio.NewReader(tc)
-	fmt.Fprintf(tc, "QUIT\r\n")
-	ReadReply(tr)
+	r.Reset(tc) // nothing was buffered (checked above)
+	tc.Write(cmdQUIT)
+	ReadReply(r)
 }
 
 func droppedOr(err error, class string) string {
@@ -201,7 +202,7 @@ func droppedOr(err error, class string) string {
 }
 
 func quit(conn net.Conn, r *bufio.Reader) {
-	fmt.Fprintf(conn, "QUIT\r\n")
+	conn.Write(cmdQUIT)
 	ReadReply(r)
 }
 

@@ -1,7 +1,6 @@
 package scanner
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -102,7 +101,7 @@ func (g *Grabber) HostGrab(ctx context.Context, ip netip.Addr, port int) HostRes
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := g.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+	conn, err := g.dialer().DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
 	if err != nil {
 		res.ErrorClass, res.Error = ErrClassConnect, err.Error()
 		return res
@@ -116,7 +115,8 @@ func (g *Grabber) HostGrab(ctx context.Context, ip netip.Addr, port int) HostRes
 }
 
 func (g *Grabber) strip(conn net.Conn, res *HostResult) {
-	r := bufio.NewReader(conn)
+	r := getReader(conn)
+	defer putReader(r)
 	banner, err := ReadReply(r)
 	if err != nil {
 		res.ErrorClass, res.Error = droppedOr(err, ErrClassBanner), err.Error()
@@ -128,7 +128,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	if name == "" {
 		name = "snowrain-scanner.invalid"
 	}
-	fmt.Fprintf(conn, "EHLO %s\r\n", name)
+	conn.Write(ehloCmd(name))
 	ehlo, err := ReadReply(r)
 	if err != nil {
 		res.ErrorClass, res.Error = droppedOr(err, ErrClassEHLO), err.Error()
@@ -138,7 +138,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 		res.EHLOMasked = ehloMasked(ehlo)
 		_, res.Advertised = Extensions(ehlo)["STARTTLS"]
 	}
-	fmt.Fprintf(conn, "STARTTLS\r\n")
+	conn.Write(cmdSTARTTLS)
 	rep, err := ReadReply(r)
 	if err != nil {
 		res.Class, res.Error = StripDropped, err.Error()
@@ -147,7 +147,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	res.Reply = clip(fmt.Sprintf("%d %s", rep.Code, rep.Text()), 512)
 	if rep.Code != 220 {
 		res.Class = ClassifyEcho(rep.Text())
-		fmt.Fprintf(conn, "QUIT\r\n")
+		conn.Write(cmdQUIT)
 		return
 	}
 	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10,
@@ -160,5 +160,5 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	if !res.Advertised {
 		res.Class = StripUnadvertised
 	}
-	fmt.Fprintf(tc, "QUIT\r\n")
+	tc.Write(cmdQUIT)
 }

@@ -5,7 +5,7 @@ VAR     := $(CURDIR)/var
 DNS     ?=
 DNSFLAG := $(if $(DNS),--dns $(DNS),)
 
-.PHONY: all build run test test-deps unit e2e bench bench-anchors fuzz vet clean
+.PHONY: all build run test test-deps unit e2e bench bench-anchors bench-zgrab2 fuzz vet clean
 
 all: build
 
@@ -44,7 +44,7 @@ bench: build
 	$(GO) test -run "^$$" -bench 'Socketmap|Inbound' -benchtime 200000x -count 3 ./policy/
 	$(GO) test -run "^$$" -bench 'Grab$$|DNSPhase|HostSweep|ResolverSweep' -benchtime 5000x -count 3 ./scanner/
 	$(GO) test -run "^$$" -bench 'MillionDomains|Permutation8' -benchtime 1x ./scanner/
-	$(MAKE) bench-anchors
+	$(MAKE) bench-anchors bench-zgrab2
 
 # The milter against the anchors in one run (issue 15): OpenDKIM 2.11 and
 # OpenDMARC 1.4.2 chained as Postfix chains two smtpd_milters, then the
@@ -54,6 +54,12 @@ BENCH_MSGS ?= 20000
 bench-anchors: build
 	bash scripts/deps-anchors.sh
 	SNOWRAIN_BIN=$(CURDIR)/snowrain $(GO) test -run "^$$" -bench Anchors -benchtime $(BENCH_MSGS)x -timeout 30m ./internal/milterbench/
+
+# zgrab2's CPU per STARTTLS grab against the scanner's, same server, same
+# run, when zgrab2 can be built (into a scratch directory; none of its code
+# is committed); otherwise the recorded figure.
+bench-zgrab2:
+	GO=$(GO) bash scripts/bench-zgrab2.sh
 
 # A short fuzz pass over every parser we own (longer: FUZZTIME=5m).
 FUZZTIME ?= 20s

@@ -104,14 +104,14 @@ func LoadAvg() string {
 // the chain's daemons and of this process), the ratio of each pair of
 // saturated runs, and each chain's agreement with the corpus.
 func Print(w io.Writer, runs []*Result, procs map[string][]string, agree map[string]Agreement) {
-	fmt.Fprintf(w, "%-20s %-14s %5s %8s %8s %8s %6s %11s %11s\n", "chain", "load", "/sess", "msgs/s", "p50 ms", "p99 ms", "errors", "daemons cpu", "client+dns")
+	fmt.Fprintf(w, "%-20s %-14s %5s %8s %8s %8s %6s %11s %11s %9s\n", "chain", "load", "/sess", "msgs/s", "p50 ms", "p99 ms", "errors", "daemons cpu", "client+dns", "dns q/msg")
 	for _, r := range runs {
 		load := "saturated"
 		if r.Load.Rate > 0 {
 			load = fmt.Sprintf("paced %.0f/s", r.Load.Rate)
 		}
-		fmt.Fprintf(w, "%-20s %-14s %5d %8.0f %8s %8s %6d %8.3f ms %8.3f ms\n", r.Chain, load, max(1, r.Load.PerSession), r.Rate(),
-			ms(r.Pct(50)), ms(r.Pct(99)), r.Errors, cpuMs(r, procs[r.Chain]...), cpuMs(r, selfName))
+		fmt.Fprintf(w, "%-20s %-14s %5d %8.0f %8s %8s %6d %8.3f ms %8.3f ms %9.2f\n", r.Chain, load, max(1, r.Load.PerSession), r.Rate(),
+			ms(r.Pct(50)), ms(r.Pct(99)), r.Errors, cpuMs(r, procs[r.Chain]...), cpuMs(r, selfName), float64(r.DNSQueries)/float64(len(r.Lat)))
 	}
 	for i, a := range runs {
 		for _, b := range runs[i+1:] {

@@ -32,6 +32,9 @@ type Result struct {
 	Errors   int
 	FirstErr error
 	CPU      map[string]time.Duration // user+system time of each measured process during the run
+	// DNSQueries is what the test DNS server answered during the run,
+	// when the caller counts it: how much each chain leans on its cache.
+	DNSQueries int64
 }
 
 // Rate returns the messages per second the chain completed.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/snowrain/snowrain/internal/dnstest"
@@ -46,7 +47,8 @@ func snowrainBinary(b *testing.B) string {
 // SMTP sessions, first as fast as each answers (b.N messages each), then
 // paced at 1,000 msgs/s; it prints throughput, latency, CPU per message of
 // each daemon and how far each agrees with the corpus. `make
-// bench-anchors` runs it.
+// bench-anchors` runs it. With BENCH_PERF_DIR set, `perf record` follows
+// each daemon during the first saturated load (DIR/NAME.perf.data).
 func BenchmarkAnchors(b *testing.B) {
 	if err := Available(); err != nil {
 		b.Fatal(err)
@@ -100,10 +102,25 @@ func BenchmarkAnchors(b *testing.B) {
 	}
 	fmt.Printf("\nmachine: %s\n", Machine())
 	b.ResetTimer()
+	// BENCH_PERF_DIR: perf record every daemon during the first loads.
+	perfDir := os.Getenv("BENCH_PERF_DIR")
 	var runs []*Result
 	for _, per := range []int{1, 10} {
 		for _, ch := range []*Chain{anchors, ours} {
+			var stops []func()
+			for _, p := range all {
+				if perfDir != "" && per == 1 && slices.Contains(procs[ch.Name], p.Name) {
+					stop, err := p.Record(perfDir)
+					if err != nil {
+						b.Fatal(err)
+					}
+					stops = append(stops, stop)
+				}
+			}
 			runs = append(runs, run(ch, Load{Workers: workers, Messages: b.N, PerSession: per}))
+			for _, stop := range stops {
+				stop()
+			}
 		}
 	}
 	b.StopTimer()

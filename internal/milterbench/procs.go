@@ -216,3 +216,18 @@ func Available() error {
 	}
 	return nil
 }
+
+// Record runs `perf record` on p until the returned function is called,
+// writing dir/NAME.perf.data: where a daemon's CPU goes under the
+// benchmark's load (`perf report -i`).
+func (p *Proc) Record(dir string) (stop func(), err error) {
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(p.cmd.Process.Pid),
+		"-o", filepath.Join(dir, p.Name+".perf.data"))
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}, nil
+}

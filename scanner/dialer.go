@@ -50,7 +50,9 @@ func (d *Dialer) orDefault() *Dialer {
 // one (miekg/dns's Client.Dialer).
 func (d *Dialer) Net() *net.Dialer {
 	d = d.orDefault()
-	return &net.Dialer{Timeout: d.Timeout, LocalAddr: d.LocalAddr, ControlContext: d.control}
+	// No TCP keep-alive: a grab lasts seconds at most, and Go's default
+	// costs four setsockopt calls per connection (issue 15).
+	return &net.Dialer{Timeout: d.Timeout, LocalAddr: d.LocalAddr, ControlContext: d.control, KeepAlive: -1}
 }
 
 // DialContext connects to addr on network ("tcp", "udp", …).

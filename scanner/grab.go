@@ -163,7 +163,8 @@ func (r *Grab) fail(class string, err error) {
 }
 
 func (g *Grabber) converse(conn net.Conn, res *Grab) {
-	r := bufio.NewReader(conn)
+	r := getReader(conn)
+	defer putReader(r)
 	banner, err := ReadReply(r)
 	if err != nil {
 		res.fail(droppedOr(err, ErrClassBanner), err)
@@ -179,7 +180,7 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 	if name == "" {
 		name = "snowrain-scanner.invalid"
 	}
-	fmt.Fprintf(conn, "EHLO %s\r\n", name)
+	conn.Write(ehloCmd(name))
 	ehlo, err := ReadReply(r)
 	if err != nil || ehlo.Code != 250 {
 		if err == nil {
@@ -193,7 +194,7 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 		quit(conn, r)
 		return
 	}
-	fmt.Fprintf(conn, "STARTTLS\r\n")
+	conn.Write(cmdSTARTTLS)
 	rep, err := ReadReply(r)
 	if err != nil {
 		res.fail(droppedOr(err, ErrClassNoTLS), err)
@@ -216,9 +217,9 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 		return
 	}
 	res.TLS = g.classify(tc.ConnectionState())
-	tr := bufio.NewReader(tc)
-	fmt.Fprintf(tc, "QUIT\r\n")
-	ReadReply(tr)
+	r.Reset(tc) // nothing was buffered (checked above)
+	tc.Write(cmdQUIT)
+	ReadReply(r)
 }
 
 // droppedOr classes a failed read: the server hung up (dropped), the
@@ -236,7 +237,7 @@ func droppedOr(err error, class string) string {
 }
 
 func quit(conn net.Conn, r *bufio.Reader) {
-	fmt.Fprintf(conn, "QUIT\r\n")
+	conn.Write(cmdQUIT)
 	ReadReply(r)
 }
 

@@ -1,7 +1,6 @@
 package scanner
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -137,7 +136,8 @@ func (g *Grabber) HostGrab(ctx context.Context, ip netip.Addr, port int) HostRes
 }
 
 func (g *Grabber) strip(conn net.Conn, res *HostResult) {
-	r := bufio.NewReader(conn)
+	r := getReader(conn)
+	defer putReader(r)
 	banner, err := ReadReply(r)
 	if err != nil {
 		res.ErrorClass, res.Error = droppedOr(err, ErrClassBanner), err.Error()
@@ -149,7 +149,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	if name == "" {
 		name = "snowrain-scanner.invalid"
 	}
-	fmt.Fprintf(conn, "EHLO %s\r\n", name)
+	conn.Write(ehloCmd(name))
 	ehlo, err := ReadReply(r)
 	if err != nil {
 		res.ErrorClass, res.Error = droppedOr(err, ErrClassEHLO), err.Error()
@@ -159,7 +159,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 		res.EHLOMasked = ehloMasked(ehlo)
 		_, res.Advertised = Extensions(ehlo)["STARTTLS"]
 	}
-	fmt.Fprintf(conn, "STARTTLS\r\n")
+	conn.Write(cmdSTARTTLS)
 	rep, err := ReadReply(r)
 	if err != nil {
 		res.Class, res.Error = StripDropped, err.Error()
@@ -184,5 +184,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	if !res.Advertised {
 		res.Class = StripUnadvertised
 	}
-	quit(tc, bufio.NewReader(tc))
+	br := getReader(tc)
+	quit(tc, br)
+	putReader(br)
 }

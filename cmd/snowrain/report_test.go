@@ -94,6 +94,8 @@ func TestReportEmptyPeriod(t *testing.T) {
 func TestReportHeadingEveryFormat(t *testing.T) {
 	db := storeWith(t, time.Now().Add(-time.Hour))
 	host, _ := os.Hostname()
+	// The binary's own version (stamped by the build), not this test's.
+	version := strings.TrimSpace(strings.TrimPrefix(run(t, "version"), "snowrain "))
 	for _, f := range []string{"text", "md", "html", "json"} {
 		out := run(t, "report", "--db", db, "--since", "2h", "--format", f)
 		for _, want := range []string{host, version, "Table 3 of Durumeric et al., IMC 2015", time.Now().UTC().Format("2006-01-02")} {

@@ -164,6 +164,16 @@ func TestServeRecovers(t *testing.T) {
 		}
 		s.Close()
 	}
+	// The server reports a panic after it closed the connection: wait for
+	// both reports before closing the server.
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		got := len(errs)
+		mu.Unlock()
+		if got >= 2 {
+			break
+		}
+	}
 	srv.Close()
 	mu.Lock()
 	defer mu.Unlock()

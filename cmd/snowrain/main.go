@@ -15,6 +15,7 @@ commands:
   scan      scan domains: STARTTLS, certificates, SPF, DMARC, MTA-STS, DANE
   ingest    import MTA logs (plain or gzip) for outbound delivery TLS
   policy    TLS policies: check DOMAIN, list, forget DOMAIN, export, import FILE
+  audit     check the local MTA's TLS settings and its domains' DNS (paper Table 5)
   db        database maintenance: prune, vacuum
   version   print the version
 `
@@ -39,6 +40,8 @@ func main() {
 		err = ingest(args, os.Stdout)
 	case "policy":
 		err = runPolicy(args, os.Stdout)
+	case "audit":
+		err = runAudit(args, os.Stdout)
 	case "db":
 		err = db(args, os.Stdout)
 	case "version":

@@ -18,6 +18,7 @@ type Message struct {
 	From string
 	To   []string
 	Data []byte
+	TLS  uint16 // the TLS version the session negotiated (tls.VersionTLS12…); 0: cleartext
 }
 
 // Options shape a sink's STARTTLS behaviour.
@@ -116,6 +117,7 @@ func (s *Sink) session(c net.Conn) {
 	say := func(line string) { c.Write([]byte(line + "\r\n")) }
 	say("220 sink.test.example ESMTP")
 	tlsOn := false
+	var version uint16
 	var m Message
 	for {
 		line, err := r.ReadString('\n')
@@ -142,10 +144,11 @@ func (s *Sink) session(c net.Conn) {
 				return
 			}
 			c, r, tlsOn = tc, bufio.NewReader(tc), true
+			version = tc.ConnectionState().Version
 		case strings.HasPrefix(cmd, "HELO"):
 			say("250 sink.test.example")
 		case strings.HasPrefix(cmd, "MAIL FROM:"):
-			m = Message{From: strings.TrimSpace(line[10:])}
+			m = Message{From: strings.TrimSpace(line[10:]), TLS: version}
 			say("250 ok")
 		case strings.HasPrefix(cmd, "RCPT TO:"):
 			m.To = append(m.To, strings.TrimSpace(line[8:]))

@@ -52,6 +52,7 @@ func (s *Store) RecordDeliveries(ctx context.Context, ds []*maillog.Delivery, po
 	roll := newRollup()
 	for _, d := range ds {
 		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
+		roll.addProviderDelivery(d)
 		if _, err := st.ExecContext(ctx, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
 			d.RelayPort, d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, d.CipherBits, d.Level,
 			d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret); err != nil {

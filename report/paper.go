@@ -46,6 +46,8 @@ var citations = map[string]citation{
 		"Gmail, April 2015: 73.92% of incoming messages came from domains without a DMARC policy; reject covered 13.08%."},
 	"table21": {"Table 21", "5.1", "SPF Errors for Incoming Gmail Traffic",
 		"Gmail, April 2015: 0.42% of messages could not be validated because fetching the SPF record failed."},
+	"table6": {"Table 6", "3.4", "Encryption Behavior of Mail Providers",
+		"19 providers, 2015: all but Lycos accepted STARTTLS; Lycos, GoDaddy and OVH sent without it; less than half negotiated forward secrecy, and none validated the paper's self-signed certificate."},
 	"full_tls": {"", "3.1", "",
 		"Gmail, 26 April 2015: 58% of the 877 domains it sent mail to accepted all of it over TLS; 29% of the 26,406 domains that sent mail to it protected all of it."},
 

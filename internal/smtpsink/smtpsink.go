@@ -15,10 +15,11 @@ import (
 
 // Message is one received message.
 type Message struct {
-	From string
-	To   []string
-	Data []byte
-	TLS  uint16 // the TLS version the session negotiated (tls.VersionTLS12…); 0: cleartext
+	From   string
+	To     []string
+	Data   []byte
+	TLS    uint16 // the TLS version the session negotiated (tls.VersionTLS12…); 0: cleartext
+	Cipher uint16 // its cipher suite
 }
 
 // Options shape a sink's STARTTLS behaviour.
@@ -117,7 +118,7 @@ func (s *Sink) session(c net.Conn) {
 	say := func(line string) { c.Write([]byte(line + "\r\n")) }
 	say("220 sink.test.example ESMTP")
 	tlsOn := false
-	var version uint16
+	var version, suite uint16
 	var m Message
 	for {
 		line, err := r.ReadString('\n')
@@ -144,11 +145,11 @@ func (s *Sink) session(c net.Conn) {
 				return
 			}
 			c, r, tlsOn = tc, bufio.NewReader(tc), true
-			version = tc.ConnectionState().Version
+			version, suite = tc.ConnectionState().Version, tc.ConnectionState().CipherSuite
 		case strings.HasPrefix(cmd, "HELO"):
 			say("250 sink.test.example")
 		case strings.HasPrefix(cmd, "MAIL FROM:"):
-			m = Message{From: strings.TrimSpace(line[10:]), TLS: version}
+			m = Message{From: strings.TrimSpace(line[10:]), TLS: version, Cipher: suite}
 			say("250 ok")
 		case strings.HasPrefix(cmd, "RCPT TO:"):
 			m.To = append(m.To, strings.TrimSpace(line[8:]))

@@ -55,9 +55,15 @@ func peerDomain(host string) string {
 		return ""
 	}
 	// The public suffix list's default rule makes "x.123" registrable;
-	// a real top-level domain is never all digits.
+	// a real top-level domain is never all digits. Anything but letters,
+	// digits and hyphens (A-labels) is no host name a peer may claim.
 	if tld := d[strings.LastIndexByte(d, '.')+1:]; strings.Trim(tld, "0123456789") == "" {
 		return ""
+	}
+	for _, c := range d {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return ""
+		}
 	}
 	return d
 }

@@ -22,6 +22,9 @@ func TestProviderPeer(t *testing.T) {
 		{"", "host.123", "", ""},
 		{"bücher.example", "", "xn--bcher-kva.example", PeerByPTR},
 		{"", "a b.example", "", ""},
+		{"", "mail.e\x1bvil.example", "", ""},
+		{"", "\x1b[2J.evil.example", "", ""},
+		{"", "mail_1.example.com", "example.com", PeerByHELO},
 	} {
 		peer, source := ProviderPeer(c.ptr, c.helo)
 		if peer != c.peer || source != c.source {

@@ -79,7 +79,7 @@ func (r *rollup) addProviderConnection(c *Connection) {
 		return
 	}
 	if r.prov == nil {
-		r.prov = map[provKey]int64{}
+		r.prov, r.peerOf = map[provKey]int64{}, map[string]string{}
 	}
 	r.prov[provKey{c.Started.Unix() / 3600, "inbound", peer, source, c.TLSVersion, c.KeyExchange, c.BulkCipher,
 		c.ForwardSecret, "", ""}] += int64(c.Messages)
@@ -89,12 +89,17 @@ func (r *rollup) addProviderConnection(c *Connection) {
 // that took it, with Postfix's or Sendmail's verdict on its certificate
 // (maillog's Level: verified, trusted, untrusted, anonymous, dane, none).
 func (r *rollup) addProviderDelivery(d *maillog.Delivery) {
-	peer := peerDomain(d.RelayHost)
+	if r.prov == nil {
+		r.prov, r.peerOf = map[provKey]int64{}, map[string]string{}
+	}
+	// A log names few MX hosts many times: look each up once per batch.
+	peer, ok := r.peerOf[d.RelayHost]
+	if !ok {
+		peer = peerDomain(d.RelayHost)
+		r.peerOf[d.RelayHost] = peer
+	}
 	if peer == "" {
 		return
-	}
-	if r.prov == nil {
-		r.prov = map[provKey]int64{}
 	}
 	r.prov[provKey{d.Time.Unix() / 3600, "outbound", peer, PeerByMX, d.TLSVersion, d.Suite.KeyExchange, d.Suite.Cipher,
 		d.Suite.ForwardSecret, d.Level, d.Status}]++

@@ -15,6 +15,7 @@ type rollup struct {
 	clients map[clientKey][2]int64
 	deliv   map[delivKey]int64
 	prov    map[provKey]int64 // Table 6, providers.go
+	peerOf  map[string]string // relay host → provider peer, within the batch
 }
 
 type msgKey struct {

@@ -278,10 +278,10 @@ func TestAuditDebianPostfix(t *testing.T) {
 	for _, rcpt := range []string{"u@tls.example", "u@plain.example"} {
 		send(t, pf.Addr, "sender@mail.example.org", rcpt)
 	}
-	if m := tlsSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS == 0 {
+	if m := tlsSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS == "" {
 		t.Errorf("delivery to a STARTTLS server: %+v, want one message over TLS\n%s", m, pf.Log())
 	}
-	if m := plainSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS != 0 {
+	if m := plainSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS != "" {
 		t.Errorf("delivery to a server without STARTTLS: %+v, want one message in cleartext (fallback)\n%s", m, pf.Log())
 	}
 
@@ -443,10 +443,10 @@ mx.plain.example. A 127.77.2.3
 	for _, rcpt := range []string{"u@dane.example", "u@strip.example", "u@plain.example"} {
 		send(t, pf.Addr, "sender@example.net", rcpt)
 	}
-	if m := daneSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS == 0 {
+	if m := daneSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS == "" {
 		t.Errorf("dane.example: %+v, want one message over TLS\n%s", m, pf.Log())
 	}
-	if m := plainSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS != 0 {
+	if m := plainSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS != "" {
 		t.Errorf("plain.example: %+v, want one message in cleartext\n%s", m, pf.Log())
 	}
 	deadline := time.Now().Add(60 * time.Second)

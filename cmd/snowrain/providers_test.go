@@ -178,9 +178,9 @@ func TestTable6RealPostfix(t *testing.T) {
 		if len(ms) != p.outbound {
 			t.Fatalf("%s: %d messages delivered, want %d\n%s", p.name, len(ms), p.outbound, pf.Log())
 		}
-		if ms[0].TLS != 0 {
-			s := tlsinfo.Parse(tls.CipherSuiteName(ms[0].Cipher))
-			delivered[p.name] = observed{tlsVersionName(ms[0].TLS), s.KeyExchange, s.Cipher}
+		if ms[0].TLS != "" {
+			s := tlsinfo.Parse(ms[0].Cipher)
+			delivered[p.name] = observed{"TLSv" + strings.TrimPrefix(ms[0].TLS, "TLS "), s.KeyExchange, s.Cipher}
 		}
 	}
 	// The daemon has recorded every session and read every delivery.

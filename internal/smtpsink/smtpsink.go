@@ -18,8 +18,8 @@ type Message struct {
 	From   string
 	To     []string
 	Data   []byte
-	TLS    uint16 // the TLS version the session negotiated (tls.VersionTLS12…); 0: cleartext
-	Cipher uint16 // its cipher suite
+	TLS    string // the TLS version the session negotiated (tls.VersionName: "TLS 1.3"); "": cleartext
+	Cipher string // its cipher suite (tls.CipherSuiteName)
 }
 
 // Options shape a sink's STARTTLS behaviour.
@@ -118,7 +118,7 @@ func (s *Sink) session(c net.Conn) {
 	say := func(line string) { c.Write([]byte(line + "\r\n")) }
 	say("220 sink.test.example ESMTP")
 	tlsOn := false
-	var version, suite uint16
+	var version, suite string
 	var m Message
 	for {
 		line, err := r.ReadString('\n')
@@ -145,7 +145,8 @@ func (s *Sink) session(c net.Conn) {
 				return
 			}
 			c, r, tlsOn = tc, bufio.NewReader(tc), true
-			version, suite = tc.ConnectionState().Version, tc.ConnectionState().CipherSuite
+			st := tc.ConnectionState()
+			version, suite = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
 		case strings.HasPrefix(cmd, "HELO"):
 			say("250 sink.test.example")
 		case strings.HasPrefix(cmd, "MAIL FROM:"):

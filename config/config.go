@@ -64,6 +64,10 @@ type Config struct {
 	Enforce Enforce `toml:"enforce"`
 	Policy  Policy  `toml:"policy"`
 	Reports Reports `toml:"reports"`
+	// Providers names the mail providers of Table 6 whose host names
+	// differ from their name: registered domain → provider, added to
+	// (and overriding) the report's built-in map.
+	Providers map[string]string `toml:"providers"`
 }
 
 // Policy is the TLS policy service.

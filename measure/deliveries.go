@@ -66,6 +66,7 @@ func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery,
 	}
 	for i, d := range ds {
 		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
+		roll.addProviderDelivery(d)
 		res, err := st.ExecContext(ctx, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
 			d.RelayPort, d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, d.CipherBits, d.Level,
 			d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret)

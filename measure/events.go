@@ -157,6 +157,7 @@ const insertConnection = `INSERT INTO connections (conn_uid, started_at, ended_a
 	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 func (c *Connection) apply(b *batch) error {
+	b.roll.addProviderConnection(c)
 	_, err := exec(b.conn, c.UID, c.Started.Unix(), c.Ended.Unix(), c.Direction, c.MTA, c.Daemon,
 		c.ClientIP, c.ClientPTR, c.Helo, c.TLSVersion, c.Cipher, i64(c.CipherBits), c.KeyExchange,
 		c.BulkCipher, c.MAC, c.ForwardSecret, c.ClientCert, c.CertVerify, c.Authenticated, i64(c.Messages))

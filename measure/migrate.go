@@ -371,6 +371,19 @@ var migrations = []string{
 		reason_code  TEXT
 	);
 	CREATE INDEX received_tls_failures_report ON received_tls_failures(report);`,
+	// 14: Table 6, providers: messages by peer domain, direction and TLS
+	// parameters, per hour. Inbound, the registered domain of the
+	// client's verified reverse name, else of its HELO (source says
+	// which); outbound, of the MX host that took the delivery, with the
+	// certificate verdict (maillog Level) and status. The peer domain is
+	// computed in Go (public suffix list) by the writer, so hours before
+	// this migration have no rows.
+	`CREATE TABLE hourly_providers (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, peer TEXT NOT NULL, source TEXT NOT NULL,
+		tls_version TEXT NOT NULL, key_exchange TEXT NOT NULL, cipher TEXT NOT NULL,
+		forward_secret INTEGER NOT NULL, cert TEXT NOT NULL, status TEXT NOT NULL, messages INTEGER NOT NULL,
+		PRIMARY KEY (hour, direction, peer, source, tls_version, key_exchange, cipher, forward_secret, cert, status)
+	) WITHOUT ROWID;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -14,6 +14,8 @@ type rollup struct {
 	peers   map[peerKey][2]int64
 	clients map[clientKey][2]int64
 	deliv   map[delivKey]int64
+	prov    map[provKey]int64 // Table 6, providers.go
+	peerOf  map[string]string // relay host → provider peer, within the batch
 }
 
 type msgKey struct {
@@ -158,5 +160,5 @@ func (r *rollup) write(exec execer) error {
 			return err
 		}
 	}
-	return nil
+	return r.writeProviders(exec)
 }

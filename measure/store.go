@@ -153,7 +153,7 @@ func (s *Store) Prune(ctx context.Context, age time.Duration) (int64, error) {
 		return 0, fmt.Errorf("measure: prune: %w", err)
 	}
 	// Rollup hours wholly before the cut go with the records.
-	for _, t := range []string{"hourly_messages", "hourly_dkim_failures", "hourly_dkim_results", "hourly_peers", "hourly_clients", "hourly_deliveries"} {
+	for _, t := range []string{"hourly_messages", "hourly_dkim_failures", "hourly_dkim_results", "hourly_peers", "hourly_clients", "hourly_deliveries", "hourly_providers"} {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE hour < ?`, cut/3600); err != nil {
 			return 0, fmt.Errorf("measure: prune: %w", err)
 		}

@@ -23,6 +23,9 @@ type Options struct {
 	DowngradeDrop float64
 	// MinMessages is the volume below which a domain is not judged; default 3.
 	MinMessages int64
+	// Providers names Table 6's providers beyond the built-in map
+	// (the configuration's [providers]: registered domain → name).
+	Providers map[string]string
 }
 
 // Report is everything the weekly report shows.
@@ -34,6 +37,7 @@ type Report struct {
 	Countries        []Country
 	CountriesPrior   map[string]Country
 	Downgrades       []Downgrade
+	Providers        []Provider // Table 6, busiest first
 	// Latest is the start of the latest hour with mail in the store, set
 	// when this period has none, so the report can name where data is;
 	// zero when the store holds no mail at all.
@@ -108,6 +112,9 @@ func Build(ctx context.Context, s *measure.Store, o Options) (*Report, error) {
 		return nil, err
 	}
 	if r.Receivers, err = receivers(ctx, s, r.Period); err != nil {
+		return nil, err
+	}
+	if r.Providers, err = providers(ctx, s, r.Period, r.Previous, NewProviderMap(o.Providers)); err != nil {
 		return nil, err
 	}
 	if r.empty() {

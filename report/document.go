@@ -189,11 +189,12 @@ func (r *ScanReport) Document(m Meta, run scanner.RunInfo) *Document {
 	d := runDocument("domain scan", "snowrain scan domains --input FILE (or --from-db)", m, run, r.Tables(), r.S.Domains == 0)
 	d.Charts = charts(r.Charts(), map[string]string{"figure4": "No data to draw: no SPF policy with addresses in this run."})
 	d.JSON = struct {
-		Run     int64            `json:"run"`
-		Tables  []Table          `json:"tables"`
-		Summary *scanner.Summary `json:"summary"`
-		Meta    jsonMeta         `json:"meta"`
-	}{r.Run, d.Tables, r.S, d.jsonMeta()}
+		Run      int64                    `json:"run"`
+		Tables   []Table                  `json:"tables"`
+		Summary  *scanner.Summary         `json:"summary"`
+		Software *scanner.SoftwareSummary `json:"software,omitempty"`
+		Meta     jsonMeta                 `json:"meta"`
+	}{r.Run, d.Tables, r.S, r.Software, d.jsonMeta()}
 	return d
 }
 

@@ -16,6 +16,7 @@ type HostReport struct {
 	// Domains, when a domain scan is joined, counts its domains whose MX
 	// addresses strip (Table 11's domain column); -1 when not joined.
 	Domains, Cisco int64
+	Software       *scanner.SoftwareSummary // Table 5; nil: not read
 }
 
 // Tables returns Tables 9, 10, 11 and 12.
@@ -54,7 +55,7 @@ func (r *HostReport) Tables() []Table {
 			t12.Rows = append(t12.Rows, []string{fmt.Sprintf("AS%d", a.ASN), a.Org, fmt.Sprint(a.Servers)})
 		}
 	}
-	return []Table{t9, t10, t11, t12}
+	return append([]Table{t9, t10, t11, t12}, softwareTables("hosts", r.Software)...)
 }
 
 // ResolverReport renders a resolver sweep (Tables 13 and 7).

@@ -238,10 +238,11 @@ func WriteJSON(w io.Writer, v any) error {
 // outbound, …) and adds the rest.
 type jsonReport struct {
 	*measure.Report
-	Previous *measure.Report `json:"previous"`
-	Days     []jsonDay       `json:"days"`
-	Tables   []Table         `json:"tables"`
-	Meta     jsonMeta        `json:"meta"`
+	Previous  *measure.Report `json:"previous"`
+	Days      []jsonDay       `json:"days"`
+	Providers []Provider      `json:"providers"` // Table 6, every provider
+	Tables    []Table         `json:"tables"`
+	Meta      jsonMeta        `json:"meta"`
 }
 
 type jsonDay struct {
@@ -257,7 +258,7 @@ type jsonDay struct {
 // at the top level (inbound, outbound, …), the previous period, the days,
 // every table and the heading's meta.
 func (r *Report) jsonDoc(d *Document) any {
-	j := jsonReport{Report: r.Current, Previous: r.Prior, Tables: d.Tables, Meta: d.jsonMeta()}
+	j := jsonReport{Report: r.Current, Previous: r.Prior, Providers: r.Providers, Tables: d.Tables, Meta: d.jsonMeta()}
 	for _, day := range r.Days {
 		j.Days = append(j.Days, jsonDay{day.Date.Format("2006-01-02"), day.Weekend(), day.InMessages, day.InTLS, day.OutDeliveries, day.OutTLS})
 	}

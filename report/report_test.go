@@ -77,6 +77,17 @@ func generate(t testing.TB) *measure.Store {
 				m.DMARCPolicy = "quarantine"
 			}
 			w.Enqueue(m)
+			// Its connection, for Table 6: named by a verified PTR, or
+			// for plain.example by its HELO alone.
+			c := &measure.Connection{UID: m.ConnUID, Started: m.Received, Ended: m.Received, Direction: "inbound",
+				ClientIP: m.ClientIP, ClientPTR: "mail." + d, Helo: "mail." + d, TLSVersion: m.TLSVersion, Cipher: m.Cipher,
+				ForwardSecret: m.ForwardSecret, Messages: 1}
+			if d == "plain.example" {
+				c.ClientPTR = ""
+			}
+			su := tlsinfo.Parse(m.Cipher)
+			c.KeyExchange, c.BulkCipher = su.KeyExchange, su.Cipher
+			w.Enqueue(c)
 			if i%2 == 0 {
 				od := &maillog.Delivery{Time: m.Received, MTA: "postfix", QueueID: fmt.Sprintf("Q%d", i), Domain: d,
 					RelayHost: "mx." + d, Status: "sent", Level: maillog.LevelNone}
@@ -143,7 +154,8 @@ func golden(t *testing.T, name string, got []byte) {
 
 func buildGenerated(t *testing.T) *Report {
 	s := generate(t)
-	r, err := Build(context.Background(), s, Options{Period: week47, GeoIP: countryDB(t)})
+	r, err := Build(context.Background(), s, Options{Period: week47, GeoIP: countryDB(t),
+		Providers: map[string]string{"big.example": "Big Mail"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,10 @@ import (
 
 // ScanReport renders a scanner run's summary as the paper's scan tables.
 type ScanReport struct {
-	Run int64
-	S   *scanner.Summary
-	Top int
+	Run      int64
+	S        *scanner.Summary
+	Top      int
+	Software *scanner.SoftwareSummary // Table 5; nil: not read
 }
 
 // Heading names the run.
@@ -27,7 +28,8 @@ func (r *ScanReport) Charts() map[string]template.HTML {
 
 // Tables returns Tables 1, 2, 4, 16, 19, 20, Figure 4, 18 and adoption.
 func (r *ScanReport) Tables() []Table {
-	return []Table{r.table1(), r.table2(), r.table4(), r.table16(), r.table19(), r.table20(), r.figure4(), r.table18(), r.adoption()}
+	return append([]Table{r.table1(), r.table2(), r.table4(), r.table16(), r.table19(), r.table20(), r.figure4(), r.table18(), r.adoption()},
+		softwareTables("scan", r.Software)...)
 }
 
 func count(n, total int64) []string { return []string{fmt.Sprint(n), pctS(n, total)} }

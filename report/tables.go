@@ -37,7 +37,7 @@ func (t Table) noData() string {
 // Tables returns every section in reading order.
 func (r *Report) Tables() []Table {
 	t := []Table{r.summary(), r.figure3(), r.table3(), r.table17(), r.table8(), r.dkimResults(), r.table18(), r.table21(),
-		r.peerDomains(), r.fullTLS(), r.plaintext(), r.downgrades(), r.detected()}
+		r.peerDomains(), r.table6(), r.fullTLS(), r.plaintext(), r.downgrades(), r.detected()}
 	t = append(t, r.receiverTables()...)
 	if r.opts.GeoIP != "" {
 		t = append(t, r.countryTable())

@@ -35,6 +35,7 @@ type DomainResult struct {
 	SPF        *SPFWalk `json:"spf"`
 	DMARC      *DMARC   `json:"dmarc"`
 	MTASTS     *MTASTS  `json:"mta_sts"`
+	TLSRPT     *TLSRPT  `json:"tls_rpt,omitempty"`
 	// Status is the Table 1 row: no_mx, no_resolvable_mx, no_response,
 	// no_starttls or starttls.
 	Status string `json:"status"`
@@ -191,6 +192,7 @@ func (s *sweep) domain(ctx context.Context, item Input) *DomainResult {
 	r.SPF = (&SPFWalker{Resolver: res}).Walk(ctx, d)
 	r.DMARC = dmarcOf(ctx, res, d)
 	r.MTASTS = s.mtaSTS(ctx, d)
+	r.TLSRPT = tlsRPTOf(ctx, res, d)
 	switch {
 	case len(r.MX) == 0:
 		r.Status, r.Error = "no_mx", "no mail server"

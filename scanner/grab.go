@@ -89,6 +89,7 @@ type Grab struct {
 	ErrorClass string     `json:"error_class,omitempty"`
 	Error      string     `json:"error,omitempty"`
 	Millis     int64      `json:"ms"`
+	Software   *Software  `json:"software,omitempty"` // Table 5: what the greeting and EHLO say it runs
 }
 
 // Grabber talks to mail servers.
@@ -182,6 +183,7 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 	}
 	conn.Write(ehloCmd(name))
 	ehlo, err := ReadReply(r)
+	res.Software = softwareOf(banner, ehlo, err)
 	if err != nil || ehlo.Code != 250 {
 		if err == nil {
 			err = fmt.Errorf("EHLO answered %d", ehlo.Code)

@@ -40,6 +40,7 @@ type HostResult struct {
 	ASN          uint   `json:"asn,omitempty"`
 	Organization string `json:"as_org,omitempty"`
 	Country      string `json:"country,omitempty"`
+	HostSoftware        // Table 5: software and TLS version (software.go)
 }
 
 var xRun = regexp.MustCompile(`X{4,}`)
@@ -151,6 +152,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	}
 	conn.Write(ehloCmd(name))
 	ehlo, err := ReadReply(r)
+	res.Software = softwareOf(banner, ehlo, err)
 	if err != nil {
 		res.ErrorClass, res.Error = droppedOr(err, ErrClassEHLO), err.Error()
 		return
@@ -181,6 +183,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 		return
 	}
 	res.Class = StripHandshake
+	res.TLSVersion = tlsVersion(tc.ConnectionState().Version)
 	if !res.Advertised {
 		res.Class = StripUnadvertised
 	}

@@ -17,6 +17,7 @@ commands:
   policy    TLS policies: check DOMAIN, list, forget DOMAIN, export, import FILE
   reports   send DMARC aggregate and SMTP TLS reports: reports send [--dry-run DIR] [--period DAY]
   ingest-reports  read the DMARC and TLS reports receivers send us (Maildir, mbox, .eml, xml/json/gz/zip)
+  audit     check the local MTA's TLS settings and its domains' DNS (paper Table 5)
   db        database maintenance: prune, vacuum
   version   print the version
 `
@@ -45,6 +46,8 @@ func main() {
 		err = runReports(args, os.Stdout)
 	case "ingest-reports":
 		err = runIngestReports(args, os.Stdout)
+	case "audit":
+		err = runAudit(args, os.Stdout)
 	case "db":
 		err = db(args, os.Stdout)
 	case "version", "--version":

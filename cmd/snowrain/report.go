@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/report"
 	"github.com/snowrain/snowrain/scanner"
@@ -41,7 +42,12 @@ func runReport(args []string, out io.Writer) error {
 	mailTo := fs.String("mail-to", "", "send the report (text and HTML) to this address through the local MTA")
 	sendmail := fs.String("sendmail", "/usr/sbin/sendmail -t -i", "command that takes a message on standard input")
 	tz := fs.String("tz", "Local", "time zone of days and weeks")
+	confPath := fs.String("config", config.DefaultPath, "configuration whose [providers] names Table 6's providers")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	providers, err := reportProviders(fs, *confPath)
+	if err != nil {
 		return err
 	}
 	loc, err := time.LoadLocation(*tz)
@@ -58,7 +64,7 @@ func runReport(args []string, out io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	r, err := report.Build(ctx, store, report.Options{Period: period, Loc: loc, GeoIP: *geoip})
+	r, err := report.Build(ctx, store, report.Options{Period: period, Loc: loc, GeoIP: *geoip, Providers: providers})
 	if err != nil {
 		return err
 	}
@@ -67,6 +73,23 @@ func runReport(args []string, out io.Writer) error {
 		return mailReport(doc, *mailTo, *sendmail)
 	}
 	return writeDocument(out, *format, *output, doc)
+}
+
+// reportProviders reads the configuration's [providers] for Table 6. The
+// default file is optional, and a report run by a user who cannot read
+// it still comes out (with the built-in names); a --config given is
+// required.
+func reportProviders(fs *flag.FlagSet, path string) (map[string]string, error) {
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	c := config.Default()
+	if err := c.Load(path, explicit); err != nil {
+		if explicit {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "snowrain: %v; Table 6 uses the built-in provider names\n", err)
+	}
+	return c.Providers, nil
 }
 
 // reportMeta is what every report's heading says about its making.

@@ -282,5 +282,8 @@ func runScanReport(args []string, out io.Writer) error {
 		return err
 	}
 	r := &report.ScanReport{Run: run.ID, S: s}
+	if r.Software, err = scanner.SummarizeSoftware(ctx, store.DB, run.ID, "domains"); err != nil {
+		return err
+	}
 	return writeDocument(out, *format, *output, r.Document(reportMeta(), run))
 }

@@ -396,6 +396,9 @@ func runSweepReport(kind string, args []string, out io.Writer) error {
 			return err
 		}
 		hr := &report.HostReport{Run: *id, S: s, Domains: -1}
+		if hr.Software, err = scanner.SummarizeSoftware(ctx, store.DB, *id, "hosts"); err != nil {
+			return err
+		}
 		if *domainsRun != 0 {
 			strip, _ := scanner.StrippingIPs(ctx, store.DB, *id)
 			cisco, _ := scanner.CiscoIPs(ctx, store.DB, *id)

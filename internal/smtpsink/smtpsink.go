@@ -15,9 +15,11 @@ import (
 
 // Message is one received message.
 type Message struct {
-	From string
-	To   []string
-	Data []byte
+	From   string
+	To     []string
+	Data   []byte
+	TLS    string // the TLS version the session negotiated (tls.VersionName: "TLS 1.3"); "": cleartext
+	Cipher string // its cipher suite (tls.CipherSuiteName)
 }
 
 // Options shape a sink's STARTTLS behaviour.
@@ -121,6 +123,7 @@ func (s *Sink) session(c net.Conn) {
 	say := func(line string) { c.Write([]byte(line + "\r\n")) }
 	say("220 sink.test.example ESMTP")
 	tlsOn := false
+	var version, suite string
 	var m Message
 	for {
 		line, err := r.ReadString('\n')
@@ -147,10 +150,12 @@ func (s *Sink) session(c net.Conn) {
 				return
 			}
 			c, r, tlsOn = tc, bufio.NewReader(tc), true
+			st := tc.ConnectionState()
+			version, suite = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
 		case strings.HasPrefix(cmd, "HELO"):
 			say("250 sink.test.example")
 		case strings.HasPrefix(cmd, "MAIL FROM:"):
-			m = Message{From: strings.TrimSpace(line[10:])}
+			m = Message{From: strings.TrimSpace(line[10:]), TLS: version, Cipher: suite}
 			say("250 ok")
 		case strings.HasPrefix(cmd, "RCPT TO:"):
 			m.To = append(m.To, strings.TrimSpace(line[8:]))

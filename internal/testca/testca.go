@@ -65,8 +65,9 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // IssueOptions vary a certificate for scanner tests.
 type IssueOptions struct {
-	Expired    bool // validity ended yesterday
-	SelfSigned bool // signed by its own key, not the CA
+	Expired    bool      // validity ended yesterday
+	SelfSigned bool      // signed by its own key, not the CA
+	NotAfter   time.Time // end of validity; zero: a day from now
 }
 
 // IssueWith makes a certificate as Issue does, with options.
@@ -98,6 +99,9 @@ func (ca *CA) issue(t testing.TB, name string, o IssueOptions, names []string) (
 		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
+	}
+	if !o.NotAfter.IsZero() {
+		tmpl.NotAfter = o.NotAfter
 	}
 	if o.Expired {
 		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)

@@ -84,45 +84,16 @@ type Options struct {
 // Sweep scans domains from in, calling OnDomain for each result; grabs are
 // made once per distinct address and shared by every domain using it.
 func Sweep(ctx context.Context, o Options, in <-chan Input) error {
-	if o.Port == 0 {
-		o.Port = 25
+	workers := o.Workers
+	if workers <= 0 {
+		workers = 64
 	}
-	if o.Workers <= 0 {
-		o.Workers = 64
+	e := &Engine[*DomainResult]{Module: NewDomainProbe(o),
+		SweepOptions: SweepOptions{Workers: workers, Rate: o.DNSRate, Skip: o.SkipDomain, Dialer: o.dialer()}}
+	if o.OnDomain != nil {
+		e.OnResult = func(_ Target, _ Status, d *DomainResult) { o.OnDomain(d) }
 	}
-	if o.Grabbers <= 0 {
-		o.Grabbers = 32
-	}
-	if o.ConnRate == 0 {
-		o.ConnRate = 100
-	}
-	o.STS = stsThrough(o.STS, o.dialer())
-	s := &sweep{o: o, grabs: map[string]*grabSlot{}, sem: make(chan struct{}, o.Grabbers),
-		connLimit: rate.NewLimiter(o.ConnRate, 1)}
-	if o.DNSRate > 0 {
-		s.dnsLimit = rate.NewLimiter(o.DNSRate, 1)
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < o.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for item := range in {
-				if ctx.Err() != nil {
-					continue
-				}
-				if o.SkipDomain != nil && o.SkipDomain(item.Domain) {
-					continue
-				}
-				r := s.domain(ctx, item)
-				if ctx.Err() == nil && o.OnDomain != nil {
-					o.OnDomain(r)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return ctx.Err()
+	return e.Sweep(ctx, Domains(in, 0))
 }
 
 // Input is one domain to scan.
@@ -131,13 +102,44 @@ type Input struct {
 	Rank   int
 }
 
-type sweep struct {
+// DomainProbe is the domain sweep's module (Tables 1, 2, 4, 18–20): a
+// domain's MX, SPF, DMARC, MTA-STS and TLSA records, then a grab of its
+// mail servers. Each address is grabbed once, at most Options.Grabbers at
+// a time and Options.ConnRate a second, and shared by every domain using
+// it. Options' Workers, DNSRate, SkipDomain and OnDomain belong to the
+// loop (Sweep), not to the probe.
+type DomainProbe struct {
 	o         Options
 	mu        sync.Mutex
 	grabs     map[string]*grabSlot
 	sem       chan struct{}
 	connLimit *rate.Limiter
-	dnsLimit  *rate.Limiter
+}
+
+// NewDomainProbe returns the probe o describes. Its grabs dial through
+// o.Grabber's Dialer, which the sweep's must be.
+func NewDomainProbe(o Options) *DomainProbe {
+	if o.Port == 0 {
+		o.Port = smtpPort
+	}
+	if o.Grabbers <= 0 {
+		o.Grabbers = 32
+	}
+	if o.ConnRate == 0 {
+		o.ConnRate = 100
+	}
+	o.STS = stsThrough(o.STS, o.dialer())
+	return &DomainProbe{o: o, grabs: map[string]*grabSlot{}, sem: make(chan struct{}, o.Grabbers),
+		connLimit: rate.NewLimiter(o.ConnRate, 1)}
+}
+
+// Scan judges the domain t names.
+func (s *DomainProbe) Scan(ctx context.Context, _ *Dialer, t Target) (Status, *DomainResult, error) {
+	r := s.domain(ctx, Input{Domain: t.Domain, Rank: t.Rank})
+	if err := ctx.Err(); err != nil {
+		return "", nil, err
+	}
+	return StatusFound, r, nil
 }
 
 type grabSlot struct {
@@ -146,7 +148,7 @@ type grabSlot struct {
 }
 
 // grab returns the one grab of ip, making it on first use.
-func (s *sweep) grab(ctx context.Context, ip string) *Grab {
+func (s *DomainProbe) grab(ctx context.Context, ip string) *Grab {
 	s.mu.Lock()
 	slot, ok := s.grabs[ip]
 	if !ok {
@@ -181,10 +183,7 @@ func (s *sweep) grab(ctx context.Context, ip string) *Grab {
 	return slot.g
 }
 
-func (s *sweep) domain(ctx context.Context, item Input) *DomainResult {
-	if s.dnsLimit != nil {
-		s.dnsLimit.Wait(ctx)
-	}
+func (s *DomainProbe) domain(ctx context.Context, item Input) *DomainResult {
 	d := strings.ToLower(strings.TrimSuffix(item.Domain, "."))
 	r := &DomainResult{Type: "domain", Domain: d, Rank: item.Rank}
 	res := s.o.Resolver
@@ -224,7 +223,7 @@ func hasAddress(mxs []MX) bool {
 	return false
 }
 
-func (s *sweep) mxs(ctx context.Context, d string) ([]MX, bool) {
+func (s *DomainProbe) mxs(ctx context.Context, d string) ([]MX, bool) {
 	res := s.o.Resolver
 	var out []MX
 	implicit := false
@@ -275,12 +274,12 @@ func dmarcOf(ctx context.Context, res resolver.Resolver, d string) *DMARC {
 	return out
 }
 
-func (s *sweep) mtaSTS(ctx context.Context, d string) *MTASTS {
+func (s *DomainProbe) mtaSTS(ctx context.Context, d string) *MTASTS {
 	if s.o.STS == nil {
 		return &MTASTS{Mode: "absent"}
 	}
 	if _, err := s.o.STS.LookupID(ctx, d); err != nil {
-		if err == policy.ErrSTSNoRecord {
+		if errors.Is(err, policy.ErrSTSNoRecord) {
 			return &MTASTS{Mode: "absent"}
 		}
 		return &MTASTS{Mode: "error", Error: err.Error()}
@@ -297,7 +296,7 @@ func (s *sweep) mtaSTS(ctx context.Context, d string) *MTASTS {
 
 // judge grabs the MX addresses in preference order and describes the
 // domain by the first server that answered.
-func (s *sweep) judge(ctx context.Context, r *DomainResult) {
+func (s *DomainProbe) judge(ctx context.Context, r *DomainResult) {
 	for _, mx := range r.MX {
 		for _, ip := range mx.IPs {
 			g := s.grab(ctx, ip)

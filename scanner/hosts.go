@@ -5,6 +5,10 @@ import (
 	"net/netip"
 )
 
+// smtpPort is where mail servers listen: "the SMTP port (specified by
+// IANA as port 25)", RFC 5321 section 4.5.4.2.
+const smtpPort = 25
+
 // HostOptions shape a port-25 sweep.
 type HostOptions struct {
 	SweepOptions
@@ -56,20 +60,37 @@ func (t *Targets) At(i uint64) netip.Addr {
 // SweepHosts walks this shard of targets in a random order, rate-limited,
 // and grabs every address the blocklist allows.
 func SweepHosts(ctx context.Context, o HostOptions, t *Targets) error {
-	if o.Port == 0 {
-		o.Port = 25
-	}
 	if o.Rate == 0 {
 		o.Rate = 1000
 	}
-	return walk(ctx, t, o.SweepOptions, o.Grabber.Dialer.Blocked, func(ctx context.Context, ip netip.Addr) bool {
-		r := o.Grabber.HostGrab(ctx, ip, o.Port)
-		if ctx.Err() != nil {
-			return false
-		}
-		if o.OnResult != nil {
-			o.OnResult(&r)
-		}
-		return true
-	})
+	o.Dialer = o.Grabber.Dialer
+	e := &Engine[*HostResult]{SweepOptions: o.SweepOptions, Module: &HostProbe{Grabber: o.Grabber, Port: o.Port}}
+	if o.OnResult != nil {
+		e.OnResult = func(_ Target, _ Status, r *HostResult) { o.OnResult(r) }
+	}
+	return e.Sweep(ctx, t)
+}
+
+// HostProbe is the port-25 sweep's module (Tables 9–12): STARTTLS sent
+// whatever EHLO advertised, the reply classified.
+type HostProbe struct {
+	// Grabber talks SMTP, through its Dialer: the sweep's.
+	Grabber *Grabber
+	Port    int // default 25
+}
+
+// Scan grabs t's address; a closed port is absent.
+func (p *HostProbe) Scan(ctx context.Context, _ *Dialer, t Target) (Status, *HostResult, error) {
+	port := p.Port
+	if port == 0 {
+		port = smtpPort
+	}
+	r := p.Grabber.HostGrab(ctx, t.IP, port)
+	if err := ctx.Err(); err != nil {
+		return "", nil, err
+	}
+	if r.ErrorClass == ErrClassConnect {
+		return StatusAbsent, &r, nil
+	}
+	return StatusFound, &r, nil
 }

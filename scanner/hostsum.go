@@ -3,8 +3,7 @@ package scanner
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -39,27 +38,16 @@ type ASStripping struct {
 
 // SummarizeHosts reads run id's host results.
 func SummarizeHosts(ctx context.Context, db *sql.DB, id int64) (*HostSummary, error) {
-	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_hosts WHERE run_id = ?`, id)
-	if err != nil {
-		return nil, fmt.Errorf("scanner: host summary: %w", err)
-	}
-	defer rows.Close()
 	s := &HostSummary{Classes: map[string]int64{}}
 	byAS := map[uint]*ASStripping{}
-	for rows.Next() {
-		var js []byte
-		rows.Scan(&js)
-		var h HostResult
-		if json.Unmarshal(js, &h) != nil {
-			continue
-		}
+	err := eachStored(ctx, db, "scan_hosts", id, func(h *HostResult) {
 		s.Probed++ // runs stored before checkpoints: only what was kept
 		if h.ErrorClass == ErrClassConnect || h.ErrorClass == ErrClassBlocked {
-			continue
+			return
 		}
 		s.Open++
 		if h.Banner == "" {
-			continue
+			return
 		}
 		s.Responsive++
 		s.Classes[h.Class]++
@@ -83,8 +71,8 @@ func SummarizeHosts(ctx context.Context, db *sql.DB, id int64) (*HostSummary, er
 				a.Strips++
 			}
 		}
-	}
-	if err := rows.Err(); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	// Closed ports are counted by the sweep's checkpoint, not stored.
@@ -102,97 +90,58 @@ func SummarizeHosts(ctx context.Context, db *sql.DB, id int64) (*HostSummary, er
 		}
 		return s.ASes[i].ASN < s.ASes[j].ASN
 	})
-	return s, rows.Err()
+	return s, nil
 }
 
 // StrippingIPs and FalsifiedIPs read the address sets the exposure join
 // needs.
 func StrippingIPs(ctx context.Context, db *sql.DB, id int64) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_hosts WHERE run_id = ?`, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+	return hostIPs(ctx, db, id, (*HostResult).Stripping)
+}
+
+// CiscoIPs returns the hosts showing Cisco-style tampering.
+func CiscoIPs(ctx context.Context, db *sql.DB, id int64) (map[string]bool, error) {
+	return hostIPs(ctx, db, id, func(h *HostResult) bool { return h.Class == StripEchoReplaced || h.EHLOMasked })
+}
+
+// hostIPs returns the addresses of run id's hosts that keep says.
+func hostIPs(ctx context.Context, db *sql.DB, id int64, keep func(*HostResult) bool) (map[string]bool, error) {
 	out := map[string]bool{}
-	for rows.Next() {
-		var js []byte
-		rows.Scan(&js)
-		var h HostResult
-		if json.Unmarshal(js, &h) == nil && h.Stripping() {
+	err := eachStored(ctx, db, "scan_hosts", id, func(h *HostResult) {
+		if keep(h) {
 			out[h.IP] = true
 		}
-	}
-	return out, rows.Err()
+	})
+	return out, err
 }
 
 // FalsifiedIPs returns the addresses falsified answers pointed to.
 func FalsifiedIPs(ctx context.Context, db *sql.DB, id int64) (map[string]bool, *ResolverSummary, error) {
-	rows, err := db.QueryContext(ctx, `SELECT ip, result FROM scan_resolvers WHERE run_id = ?`, id)
+	out := map[string]bool{}
+	all := map[string]*ResolverResult{}
+	err := eachStored(ctx, db, "scan_resolvers", id, func(r *ResolverResult) {
+		all[r.IP] = r
+		for _, a := range r.FalseAddrs {
+			out[a] = true
+		}
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rows.Close()
-	out := map[string]bool{}
-	all := map[string]*ResolverResult{}
-	for rows.Next() {
-		var ip string
-		var js []byte
-		rows.Scan(&ip, &js)
-		r := &ResolverResult{}
-		if json.Unmarshal(js, r) == nil {
-			all[ip] = r
-			for _, a := range r.FalseAddrs {
-				out[a] = true
-			}
-		}
-	}
-	return out, SummarizeResolvers(all), rows.Err()
+	return out, SummarizeResolvers(all), nil
 }
 
 // DomainsBehind counts a domain scan's domains whose mail servers (any MX
 // address) are in ips.
 func DomainsBehind(ctx context.Context, db *sql.DB, domainsRun int64, ips map[string]bool) (int64, error) {
-	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_domains WHERE run_id = ?`, domainsRun)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
 	var n int64
-	for rows.Next() {
-		var js []byte
-		rows.Scan(&js)
-		var d DomainResult
-		if json.Unmarshal(js, &d) != nil {
-			continue
-		}
-	mx:
+	err := eachStored(ctx, db, "scan_domains", domainsRun, func(d *DomainResult) {
 		for _, m := range d.MX {
-			for _, ip := range m.IPs {
-				if ips[ip] {
-					n++
-					break mx
-				}
+			if slices.ContainsFunc(m.IPs, func(ip string) bool { return ips[ip] }) {
+				n++
+				return
 			}
 		}
-	}
-	return n, rows.Err()
-}
-
-// CiscoIPs returns the hosts showing Cisco-style tampering.
-func CiscoIPs(ctx context.Context, db *sql.DB, id int64) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_hosts WHERE run_id = ?`, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var js []byte
-		rows.Scan(&js)
-		var h HostResult
-		if json.Unmarshal(js, &h) == nil && (h.Class == StripEchoReplaced || h.EHLOMasked) {
-			out[h.IP] = true
-		}
-	}
-	return out, rows.Err()
+	})
+	return n, err
 }

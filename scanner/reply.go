@@ -106,7 +106,7 @@ func readLine(r *bufio.Reader, budget *int) (string, error) {
 		*budget -= len(frag)
 		line = append(line, frag...)
 		switch {
-		case err == bufio.ErrBufferFull:
+		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case err != nil:
 			return "", err

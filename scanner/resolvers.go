@@ -25,6 +25,10 @@ const (
 	DNSNoAnswer     = "no_answer"
 )
 
+// dnsPort is where resolvers answer: "UDP ... server port 53", RFC 1035
+// section 4.2.1.
+const dnsPort = 53
+
 // DefaultProviders are the paper's Table 7 domains.
 var DefaultProviders = []string{"gmail.com", "yahoo.com", "outlook.com", "qq.com", "mail.ru"}
 
@@ -85,13 +89,17 @@ type ResolverProber struct {
 
 // Probe classifies what the resolver at ip answers for every provider.
 func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResult {
+	return p.probe(ctx, p.Dialer, ip)
+}
+
+func (p *ResolverProber) probe(ctx context.Context, d *Dialer, ip netip.Addr) ResolverResult {
 	res := ResolverResult{Type: "resolver", IP: ip.String(), Providers: map[string]string{}, Details: map[string]string{}}
-	if p.Dialer.Blocked(ip) {
+	if d.Blocked(ip) {
 		return res
 	}
 	port := p.Port
 	if port == 0 {
-		port = 53
+		port = dnsPort
 	}
 	timeout := p.Timeout
 	if timeout <= 0 {
@@ -102,7 +110,7 @@ func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResul
 		limit = 20
 	}
 	lim := rate.NewLimiter(limit, 1)
-	nd := p.Dialer.Net()
+	nd := d.Net()
 	nd.Timeout = timeout
 	c := &dns.Client{Net: "udp", Timeout: timeout, Dialer: nd}
 	server := netip.AddrPortFrom(ip, uint16(port)).String()
@@ -126,11 +134,7 @@ func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResul
 		case DNSFalseMX:
 			for _, h := range strings.Fields(detail) {
 				if a, err := ask(h, dns.TypeA); err == nil && a != nil {
-					for _, rr := range a.Answer {
-						if rec, ok := rr.(*dns.A); ok {
-							res.FalseAddrs = append(res.FalseAddrs, rec.A.String())
-						}
-					}
+					res.FalseAddrs = append(res.FalseAddrs, addresses(a)...)
 				}
 			}
 		}
@@ -146,13 +150,7 @@ func (p *ResolverProber) classify(ip netip.Addr, truth Truth, provider string,
 	if c := failure(r, err); c != "" {
 		return c, ""
 	}
-	var mxs []string
-	for _, rr := range r.Answer {
-		if mx, ok := rr.(*dns.MX); ok {
-			mxs = append(mxs, strings.ToLower(strings.TrimSuffix(mx.Mx, ".")))
-		}
-	}
-	slices.Sort(mxs)
+	mxs := mxHosts(r)
 	if len(mxs) == 0 {
 		return DNSNoAnswer, ""
 	}
@@ -164,13 +162,7 @@ func (p *ResolverProber) classify(ip netip.Addr, truth Truth, provider string,
 		if c := failure(a, err); c != "" {
 			return c, ""
 		}
-		var addrs []string
-		for _, rr := range a.Answer {
-			if rec, ok := rr.(*dns.A); ok {
-				addrs = append(addrs, rec.A.String())
-			}
-		}
-		slices.Sort(addrs)
+		addrs := addresses(a)
 		if slices.Equal(addrs, truth.Addrs[h]) {
 			continue
 		}
@@ -186,6 +178,31 @@ func (p *ResolverProber) classify(ip netip.Addr, truth Truth, provider string,
 		return DNSFalseAddress, strings.Join(addrs, " ")
 	}
 	return DNSCorrect, ""
+}
+
+// mxHosts returns the MX hosts an answer names, sorted, lower-case,
+// without the trailing dot.
+func mxHosts(r *dns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		if mx, ok := rr.(*dns.MX); ok {
+			out = append(out, strings.ToLower(strings.TrimSuffix(mx.Mx, ".")))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// addresses returns the IPv4 addresses an answer holds, sorted.
+func addresses(r *dns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		if rec, ok := rr.(*dns.A); ok {
+			out = append(out, rec.A.String())
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func failure(r *dns.Msg, err error) string {
@@ -218,16 +235,27 @@ func reserved(a netip.Addr) bool {
 
 // SweepResolvers probes this shard of targets.
 func SweepResolvers(ctx context.Context, p *ResolverProber, t *Targets, o SweepOptions, on func(*ResolverResult)) error {
-	return walk(ctx, t, o, p.Dialer.Blocked, func(ctx context.Context, ip netip.Addr) bool {
-		r := p.Probe(ctx, ip)
-		if ctx.Err() != nil {
-			return false
+	o.Dialer = p.Dialer
+	e := &Engine[*ResolverResult]{SweepOptions: o, Module: p}
+	if on != nil {
+		e.OnResult = func(_ Target, _ Status, r *ResolverResult) { on(r) }
+	}
+	return e.Sweep(ctx, t)
+}
+
+// Scan is the resolver sweep's module: t's answers for every provider,
+// through d. An address where nothing answers holds no resolver: absent.
+func (p *ResolverProber) Scan(ctx context.Context, d *Dialer, t Target) (Status, *ResolverResult, error) {
+	r := p.probe(ctx, d, t.IP)
+	if err := ctx.Err(); err != nil {
+		return "", nil, err
+	}
+	for _, class := range r.Providers {
+		if class != DNSNoAnswer {
+			return StatusFound, &r, nil
 		}
-		if on != nil {
-			on(&r)
-		}
-		return true
-	})
+	}
+	return StatusAbsent, &r, nil
 }
 
 // ResolverSummary is Table 13 (answers by class) and Table 7 (per

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -49,42 +50,30 @@ func NewRun(ctx context.Context, db *sql.DB, kind, input string, jsonl io.Writer
 // ResumeRun reopens run id with what it already holds.
 func ResumeRun(ctx context.Context, db *sql.DB, id int64, jsonl io.Writer) (*Run, error) {
 	r := &Run{ID: id, db: db, jsonl: jsonl, done: map[string]bool{}, known: map[string]*Grab{}}
-	var n int
-	var err error
-	if err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_runs WHERE id = ?`, id).Scan(&n); err != nil || n == 0 {
-		return nil, fmt.Errorf("scanner: no run %d", id)
+	if _, ok, err := LoadRun(ctx, db, id); err != nil || !ok {
+		return nil, errors.Join(fmt.Errorf("scanner: no run %d", id), err)
 	}
-	for _, q := range []string{`SELECT domain FROM scan_domains WHERE run_id = ?`,
-		`SELECT ip FROM scan_hosts WHERE run_id = ?`, `SELECT ip FROM scan_resolvers WHERE run_id = ?`} {
-		rows, err := db.QueryContext(ctx, q, id)
-		if err != nil {
-			return nil, err
+	rows, err := db.QueryContext(ctx, `SELECT domain FROM scan_domains WHERE run_id = ?1
+		UNION ALL SELECT ip FROM scan_hosts WHERE run_id = ?1 UNION ALL SELECT ip FROM scan_resolvers WHERE run_id = ?1`, id)
+	if err != nil {
+		return nil, fmt.Errorf("scanner: resume run %d: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		if err := rows.Scan(&key); err != nil {
+			return nil, fmt.Errorf("scanner: resume run %d: %w", id, err)
 		}
-		for rows.Next() {
-			var d string
-			rows.Scan(&d)
-			r.done[d] = true
-		}
-		rows.Close()
+		r.done[key] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("scanner: resume run %d: %w", id, err)
 	}
 	if r.sweeps, err = loadSweeps(ctx, db, id); err != nil {
 		return nil, err
 	}
-	rows, err := db.QueryContext(ctx, `SELECT ip, result FROM scan_ips WHERE run_id = ?`, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var ip string
-		var js []byte
-		rows.Scan(&ip, &js)
-		g := &Grab{}
-		if json.Unmarshal(js, g) == nil {
-			r.known[ip] = g
-		}
-	}
-	return r, rows.Err()
+	err = eachStored(ctx, db, "scan_ips", id, func(g *Grab) { r.known[g.IP] = g })
+	return r, err
 }
 
 // Done reports whether domain was already scanned in this run.
@@ -102,11 +91,18 @@ func (r *Run) KnownGrab(ip string) (*Grab, bool) {
 	return g, ok
 }
 
-// SaveDomain records a domain result.
-func (r *Run) SaveDomain(d *DomainResult) error {
-	js, _ := json.Marshal(d)
-	return r.add(pending{"scan_domains", d.Domain, d.Rank, js})
+// Result is a probe's result as a run stores it: a row of its table,
+// keyed by domain or address, holding the result's JSON (the JSON line).
+type Result interface {
+	row() (table, key string, rank int)
 }
+
+func (d *DomainResult) row() (string, string, int)   { return "scan_domains", d.Domain, d.Rank }
+func (h *HostResult) row() (string, string, int)     { return "scan_hosts", h.IP, 0 }
+func (r *ResolverResult) row() (string, string, int) { return "scan_resolvers", r.IP, 0 }
+
+// SaveDomain records a domain result.
+func (r *Run) SaveDomain(d *DomainResult) error { return r.save(d) }
 
 // SaveHost records one port-25 host. A closed port is not stored: the
 // sweep's checkpoint counts it (Table 9), and a full IPv4 sweep has
@@ -115,31 +111,38 @@ func (r *Run) SaveHost(h *HostResult) error {
 	if h.ErrorClass == ErrClassConnect {
 		return nil
 	}
-	js, _ := json.Marshal(h)
-	return r.add(pending{"scan_hosts", h.IP, 0, js})
+	return r.save(h)
 }
 
 // SaveResolver records one open resolver.
-func (r *Run) SaveResolver(res *ResolverResult) error {
-	js, _ := json.Marshal(res)
-	return r.add(pending{"scan_resolvers", res.IP, 0, js})
+func (r *Run) SaveResolver(res *ResolverResult) error { return r.save(res) }
+
+func (r *Run) save(res Result) error {
+	js, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("scanner: encode result: %w", err)
+	}
+	table, key, rank := res.row()
+	return r.add(pending{table, key, rank, js})
 }
 
 // SaveGrab records one address's grab.
 func (r *Run) SaveGrab(g *Grab) error {
-	js, _ := json.Marshal(struct {
+	js, err := json.Marshal(struct {
 		Type string `json:"type"`
 		*Grab
 	}{"mx_ip", g})
+	if err != nil {
+		return fmt.Errorf("scanner: encode grab: %w", err)
+	}
 	return r.add(pending{"scan_ips", g.IP, 0, js})
 }
 
+// add queues a row; every 500 rows (and once a second in a sweep) they
+// are stored in one transaction.
 func (r *Run) add(p pending) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.jsonl != nil {
-		r.jsonl.Write(append(p.json, '\n'))
-	}
 	r.batch = append(r.batch, p)
 	if len(r.batch) >= 500 {
 		return r.flushLocked()
@@ -160,7 +163,7 @@ func (r *Run) flushLocked() error {
 	}
 	tx, err := r.db.Begin()
 	if err != nil {
-		return err
+		return fmt.Errorf("scanner: store: %w", err)
 	}
 	defer tx.Rollback()
 	for _, p := range r.batch {
@@ -181,9 +184,27 @@ func (r *Run) flushLocked() error {
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return err
+		return fmt.Errorf("scanner: store: %w", err)
 	}
+	err = r.writeLines()
 	r.batch, r.cpDirty = r.batch[:0], false
+	return err
+}
+
+// writeLines writes the stored batch as JSON lines. They follow the
+// commit, so the lines of a killed run are rows it holds, and its resumed
+// run, appending, writes none of them again.
+func (r *Run) writeLines() error {
+	if r.jsonl == nil || len(r.batch) == 0 {
+		return nil
+	}
+	var buf []byte
+	for _, p := range r.batch {
+		buf = append(append(buf, p.json...), '\n')
+	}
+	if _, err := r.jsonl.Write(buf); err != nil {
+		return fmt.Errorf("scanner: JSON lines: %w", err)
+	}
 	return nil
 }
 

@@ -11,10 +11,14 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
+// spfLookupLimit is how many DNS-querying terms an SPF evaluation may
+// use before it is a permerror: RFC 7208 section 4.6.4.
+const spfLookupLimit = 10
+
 // SPF walk errors.
 var (
 	ErrSPFLoop     = errors.New("spf: include or redirect loop")
-	ErrSPFLimit    = errors.New("spf: more than 10 DNS-querying terms")
+	ErrSPFLimit    = fmt.Errorf("spf: more than %d DNS-querying terms", spfLookupLimit)
 	ErrSPFNone     = errors.New("spf: no record")
 	ErrSPFMultiple = errors.New("spf: several records")
 	ErrSPFSyntax   = errors.New("spf: invalid term")
@@ -74,20 +78,21 @@ func (w *SPFWalker) WalkRecord(ctx context.Context, domain, rec string) *SPFWalk
 	return s
 }
 
+// spfClasses name the walk's errors as error_class stores them; the
+// first that matches wins.
+var spfClasses = []struct {
+	err   error
+	class string
+}{
+	{ErrSPFTargetNone, "include_none"}, {ErrSPFNone, "none"}, {ErrSPFLoop, "loop"},
+	{ErrSPFLimit, "lookup_limit"}, {ErrSPFMultiple, "multiple_records"}, {ErrSPFSyntax, "syntax"},
+}
+
 func spfClass(err error) string {
-	switch {
-	case errors.Is(err, ErrSPFTargetNone):
-		return "include_none"
-	case errors.Is(err, ErrSPFNone):
-		return "none"
-	case errors.Is(err, ErrSPFLoop):
-		return "loop"
-	case errors.Is(err, ErrSPFLimit):
-		return "lookup_limit"
-	case errors.Is(err, ErrSPFMultiple):
-		return "multiple_records"
-	case errors.Is(err, ErrSPFSyntax):
-		return "syntax"
+	for _, c := range spfClasses {
+		if errors.Is(err, c.err) {
+			return c.class
+		}
 	}
 	return "dns"
 }
@@ -208,7 +213,7 @@ func (s *SPFWalk) count(kind string, top bool) {
 
 func (s *SPFWalk) lookup() error {
 	s.Lookups++
-	if s.Lookups > 10 {
+	if s.Lookups > spfLookupLimit {
 		return ErrSPFLimit
 	}
 	return nil

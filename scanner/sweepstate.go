@@ -67,6 +67,16 @@ func (r *Run) StartSweep(ctx context.Context, st SweepState) (SweepState, error)
 	return st, nil
 }
 
+// current returns the shard this process sweeps, if StartSweep chose one.
+func (r *Run) current() (SweepState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sweep == nil {
+		return SweepState{}, false
+	}
+	return *r.sweep, true
+}
+
 // Checkpoint records the current shard's progress. It is stored in the
 // same transaction as the results it covers, at the next flush.
 func (r *Run) Checkpoint(c Checkpoint) {

@@ -3,8 +3,6 @@ package scanner
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"fmt"
 	"math"
 	"math/big"
 	"sort"
@@ -43,24 +41,11 @@ func Summarize(ctx context.Context, db *sql.DB, id int64) (*Summary, error) {
 	s := &Summary{Status: map[string]int64{}, Certs: map[string]map[string]int64{}, Providers: map[string]int64{}, ProviderTLS: map[string]bool{},
 		SPFAll: map[string]int64{}, SPFTop: map[string]int64{}, SPFRecursive: map[string]int64{},
 		SPFErrors: map[string]int64{}, DMARC: map[string]int64{}, MTASTS: map[string]int64{}, Errors: map[string]int64{}}
-	rows, err := db.QueryContext(ctx, `SELECT result FROM scan_domains WHERE run_id = ?`, id)
-	if err != nil {
-		return nil, fmt.Errorf("scanner: summary: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var js []byte
-		if err := rows.Scan(&js); err != nil {
-			return nil, err
-		}
-		var d DomainResult
-		if err := json.Unmarshal(js, &d); err != nil {
-			continue
-		}
-		s.add(&d)
+	if err := eachStored(ctx, db, "scan_domains", id, s.add); err != nil {
+		return nil, err
 	}
 	sort.Float64s(s.SPFAddresses)
-	return s, rows.Err()
+	return s, nil
 }
 
 // TopDomain is one row of Table 16.

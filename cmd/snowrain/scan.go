@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -97,55 +96,23 @@ func runScan(args []string, out io.Writer) error {
 		g.Roots = x509.NewCertPool()
 		g.Roots.AppendCertsFromPEM(pem)
 	}
-	var jw io.Writer
-	switch *jsonl {
-	case "":
-	case "-":
-		jw = out
-	default:
-		f, err := os.Create(*jsonl)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		jw = f
-	}
-	var run *scanner.Run
-	if *resume != 0 {
-		run, err = scanner.ResumeRun(ctx, store.DB, *resume, jw)
-	} else {
-		run, err = scanner.NewRun(ctx, store.DB, "domains", describeInput(*input, *fromDB, *limit), jw)
-	}
+	run, closeRun, err := openRun(ctx, store, "domains", describeInput(*input, *fromDB, *limit), *resume, *jsonl, out)
 	if err != nil {
 		return err
 	}
+	defer closeRun()
 	inputs, total, err := openInputs(ctx, store, *input, *fromDB, *limit)
 	if err != nil {
 		return err
 	}
-	var done atomic.Int64
-	o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Workers: *workers, Grabbers: *grabbers,
+	o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Grabbers: *grabbers,
 		ConnRate: rate.Limit(*connRate), DryRun: *dryRun,
 		STS: &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second,
 			Dial: dialer.DialContext},
-		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
-		OnDomain: func(d *scanner.DomainResult) { run.SaveDomain(d); done.Add(1) },
-		OnGrab:   func(gr *scanner.Grab) { run.SaveGrab(gr) }}
-	stopProgress := startProgress(*progress, &done, total)
-	err = scanner.Sweep(ctx, o, inputs)
-	stopProgress()
-	if ferr := run.Flush(); ferr != nil {
-		return ferr
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "scan interrupted; resume with: snowrain scan domains --resume %d …\n", run.ID)
-		return err
-	}
-	if err := run.Finish(); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "scan run %d: %d domains; tables: snowrain report scan --run %d\n", run.ID, done.Load(), run.ID)
-	return nil
+		KnownGrab: run.KnownGrab, OnGrab: func(gr *scanner.Grab) { run.SaveGrab(gr) }}
+	e := &scanner.Engine[*scanner.DomainResult]{Module: scanner.NewDomainProbe(o),
+		SweepOptions: scanner.SweepOptions{Workers: *workers, Dialer: dialer}}
+	return sweepInto(ctx, e, scanner.Domains(inputs, uint64(total)), run, "domains", *progress)
 }
 
 func loadBlocklist(path string) (*scanner.Blocklist, error) {
@@ -221,35 +188,6 @@ func countLines(path string, limit int) (int64, error) {
 		n = int64(limit)
 	}
 	return n, sc.Err()
-}
-
-// startProgress prints rate and ETA every second on a terminal.
-func startProgress(on bool, done *atomic.Int64, total int64) func() {
-	if !on {
-		return func() {}
-	}
-	stop := make(chan struct{})
-	start := time.Now()
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				fmt.Fprintln(os.Stderr)
-				return
-			case <-t.C:
-				n := done.Load()
-				rate := float64(n) / time.Since(start).Seconds()
-				eta := "?"
-				if total > 0 && rate > 0 {
-					eta = (time.Duration(float64(total-n)/rate) * time.Second).Round(time.Second).String()
-				}
-				fmt.Fprintf(os.Stderr, "\r%d domains, %.0f/s, ETA %s   ", n, rate, eta)
-			}
-		}
-	}()
-	return func() { close(stop) }
 }
 
 func isTerminal(f *os.File) bool {

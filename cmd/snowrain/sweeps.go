@@ -94,52 +94,76 @@ func (f *sweepFlags) shardOf() (int, int, error) {
 }
 
 // open sets up the store, run, output and geo databases.
-func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*measure.Store, *scanner.Run, *scanner.Geo, func(), error) {
+func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*scanner.Run, *scanner.Geo, func(), error) {
 	store, err := measure.Open(ctx, *f.db)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
+	run, closeRun, err := openRun(ctx, store, kind, *f.targets+" shard "+*f.shard, *f.resume, *f.jsonl, out)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, err
+	}
+	geo, err := scanner.OpenGeo(*f.asnDB, *f.geoip)
+	if err != nil {
+		closeRun()
+		store.Close()
+		return nil, nil, nil, err
+	}
+	return run, geo, func() { geo.Close(); closeRun(); store.Close() }, nil
+}
+
+// openRun opens the run a sweep writes: a new one of kind over input, or
+// run resume, which must be of kind. JSON lines go to path ('-': out),
+// appended when resuming, so the file holds the whole run once.
+func openRun(ctx context.Context, store *measure.Store, kind, input string, resume int64, path string, out io.Writer) (*scanner.Run, func(), error) {
 	var jw io.Writer
-	closers := []func(){func() { store.Close() }}
-	switch *f.jsonl {
+	closeJSON := func() {}
+	switch path {
 	case "":
 	case "-":
 		jw = out
 	default:
-		fh, err := os.Create(*f.jsonl)
+		mode := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if resume != 0 {
+			mode = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		}
+		fh, err := os.OpenFile(path, mode, 0o644)
 		if err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, err
 		}
-		jw = fh
-		closers = append(closers, func() { fh.Close() })
+		jw, closeJSON = fh, func() { fh.Close() }
 	}
-	var run *scanner.Run
-	if *f.resume != 0 {
-		run, err = scanner.ResumeRun(ctx, store.DB, *f.resume, jw)
-	} else {
-		run, err = scanner.NewRun(ctx, store.DB, kind, *f.targets+" shard "+*f.shard, jw)
-	}
+	run, err := newOrResumedRun(ctx, store, kind, input, resume, jw)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		closeJSON()
+		return nil, nil, err
 	}
-	geo, err := scanner.OpenGeo(*f.asnDB, *f.geoip)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	closers = append(closers, geo.Close)
-	return store, run, geo, func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}, nil
+	return run, closeJSON, nil
 }
 
-// sweep is what both sweeps set up before they start.
+func newOrResumedRun(ctx context.Context, store *measure.Store, kind, input string, resume int64, jw io.Writer) (*scanner.Run, error) {
+	if resume == 0 {
+		return scanner.NewRun(ctx, store.DB, kind, input, jw)
+	}
+	info, ok, err := scanner.LoadRun(ctx, store.DB, resume)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, fmt.Errorf("--resume %d: no such run", resume)
+	case info.Kind != kind:
+		return nil, fmt.Errorf("--resume %d: run %d is a %s scan, not %s", resume, resume, info.Kind, kind)
+	}
+	return scanner.ResumeRun(ctx, store.DB, resume, jw)
+}
+
+// sweep is what the address sweeps set up before they start.
 type sweep struct {
 	targets *scanner.Targets
-	opts    scanner.SweepOptions // permutation, rate, resume point, checkpoints
+	opts    scanner.SweepOptions // permutation, rate, dialer
 	ctx     context.Context
-	run     *scanner.Run
+	run     *scanner.Run // resume point, checkpoints, results
 	geo     *scanner.Geo
 	dialer  *scanner.Dialer // every connection of the sweep
 	close   func()
@@ -167,7 +191,7 @@ func (f *sweepFlags) setup(args []string, kind string, out io.Writer) (*sweep, e
 		return nil, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	_, run, geo, closeAll, err := f.open(ctx, kind, out)
+	run, geo, closeAll, err := f.open(ctx, kind, out)
 	if err != nil {
 		stop()
 		return nil, err
@@ -186,7 +210,7 @@ func (f *sweepFlags) setup(args []string, kind string, out io.Writer) (*sweep, e
 		return nil, err
 	}
 	s.opts = scanner.SweepOptions{Seed: st.Seed, Shard: st.Shard, Shards: st.Shards, Workers: *f.workers,
-		Rate: rate.Limit(*f.rate), Skip: run.Done, From: st.Checkpoint, OnCheckpoint: run.Checkpoint}
+		Rate: rate.Limit(*f.rate), Dialer: s.dialer}
 	return s, nil
 }
 
@@ -219,18 +243,39 @@ func (f *sweepFlags) sweepState(run *scanner.Run, targets *scanner.Targets, shar
 	return base, nil
 }
 
-func finishRun(run *scanner.Run, err error, kind string, n int64) error {
-	if ferr := run.Flush(); ferr != nil {
-		return ferr
+// sweepInto runs e over src into run (the engine skips what the run holds,
+// continues its checkpoint and stores what it finds), with the progress
+// line on standard error, then says how the run of kind ended.
+func sweepInto[R scanner.Result](ctx context.Context, e *scanner.Engine[R], src scanner.Source, run *scanner.Run,
+	kind string, progress bool) error {
+	noun := "addresses"
+	if kind == "domains" {
+		noun = "domains"
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "sweep interrupted; resume with --resume %d\n", run.ID)
+	e.Run = run
+	if progress {
+		e.Progress = &scanner.Progress{W: os.Stderr, Noun: noun}
+	}
+	var n atomic.Int64
+	on := e.OnResult
+	e.OnResult = func(t scanner.Target, st scanner.Status, r R) {
+		if on != nil {
+			on(t, st, r)
+		}
+		n.Add(1)
+	}
+	if err := e.Sweep(ctx, src); err != nil { // what it found is stored, up to its checkpoint
+		fmt.Fprintf(os.Stderr, "scan stopped; resume with: snowrain scan %s --resume %d …\n", kind, run.ID)
 		return err
 	}
 	if err := run.Finish(); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "%s run %d: %d results; tables: snowrain report %s --run %d\n", kind, run.ID, n, kind, run.ID)
+	report := kind
+	if kind == "domains" {
+		report = "scan"
+	}
+	fmt.Fprintf(os.Stderr, "%s run %d: %d %s probed; tables: snowrain report %s --run %d\n", kind, run.ID, n.Load(), noun, report, run.ID)
 	return nil
 }
 
@@ -243,23 +288,14 @@ func runScanHosts(args []string, out io.Writer) error {
 		return err
 	}
 	defer sw.close()
-	port := *f.port
-	if port == 0 {
-		port = 25
-	}
-	var done atomic.Int64
-	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.opts.Shards))
-	err = scanner.SweepHosts(sw.ctx, scanner.HostOptions{SweepOptions: sw.opts,
-		Grabber: &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Dialer: sw.dialer}, Port: port,
-		OnResult: func(h *scanner.HostResult) {
-			if h.ErrorClass != scanner.ErrClassConnect {
+	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Dialer: sw.dialer}
+	e := &scanner.Engine[*scanner.HostResult]{SweepOptions: sw.opts, Module: &scanner.HostProbe{Grabber: g, Port: *f.port},
+		OnResult: func(_ scanner.Target, st scanner.Status, h *scanner.HostResult) {
+			if st == scanner.StatusFound { // closed ports: counted by the checkpoint, not stored
 				h.ASN, h.Organization, h.Country = sw.geo.Lookup(h.IP)
 			}
-			sw.run.SaveHost(h) // closed ports: counted by the checkpoint, not stored
-			done.Add(1)
-		}}, sw.targets)
-	stopProgress()
-	return finishRun(sw.run, err, "hosts", done.Load())
+		}}
+	return sweepInto(sw.ctx, e, sw.targets, sw.run, "hosts", *f.progress)
 }
 
 // runScanResolvers is `snowrain scan resolvers`: falsified MX answers.
@@ -285,30 +321,10 @@ func runScanResolvers(args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("ground truth: %w", err)
 	}
-	port := *f.port
-	if port == 0 {
-		port = 53
-	}
-	p := &scanner.ResolverProber{Port: port, Timeout: *f.timeout, Dialer: sw.dialer, Truth: truth,
+	p := &scanner.ResolverProber{Port: *f.port, Timeout: *f.timeout, Dialer: sw.dialer, Truth: truth,
 		PerTarget: rate.Limit(*perTarget)}
-	var done atomic.Int64
-	stopProgress := startProgress(*f.progress, &done, int64(sw.targets.Len())/int64(sw.opts.Shards))
-	err = scanner.SweepResolvers(sw.ctx, p, sw.targets, sw.opts,
-		func(r *scanner.ResolverResult) {
-			done.Add(1)
-			if len(r.Providers) == 0 {
-				return
-			}
-			silent := true
-			for _, c := range r.Providers {
-				silent = silent && c == scanner.DNSNoAnswer
-			}
-			if !silent { // no resolver there: not stored
-				sw.run.SaveResolver(r)
-			}
-		})
-	stopProgress()
-	return finishRun(sw.run, err, "resolvers", done.Load())
+	e := &scanner.Engine[*scanner.ResolverResult]{SweepOptions: sw.opts, Module: p} // silent addresses: absent, not stored
+	return sweepInto(sw.ctx, e, sw.targets, sw.run, "resolvers", *f.progress)
 }
 
 // runExposureReport is `snowrain report exposure`.

@@ -1,0 +1,34 @@
+package scanner
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+)
+
+// eachStored calls fn with every result run id stored in table
+// (scan_domains, scan_ips, scan_hosts or scan_resolvers), decoded. A row
+// that does not decode is passed over, as the tables always did; a row
+// that cannot be read ends the walk with its error.
+func eachStored[T any](ctx context.Context, db *sql.DB, table string, id int64, fn func(*T)) error {
+	rows, err := db.QueryContext(ctx, `SELECT result FROM `+table+` WHERE run_id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("scanner: read %s of run %d: %w", table, id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var js []byte
+		if err := rows.Scan(&js); err != nil {
+			return fmt.Errorf("scanner: read %s of run %d: %w", table, id, err)
+		}
+		v := new(T)
+		if json.Unmarshal(js, v) == nil {
+			fn(v)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("scanner: read %s of run %d: %w", table, id, err)
+	}
+	return nil
+}

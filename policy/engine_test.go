@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -114,10 +115,7 @@ func newWorld(t *testing.T) *stsWorld {
 		hang := w.hang[host]
 		w.mu.Unlock()
 		if hang {
-			select {
-			case <-r.Context().Done():
-			case <-done:
-			}
+			hangUp(rw, done)
 			return
 		}
 		if !ok || r.URL.Path != "/.well-known/mta-sts.txt" {
@@ -137,6 +135,30 @@ func newWorld(t *testing.T) *stsWorld {
 	}
 	t.Cleanup(func() { w.store.Close() })
 	return w
+}
+
+// hangUp holds a request unanswered until the client hangs up or done
+// closes. It takes the connection from net/http, which would answer an
+// empty 200 the moment the handler returns: a client whose deadline fired
+// as that 200 arrived (its close_notify makes the server end the handler)
+// read it as an invalid policy, not a failed fetch. Now only the client's
+// own deadline ends the fetch, and nothing is ever sent.
+func hangUp(rw http.ResponseWriter, done <-chan struct{}) {
+	c, _, err := http.NewResponseController(rw).Hijack()
+	if err != nil {
+		panic(err) // net/http closes the connection, unanswered
+	}
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-done:
+			c.Close()
+		case <-finished:
+		}
+	}()
+	io.Copy(io.Discard, c) // until the client closes the connection
+	c.Close()
 }
 
 func (w *stsWorld) engine(cfg Config) *Engine {

@@ -169,7 +169,12 @@ func (w *stsWorld) engine(cfg Config) *Engine {
 
 func TestDecisions(t *testing.T) {
 	w := newWorld(t)
-	e := w.engine(Config{DANE: true, MTASTS: true, Budget: 3 * time.Second, DecisionSample: 1, CacheTTL: -1,
+	// Only the hanging server's fetch is to end by a deadline (the
+	// fetcher's): every other lookup and fetch gets far more time than it
+	// needs, even on a loaded machine under -race.
+	w.res, _ = resolver.New(resolver.Config{Servers: []string{w.dns.Addr}, Timeout: 10 * time.Second})
+	w.fetch.Resolver, w.fetch.Timeout = w.res, 3*time.Second
+	e := w.engine(Config{DANE: true, MTASTS: true, Budget: 30 * time.Second, DecisionSample: 1, CacheTTL: -1,
 		Overrides: map[string]string{"bank.example": "verify", ".corp.example": "encrypt", "enforce.example.override": "may"}})
 	cases := []struct {
 		domain, answer, source string

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"net"
 	"net/smtp"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +29,7 @@ import (
 	"github.com/snowrain/snowrain/internal/corpus"
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/postfixtest"
+	"github.com/snowrain/snowrain/internal/testnet"
 )
 
 const sock = "/var/spool/postfix/snowrain/milter.sock"
@@ -127,7 +128,7 @@ func TestDebianPackage(t *testing.T) {
 	// port it picked: the sample configuration's 9425 is a default port.
 	dns := dnstest.Start(t, corpus.Zone())
 	d := exec.Command("bash", "../scripts/unit-exec.sh", "/lib/systemd/system/snowrain.service",
-		"--dns", dns.Addr, "--metrics", "127.0.0.1:"+freePort(t), "--batch-interval", "100ms")
+		"--dns", dns.Addr, "--metrics", "127.0.0.1:"+strconv.Itoa(testnet.FreePort(t, "127.0.0.1")), "--batch-interval", "100ms")
 	log := &syncWriter{}
 	d.Stdout, d.Stderr = log, log
 	if err := d.Start(); err != nil {
@@ -322,19 +323,6 @@ func sendMail(t *testing.T, pf *postfixtest.Instance) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("no queue ID for %s:\n%s", msgID, pf.Log())
-	return ""
-}
-
-// freePort picks a free loopback port below the ephemeral range.
-func freePort(t *testing.T) string {
-	for i := 0; i < 100; i++ {
-		port := 10000 + rand.IntN(20000)
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			l.Close()
-			return fmt.Sprint(port)
-		}
-	}
-	t.Fatal("no free port")
 	return ""
 }
 

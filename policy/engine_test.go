@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -114,10 +115,7 @@ func newWorld(t *testing.T) *stsWorld {
 		hang := w.hang[host]
 		w.mu.Unlock()
 		if hang {
-			select {
-			case <-r.Context().Done():
-			case <-done:
-			}
+			hangUp(rw, done)
 			return
 		}
 		if !ok || r.URL.Path != "/.well-known/mta-sts.txt" {
@@ -139,6 +137,30 @@ func newWorld(t *testing.T) *stsWorld {
 	return w
 }
 
+// hangUp holds a request unanswered until the client hangs up or done
+// closes. It takes the connection from net/http, which would answer an
+// empty 200 the moment the handler returns: a client whose deadline fired
+// as that 200 arrived (its close_notify makes the server end the handler)
+// read it as an invalid policy, not a failed fetch. Now only the client's
+// own deadline ends the fetch, and nothing is ever sent.
+func hangUp(rw http.ResponseWriter, done <-chan struct{}) {
+	c, _, err := http.NewResponseController(rw).Hijack()
+	if err != nil {
+		panic(err) // net/http closes the connection, unanswered
+	}
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-done:
+			c.Close()
+		case <-finished:
+		}
+	}()
+	io.Copy(io.Discard, c) // until the client closes the connection
+	c.Close()
+}
+
 func (w *stsWorld) engine(cfg Config) *Engine {
 	e := NewEngine(cfg, w.res, w.fetch, w.store.DB, nil)
 	w.t.Cleanup(e.Close)
@@ -147,7 +169,12 @@ func (w *stsWorld) engine(cfg Config) *Engine {
 
 func TestDecisions(t *testing.T) {
 	w := newWorld(t)
-	e := w.engine(Config{DANE: true, MTASTS: true, Budget: 3 * time.Second, DecisionSample: 1, CacheTTL: -1,
+	// Only the hanging server's fetch is to end by a deadline (the
+	// fetcher's): every other lookup and fetch gets far more time than it
+	// needs, even on a loaded machine under -race.
+	w.res, _ = resolver.New(resolver.Config{Servers: []string{w.dns.Addr}, Timeout: 10 * time.Second})
+	w.fetch.Resolver, w.fetch.Timeout = w.res, 3*time.Second
+	e := w.engine(Config{DANE: true, MTASTS: true, Budget: 30 * time.Second, DecisionSample: 1, CacheTTL: -1,
 		Overrides: map[string]string{"bank.example": "verify", ".corp.example": "encrypt", "enforce.example.override": "may"}})
 	cases := []struct {
 		domain, answer, source string

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/smtp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,14 +19,19 @@ import (
 	"github.com/snowrain/snowrain/internal/postfixtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/resolver"
 )
 
-// A loopback Internet for Postfix: its resolv.conf names our DNS server on
-// 127.53.0.1:53; each destination's MX is a sink on its own 127.54.0.x
-// address, port 2525 (smtp_tcp_port); MTA-STS policies come from an HTTPS
-// server on 127.55.0.1.
+// A loopback Internet for Postfix, in a network namespace of the test's
+// own (testnet.NewNS), where the default ports are ours: its resolv.conf
+// names our DNS server on 127.53.0.1:53 (the libc resolver asks no other
+// port); each destination's MX is a sink on its own 127.54.0.x address,
+// port 25. snowrain's engine, in the test process on the machine's side,
+// asks the same DNS server on a picked port and fetches MTA-STS policies
+// from an HTTPS server on 127.55.0.1; Postfix reaches the engine through a
+// unix socket, which crosses namespaces.
 type scenario struct {
 	domain string
 	sink   smtpsink.Options
@@ -89,7 +93,7 @@ func TestPostfixPolicyFaults(t *testing.T) {
 
 func testCA(t *testing.T) *testca.CA {
 	if os.Geteuid() != 0 {
-		t.Fatal("needs root (port 53 on 127.53.0.1 and a test Postfix): run make test as root; scripts/deps-postfix.sh installs Postfix")
+		t.Fatal("needs root (a network namespace and a test Postfix): run make test as root; scripts/deps-postfix.sh installs Postfix")
 	}
 	return testca.New(t)
 }
@@ -111,12 +115,16 @@ func selfSignedSink(t *testing.T, name string) smtpsink.Options {
 // message to each through a real Postfix and checks the outcome. With
 // deadDNS, snowrain's resolver asks a server that is not there.
 func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS bool) {
+	ns := testnet.NewNS(t)
 	var zone strings.Builder
 	sinks := map[string]*smtpsink.Sink{}
 	for i, sc := range scenarios {
 		ip := fmt.Sprintf("127.54.0.%d", i+1)
-		s := smtpsink.StartWith(t, ip+":2525", sc.sink)
-		sinks[sc.domain] = s
+		ln, err := ns.Listen("tcp", ip+":25")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinks[sc.domain] = smtpsink.Serve(t, ln, sc.sink)
 		mx := sc.mx
 		if mx == "" {
 			mx = "mx." + sc.domain
@@ -129,17 +137,14 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 			cert := sc.sink.TLS.Certificates[0]
 			leaf, _ := x509.ParseCertificate(cert.Certificate[0])
 			sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-			// Port 25 for snowrain's check; 2525, the port Postfix uses
-			// here, for Postfix's own DANE validation.
-			for _, port := range []int{25, 2525} {
-				fmt.Fprintf(&zone, "_%d._tcp.mx.%s. TLSA 3 1 1 %s\n", port, sc.domain, hex.EncodeToString(sum[:]))
-			}
+			fmt.Fprintf(&zone, "_25._tcp.mx.%s. TLSA 3 1 1 %s\n", sc.domain, hex.EncodeToString(sum[:]))
 		}
 	}
 	// Postfix probes the root before it trusts the AD bit: answer it, and
 	// sign everything (only dane.example publishes TLSA records).
 	zone.WriteString(". NS ns.test.\nns.test. A 127.53.0.1\n")
-	dns := dnstest.StartOn(t, "127.53.0.1:53", zone.String())
+	dns := dnstest.Start(t, zone.String())
+	dns.ServeIn(t, ns, "127.53.0.1:53")
 	dns.Signed(".")
 
 	// MTA-STS over HTTPS, certificates from the test CA.
@@ -163,10 +168,7 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 		body, ok := files[host]
 		switch {
 		case body == "hang":
-			select {
-			case <-hung:
-			case <-r.Context().Done():
-			}
+			hangUp(w, hung)
 		case ok:
 			fmt.Fprint(w, body)
 		default:
@@ -188,9 +190,10 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 				time.Now().Unix()/3600, sc.domain, sc.learn)
 		}
 	}
-	dnsAddr := "127.53.0.1:53"
+	dnsAddr := dns.Addr
 	if deadDNS {
-		dnsAddr = "127.53.0.99:53"
+		// A port reserved closed: refused, whatever runs on the machine.
+		dnsAddr = testnet.Pick(t, testnet.Request{Closed: "127.53.0.99/32"}).Addr("127.53.0.99")
 	}
 	res, _ := resolver.New(resolver.Config{Servers: []string{dnsAddr}, Timeout: 500 * time.Millisecond})
 	engine := NewEngine(Config{DANE: true, MTASTS: true, DecisionSample: 1, Budget: 3 * time.Second,
@@ -209,9 +212,8 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 	go sm.Serve(pl)
 	t.Cleanup(func() { pl.Close(); sm.Close() })
 
-	pf := postfixtest.Start(t, postfixtest.Options{Nameserver: "127.53.0.1", Main: map[string]string{
+	pf := postfixtest.Start(t, postfixtest.Options{NetNS: ns, Nameserver: "127.53.0.1", Main: map[string]string{
 		"default_transport":       "smtp",
-		"smtp_tcp_port":           "2525",
 		"smtp_tls_security_level": "may",
 		"smtp_tls_policy_maps":    "socketmap:unix:" + sock + ":tls",
 		"smtp_tls_CAfile":         ca.CAFile(),
@@ -223,7 +225,7 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 		"smtp_tls_fallback_level": "",
 	}})
 	for _, sc := range scenarios {
-		if err := smtp.SendMail(pf.Addr, nil, "sender@example.org", []string{"user@" + sc.domain},
+		if err := pf.Send(context.Background(), "sender@example.org", []string{"user@" + sc.domain},
 			[]byte("Subject: policy test\r\n\r\nhello\r\n")); err != nil {
 			t.Fatal(err)
 		}

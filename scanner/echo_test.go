@@ -50,7 +50,8 @@ func TestEchoClassGoldens(t *testing.T) {
 
 // rewriter is a middlebox on loopback between the scanner and a real
 // MTA: it replaces the STARTTLS command line with what a box delivers.
-func rewriter(t *testing.T, addr, upstream, replacement string) {
+// It returns the address it listens on.
+func rewriter(t *testing.T, addr, upstream, replacement string) string {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +97,7 @@ func rewriter(t *testing.T, addr, upstream, replacement string) {
 			}()
 		}
 	}()
+	return ln.Addr().String()
 }
 
 // TestEchoClassesRealMTAs sweeps real Postfix and Sendmail, directly and
@@ -126,9 +128,7 @@ func TestEchoClassesRealMTAs(t *testing.T) {
 	}
 	g := &Grabber{EHLOName: "scanner.test.example", Timeout: 20 * time.Second, Dialer: &Dialer{}}
 	for i, c := range cases {
-		addr := fmt.Sprintf("127.68.0.%d:2525", i+1)
-		rewriter(t, addr, c.upstream, c.replacement)
-		ap := netip.MustParseAddrPort(addr)
+		ap := netip.MustParseAddrPort(rewriter(t, fmt.Sprintf("127.68.0.%d:0", i+1), c.upstream, c.replacement))
 		r := g.HostGrab(context.Background(), ap.Addr(), int(ap.Port()))
 		if r.Class != c.class || r.Advertised != c.advertised || r.EHLOMasked {
 			t.Errorf("%s: class %q advertised %v masked %v (reply %q, %s), want %q %v unmasked",

@@ -20,7 +20,7 @@ import (
 func TestGrabHostileServers(t *testing.T) {
 	g := &Grabber{EHLOName: "scanner.test.example", Timeout: 2 * time.Second, Dialer: &Dialer{}}
 	for i, kind := range hostile.SMTPKinds {
-		h := hostile.StartSMTP(t, netip.AddrFrom4([4]byte{127, 69, 0, byte(i + 1)}).String()+":2525", kind)
+		h := hostile.StartSMTP(t, netip.AddrFrom4([4]byte{127, 69, 0, byte(i + 1)}).String()+":0", kind)
 		ap := netip.MustParseAddrPort(h.Addr)
 		r := g.Grab(context.Background(), ap.Addr(), int(ap.Port()))
 		hr := g.HostGrab(context.Background(), ap.Addr(), int(ap.Port()))

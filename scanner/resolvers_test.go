@@ -3,7 +3,6 @@ package scanner
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/resolver"
 )
 
@@ -86,15 +86,17 @@ func TestResolverSweep(t *testing.T) {
 		{"servfail", DNSServfail}, {"silent", DNSNoAnswer}, {"honest", ""}, // the last one is blocklisted
 	}
 	fakes := map[string]*fakeResolver{}
+	var ips []string
+	for i := range behaviours {
+		ips = append(ips, fmt.Sprintf("127.65.0.%d", i+1))
+	}
+	// One UDP port on every fake; the rest of the /28 is closed.
+	ports := testnet.Pick(t, testnet.Request{UDP: ips, Closed: "127.65.0.0/28"})
 	for i, b := range behaviours {
-		ip := fmt.Sprintf("127.65.0.%d", i+1)
+		ip := ips[i]
 		f := &fakeResolver{ip: ip, behave: b.behave, truth: truth}
 		fakes[ip] = f
-		pc, err := net.ListenPacket("udp", ip+":5353")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &dns.Server{PacketConn: pc, Handler: f}
+		srv := &dns.Server{PacketConn: ports.UDP[i], Handler: f}
 		go srv.ActivateAndServe()
 		t.Cleanup(func() { srv.Shutdown() })
 	}
@@ -105,7 +107,7 @@ func TestResolverSweep(t *testing.T) {
 	}
 	blockedIP := fmt.Sprintf("127.65.0.%d", len(behaviours))
 	bl, _ := ParseBlocklist(strings.NewReader(blockedIP))
-	p := &ResolverProber{Port: 5353, Timeout: 300 * time.Millisecond, Dialer: &Dialer{Blocklist: bl}, Truth: gt, PerTarget: 1000}
+	p := &ResolverProber{Port: ports.Port, Timeout: 300 * time.Millisecond, Dialer: &Dialer{Blocklist: bl}, Truth: gt, PerTarget: 1000}
 	var mu sync.Mutex
 	got := map[string]*ResolverResult{}
 	for shard := 0; shard < 3; shard++ {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/measure"
 )
 
@@ -33,11 +34,8 @@ type middlebox struct {
 	masked   bool
 }
 
-func serveBox(t *testing.T, addr string, b middlebox, cfg *tls.Config, accepts *sync.Map) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+func serveBox(t *testing.T, ln net.Listener, b middlebox, cfg *tls.Config, accepts *sync.Map) {
+	addr := ln.Addr().String()
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -132,19 +130,26 @@ func TestStrippingTestBed(t *testing.T) {
 	kp, _ := tls.LoadX509KeyPair(cert, key)
 	cfg := &tls.Config{Certificates: []tls.Certificate{kp}}
 	var accepts sync.Map
-	for i, b := range boxes {
-		serveBox(t, fmt.Sprintf("127.64.0.%d:2525", i+1), b, cfg, &accepts)
+	// One port for the boxes and one more server, blocklisted, that must
+	// never see a connection; the rest of the /28 is closed.
+	var ips []string
+	for i := range len(boxes) + 1 {
+		ips = append(ips, fmt.Sprintf("127.64.0.%d", i+1))
 	}
-	// One more server, blocklisted: it must never see a connection.
-	blockedAddr := fmt.Sprintf("127.64.0.%d:2525", len(boxes)+1)
-	serveBox(t, blockedAddr, boxes[0], cfg, &accepts)
-	bl, _ := ParseBlocklist(strings.NewReader(strings.Split(blockedAddr, ":")[0] + "\n"))
+	ports := testnet.Pick(t, testnet.Request{TCP: ips, Closed: "127.64.0.0/28"})
+	for i, b := range boxes {
+		serveBox(t, ports.TCP[i], b, cfg, &accepts)
+	}
+	blockedIP := ips[len(boxes)]
+	blockedAddr := ports.Addr(blockedIP)
+	serveBox(t, ports.TCP[len(boxes)], boxes[0], cfg, &accepts)
+	bl, _ := ParseBlocklist(strings.NewReader(blockedIP + "\n"))
 	g := &Grabber{EHLOName: "scanner.test.example", Timeout: time.Second, Dialer: &Dialer{Blocklist: bl}}
 	var mu sync.Mutex
 	got := map[string]*HostResult{}
 	seen := map[string]int{}
 	for shard := 0; shard < 2; shard++ {
-		err := SweepHosts(context.Background(), HostOptions{Grabber: g, Port: 2525,
+		err := SweepHosts(context.Background(), HostOptions{Grabber: g, Port: ports.Port,
 			SweepOptions: SweepOptions{Workers: 8, Rate: 1000, Seed: 7, Shard: shard, Shards: 2}, OnResult: func(r *HostResult) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -258,9 +263,14 @@ func TestHostSummaryTables(t *testing.T) {
 func TestHostSweepResume(t *testing.T) {
 	store, _ := measure.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"))
 	defer store.Close()
-	var sinks []*smtpsink.Sink
+	var ips []string
 	for i := 1; i <= 8; i++ {
-		sinks = append(sinks, smtpsink.Start(t, fmt.Sprintf("127.67.0.%d:2525", i*7)))
+		ips = append(ips, fmt.Sprintf("127.67.0.%d", i*7))
+	}
+	ports := testnet.Pick(t, testnet.Request{TCP: ips, Closed: "127.67.0.0/26"})
+	var sinks []*smtpsink.Sink
+	for _, ln := range ports.TCP {
+		sinks = append(sinks, smtpsink.Serve(t, ln, smtpsink.Options{}))
 	}
 	run, _ := NewRun(context.Background(), store.DB, "hosts", "test", nil)
 	targets := NewTargets([]netip.Prefix{netip.MustParsePrefix("127.67.0.0/26")}) // 56 closed: fast refusals
@@ -270,7 +280,7 @@ func TestHostSweepResume(t *testing.T) {
 	g := &Grabber{Timeout: 2 * time.Second, Dialer: &Dialer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var n atomic.Int64
-	SweepHosts(ctx, HostOptions{Grabber: g, Port: 2525, SweepOptions: SweepOptions{Workers: 4, Rate: 10000, Seed: 1, Shards: 1,
+	SweepHosts(ctx, HostOptions{Grabber: g, Port: ports.Port, SweepOptions: SweepOptions{Workers: 4, Rate: 10000, Seed: 1, Shards: 1,
 		OnCheckpoint: run.Checkpoint},
 		OnResult: func(h *HostResult) {
 			run.SaveHost(h)
@@ -288,7 +298,7 @@ func TestHostSweepResume(t *testing.T) {
 	if err != nil || st.Next == 0 || st.Next >= 64 || st.Tried != st.Next {
 		t.Fatalf("stored checkpoint %+v (%v): want part of the 64 steps, each tried", st, err)
 	}
-	SweepHosts(context.Background(), HostOptions{Grabber: g, Port: 2525, SweepOptions: SweepOptions{Workers: 4, Rate: 10000,
+	SweepHosts(context.Background(), HostOptions{Grabber: g, Port: ports.Port, SweepOptions: SweepOptions{Workers: 4, Rate: 10000,
 		Seed: st.Seed, Shard: st.Shard, Shards: st.Shards, Skip: again.Done, From: st.Checkpoint, OnCheckpoint: again.Checkpoint},
 		OnResult: func(h *HostResult) { again.SaveHost(h) }}, targets)
 	again.Finish()

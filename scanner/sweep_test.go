@@ -19,6 +19,7 @@ import (
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
@@ -35,6 +36,7 @@ type world struct {
 	want    map[string]DomainResult // what the generator built
 	domains []string
 	block   *Blocklist
+	port    int // the sinks' port, picked on all their addresses
 }
 
 type kind struct {
@@ -92,14 +94,20 @@ func newWorld(t *testing.T) *world {
 	w := &world{sinks: map[string]*smtpsink.Sink{}, want: map[string]DomainResult{}, roots: x509.NewCertPool()}
 	w.roots.AddCert(ca.Cert)
 	var zone strings.Builder
+	var ips []string
+	for i := range kinds {
+		ips = append(ips, fmt.Sprintf("127.60.0.%d", i+1))
+	}
+	ports := testnet.TCP(t, ips...)
+	w.port = ports.Port
 	for i, k := range kinds {
-		ip := fmt.Sprintf("127.60.0.%d", i+1)
+		ip := ips[i]
 		mx := "mx." + k.name + ".example"
 		var ds []string
 		for j := 0; j < perKind; j++ {
 			ds = append(ds, fmt.Sprintf("d%d.%s.example", j, k.name))
 		}
-		w.sinks[k.name] = smtpsink.StartWith(t, ip+":2525", k.opts(t, ca, mx, ds))
+		w.sinks[k.name] = smtpsink.Serve(t, ports.TCP[i], k.opts(t, ca, mx, ds))
 		fmt.Fprintf(&zone, "%s. A %s\n", mx, ip)
 		for _, d := range ds {
 			fmt.Fprintf(&zone, "%s. MX 10 %s.\n", d, mx)
@@ -141,7 +149,7 @@ _25._tcp.mx.neither.example. TLSA 3 1 1 0123456789abcdef0123456789abcdef01234567
 }
 
 func (w *world) options(run *Run) Options {
-	return Options{Resolver: w.res, Port: 2525, Workers: 8, Grabbers: 8, ConnRate: 1000, STS: w.sts,
+	return Options{Resolver: w.res, Port: w.port, Workers: 8, Grabbers: 8, ConnRate: 1000, STS: w.sts,
 		Grabber:    &Grabber{EHLOName: "scanner.test.example", Timeout: 2 * time.Second, Roots: w.roots, Dialer: &Dialer{Blocklist: w.block}},
 		SkipDomain: run.Done, KnownGrab: run.KnownGrab,
 		OnDomain: func(d *DomainResult) { run.SaveDomain(d) }, OnGrab: func(g *Grab) { run.SaveGrab(g) }}

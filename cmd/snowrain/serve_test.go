@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"github.com/snowrain/snowrain/internal/postfixtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/policy"
 )
 
@@ -472,7 +474,8 @@ func TestScanCLI(t *testing.T) {
 	ca := testca.New(t)
 	cert, key := ca.Issue(t, "mx", "mx.one.example")
 	kp, _ := tls.LoadX509KeyPair(cert, key)
-	smtpsink.StartWith(t, "127.61.0.1:2525", smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}})
+	sink := smtpsink.StartWith(t, "127.61.0.1:0", smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}})
+	_, port, _ := net.SplitHostPort(sink.Addr)
 	dns := dnstest.Start(t, "one.example. MX 10 mx.one.example.\nmx.one.example. A 127.61.0.1\n"+
 		"two.example. MX 10 mx.one.example.\n_dmarc.two.example. TXT \"v=DMARC1; p=reject\"\n")
 	dir := t.TempDir()
@@ -480,7 +483,7 @@ func TestScanCLI(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "block.txt"), []byte("# nothing blocked on loopback for this test\n"), 0o644)
 	db := filepath.Join(dir, "scan.db")
 	out, err := exec.Command(binary, "scan", "domains", "--input", filepath.Join(dir, "list.csv"), "--db", db,
-		"--dns", dns.Addr, "--port", "2525", "--blocklist", filepath.Join(dir, "block.txt"), "--roots", ca.CAFile(),
+		"--dns", dns.Addr, "--port", port, "--blocklist", filepath.Join(dir, "block.txt"), "--roots", ca.CAFile(),
 		"--ehlo", "scanner.test.example", "--jsonl", filepath.Join(dir, "out.jsonl"), "--rate", "100").CombinedOutput()
 	if err != nil {
 		t.Fatalf("scan: %v\n%s", err, out)
@@ -503,11 +506,9 @@ func TestScanCLI(t *testing.T) {
 // TestScanHostsCLI sweeps a /29 on loopback holding one Cisco-style box
 // and one honest server.
 func TestScanHostsCLI(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.66.0.1:2525")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	// One port on the box and the server; the rest of the /29 closed.
+	ports := testnet.Pick(t, testnet.Request{TCP: []string{"127.66.0.1", "127.66.0.2"}, Closed: "127.66.0.0/29"})
+	ln := ports.TCP[0]
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -539,14 +540,14 @@ func TestScanHostsCLI(t *testing.T) {
 	ca := testca.New(t)
 	cert, key := ca.Issue(t, "mx", "mx.two.example")
 	kp, _ := tls.LoadX509KeyPair(cert, key)
-	smtpsink.StartWith(t, "127.66.0.2:2525", smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}})
+	smtpsink.Serve(t, ports.TCP[1], smtpsink.Options{TLS: &tls.Config{Certificates: []tls.Certificate{kp}}})
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "block.txt"), []byte("127.66.0.7\n"), 0o644)
 	db := filepath.Join(dir, "h.db")
 	// Two shards of one permutation, collected into one run (the second
 	// machine's results imported with --resume).
 	for i, shard := range []string{"0/2", "1/2"} {
-		args := []string{"scan", "hosts", "--targets", "127.66.0.0/29", "--port", "2525", "--db", db,
+		args := []string{"scan", "hosts", "--targets", "127.66.0.0/29", "--port", strconv.Itoa(ports.Port), "--db", db,
 			"--blocklist", filepath.Join(dir, "block.txt"), "--shard", shard, "--seed", "5", "--timeout", "2s"}
 		if i == 1 {
 			args = append(args, "--resume", "1")

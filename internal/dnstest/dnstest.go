@@ -1,5 +1,7 @@
 // Package dnstest runs an authoritative miekg/dns server on loopback that
-// serves test zones, so every lookup in a test is real DNS over UDP and TCP.
+// serves test zones, so every lookup in a test is real DNS over UDP and TCP:
+// on a picked port on the machine, and, for an MTA that only asks port 53,
+// on port 53 inside a network namespace the test made (ServeIn).
 package dnstest
 
 import (
@@ -12,11 +14,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/snowrain/snowrain/internal/testnet"
 )
 
 // Server is a loopback authoritative DNS server.
 type Server struct {
-	Addr string // "127.0.0.1:PORT", the same for UDP and TCP
+	Addr string // "127.0.0.1:PORT", a picked port, the same for UDP and TCP
 
 	mu       sync.RWMutex
 	records  map[string][]dns.RR // by lower-case FQDN
@@ -26,7 +30,7 @@ type Server struct {
 	delay    time.Duration
 	drop     bool
 	queries  atomic.Int64
-	udp, tcp *dns.Server
+	servers  []*dns.Server // UDP and TCP, on the machine and in namespaces
 }
 
 // Start serves zone (RFC 1035 master file text; $ORIGIN allowed, default
@@ -41,78 +45,70 @@ func Start(t testing.TB, zone string) *Server {
 	return s
 }
 
-// StartOn serves zone on a fixed address, e.g. "127.53.0.1:53" for an MTA
-// whose resolv.conf cannot name a port.
-func StartOn(t testing.TB, addr, zone string) *Server {
-	t.Helper()
-	s, err := newOn(addr, zone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
 // New starts a server without a testing.TB; Close stops it.
-func New(zone string) (*Server, error) { return newOn("", zone) }
-
-func newOn(addr, zone string) (*Server, error) {
-	s := &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}, signed: map[string]bool{},
-		silent: map[string][]uint16{}}
+func New(zone string) (*Server, error) {
+	s := newServer()
 	if err := s.Add(zone); err != nil {
 		return nil, err
 	}
-	pc, l, err := listenBoth(addr)
+	// One port picked for UDP and TCP alike (the kernel's UDP port may be
+	// taken for TCP).
+	p, err := testnet.Listen(testnet.Request{TCP: []string{"127.0.0.1"}, UDP: []string{"127.0.0.1"}})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dnstest: %w", err)
 	}
-	s.Addr = pc.LocalAddr().String()
-	started := make(chan struct{}, 2)
-	notify := func() { started <- struct{}{} }
-	s.udp = &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: notify}
-	s.tcp = &dns.Server{Listener: l, Handler: s, NotifyStartedFunc: notify}
-	go s.udp.ActivateAndServe()
-	go s.tcp.ActivateAndServe()
-	<-started
-	<-started
+	s.Addr = p.Addr("127.0.0.1")
+	s.serve(p.UDP[0], p.TCP[0])
 	return s, nil
 }
 
-// listenBoth finds a port free for both UDP and TCP: the UDP port the
-// kernel picks may be taken for TCP, so try a few.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
-	if addr != "" {
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return nil, nil, err
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			pc.Close()
-			return nil, nil, err
-		}
-		return pc, l, nil
+// ServeIn also answers on addr inside ns, e.g. "127.53.0.1:53" for an MTA
+// whose resolv.conf cannot name a port (see postfixtest's NetNS), with
+// the same records, until the test ends. Addr stays the machine-side
+// address, for the test's own resolvers.
+func (s *Server) ServeIn(t testing.TB, ns *testnet.NS, addr string) {
+	t.Helper()
+	pc, err := ns.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var lastErr error
-	for i := 0; i < 20; i++ {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return nil, nil, err
-		}
-		l, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			return pc, l, nil
-		}
+	l, err := ns.Listen("tcp", addr)
+	if err != nil {
 		pc.Close()
-		lastErr = err
+		t.Fatal(err)
 	}
-	return nil, nil, fmt.Errorf("dnstest: no port free for UDP and TCP: %w", lastErr)
+	s.serve(pc, l)
 }
 
-// Close stops the server.
+func newServer() *Server {
+	return &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}, signed: map[string]bool{},
+		silent: map[string][]uint16{}}
+}
+
+// serve answers on pc and l until Close.
+func (s *Server) serve(pc net.PacketConn, l net.Listener) {
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	udp := &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: notify}
+	tcp := &dns.Server{Listener: l, Handler: s, NotifyStartedFunc: notify}
+	s.mu.Lock()
+	s.servers = append(s.servers, udp, tcp)
+	s.mu.Unlock()
+	go udp.ActivateAndServe()
+	go tcp.ActivateAndServe()
+	<-started
+	<-started
+}
+
+// Close stops the server, on every address it answers.
 func (s *Server) Close() {
-	s.udp.Shutdown()
-	s.tcp.Shutdown()
+	s.mu.Lock()
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+	for _, srv := range servers {
+		srv.Shutdown()
+	}
 }
 
 // Add parses more zone text into the server.

@@ -32,7 +32,3 @@ func (s *Server) isSilent(q dns.Question) bool {
 	types, ok := s.silent[strings.ToLower(q.Name)]
 	return ok && (len(types) == 0 || slices.Contains(types, q.Qtype))
 }
-
-// NewOn is StartOn without a testing.TB, for a caller that tries several
-// addresses: Close stops it.
-func NewOn(addr, zone string) (*Server, error) { return newOn(addr, zone) }

@@ -49,16 +49,27 @@ func (s *Server) Sent() int64 { return s.sent.Load() }
 // StartSMTP listens on addr and attacks every client with kind.
 func StartSMTP(t testing.TB, addr string, kind Kind) *Server {
 	t.Helper()
+	return ServeSMTP(t, listen(t, addr), kind)
+}
+
+// ServeSMTP attacks every client of ln (e.g. of a port picked on many
+// addresses, testnet.Pick) with kind.
+func ServeSMTP(t testing.TB, ln net.Listener, kind Kind) *Server {
 	s := &Server{}
-	s.listen(t, addr, func(c net.Conn) { s.smtp(c, kind) })
+	s.serve(t, ln, func(c net.Conn) { s.smtp(c, kind) })
 	return s
 }
 
-func (s *Server) listen(t testing.TB, addr string, serve func(net.Conn)) {
+func listen(t testing.TB, addr string) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln
+}
+
+func (s *Server) serve(t testing.TB, ln net.Listener, serve func(net.Conn)) {
 	s.Addr = ln.Addr().String()
 	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
 	s.wg.Add(1)
@@ -121,8 +132,13 @@ const (
 // StartHTTPS serves kind over TLS with cfg on addr, to any request.
 func StartHTTPS(t testing.TB, addr string, cfg *tls.Config, kind Kind) *Server {
 	t.Helper()
+	return ServeHTTPS(t, listen(t, addr), cfg, kind)
+}
+
+// ServeHTTPS serves kind over TLS with cfg on ln, to any request.
+func ServeHTTPS(t testing.TB, ln net.Listener, cfg *tls.Config, kind Kind) *Server {
 	s := &Server{}
-	s.listen(t, addr, func(c net.Conn) {
+	s.serve(t, ln, func(c net.Conn) {
 		tc := tls.Server(c, cfg)
 		if tc.Handshake() != nil {
 			return

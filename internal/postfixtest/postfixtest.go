@@ -15,8 +15,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/snowrain/snowrain/internal/testnet"
 )
 
 // Options configure a throwaway Postfix.
@@ -36,9 +38,18 @@ type Options struct {
 	KeyFile  string            //
 	Hostname string            // myhostname; default mx.test.example
 	Main     map[string]string // more main.cf settings, applied last
-	// Nameserver, when set (an IP answering on port 53), is the only DNS
-	// server Postfix uses: it runs in a private mount namespace whose
-	// /etc/resolv.conf names it (with trust-ad, for DANE).
+	// NetNS runs Postfix inside this network namespace the test made
+	// (testnet.NewNS): everything Postfix reaches over IP (its name
+	// server, the MX sinks) is then created inside it too, and the test
+	// reaches smtpd through Dial or Send. Unix sockets (milters, socketmap
+	// and policy services) work across namespaces as they are.
+	NetNS *testnet.NS
+	// Nameserver, when set (an IP answering on port 53 inside NetNS, e.g.
+	// with dnstest's ServeIn), is the only DNS server Postfix uses: it
+	// runs in a private mount namespace whose /etc/resolv.conf names it
+	// (with trust-ad, for DANE). The libc resolver asks port 53 only, and
+	// port 53 on the machine is not a test's to bind: Nameserver needs
+	// NetNS.
 	Nameserver string
 	// Debian lays the instance out as Debian ships it (see the package
 	// comment); main.cf then carries no milter macro or timeout settings,
@@ -52,11 +63,12 @@ type Options struct {
 
 // Instance is a running throwaway Postfix.
 type Instance struct {
-	Addr    string // 127.0.0.1:PORT of its smtpd
+	Addr    string // 127.0.0.1:PORT of its smtpd (inside Options.NetNS when set: use Dial)
 	Dir     string // root of its config, queue and data directories
 	LogFile string // its maillog_file
 
 	t          testing.TB
+	ns         *testnet.NS
 	stopOnce   sync.Once
 	registered bool // listed in /etc/postfix/main.cf's alternate_config_directories
 }
@@ -72,14 +84,18 @@ func Start(t testing.TB, o Options) *Instance {
 	if _, err := exec.LookPath("postfix"); err != nil {
 		t.Fatal("postfixtest: postfix not installed; run scripts/deps-postfix.sh as root")
 	}
+	if o.Nameserver != "" && o.NetNS == nil {
+		t.Fatal("postfixtest: Nameserver needs NetNS: serve port 53 inside a namespace the test made " +
+			"(ns := testnet.NewNS(t); dns.ServeIn(t, ns, ip+\":53\")), never on the machine")
+	}
 	dir, err := os.MkdirTemp("/var/tmp", "snowrain-postfix-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	in := &Instance{Dir: dir, LogFile: filepath.Join(dir, "maillog"), t: t}
+	in := &Instance{Dir: dir, LogFile: filepath.Join(dir, "maillog"), t: t, ns: o.NetNS}
 	t.Cleanup(in.Stop)
-	port := freePort(t)
+	port := testnet.FreePort(t, "127.0.0.1")
 	in.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	if err := in.configure(o, port); err != nil {
 		t.Fatal(err)
@@ -119,22 +135,6 @@ func (in *Instance) ConfDir() string { return in.confDir() }
 // QueueDir is the instance's queue_directory (the chroot of the Debian
 // layout).
 func (in *Instance) QueueDir() string { return filepath.Join(in.Dir, "spool") }
-
-// freePort picks a free port below the kernel's ephemeral range, where
-// the ":0" listeners and client sockets of concurrent tests cannot take it
-// between our check and the daemon's bind.
-func freePort(t testing.TB) int {
-	for i := 0; i < 100; i++ {
-		port := 10000 + rand.IntN(20000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
 
 func (in *Instance) configure(o Options, port int) error {
 	etc := in.confDir()
@@ -354,18 +354,75 @@ func register(dir string, add bool) error {
 	return nil
 }
 
-// start starts the master, inside a namespace with its own resolv.conf
-// when a nameserver is given.
+// start starts the master: inside the test's network namespace when
+// there is one (the master and every daemon it forks stay there), and in
+// a private mount namespace with its own resolv.conf when a nameserver is
+// given.
 func (in *Instance) start(nameserver string) ([]byte, error) {
-	if nameserver == "" {
-		return in.postfix("start")
+	cmd := exec.Command("postfix", "-c", in.confDir(), "start")
+	if nameserver != "" {
+		conf := filepath.Join(in.Dir, "resolv.conf")
+		if err := os.WriteFile(conf, []byte("nameserver "+nameserver+"\noptions trust-ad\n"), 0o644); err != nil {
+			return nil, err
+		}
+		script := fmt.Sprintf("mount --bind %s /etc/resolv.conf && exec postfix -c %s start", conf, in.confDir())
+		cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script)
 	}
-	conf := filepath.Join(in.Dir, "resolv.conf")
-	if err := os.WriteFile(conf, []byte("nameserver "+nameserver+"\noptions trust-ad\n"), 0o644); err != nil {
-		return nil, err
+	if in.ns == nil {
+		return cmd.CombinedOutput()
 	}
-	script := fmt.Sprintf("mount --bind %s /etc/resolv.conf && exec postfix -c %s start", conf, in.confDir())
-	return exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script).CombinedOutput()
+	var out []byte
+	err := in.ns.Do(func() (err error) {
+		out, err = cmd.CombinedOutput()
+		return err
+	})
+	return out, err
+}
+
+// Dial connects to the instance's smtpd, inside its network namespace if
+// it has one.
+func (in *Instance) Dial(ctx context.Context) (net.Conn, error) {
+	if in.ns != nil {
+		return in.ns.DialContext(ctx, "tcp", in.Addr)
+	}
+	return (&net.Dialer{}).DialContext(ctx, "tcp", in.Addr)
+}
+
+// Send submits one message over SMTP (no TLS, no AUTH), as net/smtp's
+// SendMail does, through Dial.
+func (in *Instance) Send(ctx context.Context, from string, to []string, msg []byte) error {
+	c, err := in.Dial(ctx)
+	if err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	sc, err := smtp.NewClient(c, "localhost")
+	if err != nil {
+		c.Close()
+		return err
+	}
+	defer sc.Close()
+	if err := sc.Mail(from); err != nil {
+		return err
+	}
+	for _, r := range to {
+		if err := sc.Rcpt(r); err != nil {
+			return err
+		}
+	}
+	w, err := sc.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return sc.Quit()
 }
 
 func (in *Instance) postfix(args ...string) ([]byte, error) {
@@ -376,7 +433,9 @@ func (in *Instance) waitBanner(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	var last error
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", in.Addr, time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := in.Dial(ctx)
+		cancel()
 		if err == nil {
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 			line, err := bufio.NewReader(c).ReadString('\n')

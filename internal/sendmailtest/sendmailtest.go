@@ -6,7 +6,6 @@ package sendmailtest
 import (
 	"bufio"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/snowrain/snowrain/internal/testnet"
 )
 
 // Options configure a throwaway Sendmail.
@@ -84,7 +85,7 @@ func Start(t testing.TB, o Options) *Instance {
 			t.Fatal(err)
 		}
 	}
-	port := freePort(t)
+	port := testnet.FreePort(t, "127.0.0.1")
 	in.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	cf, err := in.buildCF(o, port)
 	if err != nil {
@@ -118,22 +119,6 @@ func (in *Instance) Output() string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.out.String()
-}
-
-// freePort picks a free port below the kernel's ephemeral range, where
-// the ":0" listeners and client sockets of concurrent tests cannot take it
-// between our check and the daemon's bind.
-func freePort(t testing.TB) int {
-	for i := 0; i < 100; i++ {
-		port := 10000 + rand.IntN(20000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
 }
 
 func (in *Instance) buildCF(o Options, port int) (string, error) {

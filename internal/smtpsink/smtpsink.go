@@ -66,6 +66,12 @@ func StartWith(t testing.TB, addr string, o Options) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return Serve(t, ln, o)
+}
+
+// Serve runs a sink on a listener the test made: one of a port picked on
+// many addresses (testnet.Pick), or one inside a network namespace.
+func Serve(t testing.TB, ln net.Listener, o Options) *Sink {
 	s := &Sink{Addr: ln.Addr().String(), ln: ln, opts: o, done: make(chan struct{})}
 	go s.serve()
 	t.Cleanup(func() { close(s.done); ln.Close(); s.wg.Wait() })

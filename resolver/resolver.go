@@ -116,16 +116,16 @@ func (c *Client) Query(ctx context.Context, name string, qtype uint16) (*Answer,
 	if e, ok := c.cache.get(key); ok {
 		return e.answer, e.err
 	}
-	ans, err, ttl := c.exchange(ctx, name, qtype)
+	ans, ttl, err := c.exchange(ctx, name, qtype)
 	if ttl > 0 {
 		c.cache.put(key, ans, err, min(ttl, c.cfg.MaxTTL))
 	}
 	return ans, err
 }
 
-// exchange asks the servers in turn and returns the answer, the error and
-// how long the outcome may be cached (0: not at all).
-func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*Answer, error, time.Duration) {
+// exchange asks the servers in turn and returns the answer, how long the
+// outcome (answer or error) may be cached (0: not at all) and the error.
+func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*Answer, time.Duration, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.SetEdns0(1232, false)
@@ -133,21 +133,21 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*Answ
 	var lastErr error
 	for _, server := range c.cfg.Servers {
 		if err := ctx.Err(); err != nil {
-			return nil, dnsError(name, server, err), 0
+			return nil, 0, dnsError(name, server, err)
 		}
 		r, err := c.ask(ctx, m, server)
 		if err != nil {
 			lastErr = dnsError(name, server, err)
 			continue
 		}
-		ans, err, ttl := interpret(name, server, r)
+		ans, ttl, err := interpret(name, server, r)
 		if isTemporary(err) {
 			lastErr = err
 			continue
 		}
-		return ans, err, ttl
+		return ans, ttl, err
 	}
-	return nil, lastErr, 0
+	return nil, 0, lastErr
 }
 
 func (c *Client) ask(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
@@ -175,14 +175,14 @@ func (c *Client) observe(qtype uint16, r *dns.Msg, err error, d time.Duration) {
 }
 
 // interpret turns a response into records or a classified error.
-func interpret(name, server string, r *dns.Msg) (*Answer, error, time.Duration) {
+func interpret(name, server string, r *dns.Msg) (*Answer, time.Duration, error) {
 	switch r.Rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError:
-		return nil, notFound(name, server, "no such host"), negativeTTL(r)
+		return nil, negativeTTL(r), notFound(name, server, "no such host")
 	default:
-		return nil, &net.DNSError{Err: "server answered " + dns.RcodeToString[r.Rcode],
-			Name: name, Server: server, IsTemporary: true}, 0
+		return nil, 0, &net.DNSError{Err: "server answered " + dns.RcodeToString[r.Rcode],
+			Name: name, Server: server, IsTemporary: true}
 	}
 	qtype := r.Question[0].Qtype
 	ans := &Answer{Authenticated: r.AuthenticatedData}
@@ -196,10 +196,10 @@ func interpret(name, server string, r *dns.Msg) (*Answer, error, time.Duration) 
 		ttl = min(ttl, h.Ttl)
 	}
 	if len(ans.Records) == 0 {
-		return nil, notFound(name, server, "no records of that type"), negativeTTL(r)
+		return nil, negativeTTL(r), notFound(name, server, "no records of that type")
 	}
 	ans.TTL = time.Duration(ttl) * time.Second
-	return ans, nil, ans.TTL
+	return ans, ans.TTL, nil
 }
 
 func negativeTTL(r *dns.Msg) time.Duration {

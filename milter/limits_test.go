@@ -1,7 +1,6 @@
 package milter
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -146,7 +145,7 @@ func TestConnErrorReasons(t *testing.T) {
 		"too_large":    fmt.Errorf("reading milter command: %w", gomilter.ErrPacketTooLarge),
 		"idle_timeout": fmt.Errorf("reading milter command: %w", gomilter.ErrIdleTimeout),
 		"timeout":      fmt.Errorf("reading milter command: %w", os.ErrDeadlineExceeded),
-		"negotiation":  errors.New("negotiating: milter: negotiate: unsupported protocol version: 9"),
+		"negotiation":  fmt.Errorf("negotiating: %w: unsupported protocol version: 9", gomilter.ErrNegotiation),
 		"io":           fmt.Errorf("writing packet: %w", syscall.EPIPE),
 	}
 	for want, err := range cases {

@@ -81,6 +81,8 @@ func TLSReports(ctx context.Context, db *sql.DB, cfg Config, day Day) ([]*TLSRep
 	return out, nil
 }
 
+// lookupTLSRPT reads the domain's TLS-RPT record at _smtp._tls.domain
+// (RFC 8460 section 3).
 func (c *Config) lookupTLSRPT(ctx context.Context, domain string) (*tlsrpt.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.DNSTimeout)
 	defer cancel()

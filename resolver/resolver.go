@@ -60,6 +60,17 @@ type Client struct {
 	cache *cache
 }
 
+// ednsUDPSize is the UDP payload size advertised in EDNS(0) (RFC 6891
+// section 6.2.5 leaves it to the requestor): 1232 bytes, DNS Flag Day
+// 2020's value, fits the IPv6 minimum MTU of 1280 less IP and UDP headers,
+// so answers are not fragmented; a larger one comes truncated and is
+// asked again over TCP.
+const ednsUDPSize = 1232
+
+// maxTTL is the largest TTL a record can carry (RFC 2181 section 8:
+// 2^31 - 1 seconds).
+const maxTTL = 1<<31 - 1
+
 // New returns a Client for cfg, filling in defaults.
 func New(cfg Config) (*Client, error) {
 	if len(cfg.Servers) == 0 {
@@ -82,7 +93,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		cfg:   cfg,
-		udp:   &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: 1232},
+		udp:   &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsUDPSize},
 		tcp:   &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
 		cache: newCache(cfg.CacheSize),
 	}, nil
@@ -128,7 +139,7 @@ func (c *Client) Query(ctx context.Context, name string, qtype uint16) (*Answer,
 func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*Answer, time.Duration, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
-	m.SetEdns0(1232, false)
+	m.SetEdns0(ednsUDPSize, false)
 	m.AuthenticatedData = true
 	var lastErr error
 	for _, server := range c.cfg.Servers {
@@ -186,7 +197,7 @@ func interpret(name, server string, r *dns.Msg) (*Answer, time.Duration, error) 
 	}
 	qtype := r.Question[0].Qtype
 	ans := &Answer{Authenticated: r.AuthenticatedData}
-	ttl := uint32(1<<31 - 1)
+	ttl := uint32(maxTTL)
 	for _, rr := range r.Answer {
 		h := rr.Header()
 		if h.Rrtype != qtype {
@@ -202,6 +213,9 @@ func interpret(name, server string, r *dns.Msg) (*Answer, time.Duration, error) 
 	return ans, ans.TTL, nil
 }
 
+// negativeTTL is how long a name error or empty answer may be cached:
+// the smaller of the SOA record's TTL and its MINIMUM field (RFC 2308
+// section 5), or a minute when the server sent no SOA.
 func negativeTTL(r *dns.Msg) time.Duration {
 	for _, rr := range r.Ns {
 		if soa, ok := rr.(*dns.SOA); ok {

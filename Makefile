@@ -20,7 +20,7 @@ DIST     ?= dist
 DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
 DEB      := $(DIST)/snowrain_$(VERSION)_$(DEB_ARCH).deb
 
-.PHONY: all build man install deb run test test-deps unit e2e bench bench-anchors bench-zgrab2 fuzz vet clean
+.PHONY: all build man install deb run test test-deps unit e2e bench bench-anchors bench-zgrab2 fuzz vet lint clean
 
 all: build
 
@@ -72,7 +72,7 @@ run: build
 # Around the run, scripts/mta-state.sh checks that the machine's own Postfix
 # (a contributor's live mail server) is left running, on its ports, with
 # /etc/postfix unchanged; make test fails if not.
-test: test-deps vet
+test: test-deps lint
 	@mkdir -p build
 	bash scripts/mta-state.sh save build/mta-state.before
 	GOFLAGS="$(GOFLAGS) -race" $(GO) test -race -count=1 -timeout 30m ./...; rc=$$?; \
@@ -89,6 +89,16 @@ test-deps:
 
 vet:
 	$(GO) vet ./...
+
+# go vet, staticcheck (pinned in go.mod's tool block: go tool staticcheck),
+# gofmt and go mod tidy: make test fails when any of them finds something.
+# third_party/ is left out of gofmt and staticcheck: the patched library
+# copies stay as close to upstream as possible. They are modules of their
+# own, so ./... does not reach them; scripts/gofmt-check.sh skips them.
+lint: vet
+	$(GO) tool staticcheck ./...
+	GO=$(GO) sh scripts/gofmt-check.sh
+	$(GO) mod tidy -diff
 
 bench: build
 	mkdir -p $(VAR)

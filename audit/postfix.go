@@ -249,9 +249,7 @@ func postfixCert(c *PostfixConfig, s *Service) certInput {
 	in.FixFiles = c.FixLine(s, "smtpd_tls_chain_files", "/etc/postfix/key.pem, /etc/postfix/fullchain.pem")
 	if v := c.Param(s, "smtpd_tls_chain_files"); v != "" {
 		in.Where = c.Where(s, "smtpd_tls_chain_files")
-		for _, f := range listValues(v) {
-			in.CertFiles = append(in.CertFiles, f)
-		}
+		in.CertFiles = append(in.CertFiles, listValues(v)...)
 		in.KeyFiles = append(in.KeyFiles, in.CertFiles[0])
 		// Keys and chains may be split over the files: look for both in any.
 		in.CertFiles, in.KeyFiles = certsAndKeys(in.CertFiles)

@@ -110,9 +110,10 @@ func commentSafe(s string) string {
 	}, s)
 }
 
-// maxPropValue caps a pvalue at the length of a DNS name: d=, s= and a=
-// come from the message and, folded there, could push our header past
-// RFC 5322's 998-byte line limit.
+// maxPropValue caps a pvalue at the length of a DNS name (255 octets,
+// RFC 1035 section 2.3.4): d=, s= and a= come from the message and,
+// folded there, could push our header past the 998-byte line limit of
+// RFC 5322 section 2.1.1.
 const maxPropValue = 255
 
 // propValue renders a pvalue, substituting "unknown" for empty ones and
@@ -303,7 +304,7 @@ func scanDomains(v string, add func(string) bool) {
 func isAlnum(c byte) bool { return isAlpha(c) || (c >= '0' && c <= '9') }
 
 // maxFromDomain is the longest From domain whose _dmarc name is a valid
-// DNS name (253 octets).
+// DNS name (253 octets without the final dot, RFC 1035 section 2.3.4).
 const maxFromDomain = 253 - len("_dmarc.")
 
 // fromDomain normalises a From domain. One too long for its _dmarc name

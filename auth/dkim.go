@@ -226,39 +226,47 @@ func (v *DKIMVerifier) run(pr *io.PipeReader, opts *dkim.VerifyOptions) {
 	}
 }
 
-// dkimClasses maps go-msgauth's error texts (its only way of telling
-// failures apart) to Table 8 classes. Pinned to go-msgauth v0.7.0; the unit
-// test holds one case per class so an upgrade that rewords fails loudly.
+// dkimClasses maps go-msgauth's verification errors to Table 8 classes,
+// first match wins: a duplicate tag decides before the malformed tag-list
+// or key record that wraps it. The errors are exported by our patched copy
+// (third_party/go-msgauth/PATCHES.md), so a signer's selector, domain or
+// tags, which the error texts quote, never pick the class.
 var dkimClasses = []struct {
-	substr, result, class, detail string
+	err                   error
+	result, class, detail string
 }{
-	{"key unavailable", "temperror", DKIMOther, "dns_temp"},
-	{"key is too short", "permerror", DKIMWeakKey, ""},
-	{"key revoked", "permerror", DKIMRevoked, ""},
-	{"signature has expired", "permerror", DKIMExpired, ""},
-	{"body hash did not verify", "fail", DKIMBodyHash, ""},
-	{"signature did not verify", "fail", DKIMOther, "header_sig"},
-	{"incompatible signature version", "permerror", DKIMVersion, ""},
-	{"incompatible public key version", "permerror", DKIMVersion, "key_version"},
-	{"duplicate tag name", "permerror", DKIMDuplicateTags, ""},
-	{"hash algorithm too weak", "permerror", DKIMUnsupportedAlg, "sha1"},
-	{"unsupported hash algorithm", "permerror", DKIMUnsupportedAlg, "hash"},
-	{"unsupported key algorithm", "permerror", DKIMUnsupportedAlg, "key"},
-	{"malformed algorithm name", "permerror", DKIMUnsupportedAlg, "syntax"},
-	{"inappropriate key algorithm", "permerror", DKIMUnsupportedAlg, "key_hash"},
-	{"inappropriate hash algorithm", "permerror", DKIMUnsupportedAlg, "key_hash"},
-	{"canonicalization", "permerror", DKIMUnsupportedAlg, "canon"},
-	{"unsupported public key query method", "permerror", DKIMUnsupportedAlg, "query"},
-	{"no key for signature", "permerror", DKIMOther, "no_key"},
-	{"no valid key found", "permerror", DKIMOther, "no_key"},
-	{"multiple TXT records found for key", "permerror", DKIMOther, "no_key"},
-	{"key syntax error", "permerror", DKIMOther, "key_syntax"},
-	{"key record error", "permerror", DKIMOther, "key_syntax"},
-	{"insecure body length tag", "fail", DKIMOther, "l_tag"},
-	{"domain mismatch", "permerror", DKIMOther, "syntax"},
-	{"From field not signed", "permerror", DKIMOther, "from_not_signed"},
-	{"missing", "permerror", DKIMOther, "syntax"},
-	{"malformed", "permerror", DKIMOther, "syntax"},
+	{dkim.ErrKeyUnavailable, "temperror", DKIMOther, "dns_temp"},
+	{dkim.ErrKeyTooShort, "permerror", DKIMWeakKey, ""},
+	{dkim.ErrKeyRevoked, "permerror", DKIMRevoked, ""},
+	{dkim.ErrExpired, "permerror", DKIMExpired, ""},
+	{dkim.ErrBodyHash, "fail", DKIMBodyHash, ""},
+	{dkim.ErrSignature, "fail", DKIMOther, "header_sig"},
+	{dkim.ErrSignatureVersion, "permerror", DKIMVersion, ""},
+	{dkim.ErrKeyVersion, "permerror", DKIMVersion, "key_version"},
+	{dkim.ErrDuplicateTag, "permerror", DKIMDuplicateTags, ""},
+	{dkim.ErrWeakHash, "permerror", DKIMUnsupportedAlg, "sha1"},
+	{dkim.ErrUnsupportedHash, "permerror", DKIMUnsupportedAlg, "hash"},
+	{dkim.ErrUnsupportedKeyAlgorithm, "permerror", DKIMUnsupportedAlg, "key"},
+	{dkim.ErrMalformedAlgorithm, "permerror", DKIMUnsupportedAlg, "syntax"},
+	{dkim.ErrInappropriateKey, "permerror", DKIMUnsupportedAlg, "key_hash"},
+	{dkim.ErrInappropriateHash, "permerror", DKIMUnsupportedAlg, "key_hash"},
+	{dkim.ErrUnsupportedHeaderCanon, "permerror", DKIMUnsupportedAlg, "canon"},
+	{dkim.ErrUnsupportedBodyCanon, "permerror", DKIMUnsupportedAlg, "canon"},
+	{dkim.ErrUnsupportedQueryMethod, "permerror", DKIMUnsupportedAlg, "query"},
+	{dkim.ErrNoKey, "permerror", DKIMOther, "no_key"},
+	{dkim.ErrNoValidKey, "permerror", DKIMOther, "no_key"},
+	{dkim.ErrMultipleKeys, "permerror", DKIMOther, "no_key"},
+	{dkim.ErrKeySyntax, "permerror", DKIMOther, "key_syntax"},
+	{dkim.ErrKeyRecord, "permerror", DKIMOther, "key_syntax"},
+	{dkim.ErrBodyLengthTag, "fail", DKIMOther, "l_tag"},
+	{dkim.ErrDomainMismatch, "permerror", DKIMOther, "syntax"},
+	{dkim.ErrFromNotSigned, "permerror", DKIMOther, "from_not_signed"},
+	{dkim.ErrMissingTag, "permerror", DKIMOther, "syntax"},
+	{dkim.ErrSignatureTags, "permerror", DKIMOther, "syntax"},
+	{dkim.ErrMalformedTime, "permerror", DKIMOther, "syntax"},
+	{dkim.ErrMalformedExpiration, "permerror", DKIMOther, "syntax"},
+	{dkim.ErrMalformedBodyHash, "permerror", DKIMOther, "syntax"},
+	{dkim.ErrMalformedSignature, "permerror", DKIMOther, "syntax"},
 }
 
 // ClassifyDKIM returns the result, Table 8 class and detail for one
@@ -267,9 +275,8 @@ func ClassifyDKIM(err error) (result, class, detail string) {
 	if err == nil {
 		return "pass", "", ""
 	}
-	msg := dkimClassText(err.Error())
 	for _, c := range dkimClasses {
-		if strings.Contains(msg, c.substr) {
+		if errors.Is(err, c.err) {
 			return c.result, c.class, c.detail
 		}
 	}
@@ -277,21 +284,6 @@ func ClassifyDKIM(err error) (result, class, detail string) {
 		return "temperror", DKIMOther, "dns_temp"
 	}
 	return "permerror", DKIMOther, ""
-}
-
-// dkimClassText is the part of a go-msgauth error text that names the
-// failure: up to the first ": ", unless what follows is another go-msgauth
-// error ("malformed signature tags: dkim: duplicate tag name"). The rest
-// wraps DNS, base64 or strconv errors that quote the signer's own strings
-// (selector, domain, t=), which must not pick the class: a key lookup for
-// s=canonicalization is no_key, not a canonicalization failure.
-func dkimClassText(msg string) string {
-	msg = strings.TrimPrefix(msg, "dkim: ")
-	head, tail, _ := strings.Cut(msg, ": ")
-	if strings.HasPrefix(tail, "dkim: ") {
-		return head + ": " + tail
-	}
-	return head
 }
 
 // RFC 8601 section 2.7.1 results of a DKIM signature, as the

@@ -143,6 +143,8 @@ var (
 	ErrDMARCNoPolicy = errors.New("dmarc: record without a valid p= or rua=")
 )
 
+// fetchDMARC reads the DMARC record at _dmarc.domain (RFC 7489 section
+// 6.1).
 func fetchDMARC(ctx context.Context, r resolver.Resolver, domain string) (*DMARCRecord, error) {
 	txts, err := r.LookupTXT(ctx, "_dmarc."+domain)
 	if err != nil {
@@ -322,6 +324,8 @@ func (c *DMARCChecker) nonExistent(ctx context.Context, domain string) bool {
 	return true
 }
 
+// disposition applies pct=, the percentage of failing messages the policy
+// applies to: 0 to 100, and 100 when absent (RFC 7489 section 6.3).
 func (c *DMARCChecker) disposition(policy string, pct *int) string {
 	if policy != PolicyReject && policy != PolicyQuarantine {
 		return PolicyNone

@@ -28,7 +28,9 @@ func NormalizeDomain(d string) (string, bool) {
 	return d, validHost(d)
 }
 
-// validHost reports whether d, lower-cased ASCII, is a host name.
+// validHost reports whether d, lower-cased ASCII, is a host name: labels
+// of 1 to 63 octets, at most 253 octets in all (RFC 1035 section 2.3.4's
+// 255 on the wire, without the final dot).
 func validHost(d string) bool {
 	if d == "" || len(d) > 253 {
 		return false

@@ -19,6 +19,16 @@ const (
 	SPFInvalidRecord = "invalid_record"
 )
 
+// DNS lookup limits of one check_host() evaluation (RFC 7208 section
+// 4.6.4): at most 10 terms that cause DNS queries (include, a, mx, ptr,
+// exists, redirect), and at most 2 that return no answer ("void lookups");
+// past either the result is permerror. blitiri's defaults are the same;
+// they are passed explicitly so that the limit is ours.
+const (
+	maxSPFLookups     = 10
+	maxSPFVoidLookups = 2
+)
+
 // SPFResult is the outcome of one SPF check.
 type SPFResult struct {
 	Identity   string // "mailfrom" or "helo"
@@ -69,7 +79,8 @@ func (c *SPFChecker) check(ctx context.Context, identity string, ip net.IP, helo
 	// local part must not make it check another domain than ours.
 	local = strings.ReplaceAll(local, "@", "%40")
 	res, err := spf.CheckHostWithSender(ip, helo, local+"@"+d,
-		spf.WithContext(ctx), spf.WithResolver(c.Resolver))
+		spf.WithContext(ctx), spf.WithResolver(c.Resolver),
+		spf.OverrideLookupLimit(maxSPFLookups), spf.OverrideVoidLookupLimit(maxSPFVoidLookups))
 	r.Result = string(res)
 	if res == spf.TempError || res == spf.PermError {
 		r.Err = err

@@ -53,7 +53,9 @@ func TestIngestMaildir(t *testing.T) {
 		}
 	}
 	var n int
-	s.DB.QueryRow(`SELECT COUNT(*) FROM received_reports`).Scan(&n)
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM received_reports`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
 	if n != len(fx.DMARC)+len(fx.TLS) {
 		t.Errorf("%d reports stored, want %d", n, len(fx.DMARC)+len(fx.TLS))
 	}

@@ -88,7 +88,8 @@ func safeHeader(v string) bool {
 	return len(v) < 900
 }
 
-// validDomain is a host name fit for headers and file names.
+// validDomain is a host name fit for headers and file names, at most 253
+// octets (RFC 1035 section 2.3.4, without the final dot).
 func validDomain(d string) bool {
 	_, ok := dns.IsDomainName(d)
 	return ok && d != "" && !strings.ContainsAny(d, " \t\r\n\"\\!/<>@;,") && len(d) <= 253

@@ -185,8 +185,7 @@ func (s *Sender) mail(ctx context.Context, kind, domain string, day Day, dest st
 		}
 		return
 	}
-	if s.sent(ctx, kind, domain, day, dest) {
-		d.Status = StatusAlreadySent
+	if s.alreadySent(ctx, kind, domain, day, dest, d) {
 		return
 	}
 	to := strings.TrimPrefix(dest, "mailto:")
@@ -434,8 +433,7 @@ func (s *Sender) post(ctx context.Context, domain string, day Day, u *url.URL, g
 		d.Status = StatusDryRun
 		return
 	}
-	if s.sent(ctx, KindTLSRPT, domain, day, u.String()) {
-		d.Status = StatusAlreadySent
+	if s.alreadySent(ctx, KindTLSRPT, domain, day, u.String(), d) {
 		return
 	}
 	dial := c.Dial
@@ -483,11 +481,28 @@ func publicDialer() *net.Dialer {
 }
 
 // sent reports whether a report already went to dest.
-func (s *Sender) sent(ctx context.Context, kind, domain string, day Day, dest string) bool {
+func (s *Sender) sent(ctx context.Context, kind, domain string, day Day, dest string) (bool, error) {
 	var n int
-	s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM sent_reports WHERE kind = ? AND domain = ? AND begin_at = ?
+	err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM sent_reports WHERE kind = ? AND domain = ? AND begin_at = ?
 		AND destination = ? AND status IN ('sent', 'too-big')`, kind, domain, day.Begin.Unix(), dest).Scan(&n)
-	return n > 0
+	if err != nil {
+		return false, fmt.Errorf("sent reports: %w", err)
+	}
+	return n > 0, nil
+}
+
+// alreadySent sets d's status when the report went to dest already, or
+// when the store cannot say: then it is not sent twice, and is tried
+// again next run.
+func (s *Sender) alreadySent(ctx context.Context, kind, domain string, day Day, dest string, d *Delivery) bool {
+	sent, err := s.sent(ctx, kind, domain, day, dest)
+	switch {
+	case err != nil:
+		d.Status, d.Reason = StatusFailed, err.Error()
+	case sent:
+		d.Status = StatusAlreadySent
+	}
+	return err != nil || sent
 }
 
 func (s *Sender) record(ctx context.Context, kind, domain string, day Day, dest string, d *Delivery) {

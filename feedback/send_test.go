@@ -39,6 +39,34 @@ func TestSMTPRelay(t *testing.T) {
 	}
 }
 
+// TestSentUnreadable: when the store cannot say whether a report already
+// went out, it is not sent (a second copy to a receiver is worse than a
+// day's delay): the delivery failed and is tried again next run.
+func TestSentUnreadable(t *testing.T) {
+	sink := smtpsink.Start(t, "127.0.0.1:0")
+	s := knownStore(t)
+	if _, err := s.DB.Exec(`ALTER TABLE sent_reports RENAME TO sent_reports_gone`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := knownConfig(t)
+	cfg.SMTPRelay = sink.Addr
+	ds, err := (&Sender{Config: cfg, DB: s.DB}).Send(context.Background(), fixtureDay, KindDMARC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 3 {
+		t.Errorf("%d deliveries, want 3", len(ds))
+	}
+	for _, d := range ds {
+		if d.Status != StatusFailed || !strings.Contains(d.Reason, "sent reports") {
+			t.Errorf("%+v", d)
+		}
+	}
+	if n := len(sink.Messages()); n != 0 {
+		t.Errorf("%d messages at the relay", n)
+	}
+}
+
 // TestPublicDialer: without a test dialer, a TLS report is never POSTed
 // to a loopback or private address a rua= names.
 func TestPublicDialer(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/resolver"
 	"github.com/snowrain/snowrain/tlsrpt"
 )
@@ -81,6 +82,8 @@ func TLSReports(ctx context.Context, db *sql.DB, cfg Config, day Day) ([]*TLSRep
 	return out, nil
 }
 
+// lookupTLSRPT reads the domain's TLS-RPT record at _smtp._tls.domain
+// (RFC 8460 section 3).
 func (c *Config) lookupTLSRPT(ctx context.Context, domain string) (*tlsrpt.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.DNSTimeout)
 	defer cancel()
@@ -135,21 +138,17 @@ func loadPolicies(ctx context.Context, db *sql.DB, domain string, day Day) (*pol
 	p := &policies{}
 	// Decisions from an hour before the day: a cached decision made then
 	// may be what the first deliveries used.
-	rows, err := db.QueryContext(ctx, `SELECT decided_at, source, COALESCE(error, '') FROM policy_decisions
+	var err error
+	p.decisions, err = measure.Rows(ctx, db, `SELECT decided_at, source, COALESCE(error, '') FROM policy_decisions
 		WHERE domain = ? AND decided_at >= ? AND decided_at < ? ORDER BY decided_at, id`,
-		domain, day.Begin.Unix()-3600, day.End.Unix())
+		[]any{domain, day.Begin.Unix() - 3600, day.End.Unix()}, func(r *sql.Rows) (decision, error) {
+			var d decision
+			err := r.Scan(&d.at, &d.source, &d.error)
+			return d, err
+		})
 	if err != nil {
 		return nil, fmt.Errorf("feedback: decisions: %w", err)
 	}
-	for rows.Next() {
-		var d decision
-		if err := rows.Scan(&d.at, &d.source, &d.error); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("feedback: decisions: %w", err)
-		}
-		p.decisions = append(p.decisions, d)
-	}
-	rows.Close()
 	var sts stsPolicy
 	var mx string
 	err = db.QueryRowContext(ctx, `SELECT mode, mx, text FROM mta_sts_policies WHERE domain = ?`, domain).Scan(&sts.mode, &mx, &sts.text)

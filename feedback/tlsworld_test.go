@@ -356,8 +356,13 @@ func (w *tlsWorld) days(t *testing.T) []Day {
 	var out []Day
 	for rows.Next() {
 		var d int64
-		rows.Scan(&d)
+		if err := rows.Scan(&d); err != nil {
+			t.Fatal(err)
+		}
 		out = append(out, DayOf(time.Unix(d*86400, 0)))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -107,8 +107,12 @@ func TestMigrationDropsOverlongFields(t *testing.T) {
 	defer s.Close()
 	var rows, rolled, none int64
 	var longest int
-	s.DB.QueryRow(`SELECT COUNT(*), MAX(length(domain)), SUM(relay_host = 'none') FROM deliveries`).Scan(&rows, &longest, &none)
-	s.DB.QueryRow(`SELECT SUM(deliveries) FROM hourly_deliveries`).Scan(&rolled)
+	if err := s.DB.QueryRow(`SELECT COUNT(*), MAX(length(domain)), SUM(relay_host = 'none') FROM deliveries`).Scan(&rows, &longest, &none); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.QueryRow(`SELECT SUM(deliveries) FROM hourly_deliveries`).Scan(&rolled); err != nil {
+		t.Fatal(err)
+	}
 	if rows != 2 || rolled != 2 || longest != len("ok.example") || none != 0 {
 		t.Errorf("after migration: %d rows, %d in rollups, longest domain %d, %d relay none", rows, rolled, longest, none)
 	}

@@ -81,7 +81,9 @@ func TestMigrateDKIMResults(t *testing.T) {
 	want := map[int]string{1: "temperror", 2: "temperror", 3: "fail", 4: "permerror", 5: "policy", 6: "pass", 7: "none"}
 	for id, w := range want {
 		var got string
-		s.DB.QueryRow(`SELECT dkim_result FROM messages WHERE id = ?`, id).Scan(&got)
+		if err := s.DB.QueryRow(`SELECT dkim_result FROM messages WHERE id = ?`, id).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
 		if got != w {
 			t.Errorf("message %d: dkim_result %q, want %q", id, got, w)
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,7 +45,9 @@ func (w *logWriter) write(count int, partialTail bool) {
 
 func countDeliveries(t *testing.T, s *Store) (total, distinct int) {
 	t.Helper()
-	s.DB.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT queue_id) FROM deliveries`).Scan(&total, &distinct)
+	if err := s.DB.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT queue_id) FROM deliveries`).Scan(&total, &distinct); err != nil {
+		t.Fatal(err)
+	}
 	return
 }
 
@@ -185,7 +189,9 @@ func TestFollowerOverlongLine(t *testing.T) {
 		t.Errorf("recorded %d deliveries, counts %v; want 4 and one malformed line", total, p.Counts())
 	}
 	var off int64
-	s.DB.QueryRow(`SELECT offset FROM log_positions`).Scan(&off)
+	if err := s.DB.QueryRow(`SELECT offset FROM log_positions`).Scan(&off); err != nil {
+		t.Fatal(err)
+	}
 	if fi, _ := os.Stat(path); off != fi.Size() {
 		t.Errorf("position %d, file size %d", off, fi.Size())
 	}
@@ -197,7 +203,10 @@ func waitMalformedProgress(t *testing.T, s *Store, path string, n int64) {
 	t.Helper()
 	for i := 0; i < 200; i++ {
 		var off int64
-		s.DB.QueryRow(`SELECT offset FROM log_positions WHERE source = ?`, path).Scan(&off)
+		// No row yet: the follower has not stored a position.
+		if err := s.DB.QueryRow(`SELECT offset FROM log_positions WHERE source = ?`, path).Scan(&off); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			t.Fatal(err)
+		}
 		if off >= n {
 			return
 		}
@@ -216,7 +225,9 @@ func TestIngestOverlong(t *testing.T) {
 		t.Errorf("ingested %d, %v, counts %v; want 2 deliveries, 2 malformed", n, err, p.Counts())
 	}
 	var long int
-	s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE length(domain) > 255`).Scan(&long)
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE length(domain) > 255`).Scan(&long); err != nil {
+		t.Fatal(err)
+	}
 	if long != 0 {
 		t.Errorf("%d over-long domains stored", long)
 	}

@@ -65,7 +65,9 @@ func TestPostfixOutboundTLS(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var sent, n int
-		s.DB.QueryRow(`SELECT COUNT(*), COALESCE(SUM(status = 'sent'), 0) FROM deliveries`).Scan(&n, &sent)
+		if err := s.DB.QueryRow(`SELECT COUNT(*), COALESCE(SUM(status = 'sent'), 0) FROM deliveries`).Scan(&n, &sent); err != nil {
+			t.Fatal(err)
+		}
 		if sent >= 6 && n >= 8 || time.Now().After(deadline) {
 			break
 		}
@@ -80,7 +82,9 @@ func TestPostfixOutboundTLS(t *testing.T) {
 	got := map[string]int{}
 	for rows.Next() {
 		var domain, status, version, cipher, level string
-		rows.Scan(&domain, &status, &version, &cipher, &level)
+		if err := rows.Scan(&domain, &status, &version, &cipher, &level); err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("%s %s %s %s %s", domain, status, version, cipher, level)
 		if v, ok := want[domain]; !ok || version != v {
 			t.Errorf("%s: TLS version %q, want %q", domain, version, v)
@@ -91,6 +95,9 @@ func TestPostfixOutboundTLS(t *testing.T) {
 		if status == "sent" {
 			got[domain]++
 		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	rows.Close()
 	for _, d := range []string{"plain.example", "tls12.example", "tls13.example"} {
@@ -153,11 +160,16 @@ func statusByDomain(t *testing.T, s *Store) (n, tls map[string]int) {
 	defer rows.Close()
 	for rows.Next() {
 		var domain, status, version string
-		rows.Scan(&domain, &status, &version)
+		if err := rows.Scan(&domain, &status, &version); err != nil {
+			t.Fatal(err)
+		}
 		n[domain+" "+status]++
 		if version != "" {
 			tls[domain+" "+status]++
 		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return n, tls
 }
@@ -214,7 +226,9 @@ func TestPostfixInjectedReply(t *testing.T) {
 		t.Errorf("over TLS %v, want every attempt", tlsN)
 	}
 	var bank int
-	s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE domain LIKE '%bank%' OR relay_host LIKE '%bank%'`).Scan(&bank)
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE domain LIKE '%bank%' OR relay_host LIKE '%bank%'`).Scan(&bank); err != nil {
+		t.Fatal(err)
+	}
 	if bank != 0 {
 		t.Errorf("%d records name bank.example", bank)
 	}
@@ -322,7 +336,9 @@ func TestPostfixOutboundRetries(t *testing.T) {
 		t.Errorf("by domain %v, TLS %v, deferred %v", c.ByDomain, c.TLSByDomain, c.DeferredByDomain)
 	}
 	var noRelay int
-	s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE domain = 'nodns.example' AND relay_host = '' AND relay_ip = ''`).Scan(&noRelay)
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE domain = 'nodns.example' AND relay_host = '' AND relay_ip = ''`).Scan(&noRelay); err != nil {
+		t.Fatal(err)
+	}
 	if noRelay != n["nodns.example deferred"] {
 		t.Errorf("%d of %d nodns.example attempts without relay", noRelay, n["nodns.example deferred"])
 	}

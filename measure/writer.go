@@ -155,7 +155,11 @@ func (w *Writer) commit(events []Event) error {
 	defer conn.Close()
 	return conn.Raw(func(dc any) error {
 		c := dc.(driver.Conn)
-		tx, err := c.Begin() //nolint:staticcheck // no context to pass on the raw conn
+		bt, ok := dc.(driver.ConnBeginTx)
+		if !ok {
+			return fmt.Errorf("measure: driver connection %T has no BeginTx", dc)
+		}
+		tx, err := bt.BeginTx(context.Background(), driver.TxOptions{})
 		if err != nil {
 			return fmt.Errorf("measure: begin: %w", err)
 		}

@@ -40,8 +40,12 @@ func TestWriterBatchesAndFlushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n, sigs int
-	s.DB.QueryRow(`SELECT COUNT(*) FROM messages`).Scan(&n)
-	s.DB.QueryRow(`SELECT COUNT(*) FROM signatures`).Scan(&sigs)
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM messages`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM signatures`).Scan(&sigs); err != nil {
+		t.Fatal(err)
+	}
 	if n != 100 || sigs != 100 {
 		t.Errorf("wrote %d messages, %d signatures; want 100 each", n, sigs)
 	}

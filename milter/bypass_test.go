@@ -151,7 +151,9 @@ func TestEnforcementOptions(t *testing.T) {
 			}
 			h.flush()
 			var action string
-			h.store.DB.QueryRow(`SELECT action FROM messages`).Scan(&action)
+			if err := h.store.DB.QueryRow(`SELECT action FROM messages`).Scan(&action); err != nil {
+				t.Fatal(err)
+			}
 			if action != tc.record {
 				t.Errorf("recorded %q, want %q", action, tc.record)
 			}

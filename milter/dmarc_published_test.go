@@ -19,8 +19,13 @@ func TestDMARCPublishedStored(t *testing.T) {
 	var got []string
 	for rows.Next() {
 		var from, result, at, published string
-		rows.Scan(&from, &result, &at, &published)
+		if err := rows.Scan(&from, &result, &at, &published); err != nil {
+			t.Fatal(err)
+		}
 		got = append(got, from+" "+result+" "+at+" "+published)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	if len(got) != 2 || got[0] != "pct.example fail pct.example v=DMARC1;p=reject;pct=0;" || got[1] != "spf-pass.example none  " {
 		t.Errorf("stored %q", got)

@@ -54,7 +54,9 @@ func TestEnforcement(t *testing.T) {
 			}
 			h.flush()
 			var action string
-			h.store.DB.QueryRow(`SELECT action FROM messages`).Scan(&action)
+			if err := h.store.DB.QueryRow(`SELECT action FROM messages`).Scan(&action); err != nil {
+				t.Fatal(err)
+			}
 			if action != tc.record {
 				t.Errorf("recorded action %q, want %q", action, tc.record)
 			}
@@ -85,10 +87,16 @@ func TestOutboundDirection(t *testing.T) {
 
 func checkReportCounts(t *testing.T, h *harness) [2]int {
 	var in, out int
-	h.store.DB.QueryRow(`SELECT COUNT(*) FROM messages WHERE direction = 'inbound'`).Scan(&in)
-	h.store.DB.QueryRow(`SELECT COUNT(*) FROM messages WHERE direction = 'outbound'`).Scan(&out)
+	if err := h.store.DB.QueryRow(`SELECT COUNT(*) FROM messages WHERE direction = 'inbound'`).Scan(&in); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.DB.QueryRow(`SELECT COUNT(*) FROM messages WHERE direction = 'outbound'`).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
 	var authn int
-	h.store.DB.QueryRow(`SELECT COUNT(*) FROM connections WHERE authenticated = 1`).Scan(&authn)
+	if err := h.store.DB.QueryRow(`SELECT COUNT(*) FROM connections WHERE authenticated = 1`).Scan(&authn); err != nil {
+		t.Fatal(err)
+	}
 	if authn != 1 {
 		t.Errorf("%d authenticated connections, want 1", authn)
 	}

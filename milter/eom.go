@@ -112,6 +112,7 @@ func (s *session) decide(msg *message, res auth.Results, rec *measure.Message, m
 	switch action {
 	case auth.PolicyReject:
 		rec.Action = "reject"
+		// 5.7.1: delivery not authorized, message refused (RFC 3463 section 3.8).
 		r, err := gomilter.RejectWithCodeAndReason(550, "5.7.1 rejected by "+why)
 		if err != nil {
 			return gomilter.RespReject

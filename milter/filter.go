@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync/atomic"
 
 	gomilter "github.com/d--j/go-milter"
@@ -129,7 +128,7 @@ func connErrorReason(err error) string {
 		return "idle_timeout"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"
-	case strings.HasPrefix(err.Error(), "negotiating"):
+	case errors.Is(err, gomilter.ErrNegotiation):
 		return "negotiation"
 	}
 	return "io"

@@ -1,7 +1,6 @@
 package milter
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -44,12 +43,16 @@ func TestThousandSignatures(t *testing.T) {
 	}
 	h.flush()
 	var rows, over int
-	h.store.DB.QueryRow(`SELECT COUNT(*), COALESCE(SUM(detail = 'over_limit'), 0) FROM signatures`).Scan(&rows, &over)
+	if err := h.store.DB.QueryRow(`SELECT COUNT(*), COALESCE(SUM(detail = 'over_limit'), 0) FROM signatures`).Scan(&rows, &over); err != nil {
+		t.Fatal(err)
+	}
 	if rows != 9 || over != 1 {
 		t.Errorf("%d signature rows (%d over_limit), want 9 (1)", rows, over)
 	}
 	var verdict string
-	h.store.DB.QueryRow(`SELECT dkim_result FROM messages`).Scan(&verdict)
+	if err := h.store.DB.QueryRow(`SELECT dkim_result FROM messages`).Scan(&verdict); err != nil {
+		t.Fatal(err)
+	}
 	if verdict != "permerror" { // the real signature is the 1,001st: not verified; the others are malformed
 		t.Errorf("DKIM verdict %q", verdict)
 	}
@@ -84,12 +87,18 @@ func TestHeaderLimit(t *testing.T) {
 	}
 	h.flush()
 	var failOpen, detail, from string
-	h.store.DB.QueryRow(`SELECT from_domain FROM messages`).Scan(&from)
+	if err := h.store.DB.QueryRow(`SELECT from_domain FROM messages`).Scan(&from); err != nil {
+		t.Fatal(err)
+	}
 	if from != "dkim.example" {
 		t.Errorf("From domain %q", from)
 	}
-	h.store.DB.QueryRow(`SELECT fail_open FROM messages`).Scan(&failOpen)
-	h.store.DB.QueryRow(`SELECT detail FROM signatures`).Scan(&detail)
+	if err := h.store.DB.QueryRow(`SELECT fail_open FROM messages`).Scan(&failOpen); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.DB.QueryRow(`SELECT detail FROM signatures`).Scan(&detail); err != nil {
+		t.Fatal(err)
+	}
 	if failOpen != "header_limit" || detail != "over_limit" {
 		t.Errorf("fail_open %q, signature detail %q", failOpen, detail)
 	}
@@ -146,7 +155,7 @@ func TestConnErrorReasons(t *testing.T) {
 		"too_large":    fmt.Errorf("reading milter command: %w", gomilter.ErrPacketTooLarge),
 		"idle_timeout": fmt.Errorf("reading milter command: %w", gomilter.ErrIdleTimeout),
 		"timeout":      fmt.Errorf("reading milter command: %w", os.ErrDeadlineExceeded),
-		"negotiation":  errors.New("negotiating: milter: negotiate: unsupported protocol version: 9"),
+		"negotiation":  fmt.Errorf("negotiating: %w: unsupported protocol version: 9", gomilter.ErrNegotiation),
 		"io":           fmt.Errorf("writing packet: %w", syscall.EPIPE),
 	}
 	for want, err := range cases {

@@ -42,7 +42,9 @@ func TestCorpusBothFlavors(t *testing.T) {
 				t.Errorf("by_cipher %v", r.Inbound.ByCipher)
 			}
 			var mta, ptr string
-			h.store.DB.QueryRow(`SELECT mta, client_ptr FROM connections WHERE client_ip = ?`, cases[0].ClientIP).Scan(&mta, &ptr)
+			if err := h.store.DB.QueryRow(`SELECT mta, client_ptr FROM connections WHERE client_ip = ?`, cases[0].ClientIP).Scan(&mta, &ptr); err != nil {
+				t.Fatal(err)
+			}
 			if fl.Name == "sendmail" && (mta != "8.17.1" || ptr != "client.example") {
 				t.Errorf("sendmail connection: mta %q ptr %q", mta, ptr)
 			}

@@ -137,7 +137,9 @@ func TestPostfixEndToEnd(t *testing.T) {
 	r := sendCorpusThrough(t, h, pf.Addr, ca.Pool(), pf.Log)
 	t.Logf("%d messages through Postfix, by cipher %v", r.Inbound.Messages, r.Inbound.ByCipher)
 	var mta string
-	h.store.DB.QueryRow(`SELECT mta FROM connections LIMIT 1`).Scan(&mta)
+	if err := h.store.DB.QueryRow(`SELECT mta FROM connections LIMIT 1`).Scan(&mta); err != nil {
+		t.Fatal(err)
+	}
 	if !strings.HasPrefix(mta, "Postfix") {
 		t.Errorf("MTA recorded as %q", mta)
 	}

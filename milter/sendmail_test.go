@@ -28,7 +28,9 @@ func TestSendmailEndToEnd(t *testing.T) {
 	r := sendCorpusThrough(t, h, sm.Addr, ca.Pool(), sm.Output)
 	t.Logf("%d messages through Sendmail, by cipher %v", r.Inbound.Messages, r.Inbound.ByCipher)
 	var mta, daemon string
-	h.store.DB.QueryRow(`SELECT mta, daemon FROM connections LIMIT 1`).Scan(&mta, &daemon)
+	if err := h.store.DB.QueryRow(`SELECT mta, daemon FROM connections LIMIT 1`).Scan(&mta, &daemon); err != nil {
+		t.Fatal(err)
+	}
 	if !strings.HasPrefix(mta, "8.") || daemon != "MTA" {
 		t.Errorf("MTA recorded as %q daemon %q", mta, daemon)
 	}

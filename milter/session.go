@@ -132,6 +132,8 @@ func (s *session) inbound(from string) *gomilter.Response {
 	action := s.f.Inbound(ctx, map[string]string{
 		"sender": strings.Trim(strings.TrimSpace(from), "<>"), "encryption_protocol": s.ci.TLSVersion,
 		"client_address": s.ci.ClientIP})
+	// A transient refusal is 450, a permanent one 550 (RFC 5321 section
+	// 4.2.2); the text keeps the policy's enhanced status code.
 	verb, text, _ := strings.Cut(action, " ")
 	code := uint16(0)
 	switch verb {

@@ -56,7 +56,9 @@ func TestSeveralMessagesAbortAndReset(t *testing.T) {
 		t.Errorf("recorded %d messages on one connection, want 3", n)
 	}
 	var msgs int
-	h.store.DB.QueryRow(`SELECT messages FROM connections WHERE client_ip = ?`, c.ClientIP).Scan(&msgs)
+	if err := h.store.DB.QueryRow(`SELECT messages FROM connections WHERE client_ip = ?`, c.ClientIP).Scan(&msgs); err != nil {
+		t.Fatal(err)
+	}
 	if msgs != 3 {
 		t.Errorf("connection counts %d messages, want 3", msgs)
 	}
@@ -83,7 +85,9 @@ func TestDisconnectMidMessage(t *testing.T) {
 		t.Errorf("recorded %d messages, want only the complete one", n)
 	}
 	var conns int
-	h.store.DB.QueryRow(`SELECT COUNT(*) FROM connections`).Scan(&conns)
+	if err := h.store.DB.QueryRow(`SELECT COUNT(*) FROM connections`).Scan(&conns); err != nil {
+		t.Fatal(err)
+	}
 	if conns != 2 {
 		t.Errorf("recorded %d connections, want 2", conns)
 	}
@@ -162,7 +166,9 @@ func TestLargeMessageBoundedMemory(t *testing.T) {
 	}
 	var class string
 	var msgSize int64
-	h.store.DB.QueryRow(`SELECT s.class, m.size FROM signatures s JOIN messages m ON m.id = s.message_id`).Scan(&class, &msgSize)
+	if err := h.store.DB.QueryRow(`SELECT s.class, m.size FROM signatures s JOIN messages m ON m.id = s.message_id`).Scan(&class, &msgSize); err != nil {
+		t.Fatal(err)
+	}
 	if class != "body_hash" || msgSize < size {
 		t.Errorf("class %q size %d, want body_hash and ≥ 25 MiB", class, msgSize)
 	}
@@ -210,7 +216,9 @@ func TestBadEncodingsAndHostileHeaders(t *testing.T) {
 	h.flush()
 	var fromClass, dkim string
 	var sigs int
-	h.store.DB.QueryRow(`SELECT from_class, dkim_result, dkim_signatures FROM messages`).Scan(&fromClass, &dkim, &sigs)
+	if err := h.store.DB.QueryRow(`SELECT from_class, dkim_result, dkim_signatures FROM messages`).Scan(&fromClass, &dkim, &sigs); err != nil {
+		t.Fatal(err)
+	}
 	if fromClass != "multiple_from" || dkim != "permerror" || sigs != 2 {
 		t.Errorf("from_class %q dkim %q signatures %d", fromClass, dkim, sigs)
 	}
@@ -263,12 +271,16 @@ func TestDNSDownAcceptsWithinBudget(t *testing.T) {
 			}
 			h.flush()
 			var spf, class, dkim, dmarc string
-			h.store.DB.QueryRow(`SELECT spf_result, spf_class, dkim_result, dmarc_result FROM messages`).Scan(&spf, &class, &dkim, &dmarc)
+			if err := h.store.DB.QueryRow(`SELECT spf_result, spf_class, dkim_result, dmarc_result FROM messages`).Scan(&spf, &class, &dkim, &dmarc); err != nil {
+				t.Fatal(err)
+			}
 			if spf != "temperror" || class != "dns_timeout" || dmarc != "temperror" {
 				t.Errorf("spf %s/%s dkim %s dmarc %s, want temperror/dns_timeout and dmarc temperror", spf, class, dkim, dmarc)
 			}
 			var sigResult, detail string
-			h.store.DB.QueryRow(`SELECT result, detail FROM signatures`).Scan(&sigResult, &detail)
+			if err := h.store.DB.QueryRow(`SELECT result, detail FROM signatures`).Scan(&sigResult, &detail); err != nil {
+				t.Fatal(err)
+			}
 			if sigResult != "temperror" || detail != "dns_temp" {
 				t.Errorf("signature %s/%s, want temperror/dns_temp", sigResult, detail)
 			}
@@ -319,7 +331,9 @@ func TestDiskFullMailFlows(t *testing.T) {
 	// SQLITE_FULL, as on a full disk: cap the file at its current size.
 	h.store.DB.SetMaxOpenConns(1)
 	var pages int
-	h.store.DB.QueryRow(`PRAGMA page_count`).Scan(&pages)
+	if err := h.store.DB.QueryRow(`PRAGMA page_count`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := h.store.DB.Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pages)); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +355,9 @@ func TestStoreLocalparts(t *testing.T) {
 		h.send(postfixFlavor, pick(t, "spf-pass"))
 		h.flush()
 		var local *string
-		h.store.DB.QueryRow(`SELECT mail_from_local FROM messages`).Scan(&local)
+		if err := h.store.DB.QueryRow(`SELECT mail_from_local FROM messages`).Scan(&local); err != nil {
+			t.Fatal(err)
+		}
 		if got := local != nil && *local == "a"; got != store {
 			t.Errorf("store_localparts=%v: stored %v", store, local)
 		}

@@ -44,8 +44,13 @@ func TestPostfixLocalSubmissionOutbound(t *testing.T) {
 	}
 	for rows.Next() {
 		var domain, dir string
-		rows.Scan(&domain, &dir)
+		if err := rows.Scan(&domain, &dir); err != nil {
+			t.Fatal(err)
+		}
 		dirs[domain] = dir
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	rows.Close()
 	if dirs["local.example"] != "outbound" || dirs["remote.example"] != "inbound" || len(dirs) != 2 {

@@ -109,13 +109,6 @@ func (s *connServer) untrack(c net.Conn) {
 	c.Close()
 }
 
-// open returns the number of connections being served.
-func (s *connServer) open() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
 // close ends every connection and waits for their handlers.
 func (s *connServer) close() {
 	s.mu.Lock()

@@ -412,6 +412,7 @@ func (e *Engine) dane(ctx context.Context, cfg *Config, d *Decision) bool {
 		if !ok {
 			continue
 		}
+		// The TLSA owner name of SMTP on port 25 (RFC 6698 section 3).
 		tlsa, err := e.res.Query(ctx, "_25._tcp."+mx.Mx, dns.TypeTLSA)
 		if err == nil && tlsa.Authenticated && len(tlsa.Records) > 0 {
 			d.Answer, d.Source = "dane", SourceDANE

@@ -208,9 +208,27 @@ func TestDecisions(t *testing.T) {
 	}
 	e.Close()
 	var n int
-	w.store.DB.QueryRow(`SELECT COUNT(*) FROM policy_decisions`).Scan(&n)
+	if err := w.store.DB.QueryRow(`SELECT COUNT(*) FROM policy_decisions`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
 	if n != len(cases) {
 		t.Errorf("%d decisions recorded, want %d", n, len(cases))
+	}
+}
+
+// TestSTSCacheUnreadable: a store that cannot be read does not lose the
+// MTA-STS policy (it is fetched as for a first contact), and the decision
+// says the store failed instead of taking the failure for "no cache".
+func TestSTSCacheUnreadable(t *testing.T) {
+	w := newWorld(t)
+	if _, err := w.store.DB.Exec(`ALTER TABLE mta_sts_policies RENAME TO mta_sts_policies_gone`); err != nil {
+		t.Fatal(err)
+	}
+	e := w.engine(Config{MTASTS: true, Budget: 3 * time.Second, CacheTTL: -1})
+	d := e.Decide(context.Background(), "enforce.example")
+	if d.Answer != "secure match=mx.enforce.example:mx1.backup.example servername=hostname" || d.Source != SourceMTASTS ||
+		!errors.Is(d.Err, ErrStore) || d.Class != "store" {
+		t.Errorf("%q from %s, class %q (%v)\n%s", d.Answer, d.Source, d.Class, d.Err, strings.Join(d.Steps, "\n"))
 	}
 }
 
@@ -552,7 +570,9 @@ func TestRefreshSTS(t *testing.T) {
 	}
 	e.Close() // the refreshed policy goes through the writer
 	var exp int64
-	w.store.DB.QueryRow(`SELECT expires_at FROM mta_sts_policies WHERE domain = 'enforce.example'`).Scan(&exp)
+	if err := w.store.DB.QueryRow(`SELECT expires_at FROM mta_sts_policies WHERE domain = 'enforce.example'`).Scan(&exp); err != nil {
+		t.Fatal(err)
+	}
 	if time.Until(time.Unix(exp, 0)) < 23*time.Hour {
 		t.Errorf("policy not refreshed: expires %v", time.Unix(exp, 0))
 	}

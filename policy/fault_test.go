@@ -100,8 +100,12 @@ func TestDecisionsWhileDatabaseLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	var decisions, sts int
-	w.store.DB.QueryRow(`SELECT COUNT(*) FROM policy_decisions`).Scan(&decisions)
-	w.store.DB.QueryRow(`SELECT COUNT(*) FROM mta_sts_policies WHERE domain = 'enforce.example'`).Scan(&sts)
+	if err := w.store.DB.QueryRow(`SELECT COUNT(*) FROM policy_decisions`).Scan(&decisions); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.store.DB.QueryRow(`SELECT COUNT(*) FROM mta_sts_policies WHERE domain = 'enforce.example'`).Scan(&sts); err != nil {
+		t.Fatal(err)
+	}
 	if decisions != 6 || sts != 1 {
 		t.Errorf("after the lock: %d decisions and %d MTA-STS policies stored, want 6 and 1 (writer %+v)",
 			decisions, sts, writer.Stats())

@@ -266,6 +266,8 @@ func (p *Inbound) Check(ctx context.Context, attrs map[string]string) (action st
 		return "DUNNO"
 	}
 	action = "DUNNO"
+	// X.7.10 is "Encryption Needed" in the IANA registry of enhanced
+	// status codes (RFC 5248).
 	switch st.Action {
 	case "reject":
 		action = "550 5.7.10 TLS required for mail from " + domain

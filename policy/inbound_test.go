@@ -104,7 +104,7 @@ func TestInboundCheckAttributes(t *testing.T) {
 			k, v, _ := strings.Cut(kv, "=")
 			m[k] = v
 		}
-		if got := p.Check(nil, m); !strings.HasPrefix(got, want) {
+		if got := p.Check(t.Context(), m); !strings.HasPrefix(got, want) {
 			t.Errorf("%s → %s", attrs, got)
 		}
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/snowrain/snowrain/measure"
 )
 
 // Entry is one domain's policy as listed, exported or imported.
@@ -28,34 +31,35 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 	for d, p := range cfg.Overrides {
 		out = append(out, Entry{Domain: d, Policy: p, Source: "config"})
 	}
-	rows, err := e.db.QueryContext(ctx, `SELECT domain, policy, origin FROM policy_overrides`)
+	imported, err := measure.Rows(ctx, e.db, `SELECT domain, policy, origin FROM policy_overrides`, nil,
+		func(r *sql.Rows) (Entry, error) {
+			en := Entry{Source: "imported"}
+			err := r.Scan(&en.Domain, &en.Policy, &en.Note)
+			return en, err
+		})
 	if err != nil {
 		return nil, fmt.Errorf("policy: list: %w", err)
 	}
-	for rows.Next() {
-		var en Entry
-		rows.Scan(&en.Domain, &en.Policy, &en.Note)
-		en.Source = "imported"
-		out = append(out, en)
-	}
-	rows.Close()
-	rows, err = e.db.QueryContext(ctx, `SELECT domain, mode, mx, expires_at FROM mta_sts_policies`)
+	out = append(out, imported...)
+	cached, err := measure.Rows(ctx, e.db, `SELECT domain, mode, mx, expires_at FROM mta_sts_policies`, nil,
+		func(r *sql.Rows) (Entry, error) {
+			var d, mode, mx string
+			var exp int64
+			if err := r.Scan(&d, &mode, &mx, &exp); err != nil {
+				return Entry{}, err
+			}
+			answer := "(not enforced)"
+			if mode == "enforce" {
+				answer = "secure servername=hostname"
+			}
+			return Entry{Domain: d, Policy: answer, Source: SourceMTASTS,
+				Note: "mode " + mode + ", mx " + strings.Join(strings.Fields(mx), " ") +
+					", cached until " + time.Unix(exp, 0).UTC().Format(time.RFC3339)}, nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("policy: list: %w", err)
 	}
-	for rows.Next() {
-		var d, mode, mx string
-		var exp int64
-		rows.Scan(&d, &mode, &mx, &exp)
-		answer := "(not enforced)"
-		if mode == "enforce" {
-			answer = "secure servername=hostname"
-		}
-		out = append(out, Entry{Domain: d, Policy: answer, Source: SourceMTASTS,
-			Note: "mode " + mode + ", mx " + strings.Join(strings.Fields(mx), " ") +
-				", cached until " + time.Unix(exp, 0).UTC().Format(time.RFC3339)})
-	}
-	rows.Close()
+	out = append(out, cached...)
 	if cfg.Learn.Enabled {
 		learned, err := e.learnedDomains(ctx, cfg)
 		if err != nil {
@@ -74,19 +78,13 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 
 func (e *Engine) learnedDomains(ctx context.Context, cfg *Config) ([]Entry, error) {
 	l := cfg.Learn
-	rows, err := e.db.QueryContext(ctx, `SELECT domain FROM hourly_deliveries WHERE hour >= ? AND status = 'sent'
+	domains, err := measure.Rows(ctx, e.db, `SELECT domain FROM hourly_deliveries WHERE hour >= ? AND status = 'sent'
 		GROUP BY domain HAVING SUM(deliveries * (tls_level IN ('trusted', 'verified', 'dane'))) >= ?
-		AND SUM(deliveries * (tls_version = '')) = 0`, time.Now().AddDate(0, 0, -l.Days).Unix()/3600, l.MinDeliveries)
+		AND SUM(deliveries * (tls_version = '')) = 0`,
+		[]any{time.Now().AddDate(0, 0, -l.Days).Unix() / 3600, l.MinDeliveries}, measure.Column[string])
 	if err != nil {
 		return nil, fmt.Errorf("policy: learned: %w", err)
 	}
-	var domains []string
-	for rows.Next() {
-		var d string
-		rows.Scan(&d)
-		domains = append(domains, d)
-	}
-	rows.Close()
 	var out []Entry
 	for _, raw := range domains {
 		d, ok := CanonicalDomain(raw)
@@ -98,7 +96,7 @@ func (e *Engine) learnedDomains(ctx context.Context, cfg *Config) ([]Entry, erro
 			out = append(out, Entry{Domain: d, Policy: l.Answer, Source: SourceLearned})
 		}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // WriteCSV writes entries as "domain,policy,source,note".

@@ -55,6 +55,10 @@ func ParseSTSRecord(txt string) (string, error) {
 	return "", fmt.Errorf("%w: no id", ErrSTSRecord)
 }
 
+// maxSTSMaxAge is the largest max_age a policy may give: RFC 8461
+// section 3.2 caps it at 31557600 seconds (about one year).
+const maxSTSMaxAge = 31557600
+
 // ParseSTSPolicy reads a policy file.
 func ParseSTSPolicy(text string) (*STSPolicy, error) {
 	p := &STSPolicy{Text: text}
@@ -102,7 +106,7 @@ func ParseSTSPolicy(text string) (*STSPolicy, error) {
 		return nil, fmt.Errorf("%w: mode %q", ErrSTSPolicySyntax, p.Mode)
 	}
 	age, err := strconv.ParseInt(maxAge, 10, 64)
-	if err != nil || age < 0 || age > 31557600 {
+	if err != nil || age < 0 || age > maxSTSMaxAge {
 		return nil, fmt.Errorf("%w: max_age %q", ErrSTSPolicySyntax, maxAge)
 	}
 	p.MaxAge = time.Duration(age) * time.Second
@@ -151,7 +155,8 @@ type STSFetcher struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// LookupID returns the policy id published at _mta-sts.domain.
+// LookupID returns the policy id published at _mta-sts.domain (RFC 8461
+// section 3.1).
 func (f *STSFetcher) LookupID(ctx context.Context, domain string) (string, error) {
 	txts, err := f.Resolver.LookupTXT(ctx, "_mta-sts."+domain)
 	if resolver.IsNotFound(err) {
@@ -179,7 +184,8 @@ func (f *STSFetcher) LookupID(ctx context.Context, domain string) (string, error
 	return "", fmt.Errorf("%w: %d records", ErrSTSRecord, len(ids))
 }
 
-// Fetch downloads and parses https://mta-sts.DOMAIN/.well-known/mta-sts.txt.
+// Fetch downloads and parses https://mta-sts.DOMAIN/.well-known/mta-sts.txt
+// (RFC 8461 section 3.3).
 func (f *STSFetcher) Fetch(ctx context.Context, domain string) (*STSPolicy, error) {
 	timeout, max := f.Timeout, f.MaxSize
 	if timeout <= 0 {

@@ -263,7 +263,9 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 		}
 		if sc.class != "" {
 			var errText string
-			store.DB.QueryRow(`SELECT error FROM policy_decisions WHERE domain = ? AND source = 'error' LIMIT 1`, sc.domain).Scan(&errText)
+			if err := store.DB.QueryRow(`SELECT error FROM policy_decisions WHERE domain = ? AND source = 'error' LIMIT 1`, sc.domain).Scan(&errText); err != nil {
+				t.Fatal(err)
+			}
 			if !strings.HasPrefix(errText, sc.class) {
 				t.Errorf("%s: recorded error %q, want class %s", sc.domain, errText, sc.class)
 			}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,17 +20,22 @@ type cachedSTS struct {
 	Expires time.Time
 }
 
-func (e *Engine) cachedSTS(ctx context.Context, domain string) (*cachedSTS, bool) {
+// cachedSTS reads the cached MTA-STS policy of domain and whether it is
+// still fresh; none is no error, a failed read is.
+func (e *Engine) cachedSTS(ctx context.Context, domain string) (*cachedSTS, bool, error) {
 	if e.db == nil {
-		return nil, false
+		return nil, false, nil
 	}
 	c := &cachedSTS{}
 	var mx string
 	var maxAge, expires int64
 	err := e.db.QueryRowContext(ctx, `SELECT policy_id, mode, mx, max_age, expires_at, text
 		FROM mta_sts_policies WHERE domain = ?`, domain).Scan(&c.ID, &c.Mode, &mx, &maxAge, &expires, &c.Text)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
 	if err != nil {
-		return nil, false
+		return nil, false, err
 	}
 	// The row was validated when fetched; patterns that fail now (a
 	// store written by hand) are dropped: fewer allowed MX hosts, never
@@ -41,7 +47,7 @@ func (e *Engine) cachedSTS(ctx context.Context, domain string) (*cachedSTS, bool
 	}
 	c.MaxAge = time.Duration(maxAge) * time.Second
 	c.Expires = time.Unix(expires, 0)
-	return c, time.Now().Before(c.Expires)
+	return c, time.Now().Before(c.Expires), nil
 }
 
 // storeSTS caches p through the asynchronous writer: the lookup path
@@ -57,7 +63,13 @@ func (e *Engine) storeSTS(domain string, p *STSPolicy) {
 // in force while the TXT record is missing or unchanged and while fetches
 // fail; a new id means a new fetch.
 func (e *Engine) stsPolicy(ctx context.Context, d *Decision) (*STSPolicy, error) {
-	cached, fresh := e.cachedSTS(ctx, d.Domain)
+	cached, fresh, err := e.cachedSTS(ctx, d.Domain)
+	if err != nil {
+		// Without the cache the policy is fetched as for a first
+		// contact; the decision says the store failed.
+		d.Err = errors.Join(d.Err, fmt.Errorf("%w: mta-sts cache: %w", ErrStore, err))
+		d.Steps = append(d.Steps, fmt.Sprintf("mta-sts: cache read: %v", err))
+	}
 	id, err := e.sts.LookupID(ctx, d.Domain)
 	switch {
 	case err != nil && fresh:
@@ -207,18 +219,11 @@ func (e *Engine) mxHosts(ctx context.Context, d *Decision) ([]string, error) {
 // RefreshSTS refetches cached policies that expire within ahead, so that a
 // policy never lapses while its domain is unreachable.
 func (e *Engine) RefreshSTS(ctx context.Context, ahead time.Duration) (int, error) {
-	rows, err := e.db.QueryContext(ctx, `SELECT domain FROM mta_sts_policies WHERE expires_at < ?`,
-		time.Now().Add(ahead).Unix())
+	domains, err := measure.Rows(ctx, e.db, `SELECT domain FROM mta_sts_policies WHERE expires_at < ?`,
+		[]any{time.Now().Add(ahead).Unix()}, measure.Column[string])
 	if err != nil {
 		return 0, fmt.Errorf("policy: refresh: %w", err)
 	}
-	var domains []string
-	for rows.Next() {
-		var d string
-		rows.Scan(&d)
-		domains = append(domains, d)
-	}
-	rows.Close()
 	n := 0
 	for _, domain := range domains {
 		p, err := e.sts.Fetch(ctx, domain)

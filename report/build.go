@@ -174,6 +174,9 @@ func days(ctx context.Context, s *measure.Store, p Period, loc *time.Location) (
 			}
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("report: days: %w", err)
+		}
 	}
 	return out, nil
 }
@@ -222,6 +225,9 @@ func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain,
 			q.set(get(name), n, tls)
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("report: domains: %w", err)
+		}
 	}
 	list := make([]Domain, 0, len(byName))
 	for _, d := range byName {

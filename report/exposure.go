@@ -122,7 +122,10 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 	for rows.Next() {
 		var ip string
 		var n int64
-		rows.Scan(&ip, &n)
+		if err := rows.Scan(&ip, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("report: exposure: %w", err)
+		}
 		_, _, cc := geo.Lookup(ip)
 		if cc == "" {
 			cc = "??"
@@ -141,6 +144,9 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 		}
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("report: exposure: %w", err)
+	}
 	for _, c := range byCountry {
 		e.Countries = append(e.Countries, *c)
 	}
@@ -162,7 +168,9 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 	for rows.Next() {
 		var ip, d string
 		var n int64
-		rows.Scan(&ip, &d, &n)
+		if err := rows.Scan(&ip, &d, &n); err != nil {
+			return nil, fmt.Errorf("report: exposure: %w", err)
+		}
 		if !stripping[ip] && !falsified[ip] {
 			continue
 		}

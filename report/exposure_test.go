@@ -35,10 +35,14 @@ func TestExposureJoin(t *testing.T) {
 		}
 	}
 	var fromStrip, fromFalse int64
-	s.DB.QueryRow(`SELECT COUNT(*) FROM messages WHERE client_ip = '192.0.2.10' AND received_at >= ? AND received_at < ?`,
-		week47.Since.Unix(), week47.Until.Unix()).Scan(&fromStrip)
-	s.DB.QueryRow(`SELECT COUNT(*) FROM messages WHERE client_ip = '198.51.100.20' AND received_at >= ? AND received_at < ?`,
-		week47.Since.Unix(), week47.Until.Unix()).Scan(&fromFalse)
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM messages WHERE client_ip = '192.0.2.10' AND received_at >= ? AND received_at < ?`,
+		week47.Since.Unix(), week47.Until.Unix()).Scan(&fromStrip); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM messages WHERE client_ip = '198.51.100.20' AND received_at >= ? AND received_at < ?`,
+		week47.Since.Unix(), week47.Until.Unix()).Scan(&fromFalse); err != nil {
+		t.Fatal(err)
+	}
 	if de.FromStripping != fromStrip || us.FromFalse != fromFalse || fromStrip == 0 || fromFalse == 0 {
 		t.Errorf("DE %+v US %+v, want %d from stripping and %d from falsified", de, us, fromStrip, fromFalse)
 	}

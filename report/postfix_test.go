@@ -78,7 +78,9 @@ func TestPostfixBrokenSTARTTLSShare(t *testing.T) {
 	// whatever backoff a loaded machine led Postfix into.
 	for i, deadline := 1, time.Now().Add(time.Minute); time.Now().Before(deadline); i++ {
 		var sent int
-		s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE status = 'sent'`).Scan(&sent)
+		if err := s.DB.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE status = 'sent'`).Scan(&sent); err != nil {
+			t.Fatal(err)
+		}
 		if sent >= 49 {
 			break
 		}

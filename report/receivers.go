@@ -76,6 +76,9 @@ func receivers(ctx context.Context, s *measure.Store, p Period) (*Receivers, err
 		dm[[2]string{d.Receiver, d.Domain}] = &d
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("report: receivers: %w", err)
+	}
 	rows, err = s.DB.QueryContext(ctx, `SELECT rr.org_name, rr.domain, d.source_ip, SUM(d.count)
 		FROM received_reports rr JOIN received_dmarc_rows d ON d.report = rr.id
 		WHERE rr.kind = 'dmarc' AND rr.begin_at >= ? AND rr.begin_at < ? AND d.dkim <> 'pass' AND d.spf <> 'pass'
@@ -95,6 +98,9 @@ func receivers(ctx context.Context, s *measure.Store, p Period) (*Receivers, err
 		}
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("report: receivers: %w", err)
+	}
 	for _, d := range dm {
 		r.DMARC = append(r.DMARC, *d)
 	}
@@ -123,6 +129,9 @@ func receivers(ctx context.Context, s *measure.Store, p Period) (*Receivers, err
 		tm[[2]string{d.Receiver, d.Domain}] = &d
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("report: receivers: %w", err)
+	}
 	rows, err = s.DB.QueryContext(ctx, `SELECT rr.org_name, rr.domain, f.result_type, SUM(f.count)
 		FROM received_reports rr JOIN received_tls_failures f ON f.report = rr.id
 		WHERE rr.kind = 'tlsrpt' AND rr.begin_at >= ? AND rr.begin_at < ? GROUP BY 1, 2, 3 ORDER BY 4 DESC, 3`, from, to)
@@ -141,6 +150,9 @@ func receivers(ctx context.Context, s *measure.Store, p Period) (*Receivers, err
 		}
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("report: receivers: %w", err)
+	}
 	for _, d := range tm {
 		r.TLS = append(r.TLS, *d)
 	}

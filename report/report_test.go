@@ -303,7 +303,9 @@ func BenchmarkReport10M(b *testing.B) {
 	}
 	defer s.Close()
 	var n int64
-	s.DB.QueryRow(`SELECT COUNT(*) FROM messages`).Scan(&n)
+	if err := s.DB.QueryRow(`SELECT COUNT(*) FROM messages`).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
 	if n < 10_000_000 {
 		fillBig(b, s, 10_000_000-n)
 	}

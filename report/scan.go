@@ -112,6 +112,8 @@ func (r *ScanReport) table19() Table {
 		{"+", "Pass (+all)"}, {"redirect", "Redirect"}, {"none", "No all"}} {
 		t.Rows = append(t.Rows, append([]string{c[1]}, count(s.SPFAll[c[0]], s.SPFDomains)...))
 	}
+	// lookup_limit: more than the 10 DNS-querying terms RFC 7208 section
+	// 4.6.4 allows one evaluation.
 	for _, c := range [][2]string{{"loop", "Error: loop"}, {"lookup_limit", "Error: over 10 lookups"},
 		{"syntax", "Error: invalid term"}, {"multiple_records", "Error: several records"},
 		{"include_none", "Error: include or redirect of a name without SPF"}, {"dns", "Error: DNS"}} {

@@ -60,6 +60,17 @@ type Client struct {
 	cache *cache
 }
 
+// ednsUDPSize is the UDP payload size advertised in EDNS(0) (RFC 6891
+// section 6.2.5 leaves it to the requestor): 1232 bytes, DNS Flag Day
+// 2020's value, fits the IPv6 minimum MTU of 1280 less IP and UDP headers,
+// so answers are not fragmented; a larger one comes truncated and is
+// asked again over TCP.
+const ednsUDPSize = 1232
+
+// maxTTL is the largest TTL a record can carry (RFC 2181 section 8:
+// 2^31 - 1 seconds).
+const maxTTL = 1<<31 - 1
+
 // New returns a Client for cfg, filling in defaults.
 func New(cfg Config) (*Client, error) {
 	if len(cfg.Servers) == 0 {
@@ -82,7 +93,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		cfg:   cfg,
-		udp:   &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: 1232},
+		udp:   &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsUDPSize},
 		tcp:   &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
 		cache: newCache(cfg.CacheSize),
 	}, nil
@@ -116,38 +127,38 @@ func (c *Client) Query(ctx context.Context, name string, qtype uint16) (*Answer,
 	if e, ok := c.cache.get(key); ok {
 		return e.answer, e.err
 	}
-	ans, err, ttl := c.exchange(ctx, name, qtype)
+	ans, ttl, err := c.exchange(ctx, name, qtype)
 	if ttl > 0 {
 		c.cache.put(key, ans, err, min(ttl, c.cfg.MaxTTL))
 	}
 	return ans, err
 }
 
-// exchange asks the servers in turn and returns the answer, the error and
-// how long the outcome may be cached (0: not at all).
-func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*Answer, error, time.Duration) {
+// exchange asks the servers in turn and returns the answer, how long the
+// outcome (answer or error) may be cached (0: not at all) and the error.
+func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*Answer, time.Duration, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
-	m.SetEdns0(1232, false)
+	m.SetEdns0(ednsUDPSize, false)
 	m.AuthenticatedData = true
 	var lastErr error
 	for _, server := range c.cfg.Servers {
 		if err := ctx.Err(); err != nil {
-			return nil, dnsError(name, server, err), 0
+			return nil, 0, dnsError(name, server, err)
 		}
 		r, err := c.ask(ctx, m, server)
 		if err != nil {
 			lastErr = dnsError(name, server, err)
 			continue
 		}
-		ans, err, ttl := interpret(name, server, r)
+		ans, ttl, err := interpret(name, server, r)
 		if isTemporary(err) {
 			lastErr = err
 			continue
 		}
-		return ans, err, ttl
+		return ans, ttl, err
 	}
-	return nil, lastErr, 0
+	return nil, 0, lastErr
 }
 
 func (c *Client) ask(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
@@ -175,18 +186,18 @@ func (c *Client) observe(qtype uint16, r *dns.Msg, err error, d time.Duration) {
 }
 
 // interpret turns a response into records or a classified error.
-func interpret(name, server string, r *dns.Msg) (*Answer, error, time.Duration) {
+func interpret(name, server string, r *dns.Msg) (*Answer, time.Duration, error) {
 	switch r.Rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError:
-		return nil, notFound(name, server, "no such host"), negativeTTL(r)
+		return nil, negativeTTL(r), notFound(name, server, "no such host")
 	default:
-		return nil, &net.DNSError{Err: "server answered " + dns.RcodeToString[r.Rcode],
-			Name: name, Server: server, IsTemporary: true}, 0
+		return nil, 0, &net.DNSError{Err: "server answered " + dns.RcodeToString[r.Rcode],
+			Name: name, Server: server, IsTemporary: true}
 	}
 	qtype := r.Question[0].Qtype
 	ans := &Answer{Authenticated: r.AuthenticatedData}
-	ttl := uint32(1<<31 - 1)
+	ttl := uint32(maxTTL)
 	for _, rr := range r.Answer {
 		h := rr.Header()
 		if h.Rrtype != qtype {
@@ -196,12 +207,15 @@ func interpret(name, server string, r *dns.Msg) (*Answer, error, time.Duration) 
 		ttl = min(ttl, h.Ttl)
 	}
 	if len(ans.Records) == 0 {
-		return nil, notFound(name, server, "no records of that type"), negativeTTL(r)
+		return nil, negativeTTL(r), notFound(name, server, "no records of that type")
 	}
 	ans.TTL = time.Duration(ttl) * time.Second
-	return ans, nil, ans.TTL
+	return ans, ans.TTL, nil
 }
 
+// negativeTTL is how long a name error or empty answer may be cached:
+// the smaller of the SOA record's TTL and its MINIMUM field (RFC 2308
+// section 5), or a minute when the server sent no SOA.
 func negativeTTL(r *dns.Msg) time.Duration {
 	for _, rr := range r.Ns {
 		if soa, ok := rr.(*dns.SOA); ok {

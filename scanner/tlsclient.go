@@ -1,7 +1,8 @@
 package scanner
 
 import (
-	"crypto/dsa" //nolint:staticcheck // DSA certificates are still served and must be measured
+	//lint:ignore SA1019 DSA certificates are still served and must be measured
+	"crypto/dsa"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"

@@ -28,17 +28,11 @@ func CheckRecords(t testing.TB, store *measure.Store, cases []Case) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: spf,class,dkim,dmarc,policy,disposition,auth = %q, want %q", c.Name, got, want)
 		}
-		rows, err := store.DB.Query(`SELECT class FROM signatures WHERE message_id = ? AND class <> '' ORDER BY seq`, id)
+		fails, err := measure.Rows(context.Background(), store.DB,
+			`SELECT class FROM signatures WHERE message_id = ? AND class <> '' ORDER BY seq`, []any{id}, measure.Column[string])
 		if err != nil {
 			t.Fatal(err)
 		}
-		var fails []string
-		for rows.Next() {
-			var cl string
-			rows.Scan(&cl)
-			fails = append(fails, cl)
-		}
-		rows.Close()
 		if !slices.Equal(fails, c.DKIMFails) {
 			t.Errorf("%s: DKIM failure classes %q, want %q", c.Name, fails, c.DKIMFails)
 		}

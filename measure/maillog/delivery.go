@@ -179,7 +179,7 @@ func normDomain(d string) (string, bool) {
 		return "", false
 	}
 	for _, label := range strings.Split(d, ".") {
-		if len(label) == 0 || len(label) > 63 {
+		if len(label) == 0 || len(label) > 63 { // RFC 1035 section 2.3.4
 			return "", false
 		}
 		for i := 0; i < len(label); i++ {

@@ -2,6 +2,7 @@ package maillog
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -192,10 +193,10 @@ func FuzzLineReader(f *testing.F) {
 			if len(line) > 0 {
 				got = append(got, append([]byte(nil), line...))
 			}
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
-			if err != nil && err != ErrLineTooLong {
+			if err != nil && !errors.Is(err, ErrLineTooLong) {
 				t.Fatal(err)
 			}
 		}

@@ -30,6 +30,10 @@ var (
 	ErrMalformedPacket = wire.ErrMalformedPacket
 	// ErrIdleTimeout: no packet began within the idle timeout.
 	ErrIdleTimeout = wire.ErrIdleTimeout
+	// ErrNegotiation: the MTA's protocol version, actions or protocol
+	// options do not fit the server's (a malformed option negotiation
+	// packet is ErrMalformedPacket).
+	ErrNegotiation = errors.New("milter: negotiate")
 )
 
 // PanicError is a panic recovered in the goroutine serving one connection:

@@ -93,24 +93,25 @@ func (m *serverSession) negotiate(msg *wire.Message, milterVersion uint32, milte
 
 	var err error
 	var maxDataSize DataSize
+	// snowrain patch: a mismatch wraps ErrNegotiation (same text as before).
 	if callback != nil {
 		if m.version, m.actions, m.protocol, maxDataSize, err = callback(mtaVersion, milterVersion, mtaActionMask, milterActions, mtaProtoMask, milterProtocol, offeredMaxDataSize); err != nil {
 			return nil, err
 		}
 		if m.version < 2 || m.version > MaxServerProtocolVersion {
-			return nil, fmt.Errorf("milter: negotiate: unsupported protocol version: %d", m.version)
+			return nil, fmt.Errorf("%w: unsupported protocol version: %d", ErrNegotiation, m.version)
 		}
 	} else {
 		if mtaVersion < 2 || mtaVersion > MaxServerProtocolVersion {
-			return nil, fmt.Errorf("milter: negotiate: unsupported protocol version: %d", mtaVersion)
+			return nil, fmt.Errorf("%w: unsupported protocol version: %d", ErrNegotiation, mtaVersion)
 		}
 		m.version = mtaVersion
 		if milterActions&mtaActionMask != milterActions {
-			return nil, fmt.Errorf("milter: negotiate: MTA does not offer required actions. offered: %q requested: %q", mtaActionMask, milterActions)
+			return nil, fmt.Errorf("%w: MTA does not offer required actions. offered: %q requested: %q", ErrNegotiation, mtaActionMask, milterActions)
 		}
 		m.actions = milterActions & mtaActionMask
 		if milterProtocol&mtaProtoMask != milterProtocol {
-			return nil, fmt.Errorf("milter: negotiate: MTA does not offer required protocol options. offered: %q requested: %q", mtaProtoMask, milterProtocol)
+			return nil, fmt.Errorf("%w: MTA does not offer required protocol options. offered: %q requested: %q", ErrNegotiation, mtaProtoMask, milterProtocol)
 		}
 		m.protocol = milterProtocol & mtaProtoMask
 		maxDataSize = offeredMaxDataSize

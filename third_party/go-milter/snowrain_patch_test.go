@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,5 +187,49 @@ func TestServeRecovers(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d panics reported, want 2: %v", n, errs)
+	}
+}
+
+// TestNegotiateMismatch: an option negotiation the server cannot accept
+// wraps ErrNegotiation (the application classifies it with errors.Is),
+// with the same text as before the patch.
+func TestNegotiateMismatch(t *testing.T) {
+	optneg := func(version uint32, actions OptAction, proto OptProtocol) *wire.Message {
+		b := binary.BigEndian.AppendUint32(nil, version)
+		b = binary.BigEndian.AppendUint32(b, uint32(actions))
+		b = binary.BigEndian.AppendUint32(b, uint32(proto))
+		return &wire.Message{Code: wire.CodeOptNeg, Data: b}
+	}
+	cases := []struct {
+		msg     *wire.Message
+		actions OptAction
+		proto   OptProtocol
+		text    string
+	}{
+		{optneg(9, 0, 0), 0, 0, "milter: negotiate: unsupported protocol version: 9"},
+		{optneg(1, 0, 0), 0, 0, "milter: negotiate: unsupported protocol version: 1"},
+		{optneg(6, 0, 0), OptAddHeader, 0, "milter: negotiate: MTA does not offer required actions."},
+		{optneg(6, 0, 0), 0, OptNoConnect, "milter: negotiate: MTA does not offer required protocol options."},
+	}
+	for _, tc := range cases {
+		s := &serverSession{}
+		s.init(&Server{}, nil, 6, 0, 0)
+		_, err := s.negotiate(tc.msg, 6, tc.actions, tc.proto, nil, nil, 0)
+		if !errors.Is(err, ErrNegotiation) || errors.Is(err, ErrMalformedPacket) {
+			t.Errorf("%v: want ErrNegotiation", err)
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), tc.text) {
+			t.Errorf("%v: want text %q…", err, tc.text)
+		}
+	}
+	// A malformed negotiation packet stays ErrMalformedPacket; an
+	// acceptable one passes.
+	s := &serverSession{}
+	s.init(&Server{}, nil, 6, 0, 0)
+	if _, err := s.negotiate(&wire.Message{Code: wire.CodeOptNeg, Data: []byte{0, 0, 0, 6}}, 6, 0, 0, nil, nil, 0); !errors.Is(err, ErrMalformedPacket) || errors.Is(err, ErrNegotiation) {
+		t.Errorf("short packet: %v, want ErrMalformedPacket", err)
+	}
+	if _, err := s.negotiate(optneg(6, OptAddHeader, 0), 6, OptAddHeader, 0, nil, nil, 0); err != nil {
+		t.Errorf("acceptable negotiation: %v", err)
 	}
 }

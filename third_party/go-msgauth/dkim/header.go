@@ -3,7 +3,6 @@ package dkim
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/textproto"
@@ -98,13 +97,13 @@ func parseHeaderParams(s string) (map[string]string, error) {
 			if strings.TrimSpace(s) == "" {
 				continue
 			}
-			return params, errors.New("dkim: malformed header params")
+			return params, ErrMalformedTagList
 		}
 
 		trimmedKey := strings.TrimSpace(key)
 		_, present := params[trimmedKey]
 		if present {
-			return params, errors.New("dkim: duplicate tag name")
+			return params, ErrDuplicateTag
 		}
 		params[trimmedKey] = strings.TrimSpace(value)
 	}

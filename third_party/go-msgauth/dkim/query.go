@@ -76,9 +76,9 @@ func queryDNSTXT(domain, selector string, txtLookup txtLookupFunc) (*queryResult
 
 	txts, err := txtLookup(selector + "._domainkey." + domain)
 	if netErr, ok := err.(net.Error); ok && netErr.Temporary() {
-		return nil, tempFailError("key unavailable: " + err.Error())
+		return nil, wrapClass(ErrKeyUnavailable, err)
 	} else if err != nil {
-		return nil, permFailError("no key for signature: " + err.Error())
+		return nil, wrapClass(ErrNoKey, err)
 	}
 
 	// net.LookupTXT will concatenate strings contained in a single TXT record.
@@ -89,37 +89,37 @@ func queryDNSTXT(domain, selector string, txtLookup txtLookupFunc) (*queryResult
 	// behavior, so reject that.
 	switch len(txts) {
 	case 0:
-		return nil, permFailError("no valid key found")
+		return nil, ErrNoValidKey
 	case 1:
 		return parsePublicKey(txts[0])
 	default:
-		return nil, permFailError("multiple TXT records found for key")
+		return nil, ErrMultipleKeys
 	}
 }
 
 func parsePublicKey(s string) (*queryResult, error) {
 	params, err := parseHeaderParams(s)
 	if err != nil {
-		return nil, permFailError("key record error: " + err.Error())
+		return nil, wrapClass(ErrKeyRecord, err)
 	}
 
 	res := new(queryResult)
 
 	if v, ok := params["v"]; ok && v != "DKIM1" {
-		return nil, permFailError("incompatible public key version")
+		return nil, ErrKeyVersion
 	}
 
 	p, ok := params["p"]
 	if !ok {
-		return nil, permFailError("key syntax error: missing public key data")
+		return nil, wrapClass(ErrKeySyntax, errors.New("missing public key data"))
 	}
 	if p == "" {
-		return nil, permFailError("key revoked")
+		return nil, ErrKeyRevoked
 	}
 	p = strings.ReplaceAll(p, " ", "")
 	b, err := base64.StdEncoding.DecodeString(p)
 	if err != nil {
-		return nil, permFailError("key syntax error: " + err.Error())
+		return nil, wrapClass(ErrKeySyntax, err)
 	}
 	switch params["k"] {
 	case "rsa", "":
@@ -131,29 +131,29 @@ func parsePublicKey(s string) (*queryResult, error) {
 			// allowing both.
 			pub, err = x509.ParsePKCS1PublicKey(b)
 			if err != nil {
-				return nil, permFailError("key syntax error: " + err.Error())
+				return nil, wrapClass(ErrKeySyntax, err)
 			}
 		}
 		rsaPub, ok := pub.(*rsa.PublicKey)
 		if !ok {
-			return nil, permFailError("key syntax error: not an RSA public key")
+			return nil, wrapClass(ErrKeySyntax, errors.New("not an RSA public key"))
 		}
 		// RFC 8301 section 3.2: verifiers MUST NOT consider signatures using
 		// RSA keys of less than 1024 bits as valid signatures.
 		if rsaPub.Size()*8 < 1024 {
-			return nil, permFailError(fmt.Sprintf("key is too short: want 1024 bits, has %v bits", rsaPub.Size()*8))
+			return nil, wrapClass(ErrKeyTooShort, fmt.Errorf("want 1024 bits, has %v bits", rsaPub.Size()*8))
 		}
 		res.Verifier = rsaVerifier{rsaPub}
 		res.KeyAlgo = "rsa"
 	case "ed25519":
 		if len(b) != ed25519.PublicKeySize {
-			return nil, permFailError(fmt.Sprintf("invalid Ed25519 public key size: %v bytes", len(b)))
+			return nil, wrapClass(ErrKeySize, fmt.Errorf("%v bytes", len(b)))
 		}
 		ed25519Pub := ed25519.PublicKey(b)
 		res.Verifier = ed25519Verifier{ed25519Pub}
 		res.KeyAlgo = "ed25519"
 	default:
-		return nil, permFailError("unsupported key algorithm")
+		return nil, ErrUnsupportedKeyAlgorithm
 	}
 
 	if hashesStr, ok := params["h"]; ok {

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"io/ioutil"
 	"regexp"
@@ -26,7 +25,7 @@ func (err permFailError) Error() string {
 // failure. A permanent failure is for instance a missing required field or a
 // malformed header.
 func IsPermFail(err error) bool {
-	_, ok := err.(permFailError)
+	_, ok := failClass(err).(permFailError) // snowrain patch
 	return ok
 }
 
@@ -39,7 +38,7 @@ func (err tempFailError) Error() string {
 // IsTempFail returns true if the error returned by Verify is a temporary
 // failure.
 func IsTempFail(err error) bool {
-	_, ok := err.(tempFailError)
+	_, ok := failClass(err).(tempFailError) // snowrain patch
 	return ok
 }
 
@@ -51,7 +50,7 @@ func (err failError) Error() string {
 
 // isFail returns true if the error returned by Verify is a signature error.
 func isFail(err error) bool {
-	_, ok := err.(failError)
+	_, ok := failClass(err).(failError) // snowrain patch
 	return ok
 }
 
@@ -214,25 +213,25 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 
 	params, err := parseHeaderParams(sigValue)
 	if err != nil {
-		return verif, permFailError("malformed signature tags: " + err.Error())
+		return verif, wrapClass(ErrSignatureTags, err)
 	}
 
 	if params["v"] != "1" {
-		return verif, permFailError("incompatible signature version")
+		return verif, ErrSignatureVersion
 	}
 
 	verif.Domain = stripWhitespace(params["d"])
 
 	for _, tag := range requiredTags {
 		if _, ok := params[tag]; !ok {
-			return verif, permFailError("signature missing required tag")
+			return verif, ErrMissingTag
 		}
 	}
 
 	if i, ok := params["i"]; ok {
 		verif.Identifier = stripWhitespace(i)
 		if !strings.HasSuffix(verif.Identifier, "@"+verif.Domain) && !strings.HasSuffix(verif.Identifier, "."+verif.Domain) {
-			return verif, permFailError("domain mismatch")
+			return verif, ErrDomainMismatch
 		}
 	} else {
 		verif.Identifier = "@" + verif.Domain
@@ -247,25 +246,25 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 		}
 	}
 	if !ok {
-		return verif, permFailError("From field not signed")
+		return verif, ErrFromNotSigned
 	}
 	verif.HeaderKeys = headerKeys
 
 	if timeStr, ok := params["t"]; ok {
 		t, err := parseTime(timeStr)
 		if err != nil {
-			return verif, permFailError("malformed time: " + err.Error())
+			return verif, wrapClass(ErrMalformedTime, err)
 		}
 		verif.Time = t
 	}
 	if expiresStr, ok := params["x"]; ok {
 		t, err := parseTime(expiresStr)
 		if err != nil {
-			return verif, permFailError("malformed expiration time: " + err.Error())
+			return verif, wrapClass(ErrMalformedExpiration, err)
 		}
 		verif.Expiration = t
 		if now().After(t) {
-			return verif, permFailError("signature has expired")
+			return verif, ErrExpired
 		}
 	}
 
@@ -289,13 +288,13 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 	if err != nil {
 		return verif, err
 	} else if res == nil {
-		return verif, permFailError("unsupported public key query method")
+		return verif, ErrUnsupportedQueryMethod
 	}
 
 	// Parse algos
 	keyAlgo, hashAlgo, ok := strings.Cut(stripWhitespace(params["a"]), "-")
 	if !ok {
-		return verif, permFailError("malformed algorithm name")
+		return verif, ErrMalformedAlgorithm
 	}
 
 	// Check hash algo
@@ -308,7 +307,7 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 			}
 		}
 		if !ok {
-			return verif, permFailError("inappropriate hash algorithm")
+			return verif, ErrInappropriateHash
 		}
 	}
 	var hash crypto.Hash
@@ -316,16 +315,16 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 	case "sha1":
 		// RFC 8301 section 3.1: rsa-sha1 MUST NOT be used for signing or
 		// verifying.
-		return verif, permFailError(fmt.Sprintf("hash algorithm too weak: %v", hashAlgo))
+		return verif, wrapClass(ErrWeakHash, errors.New(hashAlgo))
 	case "sha256":
 		hash = crypto.SHA256
 	default:
-		return verif, permFailError("unsupported hash algorithm")
+		return verif, ErrUnsupportedHash
 	}
 
 	// Check key algo
 	if res.KeyAlgo != keyAlgo {
-		return verif, permFailError("inappropriate key algorithm")
+		return verif, ErrInappropriateKey
 	}
 
 	if res.Services != nil {
@@ -337,33 +336,33 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 			}
 		}
 		if !ok {
-			return verif, permFailError("inappropriate service")
+			return verif, ErrInappropriateService
 		}
 	}
 
 	headerCan, bodyCan := parseCanonicalization(params["c"])
 	if _, ok := canonicalizers[headerCan]; !ok {
-		return verif, permFailError("unsupported header canonicalization algorithm")
+		return verif, ErrUnsupportedHeaderCanon
 	}
 	if _, ok := canonicalizers[bodyCan]; !ok {
-		return verif, permFailError("unsupported body canonicalization algorithm")
+		return verif, ErrUnsupportedBodyCanon
 	}
 
 	// The body length "l" parameter is insecure, because it allows parts of
 	// the message body to not be signed. Reject messages which have it set.
 	if _, ok := params["l"]; ok {
 		// TODO: technically should be policyError
-		return verif, failError("message contains an insecure body length tag")
+		return verif, ErrBodyLengthTag
 	}
 
 	// Parse body hash and signature
 	bodyHashed, err := decodeBase64String(params["bh"])
 	if err != nil {
-		return verif, permFailError("malformed body hash: " + err.Error())
+		return verif, wrapClass(ErrMalformedBodyHash, err)
 	}
 	sig, err := decodeBase64String(params["b"])
 	if err != nil {
-		return verif, permFailError("malformed signature: " + err.Error())
+		return verif, wrapClass(ErrMalformedSignature, err)
 	}
 
 	// Check body hash
@@ -376,7 +375,7 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 		return verif, err
 	}
 	if subtle.ConstantTimeCompare(hasher.Sum(nil), bodyHashed) != 1 {
-		return verif, failError("body hash did not verify")
+		return verif, ErrBodyHash
 	}
 
 	// Compute data hash
@@ -406,7 +405,7 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 
 	// Check signature
 	if err := res.Verifier.Verify(hash, hashed, sig); err != nil {
-		return verif, failError("signature did not verify: " + err.Error())
+		return verif, wrapClass(ErrSignature, err)
 	}
 
 	return verif, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -10,8 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
+	"time"
 
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/hostile"
@@ -25,18 +26,54 @@ import (
 const scanRSSBound = 96 << 20
 
 // runScanRSS runs the binary and returns its combined output and peak RSS.
+// The peak is the process's own VmHWM, read while it runs: wait4's
+// ru_maxrss would also count the test process's own resident set, which
+// the kernel carries into a child at exec (Go starts children with
+// CLONE_VM, so the child's first address space is the parent's).
 func runScanRSS(t *testing.T, args ...string) ([]byte, int64) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	out, err := cmd.CombinedOutput()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var peak int64
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out.Bytes())
+			}
+			if peak == 0 {
+				t.Fatalf("%s: no VmHWM read before it exited", strings.Join(args, " "))
+			}
+			return out.Bytes(), peak
+		case <-tick.C:
+			if hwm, ok := vmHWM(cmd.Process.Pid); ok && hwm > peak {
+				peak = hwm
+			}
+		}
+	}
+}
+
+// vmHWM reads a process's peak resident set from /proc, in bytes.
+func vmHWM(pid int) (int64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		return 0, false
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		t.Fatal("no rusage")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err == nil
+		}
 	}
-	return out, ru.Maxrss << 10 // Linux reports KiB
+	return 0, false
 }
 
 // TestScanHostileServersRSS runs the real `snowrain scan hosts` and

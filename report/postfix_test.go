@@ -21,8 +21,9 @@ import (
 // Postfix: 49 recipients delivered, 36 of them over TLS, and 5 attempts
 // deferred by a receiver whose STARTTLS breaks (Postfix defers, then
 // delivers in plaintext on the retry). The report shows 49 deliveries at
-// 73.47% over TLS, 54 attempts and 5 deferrals (it used to show 54
-// "deliveries" at 66.67%).
+// 73.47% over TLS, and the attempts and deferrals Postfix logged (54 and
+// 5 when every message to that receiver was deferred once; it used to
+// show 54 "deliveries" at 66.67%).
 func TestPostfixBrokenSTARTTLSShare(t *testing.T) {
 	ca := testca.New(t)
 	cert, key := ca.Issue(t, "sink", "127.0.0.1")
@@ -100,8 +101,16 @@ func TestPostfixBrokenSTARTTLSShare(t *testing.T) {
 	for _, row := range r.summary().Rows {
 		summary[row[0]] = row[1]
 	}
+	// How many attempts the broken STARTTLS deferred depends on timing:
+	// after a failed handshake Postfix may send the next messages for that
+	// nexthop in plaintext at once. The report must say what Postfix did.
+	deferred := strings.Count(pf.Log(), "status=deferred")
+	if deferred < 1 || deferred > 5 {
+		t.Fatalf("%d deferrals in Postfix's log, want 1 to 5\n%s", deferred, pf.Log())
+	}
 	for name, want := range map[string]string{"Outbound deliveries": "49", "Outbound over TLS": "73.47%",
-		"Outbound delivery attempts": "54", "Outbound attempts deferred": "5", "Outbound recipients bounced": "0"} {
+		"Outbound delivery attempts": fmt.Sprint(49 + deferred), "Outbound attempts deferred": fmt.Sprint(deferred),
+		"Outbound recipients bounced": "0"} {
 		if summary[name] != want {
 			t.Errorf("summary %q = %q, want %q\n%s", name, summary[name], want, pf.Log())
 		}

@@ -276,16 +276,23 @@ func TestEMFILEOnEveryListener(t *testing.T) {
 	if _, err := miltertest.SendOne(miltertest.NewClient("unix", d.sock), miltertest.Postfix, corpus.Cases()[0]); err != nil {
 		t.Errorf("milter after EMFILE: %v", err)
 	}
-	waitFor(t, "every listener accepting again", func() bool {
-		return strings.Count(d.logs(), `msg="accepting again"`) >= 4
-	}, d)
+	for _, name := range []string{"milter", "socketmap", "inbound", "metrics"} {
+		waitFor(t, name+" accepting again", func() bool {
+			return strings.Contains(d.logs(), `msg="accepting again" listener=`+name)
+		}, d)
+	}
 	body := scrape(t, metricsAddr)
 	for _, name := range []string{"milter", "socketmap", "inbound", "metrics"} {
 		if !strings.Contains(body, `snowrain_listener_accept_errors_total{errno="EMFILE",listener="`+name+`"}`) {
 			t.Errorf("EMFILE of %s not counted:\n%s", name, grepLines(body, "snowrain_listener"))
 		}
 	}
-	if code, h := getHealth(t, held, heldR); code != 200 {
+	// A listener is marked healthy by its first accept after the pause.
+	waitFor(t, "healthz ok after recovery", func() bool {
+		code, h = getHealth(t, held, heldR)
+		return code == 200
+	}, d)
+	if code != 200 {
 		t.Errorf("healthz after recovery: %d %+v", code, h)
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)

@@ -234,7 +234,7 @@ func TestCLIStdin(t *testing.T) {
 	}
 	for _, args := range [][]string{{"--input", "-"}, {"-"}} {
 		r := cli(t, string(log), append([]string{"ingest", "--db", db}, args...)...)
-		if r.code != 0 || !regexp.MustCompile(`^standard input: [1-9][0-9]* deliveries`).MatchString(r.stdout) {
+		if r.code != 0 || !regexp.MustCompile(`^standard input: [1-9][0-9]* deliver`).MatchString(r.stdout) {
 			t.Errorf("ingest %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
 		}
 	}

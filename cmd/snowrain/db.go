@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/snowrain/snowrain/measure"
 )
@@ -16,7 +15,7 @@ func dbPruneFlags(fs *flag.FlagSet) runFunc {
 	return func(c *call) error {
 		age, _ := parseAge(*older) // checked when parsed
 		ctx := context.Background()
-		store, err := openExisting(ctx, *dbPath)
+		store, err := measure.Open(ctx, *dbPath)
 		if err != nil {
 			return err
 		}
@@ -35,20 +34,11 @@ func dbVacuumFlags(fs *flag.FlagSet) runFunc {
 	dbPath := dbFlag(fs)
 	return func(c *call) error {
 		ctx := context.Background()
-		store, err := openExisting(ctx, *dbPath)
+		store, err := measure.Open(ctx, *dbPath)
 		if err != nil {
 			return err
 		}
 		defer store.Close()
 		return store.Vacuum(ctx)
 	}
-}
-
-// openExisting opens the database for maintenance: a path that names no
-// database is a mistake, not a new database to create.
-func openExisting(ctx context.Context, path string) (*measure.Store, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("--db: %w", err)
-	}
-	return measure.Open(ctx, path)
 }

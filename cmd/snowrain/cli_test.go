@@ -132,7 +132,18 @@ func TestCLIVersion(t *testing.T) {
 // standard output, before anything is opened: the database named is not
 // created.
 func TestCLIUsageErrors(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "never.db")
+	dir := t.TempDir() // holds no main.cf
+	db := filepath.Join(dir, "never.db")
+	file := filepath.Join(dir, "a-file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pf := filepath.Join(dir, "postfix") // a config_directory
+	os.Mkdir(pf, 0o755)
+	if err := os.WriteFile(filepath.Join(pf, "main.cf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tomorrow := time.Now().UTC().AddDate(0, 0, 1).Format("2006-01-02") // not ended whenever the binary runs
 	for _, c := range []struct {
 		args []string
 		want string // in the first line of standard error
@@ -199,6 +210,39 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"scan", "hosts", "--db", db}, "nothing to sweep: give --targets"},
 		{[]string{"scan", "resolvers", "--db", db, "--targets", "192.0.2.1", "--providers", "gmail.com,not a domain"}, `--providers "gmail.com,not a domain": "not a domain" is not a domain name`},
 		{[]string{"ingest", "--db", db}, "nothing to read: give FILE arguments, or --input - for standard input"},
+		{[]string{"serve", "--db", db, "--check", "extra"}, `unexpected argument "extra"`},
+
+		// The reports, ingest-reports and audit commands.
+		{[]string{"reports"}, "reports takes a subcommand"},
+		{[]string{"reports", "nosuch"}, `unknown subcommand "nosuch" of reports`},
+		{[]string{"reports", "send", "--db", db, "extra"}, `unexpected argument "extra"`},
+		{[]string{"reports", "send", "--db", db, "--period", "2026-13-01"}, `--period "2026-13-01": want a UTC day YYYY-MM-DD, e.g. 2026-11-16`},
+		{[]string{"reports", "send", "--db", db, "--period", "yesterday"}, `--period "yesterday": want a UTC day YYYY-MM-DD`},
+		{[]string{"reports", "send", "--db", db, "--period", tomorrow}, "--period " + tomorrow + " has not ended (UTC): want an earlier day, or --dry-run DIR"},
+		{[]string{"reports", "send", "--db", db, "--kind", "dmarc,arf"}, `--kind "dmarc,arf": "arf": want dmarc or tlsrpt`},
+		{[]string{"reports", "send", "--db", db, "--kind", ""}, `--kind "": "": want dmarc or tlsrpt`},
+		{[]string{"reports", "send", "--db", db, "--format", "xml"}, `--format "xml": want text or json`},
+		{[]string{"reports", "send", "--db", db, "--dry-run", file}, `--dry-run "` + file + `": is a file; want a directory`},
+		{[]string{"reports", "send", "--db", db, "--dry-run", ""}, `--dry-run "": want a directory`},
+		{[]string{"reports", "send", "--db", db, "--dns", "192.0.2.1:0"}, `--dns "192.0.2.1:0": port "0": want 1 to 65535`},
+		{[]string{"reports", "send", "--db", db, "--log-level", "loud"}, `--log-level "loud": want debug, info, warn or error`},
+		{[]string{"ingest-reports", "--db", db}, "missing argument: want PATH…"},
+		{[]string{"ingest-reports", "--db", db, "--format", "xml", file}, `--format "xml": want text or json`},
+		{[]string{"ingest-reports", "--db", db, "/nonexistent/Maildir"}, `"/nonexistent/Maildir": no such file or directory`},
+		{[]string{"audit", "extra"}, `unexpected argument "extra"`},
+		{[]string{"audit", "--format", "xml"}, `--format "xml": want text or json`},
+		{[]string{"audit", "--mta", "exim"}, `--mta "exim": want postfix or sendmail`},
+		{[]string{"audit", "--config-dir", "/nonexistent/postfix"}, `--config-dir "/nonexistent/postfix": no such file or directory`},
+		{[]string{"audit", "--config-dir", file}, `--config-dir "` + file + `": not a directory`},
+		{[]string{"audit", "--config-dir", dir}, `--config-dir "` + dir + `": no main.cf in it`},
+		{[]string{"audit", "--sendmail-cf", "/nonexistent/sendmail.cf"}, `--sendmail-cf "/nonexistent/sendmail.cf": no such file or directory`},
+		{[]string{"audit", "--config-dir", pf, "--sendmail-cf", file}, "--config-dir (Postfix) and --sendmail-cf (Sendmail): audit one MTA at a time"},
+		{[]string{"audit", "--mta", "sendmail", "--config-dir", pf}, "--mta sendmail with --config-dir or --sendmail-cf of the other MTA"},
+		{[]string{"audit", "--dns", "x:y"}, `--dns "x:y": port "y": want 1 to 65535, or off`},
+		{[]string{"audit", "--dns", "127.0.0.1:53,bad host"}, `--dns "127.0.0.1:53,bad host": host "bad host" is neither`},
+		{[]string{"audit", "--roots", dir}, `--roots "` + dir + `": is a directory; want a file`},
+		{[]string{"audit", "--resolv-conf", "/nonexistent/resolv.conf"}, `--resolv-conf "/nonexistent/resolv.conf": no such file`},
+		{[]string{"audit", "--mta-sts-port", "70000"}, `--mta-sts-port "70000": want a whole number from 0 to 65535`},
 
 		// Periods: the flag that is wrong, and the form it wants.
 		{[]string{"report", "--db", db, "--since", "yesterday"}, `--since "yesterday": want an RFC 3339 time (2026-11-16T08:00:00Z), a date (2026-11-16) or an age (7d, 24h)`},

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -140,12 +141,63 @@ func inputFlag(fs *flag.FlagSet, name, usage string) *string {
 		if s == "-" {
 			return nil
 		}
+		if err := checkFile(s); errors.Is(err, errIsDir) {
+			return fmt.Errorf("%w, or - for standard input", err)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+}
+
+// fileFlag names a file that exists (not standard input).
+func fileFlag(fs *flag.FlagSet, name, usage string) *string {
+	return stringFlag(fs, name, "", usage, checkFile)
+}
+
+var errIsDir = errors.New("is a directory; want a file")
+
+// checkFile takes the path of a file that exists.
+func checkFile(s string) error {
+	fi, err := os.Stat(s)
+	switch {
+	case err != nil:
+		return errors.Unwrap(err) // "no such file or directory"
+	case fi.IsDir():
+		return errIsDir
+	}
+	return nil
+}
+
+// dirFlag names a directory that exists and holds the file inside
+// (empty: any directory).
+func dirFlag(fs *flag.FlagSet, name, inside, usage string) *string {
+	return stringFlag(fs, name, "", usage, func(s string) error {
 		fi, err := os.Stat(s)
 		switch {
 		case err != nil:
-			return errors.Unwrap(err) // "no such file or directory"
-		case fi.IsDir():
-			return errors.New("is a directory; want a file, or - for standard input")
+			return errors.Unwrap(err)
+		case !fi.IsDir():
+			return errors.New("not a directory")
+		}
+		if inside != "" {
+			if err := checkFile(filepath.Join(s, inside)); err != nil {
+				return fmt.Errorf("no %s in it: %w", inside, err)
+			}
+		}
+		return nil
+	})
+}
+
+// outDirFlag names a directory to write into: one that exists, or one
+// to be made (its path names no file).
+func outDirFlag(fs *flag.FlagSet, name, usage string) *string {
+	return stringFlag(fs, name, "", usage, func(s string) error {
+		if s == "" {
+			return errors.New("want a directory")
+		}
+		if fi, err := os.Stat(s); err == nil && !fi.IsDir() {
+			return errors.New("is a file; want a directory")
 		}
 		return nil
 	})

@@ -463,8 +463,16 @@ func (o *outputFlags) write(c *call, doc *report.Document, name string) error {
 	if err := report.Write(&b, *o.format, doc); err != nil {
 		return err
 	}
+	return writeOutput(c, path, b.Bytes(), name+formatExt[*o.format])
+}
+
+// writeOutput writes data to standard output (path empty), to the file
+// path, replaced whole, or, when path is a directory (PATH/, or one that
+// exists), to the file name in it, whose path it then prints: -o of
+// every command that writes a document.
+func writeOutput(c *call, path string, data []byte, name string) error {
 	if path == "" {
-		_, err := c.stdout.Write(b.Bytes())
+		_, err := c.stdout.Write(data)
 		return err
 	}
 	inDir := strings.HasSuffix(path, "/")
@@ -475,9 +483,9 @@ func (o *outputFlags) write(c *call, doc *report.Document, name string) error {
 		if err := os.MkdirAll(path, 0o755); err != nil {
 			return fmt.Errorf("-o: %w", err)
 		}
-		path = filepath.Join(path, name+formatExt[*o.format])
+		path = filepath.Join(path, name)
 	}
-	if err := atomicfile.WriteFile(path, b.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
 		return fmt.Errorf("-o: %w", err)
 	}
 	if inDir {

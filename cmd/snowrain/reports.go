@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,45 +23,59 @@ import (
 // [reports] section, and the options below as flags.
 func reportsSendFlags(fs *flag.FlagSet) runFunc {
 	cf := bindConfig(fs, "db", "dns", "dns-timeout", "authserv-id", "log-level", "log-format", "log-target")
-	dryRun := fs.String("dry-run", "", "write the documents and messages into `DIR`; send nothing")
-	period := stringFlag(fs, "period", "", "UTC `DAY` YYYY-MM-DD (default: yesterday)", func(s string) error {
-		_, err := feedback.ParseDay(s)
-		return err
-	})
-	kinds := stringFlag(fs, "kind", "dmarc,tlsrpt", "report `KINDS`, comma separated: dmarc, tlsrpt", func(s string) error {
-		for _, k := range strings.Split(s, ",") {
-			if k = strings.TrimSpace(k); k != feedback.KindDMARC && k != feedback.KindTLSRPT {
-				return fmt.Errorf("%q: want dmarc or tlsrpt", k)
+	dryRun := outDirFlag(fs, "dry-run", "write the documents and messages into `DIR`; send nothing")
+	period := checkedVar(fs, "period", feedback.Day{}, "UTC `DAY` YYYY-MM-DD (default: yesterday)",
+		func(s string) (feedback.Day, error) {
+			d, err := feedback.ParseDay(s)
+			if err != nil {
+				return d, errors.New("want a UTC day YYYY-MM-DD, e.g. 2026-11-16")
 			}
-		}
-		return nil
-	})
+			return d, nil
+		}, func(d feedback.Day) string {
+			if d.Begin.IsZero() {
+				return ""
+			}
+			return d.Begin.Format("2006-01-02")
+		})
+	kinds := checkedVar(fs, "kind", []string{feedback.KindDMARC, feedback.KindTLSRPT}, "report `KINDS`, comma separated: dmarc, tlsrpt",
+		func(s string) ([]string, error) {
+			var ks []string
+			for _, k := range strings.Split(s, ",") {
+				if k = strings.TrimSpace(k); k != feedback.KindDMARC && k != feedback.KindTLSRPT {
+					return nil, fmt.Errorf("%q: want dmarc or tlsrpt", k)
+				}
+				if !slices.Contains(ks, k) {
+					ks = append(ks, k)
+				}
+			}
+			return ks, nil
+		}, func(ks []string) string { return strings.Join(ks, ",") })
 	format := enumFlag(fs, "format", "text", "output `FORMAT`: text or json", "text", "json")
 	return func(c *call) error {
+		day := *period
+		switch now := time.Now(); {
+		case !c.given("period"):
+			day = feedback.DayOf(now.AddDate(0, 0, -1))
+		case *dryRun == "" && now.Before(day.End):
+			// Each report is sent once: one of a day not over would
+			// stand for the whole day.
+			return usagef("--period %s has not ended (UTC): want an earlier day, or --dry-run DIR", day.Begin.Format("2006-01-02"))
+		}
 		cfg, err := cf.load(c)
 		if err != nil {
 			return err
 		}
-		return sendReports(c.stdout, cfg, *dryRun, *period, *kinds, *format)
+		return sendReports(c.stdout, cfg, *dryRun, day, *kinds, *format)
 	}
 }
 
-// sendReports sends (or with dryRun writes) the reports of day period.
-func sendReports(out io.Writer, cfg config.Config, dryRun, period, kinds, format string) error {
-	var err error
-	day := feedback.DayOf(time.Now().AddDate(0, 0, -1))
-	if period != "" {
-		if day, err = feedback.ParseDay(period); err != nil {
-			return fmt.Errorf("--period: %w", err)
-		}
-	}
+// sendReports sends (or with dryRun writes) the reports of day: those of
+// kinds the configuration enables (a dry run: every one of kinds).
+func sendReports(out io.Writer, cfg config.Config, dryRun string, day feedback.Day, kinds []string, format string) error {
 	var ks []string
-	for _, k := range strings.Split(kinds, ",") {
-		switch k = strings.TrimSpace(k); {
-		case k == feedback.KindDMARC && (cfg.Reports.DMARC || dryRun != ""), k == feedback.KindTLSRPT && (cfg.Reports.TLSRPT || dryRun != ""):
+	for _, k := range kinds {
+		if k == feedback.KindDMARC && (cfg.Reports.DMARC || dryRun != "") || k == feedback.KindTLSRPT && (cfg.Reports.TLSRPT || dryRun != "") {
 			ks = append(ks, k)
-		case k != feedback.KindDMARC && k != feedback.KindTLSRPT:
-			return fmt.Errorf("--kind: unknown %q", k)
 		}
 	}
 	rc := cfg.Reports
@@ -127,6 +143,13 @@ func ingestReportsFlags(fs *flag.FlagSet) runFunc {
 	dbPath := dbFlag(fs)
 	format := enumFlag(fs, "format", "text", "output `FORMAT`: text or json", "text", "json")
 	return func(c *call) error {
+		// Every path first: a mistyped one neither creates the database
+		// nor stops the ingest half way.
+		for _, p := range c.args {
+			if _, err := os.Stat(p); err != nil {
+				return usagef("%q: %v", p, errors.Unwrap(err))
+			}
+		}
 		return ingestReports(c.stdout, *dbPath, *format, c.args)
 	}
 }

@@ -192,7 +192,7 @@ func (c *Config) Parse(text string) error {
 
 // Validate checks values that would otherwise fail late.
 func (c *Config) Validate() error {
-	if _, _, err := SplitListen(c.Milter); err != nil {
+	if err := c.checkFile(); err != nil {
 		return err
 	}
 	if _, err := c.Networks(); err != nil {
@@ -233,13 +233,6 @@ func (c *Config) Validate() error {
 	}
 	if c.DB == "" {
 		return errors.New("config: db is empty")
-	}
-	for _, sock := range []string{c.Policy.Socket, c.Policy.Inbound.Socket} {
-		if sock != "" {
-			if _, _, err := SplitListen(sock); err != nil {
-				return err
-			}
-		}
 	}
 	switch c.Policy.Inbound.Action {
 	case "", "defer", "reject", "record":
@@ -374,4 +367,5 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Policy.Learn.Enabled, "policy-learn", c.Policy.Learn.Enabled, "learn encrypt policies from delivery history")
 	fs.Int64Var(&c.Policy.Learn.MinDeliveries, "policy-learn-min", c.Policy.Learn.MinDeliveries, "authenticated-TLS deliveries before a policy is learned")
 	fs.IntVar(&c.Policy.Learn.Days, "policy-learn-days", c.Policy.Learn.Days, "learning window in days")
+	checkFlags(fs)
 }

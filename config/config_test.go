@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,4 +90,52 @@ func FuzzParse(f *testing.F) {
 		c := Default()
 		_ = c.Parse(text)
 	})
+}
+
+func TestCheckAddresses(t *testing.T) {
+	for _, c := range []struct {
+		check func(string) error
+		ok    []string
+		bad   []string
+	}{
+		{CheckDNS, []string{"127.0.0.1:53", "[2001:db8::1]:5353", "ns1.example:53", "192.0.2.1", "2001:db8::1", "ns1.example"},
+			[]string{"", "nonsense:abc", "192.0.2.1:0", "192.0.2.1:65536", "[::1]", "bad host:53", "-x.example:53", "::1:x:y"}},
+		{CheckListen, []string{"unix:/run/x.sock", "local:/run/x.sock", "inet:127.0.0.1:8891", "inet:8891@127.0.0.1",
+			"inet6:[::1]:8891", "inet:localhost:8891"},
+			[]string{"", "tcp", "unix:", "unix:x.sock", "inet:127.0.0.1", "inet:127.0.0.1:0", "inet:127.0.0.1:x", "file:/x"}},
+		{CheckHostPort, []string{"127.0.0.1:9425", ":9425", "[::1]:9425"}, []string{"9425", "127.0.0.1", "host name:1"}},
+	} {
+		for _, s := range c.ok {
+			if err := c.check(s); err != nil {
+				t.Errorf("%q: %v", s, err)
+			}
+		}
+		for _, s := range c.bad {
+			if err := c.check(s); err == nil {
+				t.Errorf("%q accepted", s)
+			}
+		}
+	}
+}
+
+// TestFlagsChecked: Bind's flags refuse a wrong value when parsed, and
+// the file's same options when validated.
+func TestFlagsChecked(t *testing.T) {
+	for _, args := range [][]string{{"--milter", "unix:rel"}, {"--dns", "x:y"}, {"--log-format", "xml"},
+		{"--dns-budget", "fast"}, {"--policy-socket", "tcp"}, {"--internal-network", "10.0.0.0/33"}} {
+		c := Default()
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.Bind(fs)
+		if err := fs.Parse(args); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	for _, text := range []string{`milter = "unix:relative.sock"`, `dns = ["x:y"]`, `metrics = "9425"`,
+		"[policy]\nsocket = \"inet:127.0.0.1\""} {
+		c := Default()
+		if err := c.Parse(text); err == nil {
+			t.Errorf("%q accepted", text)
+		}
+	}
 }

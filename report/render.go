@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/snowrain/snowrain/internal/atomicfile"
 	"github.com/snowrain/snowrain/measure"
 )
 
@@ -150,6 +151,7 @@ func writeMarkdown(b *bytes.Buffer, d *Document) {
 // WriteCSV writes d into dir: one file per table, named by its ID; a
 // tables.csv listing them with their titles, sources and notes; and a
 // meta.csv with the heading (title, period, host, version, generation).
+// Each file is replaced whole: a reader never sees half a table.
 func WriteCSV(dir string, d *Document) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -194,7 +196,7 @@ func WriteCSV(dir string, d *Document) error {
 	}
 	files["tables.csv"] = index.Bytes()
 	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err
 		}
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -43,5 +45,26 @@ func TestAuditCLI(t *testing.T) {
 	}
 	if out, err := exec.Command(binary, "audit", "--format", "xml").CombinedOutput(); err == nil {
 		t.Errorf("--format xml accepted: %s", out)
+	}
+
+	// -o FILE replaces the file whole and prints nothing; -o DIR/ writes
+	// a file named for the audit and the day and prints its path.
+	out := t.TempDir()
+	file := filepath.Join(out, "audit.json")
+	os.WriteFile(file, []byte(strings.Repeat("an older, longer audit ", 1<<12)), 0o644)
+	if got := run(t, "audit", "--config-dir", etc, "--dns", "off", "--format", "json", "-o", file); got != "" {
+		t.Errorf("-o FILE printed %q", got)
+	}
+	var fromFile audit.Report
+	if b, _ := os.ReadFile(file); json.Unmarshal(b, &fromFile) != nil || fromFile.MTA != "postfix" || fromFile.Config != etc {
+		t.Errorf("-o FILE wrote:\n%.300s", b)
+	}
+	sub := filepath.Join(out, "audits") + "/"
+	path := strings.TrimSpace(run(t, "audit", "--config-dir", etc, "--dns", "off", "-o", sub))
+	if filepath.Dir(path) != filepath.Clean(sub) || !regexp.MustCompile(`^snowrain-audit-\d{4}-\d\d-\d\d\.txt$`).MatchString(filepath.Base(path)) {
+		t.Errorf("-o DIR/ printed %q", path)
+	}
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "snowrain audit: Postfix ") {
+		t.Errorf("-o DIR/ wrote:\n%.300s", b)
 	}
 }

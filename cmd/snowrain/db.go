@@ -4,42 +4,41 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 
 	"github.com/snowrain/snowrain/measure"
 )
 
-func db(args []string, out io.Writer) error {
-	if len(args) < 1 {
-		return fmt.Errorf("usage: snowrain db prune --older-than 400d | db vacuum [--db PATH]")
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("db "+sub, flag.ContinueOnError)
-	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
-	older := fs.String("older-than", "400d", "prune: delete records older than this age")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	store, err := measure.Open(ctx, *dbPath)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	switch sub {
-	case "prune":
-		age, err := parseAge(*older)
+// dbPruneFlags is `snowrain db prune`.
+func dbPruneFlags(fs *flag.FlagSet) runFunc {
+	dbPath := dbFlag(fs)
+	older := ageFlag(fs, "older-than", "400d", "delete records older than this `AGE`: days such as 400d, or a duration such as 72h")
+	return func(c *call) error {
+		age, _ := parseAge(*older) // checked when parsed
+		ctx := context.Background()
+		store, err := measure.Open(ctx, *dbPath)
 		if err != nil {
 			return err
 		}
+		defer store.Close()
 		n, err := store.Prune(ctx, age)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "pruned %d messages older than %s\n", n, *older)
+		fmt.Fprintf(c.stdout, "pruned %d messages older than %s\n", n, *older)
 		return nil
-	case "vacuum":
+	}
+}
+
+// dbVacuumFlags is `snowrain db vacuum`.
+func dbVacuumFlags(fs *flag.FlagSet) runFunc {
+	dbPath := dbFlag(fs)
+	return func(c *call) error {
+		ctx := context.Background()
+		store, err := measure.Open(ctx, *dbPath)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
 		return store.Vacuum(ctx)
 	}
-	return fmt.Errorf("db: unknown subcommand %q", sub)
 }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -19,36 +17,43 @@ import (
 	"github.com/snowrain/snowrain/metrics"
 )
 
-// ingest imports MTA logs (plain or gzip) once.
-func ingest(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
-	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		return fmt.Errorf("usage: snowrain ingest [--db PATH] FILE…")
-	}
-	ctx := context.Background()
-	store, err := measure.Open(ctx, *dbPath)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	for _, path := range fs.Args() {
-		f, err := os.Open(path)
+// ingestFlags is `snowrain ingest`: MTA logs (plain or gzip) read once.
+func ingestFlags(fs *flag.FlagSet) runFunc {
+	dbPath := dbFlag(fs)
+	input := inputFlag(fs, "input", "read the log from `FILE` (- for standard input), as well as the FILE arguments")
+	return func(c *call) error {
+		files := c.args
+		if *input != "" {
+			files = append([]string{*input}, files...)
+		}
+		if len(files) == 0 {
+			return usagef("nothing to read: give FILE arguments, or --input - for standard input")
+		}
+		ctx := context.Background()
+		store, err := measure.Open(ctx, *dbPath)
 		if err != nil {
 			return err
 		}
-		p := maillog.NewParser()
-		n, err := store.IngestReader(ctx, f, p)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+		defer store.Close()
+		for _, path := range files {
+			f, err := stdinOr(c, path)
+			if err != nil {
+				return err
+			}
+			p := maillog.NewParser()
+			n, err := store.IngestReader(ctx, f, p)
+			f.Close()
+			name := path
+			if path == "-" {
+				name = "standard input"
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			fmt.Fprintf(c.stdout, "%s: %d delivery attempts (one per recipient and status line); lines by class: %s\n", name, n, formatCounts(p.Counts()))
 		}
-		fmt.Fprintf(out, "%s: %d delivery attempts (one per recipient and status line); lines by class: %s\n", path, n, formatCounts(p.Counts()))
+		return nil
 	}
-	return nil
 }
 
 func formatCounts(m map[string]int64) string {

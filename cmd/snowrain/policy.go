@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -235,42 +236,118 @@ func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.
 	}
 }
 
-const policyUsage = `usage: snowrain policy check DOMAIN | list | forget DOMAIN | export [--format csv|json] | import FILE
-  (with serve's flags: --config, --db, --dns, --policy-*)`
+// The options of the configuration that every policy subcommand takes:
+// the database, and the resolver the engine is built with.
+var policyOptions = []string{"db", "dns", "dns-timeout"}
 
-// runPolicy is `snowrain policy …`.
-func runPolicy(args []string, out io.Writer) error {
-	if len(args) < 1 {
-		return fmt.Errorf("%s", policyUsage)
-	}
-	sub, rest := args[0], args[1:]
-	format := "csv"
-	var pos []string
-	var flagArgs []string
-	for i := 0; i < len(rest); i++ {
-		switch {
-		case rest[i] == "--format" && i+1 < len(rest):
-			format = rest[i+1]
-			i++
-		case strings.HasPrefix(rest[i], "-"):
-			flagArgs = append(flagArgs, rest[i])
-			if !strings.Contains(rest[i], "=") && i+1 < len(rest) && !strings.HasPrefix(rest[i+1], "-") && needsValue(rest[i]) {
-				flagArgs = append(flagArgs, rest[i+1])
-				i++
+// policyCheckFlags is `snowrain policy check DOMAIN`, with the engine's
+// options.
+func policyCheckFlags(fs *flag.FlagSet) runFunc {
+	cf := bindConfig(fs, append(policyOptions, "policy-dane", "policy-mta-sts", "mta-sts-roots", "mta-sts-port",
+		"policy-budget", "policy-temp-on-error", "policy-learn", "policy-learn-min", "policy-learn-days")...)
+	return func(c *call) error {
+		return withEngine(c, cf, true, func(ctx context.Context, engine *policy.Engine) error {
+			d := engine.Decide(ctx, c.args[0])
+			for _, s := range d.Steps {
+				fmt.Fprintln(c.stdout, s)
 			}
-		default:
-			pos = append(pos, rest[i])
-		}
+			answer, _ := d.Reply()
+			if answer == "NOTFOUND " {
+				answer = "NOTFOUND (Postfix's own smtp_tls_security_level applies)"
+			}
+			fmt.Fprintf(c.stdout, "\n%s: %s (source %s, %s)\n", d.Domain, answer, d.Source, d.Latency.Round(time.Microsecond))
+			if d.Err != nil {
+				fmt.Fprintf(c.stdout, "errors: %v\n", d.Err)
+			}
+			return nil
+		})
 	}
-	cfg, _, err := loadConfig("policy", flagArgs)
+}
+
+// policyListFlags is `snowrain policy list` and `policy export`.
+func policyListFlags(fs *flag.FlagSet) runFunc {
+	cf := bindConfig(fs, policyOptions...)
+	format := enumFlag(fs, "format", "csv", "output `FORMAT`: csv (domain,policy,source,note) or json", "csv", "json")
+	return func(c *call) error {
+		return withEngine(c, cf, true, func(ctx context.Context, engine *policy.Engine) error {
+			list, err := engine.List(ctx)
+			if err != nil {
+				return err
+			}
+			if *format == "json" {
+				enc := json.NewEncoder(c.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(list)
+			}
+			return policy.WriteCSV(c.stdout, list)
+		})
+	}
+}
+
+// policyForgetFlags is `snowrain policy forget DOMAIN`.
+func policyForgetFlags(fs *flag.FlagSet) runFunc {
+	cf := bindConfig(fs, policyOptions...)
+	return func(c *call) error {
+		return withEngine(c, cf, false, func(ctx context.Context, engine *policy.Engine) error {
+			return engine.Forget(ctx, c.args[0])
+		})
+	}
+}
+
+// maxPolicyImport bounds a policy list read (STARTTLS Everywhere's whole
+// list is under 1 MiB).
+const maxPolicyImport = 64 << 20
+
+// policyImportFlags is `snowrain policy import FILE`.
+func policyImportFlags(fs *flag.FlagSet) runFunc {
+	cf := bindConfig(fs, policyOptions...)
+	input := inputFlag(fs, "input", "read the policies from `FILE` (- for standard input) instead of the FILE argument")
+	return func(c *call) error {
+		path := *input
+		switch {
+		case path != "" && len(c.args) > 0:
+			return usagef("--input and a FILE argument: give one")
+		case path == "" && len(c.args) == 0:
+			return usagef("nothing to import: give FILE, or --input - for standard input")
+		case path == "":
+			path = c.args[0]
+		}
+		f, err := stdinOr(c, path)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(io.LimitReader(f, maxPolicyImport+1))
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if len(data) > maxPolicyImport {
+			return fmt.Errorf("%s: more than %d MiB: not a policy list", path, maxPolicyImport>>20)
+		}
+		list, err := policy.ParseImport(data)
+		if err != nil {
+			return err
+		}
+		origin := filepath.Base(path)
+		if path == "-" {
+			origin = "standard input"
+		}
+		return withEngine(c, cf, false, func(ctx context.Context, engine *policy.Engine) error {
+			if err := engine.Import(ctx, list, origin); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "imported %d policies from %s\n", len(list), origin)
+			return nil
+		})
+	}
+}
+
+// withEngine runs fn with the policy engine the configuration and flags
+// describe; readOnly opens the database read-only (check, list, export).
+func withEngine(c *call, cf *configFlags, readOnly bool, fn func(context.Context, *policy.Engine) error) error {
+	cfg, err := cf.load(c)
 	if err != nil {
 		return err
-	}
-	// Check the command before touching the database: a mistyped one
-	// must not create it. Commands that only read open it read-only.
-	readOnly := sub == "list" || sub == "export" || sub == "check" && len(pos) == 1
-	if !readOnly && !((sub == "forget" || sub == "import") && len(pos) == 1) {
-		return fmt.Errorf("%s", policyUsage)
 	}
 	ctx := context.Background()
 	open := measure.Open
@@ -286,64 +363,10 @@ func runPolicy(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	engine, err := newEngine(cfg, res, store, log)
+	engine, err := newEngine(cfg, res, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
-	switch {
-	case sub == "check" && len(pos) == 1:
-		d := engine.Decide(ctx, pos[0])
-		for _, s := range d.Steps {
-			fmt.Fprintln(out, s)
-		}
-		answer, _ := d.Reply()
-		if answer == "NOTFOUND " {
-			answer = "NOTFOUND (Postfix's own smtp_tls_security_level applies)"
-		}
-		fmt.Fprintf(out, "\n%s: %s (source %s, %s)\n", d.Domain, answer, d.Source, d.Latency.Round(time.Microsecond))
-		if d.Err != nil {
-			fmt.Fprintf(out, "errors: %v\n", d.Err)
-		}
-		return nil
-	case sub == "list" || sub == "export":
-		list, err := engine.List(ctx)
-		if err != nil {
-			return err
-		}
-		if format == "json" {
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			return enc.Encode(list)
-		}
-		return policy.WriteCSV(out, list)
-	case sub == "forget" && len(pos) == 1:
-		return engine.Forget(ctx, pos[0])
-	case sub == "import" && len(pos) == 1:
-		data, err := os.ReadFile(pos[0])
-		if err != nil {
-			return err
-		}
-		list, err := policy.ParseImport(data)
-		if err != nil {
-			return err
-		}
-		if err := engine.Import(ctx, list, filepath.Base(pos[0])); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "imported %d policies from %s\n", len(list), pos[0])
-		return nil
-	}
-	return fmt.Errorf("%s", policyUsage)
-}
-
-// needsValue tells the boolean flags from those taking a value.
-func needsValue(flag string) bool {
-	switch strings.TrimLeft(flag, "-") {
-	case "policy-dane", "policy-mta-sts", "policy-temp-on-error", "policy-learn", "check-helo",
-		"store-localparts", "enforce-dmarc", "journal":
-		return false
-	}
-	return true
+	return fn(ctx, engine)
 }

@@ -2,58 +2,80 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/feedback"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/report"
 	"github.com/snowrain/snowrain/resolver"
 )
 
-const reportsUsage = `usage: snowrain reports send [--dry-run DIR] [--period YYYY-MM-DD] [--kind dmarc,tlsrpt] [--format text|json]
-  (with serve's flags: --config, --db, --dns; the [reports] section of the configuration)
-Sends yesterday's (UTC) DMARC aggregate reports (RFC 7489) and SMTP TLS reports (RFC 8460).`
-
-// runReports is `snowrain reports send …`.
-func runReports(args []string, out io.Writer) error {
-	if len(args) < 1 || args[0] != "send" {
-		return fmt.Errorf("%s", reportsUsage)
-	}
-	local := flag.NewFlagSet("reports send", flag.ContinueOnError)
-	dryRun := local.String("dry-run", "", "write the documents and messages into this directory; send nothing")
-	period := local.String("period", "", "UTC day YYYY-MM-DD (default: yesterday)")
-	kinds := local.String("kind", "dmarc,tlsrpt", "report kinds: dmarc, tlsrpt")
-	format := local.String("format", "text", "text or json")
-	flagArgs, rest, err := splitLocal(local, args[1:])
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return fmt.Errorf("%s", reportsUsage)
-	}
-	cfg, _, err := loadConfig("reports send", flagArgs)
-	if err != nil {
-		return err
-	}
-	day := feedback.DayOf(time.Now().AddDate(0, 0, -1))
-	if *period != "" {
-		if day, err = feedback.ParseDay(*period); err != nil {
-			return fmt.Errorf("--period: %w", err)
+// reportsSendFlags is `snowrain reports send`: the configuration's
+// [reports] section, and the options below as flags.
+func reportsSendFlags(fs *flag.FlagSet) runFunc {
+	cf := bindConfig(fs, "db", "dns", "dns-timeout", "authserv-id", "log-level", "log-format", "log-target")
+	dryRun := outDirFlag(fs, "dry-run", "write the documents and messages into `DIR`; send nothing")
+	period := checkedVar(fs, "period", feedback.Day{}, "UTC `DAY` YYYY-MM-DD (default: yesterday)",
+		func(s string) (feedback.Day, error) {
+			d, err := feedback.ParseDay(s)
+			if err != nil {
+				return d, errors.New("want a UTC day YYYY-MM-DD, e.g. 2026-11-16")
+			}
+			return d, nil
+		}, func(d feedback.Day) string {
+			if d.Begin.IsZero() {
+				return ""
+			}
+			return d.Begin.Format("2006-01-02")
+		})
+	kinds := checkedVar(fs, "kind", []string{feedback.KindDMARC, feedback.KindTLSRPT}, "report `KINDS`, comma separated: dmarc, tlsrpt",
+		func(s string) ([]string, error) {
+			var ks []string
+			for _, k := range strings.Split(s, ",") {
+				if k = strings.TrimSpace(k); k != feedback.KindDMARC && k != feedback.KindTLSRPT {
+					return nil, fmt.Errorf("%q: want dmarc or tlsrpt", k)
+				}
+				if !slices.Contains(ks, k) {
+					ks = append(ks, k)
+				}
+			}
+			return ks, nil
+		}, func(ks []string) string { return strings.Join(ks, ",") })
+	format := enumFlag(fs, "format", "text", "output `FORMAT`: text or json", "text", "json")
+	return func(c *call) error {
+		day := *period
+		switch now := time.Now(); {
+		case !c.given("period"):
+			day = feedback.DayOf(now.AddDate(0, 0, -1))
+		case *dryRun == "" && now.Before(day.End):
+			// Each report is sent once: one of a day not over would
+			// stand for the whole day.
+			return usagef("--period %s has not ended (UTC): want an earlier day, or --dry-run DIR", day.Begin.Format("2006-01-02"))
 		}
+		cfg, err := cf.load(c)
+		if err != nil {
+			return err
+		}
+		return sendReports(c.stdout, cfg, *dryRun, day, *kinds, *format)
 	}
+}
+
+// sendReports sends (or with dryRun writes) the reports of day: those of
+// kinds the configuration enables (a dry run: every one of kinds).
+func sendReports(out io.Writer, cfg config.Config, dryRun string, day feedback.Day, kinds []string, format string) error {
 	var ks []string
-	for _, k := range strings.Split(*kinds, ",") {
-		switch k = strings.TrimSpace(k); {
-		case k == feedback.KindDMARC && (cfg.Reports.DMARC || *dryRun != ""), k == feedback.KindTLSRPT && (cfg.Reports.TLSRPT || *dryRun != ""):
+	for _, k := range kinds {
+		if k == feedback.KindDMARC && (cfg.Reports.DMARC || dryRun != "") || k == feedback.KindTLSRPT && (cfg.Reports.TLSRPT || dryRun != "") {
 			ks = append(ks, k)
-		case k != feedback.KindDMARC && k != feedback.KindTLSRPT:
-			return fmt.Errorf("--kind: unknown %q", k)
 		}
 	}
 	rc := cfg.Reports
@@ -73,7 +95,7 @@ func runReports(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s := &feedback.Sender{DB: store.DB, DryRun: *dryRun, Config: feedback.Config{
+	s := &feedback.Sender{DB: store.DB, DryRun: dryRun, Config: feedback.Config{
 		OrgName: rc.OrgName, Submitter: rc.Submitter, From: rc.From, Contact: rc.Contact,
 		ExtraContact: rc.ExtraContact, SendingIP: rc.SendingIP, Exclude: rc.Exclude, Resolver: res,
 		Sendmail: strings.Fields(rc.Sendmail), SMTPRelay: rc.SMTPRelay, HTTPTimeout: rc.HTTPTimeout.Duration,
@@ -86,7 +108,7 @@ func runReports(args []string, out io.Writer) error {
 		s.Config.DKIM = &feedback.DKIM{Domain: rc.DKIMDomain, Selector: rc.DKIMSelector, Signer: key}
 	}
 	ds, err := s.Send(ctx, day, ks...)
-	if *format == "json" {
+	if format == "json" {
 		if werr := report.WriteJSON(out, struct {
 			Day        string              `json:"day"`
 			Deliveries []feedback.Delivery `json:"deliveries"`
@@ -116,30 +138,38 @@ func runReports(args []string, out io.Writer) error {
 	return nil
 }
 
-// runIngestReports is `snowrain ingest-reports PATH…`.
-func runIngestReports(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("ingest-reports", flag.ContinueOnError)
-	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
-	format := fs.String("format", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		return err
+// ingestReportsFlags is `snowrain ingest-reports PATH…`.
+func ingestReportsFlags(fs *flag.FlagSet) runFunc {
+	dbPath := dbFlag(fs)
+	format := enumFlag(fs, "format", "text", "output `FORMAT`: text or json", "text", "json")
+	return func(c *call) error {
+		// Every path first: a mistyped one neither creates the database
+		// nor stops the ingest half way.
+		for _, p := range c.args {
+			if _, err := os.Stat(p); err != nil {
+				return usagef("%q: %v", p, errors.Unwrap(err))
+			}
+		}
+		return ingestReports(c.stdout, *dbPath, *format, c.args)
 	}
-	if fs.NArg() == 0 {
-		return fmt.Errorf("usage: snowrain ingest-reports [--db PATH] [--format text|json] MAILDIR|MBOX|FILE.eml|REPORT.{xml,xml.gz,zip,json,json.gz}…")
-	}
+}
+
+// ingestReports reads the reports in paths (Maildirs, mboxes, .eml,
+// report files) into the database.
+func ingestReports(out io.Writer, dbPath, format string, paths []string) error {
 	ctx := context.Background()
-	store, err := measure.Open(ctx, *dbPath)
+	store, err := measure.Open(ctx, dbPath)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	in := &feedback.Ingester{DB: store.DB}
-	res, err := in.Ingest(ctx, fs.Args()...)
+	res, err := in.Ingest(ctx, paths...)
 	counts := map[string]int{}
 	for _, r := range res {
 		counts[r.Status]++
 	}
-	if *format == "json" {
+	if format == "json" {
 		if werr := report.WriteJSON(out, struct {
 			Results []feedback.Ingested `json:"results"`
 			Counts  map[string]int      `json:"counts"`
@@ -162,34 +192,6 @@ func runIngestReports(args []string, out io.Writer) error {
 			counts[feedback.IngestDuplicate], counts[feedback.IngestRefused])
 	}
 	return err
-}
-
-// splitLocal takes fs's flags out of args; the rest are serve's flags and
-// positional arguments.
-func splitLocal(fs *flag.FlagSet, args []string) (rest, pos []string, err error) {
-	var mine []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name := strings.TrimLeft(a, "-")
-		name, _, hasValue := strings.Cut(name, "=")
-		switch {
-		case !strings.HasPrefix(a, "-"):
-			pos = append(pos, a)
-		case fs.Lookup(name) != nil:
-			mine = append(mine, a)
-			if !hasValue && i+1 < len(args) {
-				mine = append(mine, args[i+1])
-				i++
-			}
-		default:
-			rest = append(rest, a)
-			if !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && needsValue(a) {
-				rest = append(rest, args[i+1])
-				i++
-			}
-		}
-	}
-	return rest, pos, fs.Parse(mine)
 }
 
 // termSafe keeps terminal controls a peer put in a report out of ours.

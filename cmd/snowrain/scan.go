@@ -15,104 +15,94 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/policy"
-	"github.com/snowrain/snowrain/report"
 	"github.com/snowrain/snowrain/resolver"
 	"github.com/snowrain/snowrain/scanner"
 )
 
-const scanUsage = `usage: snowrain scan domains --input FILE | --from-db [flags]
-       snowrain scan hosts --targets CIDR,…|FILE [--shard i/n --seed N] [flags]
-       snowrain scan resolvers --targets CIDR,…|FILE [--providers gmail.com,…] [flags]
-(each with -h for its flags)`
-
-func runScan(args []string, out io.Writer) error {
-	// Only this process measures: the legacy TLS settings are for the
-	// scanner's handshakes, never for serve's milter or policy service.
-	scanner.EnableLegacyCrypto()
-	if len(args) >= 1 && args[0] == "hosts" {
-		return runScanHosts(args[1:], out)
-	}
-	if len(args) >= 1 && args[0] == "resolvers" {
-		return runScanResolvers(args[1:], out)
-	}
-	if len(args) < 1 || args[0] != "domains" {
-		return fmt.Errorf("%s", scanUsage)
-	}
-	fs := flag.NewFlagSet("scan domains", flag.ContinueOnError)
-	input := fs.String("input", "", "Tranco CSV (rank,domain) or a list of domains, one per line")
+// scanDomainsFlags is `snowrain scan domains`.
+func scanDomainsFlags(fs *flag.FlagSet) runFunc {
+	input := inputFlag(fs, "input", "Tranco CSV (rank,domain) or a list of domains, one per line, in `FILE` (- for standard input)")
 	fromDB := fs.Bool("from-db", false, "scan the peer domains the milter and the MTA log recorded")
-	limit := fs.Int("limit", 0, "scan at most N domains")
-	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path (results and resume state)")
-	dnsServers := fs.String("dns", "", "recursive resolver HOST:PORT (default /etc/resolv.conf)")
-	workers := fs.Int("concurrency", 256, "domains in flight")
-	grabbers := fs.Int("grabbers", 64, "SMTP conversations in flight")
-	connRate := fs.Float64("rate", 100, "new SMTP connections per second (all servers)")
-	dnsRate := fs.Float64("dns-rate", 0, "DNS queries per second, all names (0: unlimited)")
-	blockFile := fs.String("blocklist", "", "CIDRs never to contact (default: IANA special-purpose ranges)")
-	ehlo := fs.String("ehlo", "", "EHLO name: a host whose web page explains the scan and how to opt out")
-	roots := fs.String("roots", "", "PEM roots for certificate validation (default: the system pool)")
-	timeout := fs.Duration("timeout", 20*time.Second, "whole SMTP conversation")
-	port := fs.Int("port", 25, "SMTP port (tests)")
-	stsPort := fs.Int("mta-sts-port", 0, "HTTPS port for MTA-STS fetches (tests)")
+	limit := intFlag(fs, "limit", 0, 0, noLimit, "scan at most `N` domains (0: all)")
+	dbPath := fs.String("db", config.Default().DB, "`PATH` of the SQLite database (results and resume state)")
+	dnsServers := dnsListFlag(fs, "dns", "recursive resolvers `HOST:PORT`, comma separated (default: /etc/resolv.conf)")
+	workers := intFlag(fs, "concurrency", 256, 1, 1<<20, "domains in flight")
+	grabbers := intFlag(fs, "grabbers", 64, 1, 1<<20, "SMTP conversations in flight")
+	connRate := rateFlag(fs, "rate", 100, 0.001, "new SMTP connections per second (all servers)")
+	dnsRate := rateFlag(fs, "dns-rate", 0, 0, "DNS queries per second, all names (0: unlimited)")
+	blockFile := inputFlag(fs, "blocklist", "CIDRs never to contact, in `FILE` (default: IANA special-purpose ranges)")
+	ehlo := fs.String("ehlo", "", "EHLO `NAME`: a host whose web page explains the scan and how to opt out")
+	roots := inputFlag(fs, "roots", "PEM roots for certificate validation, in `FILE` (default: the system pool)")
+	timeout := durationFlag(fs, "timeout", 20*time.Second, "whole SMTP conversation")
+	port := portFlag(fs, "port", 25, false, "SMTP port (tests)")
+	stsPort := portFlag(fs, "mta-sts-port", 0, true, "HTTPS port for MTA-STS fetches (tests; 0: 443)")
 	dryRun := fs.Bool("dry-run", false, "DNS only: no SMTP connection")
-	resume := fs.Int64("resume", 0, "continue run ID where it stopped")
-	jsonl := fs.String("jsonl", "", "write every result as a JSON line to FILE ('-' for standard output)")
-	progress := fs.Bool("progress", isTerminal(os.Stderr), "show progress on standard error")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *input == "" && !*fromDB {
-		return fmt.Errorf("%s", scanUsage)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	store, err := measure.Open(ctx, *dbPath)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	var servers []string
-	if *dnsServers != "" {
-		servers = strings.Split(*dnsServers, ",")
-	}
-	client, err := resolver.New(resolver.Config{Servers: servers, Timeout: 3 * time.Second, CacheSize: 100000})
-	if err != nil {
-		return err
-	}
-	res := scanner.RateLimited(client, rate.Limit(*dnsRate))
-	block, err := loadBlocklist(*blockFile)
-	if err != nil {
-		return err
-	}
-	dialer := &scanner.Dialer{Blocklist: block}
-	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *timeout, Dialer: dialer}
-	if *roots != "" {
-		pem, err := os.ReadFile(*roots)
+	resume := intFlag[int64](fs, "resume", 0, 0, noLimit, "continue run `ID` where it stopped")
+	jsonl := fs.String("jsonl", "", "write every result as a JSON line to `FILE` (- for standard output)")
+	progress := fs.Bool("progress", false, "show progress on standard error (default: when it is a terminal)")
+	return func(c *call) error {
+		switch {
+		case *input == "" && !*fromDB:
+			return usagef("nothing to scan: give --input FILE (- for standard input) or --from-db")
+		case *input != "" && *fromDB:
+			return usagef("--input and --from-db: give one")
+		}
+		if !c.given("progress") {
+			*progress = isTerminal(os.Stderr)
+		}
+		// Only this process measures: the legacy TLS settings are for the
+		// scanner's handshakes, never for serve's milter or policy service.
+		scanner.EnableLegacyCrypto()
+		out := c.stdout
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		store, err := measure.Open(ctx, *dbPath)
 		if err != nil {
 			return err
 		}
-		g.Roots = x509.NewCertPool()
-		g.Roots.AppendCertsFromPEM(pem)
+		defer store.Close()
+		client, err := resolver.New(resolver.Config{Servers: *dnsServers, Timeout: 3 * time.Second, CacheSize: 100000})
+		if err != nil {
+			return err
+		}
+		res := scanner.RateLimited(client, rate.Limit(*dnsRate))
+		block, err := loadBlocklist(*blockFile)
+		if err != nil {
+			return err
+		}
+		dialer := &scanner.Dialer{Blocklist: block}
+		g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *timeout, Dialer: dialer}
+		if *roots != "" {
+			pem, err := os.ReadFile(*roots)
+			if err != nil {
+				return err
+			}
+			g.Roots = x509.NewCertPool()
+			if !g.Roots.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--roots %s: no PEM certificate in it", *roots)
+			}
+		}
+		run, closeRun, err := openRun(ctx, store, "domains", describeInput(*input, *fromDB, *limit), *resume, *jsonl, out)
+		if err != nil {
+			return err
+		}
+		defer closeRun()
+		inputs, total, err := openInputs(ctx, store, c.stdin, *input, *fromDB, *limit)
+		if err != nil {
+			return err
+		}
+		o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Grabbers: *grabbers,
+			ConnRate: rate.Limit(*connRate), DryRun: *dryRun,
+			STS: &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second,
+				Dial: dialer.DialContext},
+			KnownGrab: run.KnownGrab, OnGrab: func(gr *scanner.Grab) { run.SaveGrab(gr) }}
+		e := &scanner.Engine[*scanner.DomainResult]{Module: scanner.NewDomainProbe(o),
+			SweepOptions: scanner.SweepOptions{Workers: *workers, Dialer: dialer}}
+		return sweepInto(ctx, e, scanner.Domains(inputs, uint64(total)), run, "domains", *progress)
 	}
-	run, closeRun, err := openRun(ctx, store, "domains", describeInput(*input, *fromDB, *limit), *resume, *jsonl, out)
-	if err != nil {
-		return err
-	}
-	defer closeRun()
-	inputs, total, err := openInputs(ctx, store, *input, *fromDB, *limit)
-	if err != nil {
-		return err
-	}
-	o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Grabbers: *grabbers,
-		ConnRate: rate.Limit(*connRate), DryRun: *dryRun,
-		STS: &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second,
-			Dial: dialer.DialContext},
-		KnownGrab: run.KnownGrab, OnGrab: func(gr *scanner.Grab) { run.SaveGrab(gr) }}
-	e := &scanner.Engine[*scanner.DomainResult]{Module: scanner.NewDomainProbe(o),
-		SweepOptions: scanner.SweepOptions{Workers: *workers, Dialer: dialer}}
-	return sweepInto(ctx, e, scanner.Domains(inputs, uint64(total)), run, "domains", *progress)
 }
 
 func loadBlocklist(path string) (*scanner.Blocklist, error) {
@@ -135,8 +125,9 @@ func describeInput(input string, fromDB bool, limit int) string {
 }
 
 // openInputs streams the domains to scan; total is known for files only
-// after reading, so it is counted first (cheap next to a scan).
-func openInputs(ctx context.Context, store *measure.Store, path string, fromDB bool, limit int) (<-chan scanner.Input, int64, error) {
+// after reading, so it is counted first (cheap next to a scan). Path "-"
+// is stdin, read once: its total is not known (0).
+func openInputs(ctx context.Context, store *measure.Store, stdin io.Reader, path string, fromDB bool, limit int) (<-chan scanner.Input, int64, error) {
 	ch := make(chan scanner.Input, 1024)
 	if fromDB {
 		rows, err := store.DB.QueryContext(ctx, `SELECT domain FROM hourly_peers UNION SELECT domain FROM hourly_deliveries`)
@@ -154,6 +145,10 @@ func openInputs(ctx context.Context, store *measure.Store, path string, fromDB b
 		rows.Close()
 		go scanner.ReadInput(ctx, strings.NewReader(strings.Join(list, "\n")), limit, ch)
 		return ch, int64(len(list)), nil
+	}
+	if path == "-" {
+		go scanner.ReadInput(ctx, stdin, limit, ch)
+		return ch, 0, nil
 	}
 	total, err := countLines(path, limit)
 	if err != nil {
@@ -193,35 +188,4 @@ func countLines(path string, limit int) (int64, error) {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// runScanReport is `snowrain report scan --run ID`.
-func runScanReport(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("report scan", flag.ContinueOnError)
-	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
-	id := fs.Int64("run", 0, "scan run ID (default: the latest)")
-	format := fs.String("format", "text", "text, md, json, csv or html")
-	output := fs.String("o", "", "output file (csv: directory)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	store, err := measure.OpenReadOnly(ctx, *dbPath)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	run, err := findRun(ctx, store, "domains", *id)
-	if err != nil {
-		return err
-	}
-	s, err := scanner.Summarize(ctx, store.DB, run.ID)
-	if err != nil {
-		return err
-	}
-	r := &report.ScanReport{Run: run.ID, S: s}
-	if r.Software, err = scanner.SummarizeSoftware(ctx, store.DB, run.ID, "domains"); err != nil {
-		return err
-	}
-	return writeDocument(out, *format, *output, r.Document(reportMeta(), run))
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -15,8 +16,9 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/measure"
-	"github.com/snowrain/snowrain/report"
+	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
 	"github.com/snowrain/snowrain/scanner"
 )
@@ -25,7 +27,8 @@ import (
 type sweepFlags struct {
 	fs                        *flag.FlagSet
 	targets, db, block, jsonl *string
-	shard, asnDB, geoip       *string
+	asnDB, geoip              *string
+	shard                     *shard
 	seed                      *uint64
 	rate                      *float64
 	workers, port             *int
@@ -34,24 +37,34 @@ type sweepFlags struct {
 	timeout                   *time.Duration
 }
 
-func newSweepFlags(name string) *sweepFlags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+// newSweepFlags registers the flags both sweeps take; defaultPort is the
+// kind's port.
+func newSweepFlags(fs *flag.FlagSet, defaultPort int) *sweepFlags {
 	return &sweepFlags{fs: fs,
-		targets:  fs.String("targets", "", "CIDRs (comma separated) or a file of CIDRs, one per line"),
-		db:       fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path"),
-		block:    fs.String("blocklist", "", "CIDRs never to contact (default: IANA special-purpose ranges)"),
-		jsonl:    fs.String("jsonl", "", "JSON lines output file ('-' for standard output)"),
-		shard:    fs.String("shard", "0/1", "this machine's shard i/n of the permutation"),
-		asnDB:    fs.String("asn-db", "", "MMDB AS database (GeoLite2-ASN)"),
-		geoip:    fs.String("geoip", "", "MMDB country database"),
-		seed:     fs.Uint64("seed", uint64(time.Now().UnixNano()), "permutation seed (the same on every shard)"),
-		rate:     fs.Float64("rate", 1000, "targets per second"),
-		workers:  fs.Int("concurrency", 512, "targets in flight"),
-		port:     fs.Int("port", 0, "port (default 25 for hosts, 53 for resolvers)"),
-		resume:   fs.Int64("resume", 0, "continue run ID from its checkpoint, with its targets and seed (--shard i/n: that shard, e.g. another machine's)"),
-		progress: fs.Bool("progress", isTerminal(os.Stderr), "show progress"),
-		timeout:  fs.Duration("timeout", 10*time.Second, "per target"),
+		targets:  stringFlag(fs, "targets", "", "addresses to sweep: `CIDRS`, comma separated, or a file of CIDRs, one per line", checkTargets),
+		db:       dbFlag(fs),
+		block:    inputFlag(fs, "blocklist", "CIDRs never to contact, in `FILE` (default: IANA special-purpose ranges)"),
+		jsonl:    fs.String("jsonl", "", "write every result as a JSON line to `FILE` (- for standard output)"),
+		shard:    shardFlag(fs, "this machine's shard `i/n` of the permutation"),
+		asnDB:    fs.String("asn-db", "", "`PATH` of an MMDB AS database (GeoLite2-ASN)"),
+		geoip:    fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP)"),
+		seed:     fs.Uint64("seed", 0, "permutation seed, the same on every shard (default: a random one)"),
+		rate:     rateFlag(fs, "rate", 1000, 0.001, "targets per second"),
+		workers:  intFlag(fs, "concurrency", 512, 1, 1<<20, "targets in flight"),
+		port:     portFlag(fs, "port", defaultPort, false, "port to probe"),
+		resume:   intFlag[int64](fs, "resume", 0, 0, noLimit, "continue run `ID` from its checkpoint, with its targets and seed (--shard i/n: that shard, e.g. another machine's)"),
+		progress: fs.Bool("progress", false, "show progress on standard error (default: when it is a terminal)"),
+		timeout:  durationFlag(fs, "timeout", 10*time.Second, "per target"),
 	}
+}
+
+// checkTargets takes a readable file or CIDRs and addresses.
+func checkTargets(spec string) error {
+	if fi, err := os.Stat(spec); err == nil && !fi.IsDir() {
+		return nil
+	}
+	_, err := parseSpec(spec)
+	return err
 }
 
 func (f *sweepFlags) parseTargets() (*scanner.Targets, error) {
@@ -59,11 +72,15 @@ func (f *sweepFlags) parseTargets() (*scanner.Targets, error) {
 	if data, err := os.ReadFile(spec); err == nil {
 		spec = string(data)
 	}
-	return f.parseSpec(spec)
+	t, err := parseSpec(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--targets: %w", err)
+	}
+	return t, nil
 }
 
 // parseSpec reads CIDRs or addresses separated by commas, spaces or lines.
-func (f *sweepFlags) parseSpec(spec string) (*scanner.Targets, error) {
+func parseSpec(spec string) (*scanner.Targets, error) {
 	var prefixes []netip.Prefix
 	for _, s := range strings.FieldsFunc(spec, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' }) {
 		if s, _, _ = strings.Cut(s, "#"); strings.TrimSpace(s) == "" {
@@ -73,24 +90,16 @@ func (f *sweepFlags) parseSpec(spec string) (*scanner.Targets, error) {
 		if err != nil {
 			a, err2 := netip.ParseAddr(strings.TrimSpace(s))
 			if err2 != nil {
-				return nil, fmt.Errorf("--targets: %w", err)
+				return nil, fmt.Errorf("%q is neither a CIDR prefix nor an address, nor a file", s)
 			}
 			p = netip.PrefixFrom(a, 32)
 		}
 		prefixes = append(prefixes, p)
 	}
 	if len(prefixes) == 0 {
-		return nil, fmt.Errorf("--targets: nothing to scan")
+		return nil, fmt.Errorf("nothing to scan")
 	}
 	return scanner.NewTargets(prefixes), nil
-}
-
-func (f *sweepFlags) shardOf() (int, int, error) {
-	var i, n int
-	if _, err := fmt.Sscanf(*f.shard, "%d/%d", &i, &n); err != nil || n < 1 || i < 0 || i >= n {
-		return 0, 0, fmt.Errorf("--shard %q: want i/n with 0 ≤ i < n", *f.shard)
-	}
-	return i, n, nil
 }
 
 // open sets up the store, run, output and geo databases.
@@ -99,7 +108,7 @@ func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*sca
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	run, closeRun, err := openRun(ctx, store, kind, *f.targets+" shard "+*f.shard, *f.resume, *f.jsonl, out)
+	run, closeRun, err := openRun(ctx, store, kind, *f.targets+" shard "+f.shard.String(), *f.resume, *f.jsonl, out)
 	if err != nil {
 		store.Close()
 		return nil, nil, nil, err
@@ -169,12 +178,19 @@ type sweep struct {
 	close   func()
 }
 
-// setup parses the shared flags and opens the run; close undoes it. A
+// setup opens the run the parsed flags describe; close undoes it. A
 // resumed run continues its stored permutation from its checkpoint.
-func (f *sweepFlags) setup(args []string, kind string, out io.Writer) (*sweep, error) {
-	if err := f.fs.Parse(args); err != nil {
-		return nil, err
+func (f *sweepFlags) setup(c *call, kind string) (*sweep, error) {
+	if *f.resume == 0 && *f.targets == "" {
+		return nil, usagef("nothing to sweep: give --targets CIDR,… or FILE (or --resume ID)")
 	}
+	if !c.given("progress") {
+		*f.progress = isTerminal(os.Stderr)
+	}
+	if !c.given("seed") {
+		*f.seed = rand.Uint64()
+	}
+	out := c.stdout
 	s := &sweep{}
 	block, err := loadBlocklist(*f.block)
 	if err != nil {
@@ -186,10 +202,7 @@ func (f *sweepFlags) setup(args []string, kind string, out io.Writer) (*sweep, e
 			return nil, err
 		}
 	}
-	shard, shards, err := f.shardOf()
-	if err != nil {
-		return nil, err
-	}
+	shard, shards := f.shard.i, f.shard.n
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	run, geo, closeAll, err := f.open(ctx, kind, out)
 	if err != nil {
@@ -200,7 +213,7 @@ func (f *sweepFlags) setup(args []string, kind string, out io.Writer) (*sweep, e
 	s.close = func() { closeAll(); stop() }
 	st, err := f.sweepState(run, s.targets, shard, shards)
 	if err == nil {
-		s.targets, err = f.parseSpec(st.Targets)
+		s.targets, err = parseSpec(st.Targets)
 	}
 	if err == nil {
 		st, err = run.StartSweep(ctx, st)
@@ -279,153 +292,66 @@ func sweepInto[R scanner.Result](ctx context.Context, e *scanner.Engine[R], src 
 	return nil
 }
 
-// runScanHosts is `snowrain scan hosts`: STARTTLS stripping on port 25.
-func runScanHosts(args []string, out io.Writer) error {
-	f := newSweepFlags("scan hosts")
-	ehlo := f.fs.String("ehlo", "", "EHLO name: a host explaining the scan")
-	sw, err := f.setup(args, "hosts", out)
-	if err != nil {
-		return err
-	}
-	defer sw.close()
-	g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Dialer: sw.dialer}
-	e := &scanner.Engine[*scanner.HostResult]{SweepOptions: sw.opts, Module: &scanner.HostProbe{Grabber: g, Port: *f.port},
-		OnResult: func(_ scanner.Target, st scanner.Status, h *scanner.HostResult) {
-			if st == scanner.StatusFound { // closed ports: counted by the checkpoint, not stored
-				h.ASN, h.Organization, h.Country = sw.geo.Lookup(h.IP)
-			}
-		}}
-	return sweepInto(sw.ctx, e, sw.targets, sw.run, "hosts", *f.progress)
-}
-
-// runScanResolvers is `snowrain scan resolvers`: falsified MX answers.
-func runScanResolvers(args []string, out io.Writer) error {
-	f := newSweepFlags("scan resolvers")
-	providers := f.fs.String("providers", strings.Join(scanner.DefaultProviders, ","), "provider domains to ask about")
-	trusted := f.fs.String("dns", "", "trusted recursive resolver for the ground truth (default /etc/resolv.conf)")
-	perTarget := f.fs.Float64("per-target-rate", 20, "queries per second to one resolver")
-	sw, err := f.setup(args, "resolvers", out)
-	if err != nil {
-		return err
-	}
-	defer sw.close()
-	var servers []string
-	if *trusted != "" {
-		servers = []string{*trusted}
-	}
-	res, err := resolver.New(resolver.Config{Servers: servers, Timeout: 3 * time.Second})
-	if err != nil {
-		return err
-	}
-	truth, err := scanner.GroundTruth(sw.ctx, res, strings.Split(*providers, ","))
-	if err != nil {
-		return fmt.Errorf("ground truth: %w", err)
-	}
-	p := &scanner.ResolverProber{Port: *f.port, Timeout: *f.timeout, Dialer: sw.dialer, Truth: truth,
-		PerTarget: rate.Limit(*perTarget)}
-	e := &scanner.Engine[*scanner.ResolverResult]{SweepOptions: sw.opts, Module: p} // silent addresses: absent, not stored
-	return sweepInto(sw.ctx, e, sw.targets, sw.run, "resolvers", *f.progress)
-}
-
-// runExposureReport is `snowrain report exposure`.
-func runExposureReport(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("report exposure", flag.ContinueOnError)
-	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
-	hostsRun := fs.Int64("hosts-run", 0, "port-25 sweep run (default: latest)")
-	resolversRun := fs.Int64("resolvers-run", 0, "resolver sweep run (default: latest)")
-	geoip := fs.String("geoip", "", "MMDB country database")
-	week := fs.String("week", "", "ISO week of mail to join (default: last full week)")
-	since := fs.String("since", "", "start of mail to join")
-	tz := fs.String("tz", "Local", "time zone")
-	format := fs.String("format", "text", "text, md, json, csv or html")
-	output := fs.String("o", "", "output file (csv: directory)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	loc, err := time.LoadLocation(*tz)
-	if err != nil {
-		return err
-	}
-	period, err := choosePeriod(*since, "", *week, time.Now(), loc)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	store, err := measure.OpenReadOnly(ctx, *dbPath)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	hosts, err := findRun(ctx, store, "hosts", *hostsRun)
-	if err != nil {
-		return err
-	}
-	resolvers, err := findRun(ctx, store, "resolvers", *resolversRun)
-	if err != nil {
-		return err
-	}
-	stripping, err := scanner.StrippingIPs(ctx, store.DB, hosts.ID)
-	if err != nil {
-		return err
-	}
-	falsified, _, err := scanner.FalsifiedIPs(ctx, store.DB, resolvers.ID)
-	if err != nil {
-		return err
-	}
-	geo, err := scanner.OpenGeo("", *geoip)
-	if err != nil {
-		return err
-	}
-	defer geo.Close()
-	e, err := report.BuildExposure(ctx, store, period, stripping, falsified, geo)
-	if err != nil {
-		return err
-	}
-	return writeDocument(out, *format, *output, e.Document(reportMeta(), hosts, resolvers))
-}
-
-// runSweepReport is `snowrain report hosts|resolvers --run ID`.
-func runSweepReport(kind string, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("report "+kind, flag.ContinueOnError)
-	dbPath := fs.String("db", "/var/lib/snowrain/snowrain.db", "SQLite database path")
-	id := fs.Int64("run", 0, "run ID (default: latest)")
-	format := fs.String("format", "text", "text, md, json, csv or html")
-	output := fs.String("o", "", "output file (csv: directory)")
-	domainsRun := fs.Int64("domains-run", 0, "hosts: join a domain scan for Table 11's domain column")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	store, err := measure.OpenReadOnly(ctx, *dbPath)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	run, err := findRun(ctx, store, kind, *id)
-	if err != nil {
-		return err
-	}
-	id = &run.ID
-	if kind == "hosts" {
-		s, err := scanner.SummarizeHosts(ctx, store.DB, *id)
+// scanHostsFlags is `snowrain scan hosts`: STARTTLS stripping on port 25.
+func scanHostsFlags(fs *flag.FlagSet) runFunc {
+	f := newSweepFlags(fs, 25)
+	ehlo := fs.String("ehlo", "", "EHLO `NAME`: a host explaining the scan")
+	return func(c *call) error {
+		scanner.EnableLegacyCrypto()
+		sw, err := f.setup(c, "hosts")
 		if err != nil {
 			return err
 		}
-		hr := &report.HostReport{Run: *id, S: s, Domains: -1}
-		if hr.Software, err = scanner.SummarizeSoftware(ctx, store.DB, *id, "hosts"); err != nil {
+		defer sw.close()
+		g := &scanner.Grabber{EHLOName: *ehlo, Timeout: *f.timeout, Dialer: sw.dialer}
+		e := &scanner.Engine[*scanner.HostResult]{SweepOptions: sw.opts, Module: &scanner.HostProbe{Grabber: g, Port: *f.port},
+			OnResult: func(_ scanner.Target, st scanner.Status, h *scanner.HostResult) {
+				if st == scanner.StatusFound { // closed ports: counted by the checkpoint, not stored
+					h.ASN, h.Organization, h.Country = sw.geo.Lookup(h.IP)
+				}
+			}}
+		return sweepInto(sw.ctx, e, sw.targets, sw.run, "hosts", *f.progress)
+	}
+}
+
+// scanResolversFlags is `snowrain scan resolvers`: falsified MX answers.
+func scanResolversFlags(fs *flag.FlagSet) runFunc {
+	f := newSweepFlags(fs, 53)
+	providers := stringFlag(fs, "providers", strings.Join(scanner.DefaultProviders, ","), "provider `DOMAINS` to ask about, comma separated", checkDomains)
+	trusted := stringFlag(fs, "dns", "", "trusted recursive resolver `HOST:PORT` for the ground truth (default: /etc/resolv.conf)", config.CheckDNS)
+	perTarget := rateFlag(fs, "per-target-rate", 20, 0.001, "queries per second to one resolver")
+	return func(c *call) error {
+		scanner.EnableLegacyCrypto()
+		sw, err := f.setup(c, "resolvers")
+		if err != nil {
 			return err
 		}
-		if *domainsRun != 0 {
-			strip, _ := scanner.StrippingIPs(ctx, store.DB, *id)
-			cisco, _ := scanner.CiscoIPs(ctx, store.DB, *id)
-			hr.Domains, _ = scanner.DomainsBehind(ctx, store.DB, *domainsRun, strip)
-			hr.Cisco, _ = scanner.DomainsBehind(ctx, store.DB, *domainsRun, cisco)
+		defer sw.close()
+		var servers []string
+		if *trusted != "" {
+			servers = []string{*trusted}
 		}
-		return writeDocument(out, *format, *output, hr.Document(reportMeta(), run))
+		res, err := resolver.New(resolver.Config{Servers: servers, Timeout: 3 * time.Second})
+		if err != nil {
+			return err
+		}
+		truth, err := scanner.GroundTruth(sw.ctx, res, strings.Split(*providers, ","))
+		if err != nil {
+			return fmt.Errorf("ground truth: %w", err)
+		}
+		p := &scanner.ResolverProber{Port: *f.port, Timeout: *f.timeout, Dialer: sw.dialer, Truth: truth,
+			PerTarget: rate.Limit(*perTarget)}
+		e := &scanner.Engine[*scanner.ResolverResult]{SweepOptions: sw.opts, Module: p} // silent addresses: absent, not stored
+		return sweepInto(sw.ctx, e, sw.targets, sw.run, "resolvers", *f.progress)
 	}
-	_, s, err := scanner.FalsifiedIPs(ctx, store.DB, *id)
-	if err != nil {
-		return err
+}
+
+// checkDomains takes domain names separated by commas.
+func checkDomains(s string) error {
+	for _, d := range strings.Split(s, ",") {
+		if _, ok := policy.CanonicalDomain(strings.TrimSpace(d)); !ok {
+			return fmt.Errorf("%q is not a domain name", d)
+		}
 	}
-	return writeDocument(out, *format, *output, (&report.ResolverReport{Run: *id, S: s}).Document(reportMeta(), run))
+	return nil
 }

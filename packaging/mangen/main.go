@@ -1,7 +1,8 @@
 // Command mangen writes the snowrain(8) man page from the command
 // definitions of a built snowrain binary: the command list of `snowrain -h`
-// and each command's (and subcommand's) `-h` text, turned into roff. Run at
-// build time (make man, make deb), so the page says what the binary does.
+// (every command and subcommand of cmd/snowrain's command table) and each
+// one's `-h` text, turned into roff. Run at build time (make man, make deb),
+// so the page says what the binary does; nothing here lists commands.
 //
 //	go run ./packaging/mangen ./snowrain > snowrain.8
 package main
@@ -31,12 +32,11 @@ func main() {
 	}
 }
 
-// help runs the binary with args and returns what it printed (help goes to
-// stdout or stderr, with exit status 0 or 2 depending on the command). Run
-// by root, it runs the binary as nobody: a command that opens its default
-// database before it looks at -h must not create /var/lib/snowrain on the
-// build machine.
-func help(bin string, args ...string) string {
+// help runs the binary with args (ending in -h) and returns what it
+// printed on standard output; every -h exits 0, so anything else is an
+// error. Run by root, it runs the binary as nobody: nothing a help text
+// needs may touch the build machine.
+func help(bin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -45,8 +45,13 @@ func help(bin string, args ...string) string {
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}
-	out, _ := cmd.CombinedOutput()
-	return normalize(string(out))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("snowrain %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return normalize(string(out)), nil
 }
 
 // private copies the binary where nobody can run it (the checkout may be
@@ -74,14 +79,16 @@ func private(bin string) (string, func(), error) {
 func normalize(s string) string {
 	if h, err := os.Hostname(); err == nil && h != "" {
 		s = strings.ReplaceAll(s, fmt.Sprintf("(default %q)", h), "(default: the host name)")
+		s = strings.ReplaceAll(s, fmt.Sprintf("(default %s)\n", h), "(default: the host name)\n")
 	}
 	return s
 }
 
-// command is one entry of the top-level usage's command list.
+// command is one entry of the top-level usage's command list: a command
+// ("report") or a subcommand ("report scan").
 type command struct{ name, summary string }
 
-var commandLine = regexp.MustCompile(`^\s{2}([a-z][a-z-]*)\s{2,}(\S.*)$`)
+var commandLine = regexp.MustCompile(`^\s{2}([a-z][a-z-]*(?: [a-z][a-z-]*)*)\s{2,}(\S.*)$`)
 
 // commands reads the "commands:" section of `snowrain -h`.
 func commands(usage string) []command {
@@ -98,20 +105,6 @@ func commands(usage string) []command {
 			if len(out) > 0 {
 				in = false
 			}
-		}
-	}
-	return out
-}
-
-// subcommands finds "snowrain CMD SUB" in a command's usage text.
-func subcommands(name, text string) []string {
-	re := regexp.MustCompile(`snowrain ` + regexp.QuoteMeta(name) + ` ([a-z][a-z-]+)`)
-	seen := map[string]bool{}
-	var out []string
-	for _, m := range re.FindAllStringSubmatch(text, -1) {
-		if !seen[m[1]] {
-			seen[m[1]] = true
-			out = append(out, m[1])
 		}
 	}
 	return out
@@ -140,14 +133,12 @@ func esc(s string) string {
 	return s
 }
 
-// versionLine is what `snowrain version -h` printed before it had help.
-var versionLine = regexp.MustCompile(`^snowrain [0-9a-z.+~-]+$`)
-
 var flagLine = regexp.MustCompile(`^\s{2}(-{1,2}[A-Za-z0-9][A-Za-z0-9-]*)(?:\s+(\S+))?\s*$`)
 
 // section renders one command's -h text: flags as tagged paragraphs, the
-// rest (usage lines, notes) verbatim.
-func section(w io.Writer, text string) {
+// rest (usage lines, subcommand lists) verbatim; the synopsis, already
+// under the heading, and the "flags:" heading are left out.
+func section(w io.Writer, text, synopsis string) {
 	var verbatim []string
 	flush := func() {
 		if len(verbatim) == 0 {
@@ -163,10 +154,9 @@ func section(w io.Writer, text string) {
 	sc := bufio.NewScanner(strings.NewReader(text))
 	inFlag := false
 	for sc.Scan() {
-		l := strings.TrimPrefix(sc.Text(), "snowrain: ")
+		l := sc.Text()
 		switch {
-		case strings.TrimSpace(l) == "" || strings.HasPrefix(l, "Usage of ") || strings.Contains(l, "help requested") ||
-			strings.Contains(l, "unknown subcommand") || versionLine.MatchString(l):
+		case strings.TrimSpace(l) == "" || l == synopsis || l == "flags:":
 			inFlag = false
 		case flagLine.MatchString(l):
 			flush()
@@ -197,11 +187,24 @@ func write(w io.Writer, bin string, now time.Time) error {
 		return err
 	}
 	defer done()
-	version := strings.TrimSpace(strings.TrimPrefix(help(bin, "version"), "snowrain "))
-	usage := help(bin, "-h")
+	v, err := help(bin, "version")
+	if err != nil {
+		return err
+	}
+	version := strings.TrimSpace(strings.TrimPrefix(v, "snowrain "))
+	usage, err := help(bin, "-h")
+	if err != nil {
+		return err
+	}
 	cmds := commands(usage)
 	if len(cmds) == 0 {
 		return fmt.Errorf("%s -h lists no commands:\n%s", bin, usage)
+	}
+	texts := make([]string, len(cmds))
+	for i, c := range cmds {
+		if texts[i], err = help(bin, append(strings.Fields(c.name), "-h")...); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(w, `.\" Generated by packaging/mangen from %s's own -h texts; do not edit.
 .TH SNOWRAIN 8 "%s" "snowrain %s" "System Administration"
@@ -209,8 +212,15 @@ func write(w io.Writer, bin string, now time.Time) error {
 snowrain \- mail delivery security milter, policy service, scanner and report
 .SH SYNOPSIS
 `, "snowrain", now.Format("2006-01-02"), esc(version))
-	for _, c := range cmds {
-		fmt.Fprintf(w, ".B snowrain %s\n.RI [ flags ]\n.br\n", esc(c.name))
+	for i, c := range cmds {
+		for _, l := range usageLines(texts[i]) {
+			name := "snowrain " + c.name
+			fmt.Fprintf(w, ".B %s\n", esc(name))
+			if rest := strings.TrimSpace(strings.TrimPrefix(l, name)); rest != "" {
+				fmt.Fprintln(w, esc(rest))
+			}
+			fmt.Fprintln(w, ".br")
+		}
 	}
 	fmt.Fprint(w, `.SH DESCRIPTION
 .B snowrain
@@ -225,20 +235,20 @@ Every option of
 is also a flag of
 .BR "snowrain serve" ;
 flags win.
+Flags and arguments may come in any order;
+.B \-h
+shows a command's own flags.
+A file argument or
+.B \-\-input
+of
+.B \-
+reads standard input.
+Exit status: 0 on success, 1 when the command failed, 2 for a wrong command line.
 .SH COMMANDS
 `)
-	for _, c := range cmds {
+	for i, c := range cmds {
 		fmt.Fprintf(w, ".SS %s\n%s\n", esc("snowrain "+c.name), esc(c.summary))
-		text := help(bin, c.name, "-h")
-		section(w, text)
-		for _, sub := range subcommands(c.name, text) {
-			st := help(bin, c.name, sub, "-h")
-			if !flagLine.MatchString(firstFlag(st)) {
-				continue
-			}
-			fmt.Fprintf(w, ".SS %s\n", esc("snowrain "+c.name+" "+sub))
-			section(w, st)
-		}
+		section(w, texts[i], c.summary)
 	}
 	fmt.Fprint(w, `.SH FILES
 .TP
@@ -263,11 +273,18 @@ writes every queued record.
 	return nil
 }
 
-func firstFlag(text string) string {
+// usageLines are a -h text's usage lines of a command that runs
+// ("snowrain db prune [flags]"), without the "usage:" word; a group's
+// "SUBCOMMAND" line is left out.
+func usageLines(text string) []string {
+	var out []string
 	for _, l := range strings.Split(text, "\n") {
-		if flagLine.MatchString(l) {
-			return l
+		if !strings.HasPrefix(l, "usage: ") && !strings.HasPrefix(l, "       snowrain ") {
+			continue
+		}
+		if l = strings.TrimSpace(strings.TrimPrefix(l, "usage:")); !strings.Contains(l, "SUBCOMMAND") {
+			out = append(out, l)
 		}
 	}
-	return ""
+	return out
 }

@@ -28,7 +28,7 @@ func TestManPage(t *testing.T) {
 		t.Errorf("title line:\n%s", text[:200])
 	}
 	serveHelp, _ := exec.Command(bin, "serve", "-h").CombinedOutput()
-	flags := regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllStringSubmatch(string(serveHelp), -1)
+	flags := regexp.MustCompile(`(?m)^\s+--?([a-z0-9][a-z0-9-]*)`).FindAllStringSubmatch(string(serveHelp), -1)
 	if len(flags) < 10 {
 		t.Fatalf("serve -h: %s", serveHelp)
 	}
@@ -37,10 +37,25 @@ func TestManPage(t *testing.T) {
 			t.Errorf("flag --%s not in the man page", f[1])
 		}
 	}
-	for _, sec := range []string{".SS snowrain serve", ".SS snowrain report", ".SS snowrain scan domains", ".SH FILES"} {
-		if !strings.Contains(text, sec) {
+	for _, sec := range []string{".SS snowrain serve", ".SS snowrain report", ".SS snowrain scan domains",
+		".SS snowrain policy check", ".SS snowrain db prune", ".SS snowrain report exposure", ".SH FILES"} {
+		if !strings.Contains(text, sec+"\n") {
 			t.Errorf("no %q", sec)
 		}
+	}
+	// Every command and subcommand `snowrain -h` lists has its section,
+	// with its flags.
+	top, _ := exec.Command(bin, "-h").Output()
+	for _, c := range commands(string(top)) {
+		if !strings.Contains(text, ".SS "+esc("snowrain "+c.name)+"\n") {
+			t.Errorf("no section for %q", c.name)
+		}
+	}
+	if len(commands(string(top))) < 15 {
+		t.Errorf("snowrain -h lists %d commands:\n%s", len(commands(string(top))), top)
+	}
+	if !strings.Contains(text, ".B \\-\\-older\\-than \" \"\\fIAGE\\fR") {
+		t.Error("db prune's --older-than AGE is not in the page")
 	}
 	if h, _ := os.Hostname(); h != "" && strings.Contains(text, `"`+h+`"`) {
 		t.Errorf("the build host's name %q leaked into the page", h)

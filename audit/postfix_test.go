@@ -25,6 +25,7 @@ import (
 	"github.com/snowrain/snowrain/internal/postfixtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
 )
@@ -63,10 +64,21 @@ func sinkTLS(t *testing.T, ca *testca.CA, name string, names ...string) *tls.Con
 
 func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
 
+// dialer connects to an MTA's smtpd: postfixtest's Dial (inside the
+// test's namespace when it runs in one), or tcpDial.
+type dialer func(context.Context) (net.Conn, error)
+
+// tcpDial dials addr on the machine's side.
+func tcpDial(addr string) dialer {
+	return func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) }
+}
+
 // starttls says EHLO and STARTTLS to an SMTP server and shakes hands
 // with cfg, as a sending MTA would.
-func starttls(addr string, cfg *tls.Config) (tls.ConnectionState, []string, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+func starttls(dial dialer, cfg *tls.Config) (tls.ConnectionState, []string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := dial(ctx)
 	if err != nil {
 		return tls.ConnectionState{}, nil, err
 	}
@@ -106,12 +118,17 @@ func starttls(addr string, cfg *tls.Config) (tls.ConnectionState, []string, erro
 	return tc.ConnectionState(), lines, err
 }
 
-// send submits one message in cleartext (net/smtp's SendMail would insist
-// on verifying the server's certificate).
-func send(t *testing.T, addr, from, to string) {
+// send submits one message to pf in cleartext (net/smtp's SendMail would
+// insist on verifying the server's certificate).
+func send(t *testing.T, pf *postfixtest.Instance, from, to string) {
 	t.Helper()
-	c, err := smtp.Dial(addr)
+	conn, err := pf.Dial(context.Background())
 	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClient(conn, "localhost")
+	if err != nil {
+		conn.Close()
 		t.Fatal(err)
 	}
 	defer c.Close()
@@ -260,23 +277,23 @@ func TestAuditDebianPostfix(t *testing.T) {
 	// (Postfix runs its server at OpenSSL security level 0, where OpenSSL
 	// 3 still negotiates it); RSA key exchange accepted (the medium grade
 	// keeps it); the certificate is self-signed.
-	st, ehlo, err := starttls(pf.Addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+	st, ehlo, err := starttls(pf.Dial, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
 	if err != nil || !offers(ehlo, "STARTTLS") || st.Version != tls.VersionTLS12 {
 		t.Errorf("STARTTLS with TLS 1.2: %v, EHLO %q", err, ehlo)
 	}
-	if st, _, err := starttls(pf.Addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err != nil || st.Version != tls.VersionTLS11 {
+	if st, _, err := starttls(pf.Dial, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err != nil || st.Version != tls.VersionTLS11 {
 		t.Errorf("TLS 1.1 handshake: %v, the audit says the server accepts it", err)
 	}
-	if _, _, err := starttls(pf.Addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+	if _, _, err := starttls(pf.Dial, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}}); err != nil {
 		t.Errorf("RSA key exchange refused (%v), the audit counts it among the accepted suites", err)
 	}
-	if st, _, err := starttls(pf.Addr, &tls.Config{ServerName: "mail.example.org"}); err == nil {
+	if st, _, err := starttls(pf.Dial, &tls.Config{ServerName: "mail.example.org"}); err == nil {
 		t.Errorf("the snakeoil certificate verified against the system roots: %v", st.PeerCertificates[0].Subject)
 	}
 	// Outbound: STARTTLS when offered, cleartext when not.
 	for _, rcpt := range []string{"u@tls.example", "u@plain.example"} {
-		send(t, pf.Addr, "sender@mail.example.org", rcpt)
+		send(t, pf, "sender@mail.example.org", rcpt)
 	}
 	if m := tlsSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS == "" {
 		t.Errorf("delivery to a STARTTLS server: %+v, want one message over TLS\n%s", m, pf.Log())
@@ -310,12 +327,23 @@ func TestAuditHardenedPostfix(t *testing.T) {
 	os.WriteFile(chainFile, append(keyPEM, certPEM...), 0o600)
 	leaf, _ := readCerts(cert)
 
-	// Receivers: dane.example (TLSA, STARTTLS), strip.example (TLSA, no
-	// STARTTLS: as if stripped), plain.example (no TLSA, no STARTTLS).
+	// Postfix and the receivers live in a network namespace of the test's
+	// own, where its DNS server answers on port 53 (the libc resolver
+	// asks no other port). Receivers: dane.example (TLSA, STARTTLS),
+	// strip.example (TLSA, no STARTTLS: as if stripped), plain.example (no
+	// TLSA, no STARTTLS).
+	ns := testnet.NewNS(t)
+	nsSink := func(addr string, o smtpsink.Options) *smtpsink.Sink {
+		ln, err := ns.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return smtpsink.Serve(t, ln, o)
+	}
 	daneCfg := sinkTLS(t, ca, "dane-sink", "mx.dane.example")
-	daneSink := smtpsink.StartWith(t, "127.77.2.1:0", smtpsink.Options{TLS: daneCfg})
-	stripSink := smtpsink.Start(t, "127.77.2.2:0")
-	plainSink := smtpsink.Start(t, "127.77.2.3:0")
+	daneSink := nsSink("127.77.2.1:0", smtpsink.Options{TLS: daneCfg})
+	stripSink := nsSink("127.77.2.2:0", smtpsink.Options{})
+	plainSink := nsSink("127.77.2.3:0", smtpsink.Options{})
 	daneLeaf, _ := x509.ParseCertificate(daneCfg.Certificates[0].Certificate[0])
 	spki := func(c *x509.Certificate) string {
 		s := sha256.Sum256(c.RawSubjectPublicKeyInfo)
@@ -353,10 +381,11 @@ _%s._tcp.mx.strip.example. TLSA 3 1 1 %s
 plain.example. MX 10 mx.plain.example.
 mx.plain.example. A 127.77.2.3
 `, spki(leaf[0]), port(daneSink.Addr), spki(daneLeaf), port(stripSink.Addr), spki(daneLeaf))
-	dns := dnstest.StartOn(t, "127.53.0.13:53", zone)
+	dns := dnstest.Start(t, zone)
+	dns.ServeIn(t, ns, "127.53.0.13:53")
 	dns.Signed(".")
 
-	pf := postfixtest.Start(t, postfixtest.Options{Hostname: "mx.example.net", Nameserver: "127.53.0.13", Main: map[string]string{
+	pf := postfixtest.Start(t, postfixtest.Options{Hostname: "mx.example.net", NetNS: ns, Nameserver: "127.53.0.13", Main: map[string]string{
 		"mydomain":                            "example.net",
 		"mydestination":                       "$mydomain, localhost",
 		"default_transport":                   "smtp",
@@ -430,18 +459,18 @@ mx.plain.example. A 127.77.2.3
 
 	// What the instance does. Inbound: TLS 1.2 with ECDHE, not RSA key
 	// exchange (excluded), not TLS 1.1; the chain verifies for its name.
-	if _, _, err := starttls(pf.Addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "mx.example.net", MaxVersion: tls.VersionTLS12,
+	if _, _, err := starttls(pf.Dial, &tls.Config{RootCAs: ca.Pool(), ServerName: "mx.example.net", MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}}); err != nil {
 		t.Errorf("ECDHE handshake, verified chain: %v", err)
 	}
-	if _, _, err := starttls(pf.Addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+	if _, _, err := starttls(pf.Dial, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}}); err == nil {
 		t.Error("RSA key exchange accepted, the audit says every suite is forward secret")
 	}
 	// Outbound: DANE verifies dane.example, refuses cleartext to
 	// strip.example, falls back to cleartext for plain.example.
 	for _, rcpt := range []string{"u@dane.example", "u@strip.example", "u@plain.example"} {
-		send(t, pf.Addr, "sender@example.net", rcpt)
+		send(t, pf, "sender@example.net", rcpt)
 	}
 	if m := daneSink.Wait(1, 60*time.Second); len(m) != 1 || m[0].TLS == "" {
 		t.Errorf("dane.example: %+v, want one message over TLS\n%s", m, pf.Log())

@@ -43,11 +43,11 @@ func TestAuditSendmail(t *testing.T) {
 
 	// The daemon: STARTTLS offered, TLS 1.2 accepted; TLS 1.1 only if the
 	// audit says so (Sendmail leaves OpenSSL's default security level).
-	st, ehlo, err := starttls(sm.Addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "mx.test.example", MaxVersion: tls.VersionTLS12})
+	st, ehlo, err := starttls(tcpDial(sm.Addr), &tls.Config{RootCAs: ca.Pool(), ServerName: "mx.test.example", MaxVersion: tls.VersionTLS12})
 	if err != nil || !offers(ehlo, "STARTTLS") || st.Version != tls.VersionTLS12 {
 		t.Errorf("STARTTLS with TLS 1.2: %v, EHLO %q", err, ehlo)
 	}
-	_, _, err = starttls(sm.Addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+	_, _, err = starttls(tcpDial(sm.Addr), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
 	if refused := strings.Contains(protos.Value, "TLSv1.1 (OpenSSL"); refused != (err != nil) {
 		t.Errorf("TLS 1.1 handshake: %v; the audit says %q", err, protos.Value)
 	}

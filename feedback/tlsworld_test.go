@@ -12,7 +12,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"github.com/snowrain/snowrain/internal/reportschema"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/measure/maillog"
 	"github.com/snowrain/snowrain/policy"
@@ -33,11 +33,14 @@ import (
 	"github.com/snowrain/snowrain/tlsrpt"
 )
 
-// A loopback Internet of receivers for outbound TLS: DNS on
-// 127.68.0.1:53 (Postfix's resolv.conf cannot name a port), each
-// receiver's MX a sink on 127.69.0.x:2525, MTA-STS policies over HTTPS on
-// 127.70.0.1. Addresses no other package's tests use: packages run in
-// parallel.
+// A loopback Internet of receivers for outbound TLS, in a network
+// namespace of the test's own (testnet.NewNS), where the default ports
+// are ours: Postfix's resolv.conf names a DNS server on 127.68.0.1:53
+// (the libc resolver asks no other port), each receiver's MX is a sink on
+// 127.69.0.x:25. snowrain's engine, on the machine's side, asks the same
+// DNS server on a picked port and fetches MTA-STS policies over HTTPS
+// from 127.70.0.1; Postfix reaches the engine through a unix socket,
+// which crosses namespaces.
 type receiver struct {
 	domain string
 	sink   smtpsink.Options
@@ -57,10 +60,15 @@ type tlsWorld struct {
 
 func startTLSWorld(t *testing.T, ca *testca.CA, rs []receiver, extraZone string) *tlsWorld {
 	w := &tlsWorld{sinks: map[string]*smtpsink.Sink{}, ca: ca}
+	ns := testnet.NewNS(t)
 	var zone strings.Builder
 	for i, r := range rs {
 		ip := fmt.Sprintf("127.69.0.%d", i+1)
-		w.sinks[r.domain] = smtpsink.StartWith(t, ip+":2525", r.sink)
+		ln, err := ns.Listen("tcp", ip+":25")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.sinks[r.domain] = smtpsink.Serve(t, ln, r.sink)
 		fmt.Fprintf(&zone, "%s. MX 10 mx.%s.\nmx.%s. A %s\n", r.domain, r.domain, r.domain, ip)
 		if r.sts != "" {
 			fmt.Fprintf(&zone, "_mta-sts.%s. TXT \"v=STSv1; id=1;\"\nmta-sts.%s. A 127.70.0.1\n", r.domain, r.domain)
@@ -71,14 +79,13 @@ func startTLSWorld(t *testing.T, ca *testca.CA, rs []receiver, extraZone string)
 			if r.tlsa == "mismatch" {
 				sum = sha256.Sum256([]byte("another key"))
 			}
-			for _, port := range []int{25, 2525} {
-				fmt.Fprintf(&zone, "_%d._tcp.mx.%s. TLSA 3 1 1 %s\n", port, r.domain, hex.EncodeToString(sum[:]))
-			}
+			fmt.Fprintf(&zone, "_25._tcp.mx.%s. TLSA 3 1 1 %s\n", r.domain, hex.EncodeToString(sum[:]))
 		}
 	}
 	zone.WriteString(". NS ns.test.\nns.test. A 127.68.0.1\n")
 	zone.WriteString(extraZone)
-	w.dns = dnstest.StartOn(t, "127.68.0.1:53", zone.String())
+	w.dns = dnstest.Start(t, zone.String())
+	w.dns.ServeIn(t, ns, "127.68.0.1:53")
 	w.dns.Signed(".")
 
 	var stsNames []string
@@ -111,7 +118,7 @@ func startTLSWorld(t *testing.T, ca *testca.CA, rs []receiver, extraZone string)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.store.Close() })
-	w.res, _ = resolver.New(resolver.Config{Servers: []string{"127.68.0.1:53"}, Timeout: 2 * time.Second})
+	w.res, _ = resolver.New(resolver.Config{Servers: []string{w.dns.Addr}, Timeout: 2 * time.Second})
 	w.engine = policy.NewEngine(policy.Config{DANE: true, MTASTS: true, DecisionSample: 1, Budget: 5 * time.Second},
 		w.res, &policy.STSFetcher{Resolver: w.res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port, Timeout: 3 * time.Second},
 		w.store.DB, nil)
@@ -128,9 +135,8 @@ func startTLSWorld(t *testing.T, ca *testca.CA, rs []receiver, extraZone string)
 	go sm.Serve(pl)
 	t.Cleanup(func() { pl.Close(); sm.Close() })
 
-	w.pf = postfixtest.Start(t, postfixtest.Options{Nameserver: "127.68.0.1", Hostname: "mx.sender.example", Main: map[string]string{
+	w.pf = postfixtest.Start(t, postfixtest.Options{NetNS: ns, Nameserver: "127.68.0.1", Hostname: "mx.sender.example", Main: map[string]string{
 		"default_transport":       "smtp",
-		"smtp_tcp_port":           "2525",
 		"smtp_tls_security_level": "may",
 		"smtp_tls_policy_maps":    "socketmap:unix:" + sock + ":tls",
 		"smtp_tls_CAfile":         ca.CAFile(),
@@ -147,7 +153,7 @@ func startTLSWorld(t *testing.T, ca *testca.CA, rs []receiver, extraZone string)
 // send mails one message to each domain and waits for each status line.
 func (w *tlsWorld) send(t *testing.T, domains ...string) {
 	for _, d := range domains {
-		if err := smtp.SendMail(w.pf.Addr, nil, "sender@sender.example", []string{"user@" + d},
+		if err := w.pf.Send(context.Background(), "sender@sender.example", []string{"user@" + d},
 			[]byte("Subject: tls report test\r\n\r\nhello\r\n")); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +186,7 @@ type scenario struct {
 // line named.
 func TestTLSReportsMatchPostfixLog(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: port 53 on 127.68.0.1 and Postfix")
+		t.Fatal("needs root (a network namespace and a test Postfix): run make test as root; scripts/deps-postfix.sh installs Postfix")
 	}
 	ca := testca.New(t)
 	valid := func(name string) smtpsink.Options { return sinkWith(t, ca, name, testca.IssueOptions{}, name) }

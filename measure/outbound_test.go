@@ -15,6 +15,7 @@ import (
 	"github.com/snowrain/snowrain/internal/postfixtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 )
 
 // TestPostfixOutboundTLS has a real Postfix (smtp_tls_loglevel = 1) deliver
@@ -242,19 +243,30 @@ func TestPostfixInjectedReply(t *testing.T) {
 // counted apart, and domains never delivered to have no outbound share.
 func TestPostfixOutboundRetries(t *testing.T) {
 	ca, tc := sinkTLS(t)
+	// Postfix and its receivers in a network namespace of the test's own,
+	// where the DNS server answers on port 53 (Postfix's resolv.conf
+	// cannot name a port).
+	ns := testnet.NewNS(t)
+	sink := func(o smtpsink.Options) *smtpsink.Sink {
+		ln, err := ns.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return smtpsink.Serve(t, ln, o)
+	}
 	sinks := map[string]*smtpsink.Sink{
-		"tls.example":   smtpsink.StartWith(t, "127.0.0.1:0", smtpsink.Options{TLS: tc}),
-		"plain.example": smtpsink.Start(t, "127.0.0.1:0"),
-		"retry.example": smtpsink.StartWith(t, "127.0.0.1:0", smtpsink.Options{TLS: tc, DataReply: func(n int) string {
+		"tls.example":   sink(smtpsink.Options{TLS: tc}),
+		"plain.example": sink(smtpsink.Options{}),
+		"retry.example": sink(smtpsink.Options{TLS: tc, DataReply: func(n int) string {
 			if n == 1 {
 				return "451 4.3.0 try again later"
 			}
 			return "250 2.0.0 ok"
 		}}),
-		"never.example":   smtpsink.StartWith(t, "127.0.0.1:0", smtpsink.Options{DataReply: func(int) string { return "451 4.3.0 never" }}),
-		"failtls.example": smtpsink.StartWith(t, "127.0.0.1:0", smtpsink.Options{FailTLS: true}),
-		"bounce.example":  smtpsink.StartWith(t, "127.0.0.1:0", smtpsink.Options{TLS: tc, DataReply: func(int) string { return "550 5.1.1 no such user" }}),
-		"example.org":     smtpsink.Start(t, "127.0.0.1:0"), // the sender's domain: bounces go there
+		"never.example":   sink(smtpsink.Options{DataReply: func(int) string { return "451 4.3.0 never" }}),
+		"failtls.example": sink(smtpsink.Options{FailTLS: true}),
+		"bounce.example":  sink(smtpsink.Options{TLS: tc, DataReply: func(int) string { return "550 5.1.1 no such user" }}),
+		"example.org":     sink(smtpsink.Options{}), // the sender's domain: bounces go there
 	}
 	var routes []string
 	for d, s := range sinks {
@@ -262,9 +274,10 @@ func TestPostfixOutboundRetries(t *testing.T) {
 	}
 	// nodns.example is looked up in DNS, which fails: Postfix defers with
 	// relay=none.
-	dns := dnstest.StartOn(t, "127.53.0.12:53", ". NS ns.test.\nns.test. A 127.53.0.12\n")
+	dns := dnstest.Start(t, ". NS ns.test.\nns.test. A 127.53.0.12\n")
+	dns.ServeIn(t, ns, "127.53.0.12:53")
 	dns.ServFail("nodns.example")
-	pf := postfixtest.Start(t, postfixtest.Options{Nameserver: "127.53.0.12", Main: map[string]string{
+	pf := postfixtest.Start(t, postfixtest.Options{NetNS: ns, Nameserver: "127.53.0.12", Main: map[string]string{
 		"default_transport":       "smtp",
 		"transport_maps":          "inline:{" + strings.Join(routes, ", ") + "}",
 		"smtp_tls_security_level": "may",
@@ -281,7 +294,7 @@ func TestPostfixOutboundRetries(t *testing.T) {
 			for j := 0; j < rcpts; j++ {
 				to = append(to, fmt.Sprintf("m%dr%d@%s", i, j, domain))
 			}
-			if err := smtp.SendMail(pf.Addr, nil, "sender@example.org", to, []byte("Subject: out\r\n\r\nhello\r\n")); err != nil {
+			if err := pf.Send(context.Background(), "sender@example.org", to, []byte("Subject: out\r\n\r\nhello\r\n")); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/snowrain/snowrain/internal/miltertest"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/metrics"
 	"github.com/snowrain/snowrain/resolver"
 )
@@ -90,8 +91,9 @@ func FuzzMilterStream(f *testing.F) {
 			f.Add(append(miltertest.Negotiation(), h.Data...))
 		}
 	}
-	// Lookups go to a closed port and fail at once.
-	r, err := resolver.New(resolver.Config{Servers: []string{"127.0.0.1:9"}, Timeout: 50 * time.Millisecond})
+	// Lookups go to a port reserved closed and fail at once.
+	dead := testnet.Pick(f, testnet.Request{Closed: "127.0.0.1/32"}).Addr("127.0.0.1")
+	r, err := resolver.New(resolver.Config{Servers: []string{dead}, Timeout: 50 * time.Millisecond})
 	if err != nil {
 		f.Fatal(err)
 	}

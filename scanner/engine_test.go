@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snowrain/snowrain/internal/smtpsink"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/measure"
 )
 
@@ -37,7 +38,9 @@ func TestProgressLine(t *testing.T) {
 // TestEngineStoreFails: a sweep whose results cannot be stored ends with
 // the store's error, not as a sweep that completed.
 func TestEngineStoreFails(t *testing.T) {
-	sink := smtpsink.Start(t, "127.74.0.1:2525")
+	// One server on a picked port, the rest of the swept /28 closed on it.
+	ports := testnet.Pick(t, testnet.Request{TCP: []string{"127.74.0.1"}, Closed: "127.74.0.0/28"})
+	sink := smtpsink.Serve(t, ports.TCP[0], smtpsink.Options{})
 	store, run := newStoredRun(t, "hosts")
 	targets := NewTargets([]netip.Prefix{netip.MustParsePrefix("127.74.0.0/28")})
 	if _, err := run.StartSweep(context.Background(), SweepState{Targets: targets.String(), Seed: 3, Shards: 1}); err != nil {
@@ -46,7 +49,7 @@ func TestEngineStoreFails(t *testing.T) {
 	store.Close()
 	g := &Grabber{Timeout: 2 * time.Second, Dialer: &Dialer{}}
 	e := &Engine[*HostResult]{SweepOptions: SweepOptions{Seed: 3, Shards: 1, Workers: 2, Dialer: g.Dialer},
-		Module: &HostProbe{Grabber: g, Port: 2525}, Run: run}
+		Module: &HostProbe{Grabber: g, Port: ports.Port}, Run: run}
 	if err := e.Sweep(context.Background(), targets); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("sweep into a closed store: %v, want the store's error", err)
 	}

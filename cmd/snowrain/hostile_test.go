@@ -72,15 +72,6 @@ func (nopConn) Write([]byte) (int, error)   { return 0, io.ErrClosedPipe }
 func (nopConn) Close() error                { return nil }
 func (nopConn) SetDeadline(time.Time) error { return nil }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // procStatus reads a "kB" line of /proc/PID/status, in bytes.
 func procStatus(t *testing.T, pid int, key string) int64 {
 	t.Helper()
@@ -122,7 +113,7 @@ func cpuOf(t *testing.T, pid int) time.Duration {
 // daemon); a normal client is served after, and /metrics counts them.
 func TestDaemonSurvivesHostileMilterInput(t *testing.T) {
 	dns := dnstest.Start(t, corpus.Zone())
-	metricsAddr := freeAddr(t)
+	metricsAddr := freeTCP(t)
 	d := startDaemon(t, t.TempDir(), dns.Addr, "--metrics", metricsAddr)
 	for _, h := range miltertest.HostileStreams {
 		if err := miltertest.RawExchange("unix", d.sock, h, 60*time.Second); err != nil {
@@ -153,7 +144,7 @@ func TestDaemonSurvivesHostileMilterInput(t *testing.T) {
 // idle and read timeouts while normal clients are served.
 func TestDaemonSlowAndIdleConnections(t *testing.T) {
 	dns := dnstest.Start(t, corpus.Zone())
-	metricsAddr := freeAddr(t)
+	metricsAddr := freeTCP(t)
 	d := startDaemon(t, t.TempDir(), dns.Addr, "--metrics", metricsAddr,
 		"--milter-read-timeout", "1s", "--milter-idle-timeout", "2s")
 	for _, negotiate := range []bool{false, true} {

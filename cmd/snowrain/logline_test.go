@@ -18,16 +18,14 @@ import (
 	"github.com/snowrain/snowrain/internal/miltertest"
 	"github.com/snowrain/snowrain/internal/postfixtest"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 )
 
-// sendSMTP delivers c to addr from c.ClientIP over STARTTLS (TLS 1.3).
-func sendSMTP(t *testing.T, addr, helo string, c corpus.Case, tlsCfg *tls.Config) {
+// sendSMTP delivers c to addr inside ns from c.ClientIP over STARTTLS
+// (TLS 1.3).
+func sendSMTP(t *testing.T, ns *testnet.NS, addr, helo string, c corpus.Case, tlsCfg *tls.Config) {
 	t.Helper()
-	dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.ClientIP)}, Timeout: 10 * time.Second}
-	conn, err := dl.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialFrom(t, ns, c.ClientIP, addr)
 	cl, err := smtp.NewClient(conn, "mx.test.example")
 	if err != nil {
 		t.Fatal(err)
@@ -62,16 +60,19 @@ func TestMessageLogLineThroughPostfix(t *testing.T) {
 	needRoot(t)
 	c := pickCase(t, "dmarc-pass-dkim-only") // signed by dmarc-dkim.example, SPF fails, DMARC passes on DKIM
 	zone := corpus.Zone() + "41.1.0.127.in-addr.arpa. PTR mail.dmarc-dkim.example.\nmail.dmarc-dkim.example. A 127.0.1.41\n"
-	dns := dnstest.StartOn(t, "127.53.11.1:53", zone)
-	dir := t.TempDir()
-	milterAddr := freeTCP(t)
-	d := startServe(t, dir, serveConf(dir, dns.Addr), false, "--milter", "inet:"+milterAddr)
-	waitFor(t, "milter port", answers("tcp", milterAddr), d)
+	// Postfix and its clients in a namespace of the test's own, DNS on
+	// port 53 there; the daemon on the machine's side, its milter a unix
+	// socket Postfix's smtpd (user postfix) reaches across namespaces.
+	ns := testnet.NewNS(t)
+	dns := dnstest.Start(t, zone)
+	dns.ServeIn(t, ns, "127.53.11.1:53")
+	dir := sharedDir(t, 0)
+	d := startServe(t, dir, serveConf(dir, dns.Addr, `socket_mode = "0666"`), true)
 	ca := testca.New(t)
 	cert, key := ca.Issue(t, "mx", "mx.test.example")
-	pf := postfixtest.Start(t, postfixtest.Options{Milter: "inet:" + milterAddr, CertFile: cert, KeyFile: key,
-		Nameserver: "127.53.11.1", Main: map[string]string{"smtpd_peername_lookup": "yes"}})
-	sendSMTP(t, pf.Addr, "mail.dmarc-dkim.example", c,
+	pf := postfixtest.Start(t, postfixtest.Options{Milter: "unix:" + d.sock, CertFile: cert, KeyFile: key,
+		NetNS: ns, Nameserver: "127.53.11.1", Main: map[string]string{"smtpd_peername_lookup": "yes"}})
+	sendSMTP(t, ns, pf.Addr, "mail.dmarc-dkim.example", c,
 		&tls.Config{ServerName: "mx.test.example", RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13})
 	re := regexp.MustCompile(`smtpd\[\d+\]: ([0-9A-Za-z]{6,}): client=mail\.dmarc-dkim\.example\[127\.0\.1\.41\]`)
 	var qid string

@@ -21,6 +21,7 @@ import (
 	"github.com/snowrain/snowrain/internal/postfixtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/report"
 	"github.com/snowrain/snowrain/tlsinfo"
 )
@@ -36,7 +37,7 @@ type providerPeer struct {
 	messages int         // inbound messages, on one connection
 	domain   string      // recipient domain of our deliveries to it ("": none)
 	mx       string      // its MX host
-	mxAddr   string      // the sink's address (port chosen below)
+	mxAddr   string      // the sink's address (port 25, inside the test's namespace)
 	sinkTLS  func(t *testing.T, ca *testca.CA, mx string) *tls.Config
 	outbound int    // deliveries to it
 	cert     string // Postfix's verdict on its certificate
@@ -88,10 +89,12 @@ func TestTable6RealPostfix(t *testing.T) {
 		{name: "CorpMail", sender: "127.66.5.1", host: "out1.corpmail.example", ptr: true, tls: tls13, messages: 1},
 	}
 
-	// One port for every sink (Postfix's smtp_tcp_port), each on its own
-	// loopback address.
+	// Postfix, its clients and the providers' MX sinks (port 25, each on
+	// its own loopback address) live in a network namespace of the test's
+	// own, with DNS on port 53 there; snowrain serve runs on the machine's
+	// side, its milter a unix socket, which crosses namespaces.
+	ns := testnet.NewNS(t)
 	sinks := map[string]*smtpsink.Sink{}
-	port := sinkPort(t, peers)
 	for _, p := range peers {
 		if p.mx == "" {
 			continue
@@ -100,7 +103,11 @@ func TestTable6RealPostfix(t *testing.T) {
 		if p.sinkTLS != nil {
 			o.TLS = p.sinkTLS(t, ca, p.mx)
 		}
-		sinks[p.name] = smtpsink.StartWith(t, fmt.Sprintf("%s:%d", p.mxAddr, port), o)
+		ln, err := ns.Listen("tcp", p.mxAddr+":25")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinks[p.name] = smtpsink.Serve(t, ln, o)
 	}
 
 	var zone strings.Builder
@@ -115,24 +122,25 @@ func TestTable6RealPostfix(t *testing.T) {
 			fmt.Fprintf(&zone, "%s. MX 10 %s.\n%s. A %s\n", p.domain, p.mx, p.mx, p.mxAddr)
 		}
 	}
-	dns := dnstest.StartOn(t, "127.53.0.14:53", zone.String())
+	dns := dnstest.Start(t, zone.String())
+	dns.ServeIn(t, ns, "127.53.0.14:53")
 
-	// snowrain serve: the milter on a loopback port, the log followed.
-	dir := t.TempDir()
+	// snowrain serve: the milter on a unix socket smtpd (user postfix)
+	// may use, the log followed.
+	dir := sharedDir(t, 0)
+	milter := "unix:" + filepath.Join(dir, "milter.sock")
 	conf := filepath.Join(dir, "snowrain.conf")
 	os.WriteFile(conf, []byte("authserv_id = \"mx.ours.example\"\ninternal_networks = [\"127.0.0.1/32\"]\n"+
 		"[providers]\n\"corpmail.example\" = \"CorpMail\"\n"), 0o644)
-	milterPort := freeLoopbackPort(t)
 	srvCert, srvKey := ca.Issue(t, "mx-ours", "mx.ours.example")
-	pf := postfixtest.Start(t, postfixtest.Options{Milter: fmt.Sprintf("inet:127.0.0.1:%d", milterPort),
-		CertFile: srvCert, KeyFile: srvKey, Hostname: "mx.ours.example", Nameserver: "127.53.0.14",
+	pf := postfixtest.Start(t, postfixtest.Options{Milter: milter,
+		CertFile: srvCert, KeyFile: srvKey, Hostname: "mx.ours.example", NetNS: ns, Nameserver: "127.53.0.14",
 		Main: map[string]string{
 			"smtpd_peername_lookup":   "yes",
 			"mydestination":           "ours.example",
 			"local_recipient_maps":    "",
 			"alias_maps":              "",
 			"default_transport":       "smtp",
-			"smtp_tcp_port":           strconv.Itoa(port),
 			"smtp_tls_security_level": "may",
 			"smtp_tls_policy_maps":    "inline:{gmail.com=verify}",
 			"smtp_tls_CAfile":         ca.CAFile(),
@@ -141,7 +149,7 @@ func TestTable6RealPostfix(t *testing.T) {
 			"smtp_connect_timeout":    "5s",
 		}})
 	db := filepath.Join(dir, "snowrain.db")
-	daemon := exec.Command(binary, "serve", "--config", conf, "--milter", fmt.Sprintf("inet:127.0.0.1:%d", milterPort),
+	daemon := exec.Command(binary, "serve", "--config", conf, "--milter", milter, "--socket-mode", "0666",
 		"--db", db, "--dns", dns.Addr, "--maillog", pf.LogFile, "--batch-interval", "100ms")
 	var dlog strings.Builder
 	dw := &syncWriter{w: &dlog}
@@ -152,12 +160,12 @@ func TestTable6RealPostfix(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- daemon.Wait() }()
 	t.Cleanup(func() { daemon.Process.Kill() })
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", milterPort))
+	waitListening(t, "unix", filepath.Join(dir, "milter.sock"))
 
 	// Inbound: each provider's server sends its messages on one connection.
 	seen := map[string]observed{}
 	for _, p := range peers {
-		st := sendAs(t, pf.Addr, p.sender, p.host, p.tls, p.messages, "sender@"+strings.TrimPrefix(p.host, "mail."), "user@ours.example")
+		st := sendAs(t, ns, pf.Addr, p.sender, p.host, p.tls, p.messages, "sender@"+strings.TrimPrefix(p.host, "mail."), "user@ours.example")
 		if st != nil {
 			s := tlsinfo.Parse(tls.CipherSuiteName(st.CipherSuite))
 			seen[p.name] = observed{tlsVersionName(st.Version), s.KeyExchange, s.Cipher}
@@ -166,7 +174,7 @@ func TestTable6RealPostfix(t *testing.T) {
 	// Outbound: our users write to each provider's domain.
 	for _, p := range peers {
 		for i := 0; i < p.outbound; i++ {
-			sendAs(t, pf.Addr, "127.0.0.1", "client.ours.example", nil, 1, "me@ours.example", fmt.Sprintf("u%d@%s", i, p.domain))
+			sendAs(t, ns, pf.Addr, "127.0.0.1", "client.ours.example", nil, 1, "me@ours.example", fmt.Sprintf("u%d@%s", i, p.domain))
 		}
 	}
 	delivered := map[string]observed{}
@@ -315,47 +323,9 @@ func tlsVersionName(v uint16) string {
 	return fmt.Sprintf("0x%x", v)
 }
 
-// sinkPort finds a port free on every sink address.
-func sinkPort(t *testing.T, peers []providerPeer) int {
-	for try := 0; try < 50; try++ {
-		ln, err := net.Listen("tcp", peers[0].mxAddr+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		ok := true
-		for _, p := range peers {
-			if p.mxAddr == "" {
-				continue
-			}
-			l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", p.mxAddr, port))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatal("no port free on every sink address")
-	return 0
-}
-
-func freeLoopbackPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func waitListening(t *testing.T, addr string) {
+func waitListening(t *testing.T, network, addr string) {
 	for i := 0; i < 400; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
+		if c, err := net.Dial(network, addr); err == nil {
 			c.Close()
 			return
 		}
@@ -364,15 +334,12 @@ func waitListening(t *testing.T, addr string) {
 	t.Fatalf("nothing listens on %s", addr)
 }
 
-// sendAs connects from the address src, says EHLO helo, does STARTTLS
-// with cfg when given, and sends n messages on the one connection.
-func sendAs(t *testing.T, addr, src, helo string, cfg *tls.Config, n int, from, to string) *tls.ConnectionState {
+// sendAs connects to addr inside ns from the address src, says EHLO
+// helo, does STARTTLS with cfg when given, and sends n messages on the
+// one connection.
+func sendAs(t *testing.T, ns *testnet.NS, addr, src, helo string, cfg *tls.Config, n int, from, to string) *tls.ConnectionState {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialFrom(t, ns, src, addr)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
 	var conn net.Conn = c

@@ -12,11 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/scanner"
 )
@@ -49,29 +51,40 @@ func TestResolverSweepKilledAndResumed(t *testing.T) {
 	for i, ok := perm.Next(); ok; i, ok = perm.Next() {
 		order = append(order, targets.At(i).String())
 	}
-	servers := map[string]*dnstest.Server{}
+	zones := map[string]string{}
 	want := map[string]string{} // resolver → its class for gmail.example
+	var ips []string
 	for step, ip := range order {
 		switch {
 		case step == stall: // swallows queries until the first process is dead, then honest
-			servers[ip] = dnstest.StartOn(t, ip+":5353", resumeProviders)
-			servers[ip].SetDrop(true)
+			zones[ip] = resumeProviders
 			want[ip] = scanner.DNSCorrect
 		case step == 7: // answers NXDOMAIN: no resolver, so not stored
-			servers[ip] = dnstest.StartOn(t, ip+":5353", "other.example. A 192.0.2.1\n")
+			zones[ip] = "other.example. A 192.0.2.1\n"
 		case step%5 == 1:
-			servers[ip] = dnstest.StartOn(t, ip+":5353", resumeProviders)
+			zones[ip] = resumeProviders
 			want[ip] = scanner.DNSCorrect
 		case step%5 == 3:
-			servers[ip] = dnstest.StartOn(t, ip+":5353", resumeLies)
+			zones[ip] = resumeLies
 			want[ip] = scanner.DNSFalseMX
+		default:
+			continue
 		}
+		ips = append(ips, ip)
 	}
+	// One port picked on every resolver's address, the rest of the swept
+	// range reserved closed on it.
+	ports := testnet.Pick(t, testnet.Request{TCP: ips, UDP: ips, Closed: prefix})
+	servers := map[string]*dnstest.Server{}
+	for i, ip := range ips {
+		servers[ip] = dnstest.Serve(t, zones[ip], ports.UDP[i], ports.TCP[i])
+	}
+	servers[order[stall]].SetDrop(true)
 	dir := t.TempDir()
 	block := filepath.Join(dir, "block.txt")
 	os.WriteFile(block, []byte("# nothing blocked on loopback for this test\n"), 0o644)
 	db, jsonl := filepath.Join(dir, "r.db"), filepath.Join(dir, "r.jsonl")
-	args := []string{"scan", "resolvers", "--port", "5353", "--dns", truth.Addr, "--providers", "gmail.example,yahoo.example",
+	args := []string{"scan", "resolvers", "--port", strconv.Itoa(ports.Port), "--dns", truth.Addr, "--providers", "gmail.example,yahoo.example",
 		"--db", db, "--jsonl", jsonl, "--blocklist", block, "--concurrency", "1", "--per-target-rate", "1000", "--timeout", "60s"}
 
 	first := exec.Command(binary, append(args, "--targets", prefix, "--seed", fmt.Sprint(seed))...)

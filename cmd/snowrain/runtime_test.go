@@ -24,6 +24,7 @@ import (
 	"github.com/snowrain/snowrain/internal/corpus"
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/miltertest"
+	"github.com/snowrain/snowrain/internal/testnet"
 	"github.com/snowrain/snowrain/policy"
 )
 
@@ -112,14 +113,12 @@ func exitCode(t *testing.T, d *daemon) int {
 	return -1
 }
 
+// freeTCP is 127.0.0.1:PORT free now, for the daemon to bind itself: a
+// port picked below the ephemeral range (testnet.FreePort), which no ":0"
+// listener or client socket of a concurrent test takes meanwhile.
 func freeTCP(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testnet.FreePort(t, "127.0.0.1")))
 }
 
 func scrape(t *testing.T, addr string) string {

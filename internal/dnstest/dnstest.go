@@ -20,7 +20,7 @@ import (
 
 // Server is a loopback authoritative DNS server.
 type Server struct {
-	Addr string // "127.0.0.1:PORT", a picked port, the same for UDP and TCP
+	Addr string // "127.0.0.1:PORT" (or the address given to Serve), a picked port, the same for UDP and TCP
 
 	mu       sync.RWMutex
 	records  map[string][]dns.RR // by lower-case FQDN
@@ -60,6 +60,21 @@ func New(zone string) (*Server, error) {
 	s.Addr = p.Addr("127.0.0.1")
 	s.serve(p.UDP[0], p.TCP[0])
 	return s, nil
+}
+
+// Serve serves zone on sockets the test picked, one UDP socket and one
+// TCP listener on the same address (testnet.Pick: one port on many
+// addresses, a server each), until the test ends.
+func Serve(t testing.TB, zone string, pc net.PacketConn, l net.Listener) *Server {
+	t.Helper()
+	s := newServer()
+	if err := s.Add(zone); err != nil {
+		t.Fatal(err)
+	}
+	s.Addr = l.Addr().String()
+	s.serve(pc, l)
+	t.Cleanup(s.Close)
+	return s
 }
 
 // ServeIn also answers on addr inside ns, e.g. "127.53.0.1:53" for an MTA

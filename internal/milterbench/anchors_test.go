@@ -9,23 +9,19 @@ import (
 	"testing"
 
 	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/testnet"
 )
 
-// benchDNS serves zone on port 53 of a loopback address, which
-// resolv.conf can name (OpenDMARC's resolver knows no port).
-func benchDNS(b *testing.B, zone string) *dnstest.Server {
-	var last error
-	for i := 1; i < 20; i++ {
-		srv, err := dnstest.NewOn(fmt.Sprintf("127.53.15.%d:53", i), zone)
-		if err == nil {
-			b.Cleanup(srv.Close)
-			return srv
-		}
-		last = err
-	}
-	b.Fatalf("no loopback address with port 53 free: %v", last)
-	return nil
+// benchDNS serves zone on a picked port (for snowrain) and on port 53 of
+// anchorsDNS inside ns, which resolv.conf can name (OpenDMARC's resolver
+// knows no port): OpenDKIM and OpenDMARC run inside ns.
+func benchDNS(b *testing.B, ns *testnet.NS, zone string) *dnstest.Server {
+	srv := dnstest.Start(b, zone)
+	srv.ServeIn(b, ns, anchorsDNS)
+	return srv
 }
+
+const anchorsDNS = "127.53.15.1:53"
 
 // snowrainBinary is $SNOWRAIN_BIN (the binary `make bench-anchors` built)
 // or one built from this tree.
@@ -58,15 +54,16 @@ func BenchmarkAnchors(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dns := benchDNS(b, c.Zone)
+	ns := testnet.NewNS(b)
+	dns := benchDNS(b, ns, c.Zone)
 	env := Env{Dir: b.TempDir(), DNSAddr: dns.Addr}
-	dkim, err := StartOpenDKIM(env)
-	if err != nil {
+	var dkim, dmarc *Proc
+	inNS := Env{Dir: env.Dir, DNSAddr: anchorsDNS} // the anchors, inside ns
+	if err := ns.Do(func() (err error) { dkim, err = StartOpenDKIM(inNS); return err }); err != nil {
 		b.Fatal(err)
 	}
 	defer dkim.Stop()
-	dmarc, err := StartOpenDMARC(env)
-	if err != nil {
+	if err := ns.Do(func() (err error) { dmarc, err = StartOpenDMARC(inNS); return err }); err != nil {
 		b.Fatal(err)
 	}
 	defer dmarc.Stop()

@@ -143,10 +143,10 @@ func (in *Instance) configure(o Options, port int) error {
 			return err
 		}
 	}
-	master := "/etc/postfix/master.cf"
-	if o.Debian {
-		master = "/usr/share/postfix/master.cf.dist"
-	}
+	// Debian's stock master.cf, not the machine's /etc/postfix/master.cf:
+	// a live server's may listen on more inet services (submission, a
+	// content filter's reinjection port), which the test must not bind.
+	master := "/usr/share/postfix/master.cf.dist"
 	if out, err := exec.Command("cp", "-r", "/etc/postfix/dynamicmaps.cf",
 		"/etc/postfix/dynamicmaps.cf.d", etc).CombinedOutput(); err != nil {
 		return fmt.Errorf("copy config: %v %s", err, out)
@@ -299,19 +299,52 @@ func (in *Instance) prepareChroot(o Options) error {
 	return nil
 }
 
-var smtpInet = regexp.MustCompile(`(?m)^smtp\s+inet\s`)
+var (
+	smtpInet    = regexp.MustCompile(`^smtp\s+inet\s`)
+	inetService = regexp.MustCompile(`^\S+\s+inet\s`)
+)
 
-// rewriteMaster moves the smtpd listener to 127.0.0.1:port.
+// rewriteMaster moves the smtpd listener to 127.0.0.1:port and comments
+// out every other inet service, its continuation lines too: the instance
+// binds only the port the test picked.
 func rewriteMaster(path string, port int) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	if !smtpInet.Match(b) {
-		return fmt.Errorf("postfixtest: no smtp inet line in %s", path)
+	out, err := masterOnPort(string(b), port)
+	if err != nil {
+		return fmt.Errorf("postfixtest: %s: %w", path, err)
 	}
-	b = smtpInet.ReplaceAll(b, []byte(fmt.Sprintf("127.0.0.1:%d inet ", port)))
-	return os.WriteFile(path, b, 0o644)
+	return os.WriteFile(path, []byte(out), 0o644)
+}
+
+// masterOnPort is rewriteMaster's edit of master.cf text. A logical line
+// starts at a line that begins with neither whitespace nor "#"; lines
+// that begin with whitespace continue it (master(5)).
+func masterOnPort(master string, port int) (string, error) {
+	lines := strings.SplitAfter(master, "\n")
+	moved, off := 0, false
+	for i, l := range lines {
+		switch {
+		case l == "" || l[0] == '#' || strings.TrimSpace(l) == "":
+		case l[0] == ' ' || l[0] == '\t':
+			if off {
+				lines[i] = "#" + l
+			}
+		case smtpInet.MatchString(l):
+			lines[i] = smtpInet.ReplaceAllString(l, fmt.Sprintf("127.0.0.1:%d inet ", port))
+			moved, off = moved+1, false
+		case inetService.MatchString(l):
+			lines[i], off = "#"+l, true
+		default:
+			off = false
+		}
+	}
+	if moved != 1 {
+		return "", fmt.Errorf("%d smtp inet services, want 1", moved)
+	}
+	return strings.Join(lines, ""), nil
 }
 
 // register adds or removes dir in the default instance's

@@ -23,3 +23,14 @@ func (s *Store) LatestActivity(ctx context.Context) (t time.Time, ok bool, err e
 	}
 	return time.Unix(hour.Int64*3600, 0).UTC(), true, nil
 }
+
+// PeerDomains lists every peer domain the store has seen, inbound senders
+// and outbound recipients alike ("scan domains --from-db").
+func (s *Store) PeerDomains(ctx context.Context) ([]string, error) {
+	ds, err := Rows(ctx, s.DB, `SELECT domain FROM hourly_peers WHERE domain <> '(none)'
+		UNION SELECT domain FROM hourly_deliveries ORDER BY 1`, nil, Column[string])
+	if err != nil {
+		return nil, fmt.Errorf("measure: peer domains: %w", err)
+	}
+	return ds, nil
+}

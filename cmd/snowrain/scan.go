@@ -130,19 +130,10 @@ func describeInput(input string, fromDB bool, limit int) string {
 func openInputs(ctx context.Context, store *measure.Store, stdin io.Reader, path string, fromDB bool, limit int) (<-chan scanner.Input, int64, error) {
 	ch := make(chan scanner.Input, 1024)
 	if fromDB {
-		rows, err := store.DB.QueryContext(ctx, `SELECT domain FROM hourly_peers UNION SELECT domain FROM hourly_deliveries`)
+		list, err := store.PeerDomains(ctx)
 		if err != nil {
 			return nil, 0, err
 		}
-		var list []string
-		for rows.Next() {
-			var d string
-			rows.Scan(&d)
-			if d != "(none)" {
-				list = append(list, d)
-			}
-		}
-		rows.Close()
 		go scanner.ReadInput(ctx, strings.NewReader(strings.Join(list, "\n")), limit, ch)
 		return ch, int64(len(list)), nil
 	}

@@ -285,11 +285,12 @@ func (d *instance) reload() {
 		}
 	}
 	d.cfg = cfg
-	d.log.Info("configuration reloaded", "config", d.path, "applied", strings.Join(applied, ","))
 	if len(restart) > 0 {
 		d.log.Warn("settings changed that take effect only after a restart; running with the old values",
 			"settings", strings.Join(restart, ","))
 	}
+	// Last: the line that says the reload is done.
+	d.log.Info("configuration reloaded", "config", d.path, "applied", strings.Join(applied, ","))
 }
 
 // watchStore shows the writer's health: failing while batches are

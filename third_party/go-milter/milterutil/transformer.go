@@ -3,6 +3,8 @@ package milterutil
 import (
 	"errors"
 	"fmt"
+	"strings"
+
 	"golang.org/x/text/transform"
 	"unicode/utf8"
 )
@@ -466,6 +468,9 @@ var _ transform.Transformer = (*NulToSpTransformer)(nil)
 //
 // postfix wants LF lines endings for header values. Using CRLF results in double CR sequences.
 func CrLfToLf(s string) string {
+	if strings.IndexAny(s, "\r\x00") < 0 {
+		return s // snowrain patch: nothing to replace, no transformer chain
+	}
 	t := transform.Chain(&NulToSpTransformer{}, &CrLfToLfTransformer{})
 	dst, _, _ := transform.String(t, s)
 	return dst
@@ -475,6 +480,9 @@ func CrLfToLf(s string) string {
 //
 // Sendmail does not like newlines in quarantine reasons.
 func NewlineToSpace(s string) string {
+	if strings.IndexAny(s, "\r\n\x00") < 0 {
+		return s // snowrain patch: nothing to replace, no transformer chain
+	}
 	t := transform.Chain(&NulToSpTransformer{}, &NewlineToSpaceTransformer{})
 	dst, _, _ := transform.String(t, s)
 	return dst

@@ -468,12 +468,27 @@ var _ transform.Transformer = (*NulToSpTransformer)(nil)
 //
 // postfix wants LF lines endings for header values. Using CRLF results in double CR sequences.
 func CrLfToLf(s string) string {
+	// snowrain patch: what the transformer chain did (NUL to SP, CR LF and
+	// a lone CR to LF) in one pass, without its 4 KiB buffers; nothing
+	// at all when there is nothing to replace.
 	if strings.IndexAny(s, "\r\x00") < 0 {
-		return s // snowrain patch: nothing to replace, no transformer chain
+		return s
 	}
-	t := transform.Chain(&NulToSpTransformer{}, &CrLfToLfTransformer{})
-	dst, _, _ := transform.String(t, s)
-	return dst
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case nul:
+			b = append(b, sp)
+		case cr:
+			b = append(b, lf)
+			if i+1 < len(s) && s[i+1] == lf {
+				i++
+			}
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // NewlineToSpace replaces all CR LF, LF, CR and NUL in s with SP.

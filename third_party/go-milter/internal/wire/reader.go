@@ -33,7 +33,8 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, Rea
 type Reader struct {
 	conn     net.Conn
 	br       *bufio.Reader
-	deadline bool // a read deadline is set on conn
+	deadline bool    // a read deadline is set on conn
+	msg      Message // the last packet read
 }
 
 // NewReader returns a Reader on conn with a buffer from a pool; Release
@@ -69,8 +70,8 @@ func (r *Reader) setDeadline(d time.Duration) {
 }
 
 // ReadPacket reads one packet with the bounds of ReadPacketLimited. The
-// Data of a packet of up to ReaderBufferSize bytes is a slice of the
-// Reader's buffer: it is valid until the next call of ReadPacket.
+// Message and the Data of a packet of up to ReaderBufferSize bytes are the
+// Reader's: they are valid until the next call of ReadPacket.
 //
 // A deadline is set only before a read that may block: a packet already
 // in the buffer costs no system call at all. The read timeout then runs
@@ -124,5 +125,6 @@ func (r *Reader) ReadPacket(idle, read time.Duration, maxSize uint32) (*Message,
 			return nil, noEOF(err)
 		}
 	}
-	return &Message{Code: Code(data[0]), Data: data[1:]}, nil
+	r.msg = Message{Code: Code(data[0]), Data: data[1:]}
+	return &r.msg, nil
 }

@@ -35,6 +35,8 @@ type Answer struct {
 	Records       []dns.RR
 	Authenticated bool // AD bit set by a validating resolver
 	TTL           time.Duration
+
+	txt []string // TXT answers: the records as LookupTXT returns them
 }
 
 // Config sets up a Client.
@@ -199,6 +201,10 @@ func interpret(name, server string, r *dns.Msg) (*Answer, error, time.Duration) 
 		return nil, notFound(name, server, "no records of that type"), negativeTTL(r)
 	}
 	ans.TTL = time.Duration(ttl) * time.Second
+	if qtype == dns.TypeTXT {
+		// Decoded here, once, rather than at every cache hit.
+		ans.txt = decodeTXT(ans.Records)
+	}
 	return ans, nil, ans.TTL
 }
 
@@ -256,7 +262,7 @@ func validName(fqdn string) bool {
 	if !ok {
 		return false
 	}
-	for _, l := range strings.Split(strings.TrimSuffix(fqdn, "."), ".") {
+	for l := range strings.SplitSeq(strings.TrimSuffix(fqdn, "."), ".") {
 		if l == "" || len(l) > 63 {
 			return false
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	gomilter "github.com/d--j/go-milter"
+
 	"github.com/snowrain/snowrain/internal/corpus"
 	"github.com/snowrain/snowrain/internal/postfixtest"
 )
@@ -53,7 +55,9 @@ func TestPostfixEnforcementBypass(t *testing.T) {
 	if err := h.dns.Add(bypassZone); err != nil {
 		t.Fatal(err)
 	}
+	neg := h.recordNegotiations()
 	pf := postfixtest.Start(t, postfixtest.Options{Milter: "inet:" + h.sock})
+	defer neg.expect(t, required|optional|gomilter.OptNoMailReply, 0)
 	for _, c := range bypassVariants {
 		if code := smtpTry(t, pf.Addr, c, 0); code != 550 {
 			t.Errorf("%s: %d, want 550", c.Name, code)

@@ -59,7 +59,8 @@ func (ci *ConnInfo) Update(m MacroGetter) {
 	if v := tlsinfo.NormalizeVersion(clean(m.Get("{tls_version}"))); v != "" {
 		ci.TLSVersion = v
 	}
-	if c := clean(m.Get("{cipher}")); c != "" {
+	// The macro is seen again at every later stage: parsed when it changes.
+	if c := clean(m.Get("{cipher}")); c != "" && c != ci.Cipher {
 		ci.Cipher = c
 		ci.Suite = tlsinfo.Parse(c)
 	}

@@ -60,6 +60,7 @@ func (s *session) evaluate(msg *message) auth.Results {
 	if msg.dkim == nil { // no header at all
 		msg.dkim = auth.NewDKIMVerifier(msg.ctx, s.f.resolver, msg.cfg.MaxSignatures)
 	}
+	msg.flushHeader() // no end of header seen: as it came
 	res.DKIM = msg.dkim.Close(msg.dkimSigs)
 	msg.dkim = nil
 	if n := msg.dkimSeen - len(msg.dkimSigs); n > 0 {

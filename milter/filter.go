@@ -39,7 +39,9 @@ type Filter struct {
 	Watch func(direction, domain, ip string, tls bool)
 	// Inbound, if set, decides at MAIL FROM as a Postfix policy service
 	// would (policy.Inbound.Check): for Sendmail, which has no policy
-	// delegation, the milter applies the same TLS requirements.
+	// delegation, the milter applies the same TLS requirements. Set it
+	// before serving: each connection negotiates whether MAIL FROM waits
+	// for the filter's reply.
 	Inbound func(ctx context.Context, attrs map[string]string) string
 }
 
@@ -86,8 +88,9 @@ func (f *Filter) NewServer() *gomilter.Server {
 	cfg := f.Config()
 	opts := []gomilter.Option{
 		gomilter.WithMilter(func() gomilter.Milter { return &guard{s: newSession(f)} }),
-		gomilter.WithProtocols(gomilter.OptHeaderLeadingSpace | gomilter.OptNoUnknown),
+		gomilter.WithProtocols(required | optional),
 		gomilter.WithActions(gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine),
+		gomilter.WithNegotiationCallback(f.negotiate),
 		gomilter.WithMaxPacketSize(uint32(cfg.MaxPacket)),
 		gomilter.WithReadTimeout(cfg.ReadTimeout),
 		gomilter.WithIdleTimeout(cfg.IdleTimeout),
@@ -97,6 +100,66 @@ func (f *Filter) NewServer() *gomilter.Server {
 		opts = append(opts, gomilter.WithMacroRequest(stage, names))
 	}
 	return gomilter.NewServer(opts...)
+}
+
+// What the filter asks of the MTA at negotiation (milter protocol 6,
+// libmilter's smfi_setsymlist and SMFIP_* flags, which Postfix 2.6+ and
+// Sendmail 8.14+ implement).
+//
+// required: header values as they were sent (SMFIP_HDR_LEADSPC), which
+// DKIM's simple header canonicalization needs (RFC 6376 3.4.1).
+//
+// optional, taken where the MTA offers them: the stages the filter does
+// not need are not sent at all (SMFIP_NOUNKNOWN, SMFIP_NODATA: nothing is
+// read at DATA, the queue ID comes at end-of-message), and the MTA does not
+// wait for a reply at the stages where the filter only records and never
+// acts (SMFIP_NR_CONN, _HELO, _RCPT, _DATA, _HDR, _EOH, _BODY, _UNKN):
+// without them every header field and body chunk is a round trip. RCPT
+// stays: the recipients' domains are recorded. MAIL FROM keeps its reply
+// when the filter applies the inbound TLS requirement there (Inbound);
+// otherwise it is SMFIP_NR_MAIL too. End-of-message always answers.
+const (
+	required = gomilter.OptHeaderLeadingSpace
+	optional = gomilter.OptNoUnknown | gomilter.OptNoData | gomilter.OptNoConnReply |
+		gomilter.OptNoHeloReply | gomilter.OptNoRcptReply | gomilter.OptNoDataReply | gomilter.OptNoHeaderReply |
+		gomilter.OptNoEOHReply | gomilter.OptNoBodyReply | gomilter.OptNoUnknownReply
+)
+
+// protocol returns the protocol options the filter wants.
+func (f *Filter) protocol() gomilter.OptProtocol {
+	p := required | optional
+	if f.Inbound == nil {
+		p |= gomilter.OptNoMailReply
+	}
+	return p
+}
+
+// negotiate is go-milter's negotiation with the optional options taken
+// only where the MTA offers them: an MTA of protocol 2 to 5, or one that
+// offers fewer options, gets the replies and events it expects. What is
+// required (the actions, SMFIP_HDR_LEADSPC) fails the negotiation as
+// before when missing, and the MTA applies its default action for an
+// unavailable milter.
+func (f *Filter) negotiate(mtaVersion, milterVersion uint32, mtaActions, milterActions gomilter.OptAction,
+	mtaProtocol, _ gomilter.OptProtocol, offered gomilter.DataSize) (uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize, error) {
+	version := min(mtaVersion, milterVersion)
+	if version < 2 {
+		return 0, 0, 0, 0, fmt.Errorf("milter: negotiate: unsupported protocol version: %d", mtaVersion)
+	}
+	if milterActions&mtaActions != milterActions {
+		return 0, 0, 0, 0, fmt.Errorf("milter: negotiate: MTA does not offer required actions. offered: %q requested: %q",
+			mtaActions, milterActions)
+	}
+	if mtaProtocol&required != required {
+		return 0, 0, 0, 0, fmt.Errorf("milter: negotiate: MTA does not offer required protocol options. offered: %q requested: %q",
+			mtaProtocol, required)
+	}
+	p := f.protocol() & mtaProtocol
+	if f.log.Enabled(context.Background(), slog.LevelDebug) {
+		f.log.Debug("milter options negotiated", "version", version, "protocol", p.String(),
+			"not_offered", (f.protocol() &^ mtaProtocol).String())
+	}
+	return version, milterActions, p, offered, nil
 }
 
 // connError counts and logs an error that closed one milter connection.

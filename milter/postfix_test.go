@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	gomilter "github.com/d--j/go-milter"
+
 	"github.com/snowrain/snowrain/internal/corpus"
 	"github.com/snowrain/snowrain/internal/postfixtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
@@ -131,10 +133,14 @@ func sendCorpusThrough(t *testing.T, h *harness, addr string, roots *x509.CertPo
 
 func TestPostfixEndToEnd(t *testing.T) {
 	h := newHarnessOn(t, Config{AuthServID: "mx.test.example"}, "tcp")
+	neg := h.recordNegotiations()
 	ca := testca.New(t)
 	cert, key := ca.Issue(t, "mx", "mx.test.example")
 	pf := postfixtest.Start(t, postfixtest.Options{Milter: "inet:" + h.sock, CertFile: cert, KeyFile: key})
 	r := sendCorpusThrough(t, h, pf.Addr, ca.Pool(), pf.Log)
+	// Postfix 3.7 (milter_protocol = 6) grants every option: no reply
+	// before end-of-message, and the records above are unchanged.
+	neg.expect(t, required|optional|gomilter.OptNoMailReply, 0)
 	t.Logf("%d messages through Postfix, by cipher %v", r.Inbound.Messages, r.Inbound.ByCipher)
 	var mta string
 	if err := h.store.DB.QueryRow(`SELECT mta FROM connections LIMIT 1`).Scan(&mta); err != nil {

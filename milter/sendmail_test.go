@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	gomilter "github.com/d--j/go-milter"
+
 	"github.com/snowrain/snowrain/internal/corpus"
 	"github.com/snowrain/snowrain/internal/sendmailtest"
 	"github.com/snowrain/snowrain/internal/testca"
@@ -19,6 +21,7 @@ import (
 // milter attached: the same records as through Postfix.
 func TestSendmailEndToEnd(t *testing.T) {
 	h := newHarnessOn(t, Config{AuthServID: "mx.test.example"}, "tcp")
+	neg := h.recordNegotiations()
 	ca := testca.New(t)
 	cert, key := ca.Issue(t, "mx", "mx.test.example")
 	host, port, _ := net.SplitHostPort(h.sock)
@@ -26,6 +29,7 @@ func TestSendmailEndToEnd(t *testing.T) {
 		CertFile: cert, KeyFile: key, CAFile: ca.CAFile()})
 	cases := corpus.Cases()
 	r := sendCorpusThrough(t, h, sm.Addr, ca.Pool(), sm.Output)
+	neg.expect(t, required|optional|gomilter.OptNoMailReply, 0)
 	t.Logf("%d messages through Sendmail, by cipher %v", r.Inbound.Messages, r.Inbound.ByCipher)
 	var mta, daemon string
 	if err := h.store.DB.QueryRow(`SELECT mta, daemon FROM connections LIMIT 1`).Scan(&mta, &daemon); err != nil {
@@ -45,6 +49,9 @@ func TestSendmailEndToEnd(t *testing.T) {
 func TestSendmailInboundRequireTLS(t *testing.T) {
 	h := newHarnessOn(t, Config{AuthServID: "mx.test.example"}, "tcp")
 	h.filter.Inbound = (&policy.Inbound{RequireTLS: []string{"bank.example"}}).Check
+	neg := h.recordNegotiations()
+	// MAIL FROM keeps its reply (the check answers there), the rest not.
+	defer neg.expect(t, required|optional, gomilter.OptNoMailReply)
 	ca := testca.New(t)
 	cert, key := ca.Issue(t, "mx", "mx.test.example")
 	host, port, _ := net.SplitHostPort(h.sock)

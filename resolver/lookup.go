@@ -16,15 +16,28 @@ func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ans.txt != nil { // decoded once when it was received, then cached with it
+		return slices.Clone(ans.txt), nil
+	}
+	return decodeTXT(ans.Records), nil
+}
+
+// decodeTXT returns the TXT records among rrs, each one's strings joined
+// and unescaped.
+func decodeTXT(rrs []dns.RR) []string {
 	var out []string
-	for _, rr := range ans.Records {
+	for _, rr := range rrs {
+		t, ok := rr.(*dns.TXT)
+		if !ok {
+			continue
+		}
 		var b strings.Builder
-		for _, s := range rr.(*dns.TXT).Txt {
+		for _, s := range t.Txt {
 			unescapeTXT(&b, s)
 		}
 		out = append(out, b.String())
 	}
-	return out, nil
+	return out
 }
 
 // unescapeTXT undoes miekg/dns's presentation escapes in a TXT string

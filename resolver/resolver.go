@@ -35,6 +35,8 @@ type Answer struct {
 	Records       []dns.RR
 	Authenticated bool // AD bit set by a validating resolver
 	TTL           time.Duration
+
+	txt []string // TXT answers: the records as LookupTXT returns them
 }
 
 // Config sets up a Client.
@@ -210,6 +212,10 @@ func interpret(name, server string, r *dns.Msg) (*Answer, time.Duration, error) 
 		return nil, negativeTTL(r), notFound(name, server, "no records of that type")
 	}
 	ans.TTL = time.Duration(ttl) * time.Second
+	if qtype == dns.TypeTXT {
+		// Decoded here, once, rather than at every cache hit.
+		ans.txt = decodeTXT(ans.Records)
+	}
 	return ans, ans.TTL, nil
 }
 
@@ -270,7 +276,7 @@ func validName(fqdn string) bool {
 	if !ok {
 		return false
 	}
-	for _, l := range strings.Split(strings.TrimSuffix(fqdn, "."), ".") {
+	for l := range strings.SplitSeq(strings.TrimSuffix(fqdn, "."), ".") {
 		if l == "" || len(l) > 63 {
 			return false
 		}

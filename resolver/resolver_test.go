@@ -173,3 +173,24 @@ func TestTXTBytes(t *testing.T) {
 		t.Errorf("TXT = %q, %v; want %q", txt, err, raw)
 	}
 }
+
+// TestTXTCachedDecoded: a cached TXT answer gives the same bytes as the
+// first lookup (decoded once, when received), and a caller that changes
+// the slice it got does not change what the next caller gets.
+func TestTXTCachedDecoded(t *testing.T) {
+	srv := dnstest.Start(t, "")
+	srv.AddRR(&dns.TXT{Hdr: dns.RR_Header{Name: "two.example.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+		Txt: []string{`v=DKIM1; p=\"x\"`, " \\237"}})
+	c := newTestClient(t, srv.Addr, 10)
+	want := "v=DKIM1; p=\"x\" \xed" // \DDD is decimal
+	for i := 0; i < 3; i++ {
+		txt, err := c.LookupTXT(context.Background(), "two.example")
+		if err != nil || len(txt) != 1 || txt[0] != want {
+			t.Fatalf("lookup %d: %q, %v; want %q", i, txt, err, want)
+		}
+		txt[0] = "changed by the caller"
+	}
+	if n := srv.Queries(); n != 1 {
+		t.Errorf("%d queries reached the server, want 1 (the rest from the cache)", n)
+	}
+}

@@ -136,22 +136,25 @@ func (w *debianWorld) sendTLS(from, to string, useTLS bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(wc, "From: <%s>\r\nTo: <%s>\r\nSubject: Debian layout\r\nMessage-ID: <%d@test.example>\r\n\r\nhello\r\n", from, to, time.Now().UnixNano())
+	msgid := fmt.Sprintf("%d@test.example", time.Now().UnixNano())
+	fmt.Fprintf(wc, "From: <%s>\r\nTo: <%s>\r\nSubject: Debian layout\r\nMessage-ID: <%s>\r\n\r\nhello\r\n", from, to, msgid)
 	if err := wc.Close(); err != nil {
 		return "", err
 	}
 	c.Quit()
-	return w.lastQueueID(), nil
+	return w.queueID(msgid)
 }
 
-var queuedAs = regexp.MustCompile(`postfix-[^/]+/cleanup\[\d+\]: ([0-9A-F]+): message-id=`)
-
-func (w *debianWorld) lastQueueID() string {
-	m := queuedAs.FindAllStringSubmatch(w.pf.Log(), -1)
-	if len(m) == 0 {
-		return ""
+// queueID finds the queue ID cleanup gave the message: Postfix's logger
+// writes the line a little after the SMTP reply.
+func (w *debianWorld) queueID(msgid string) (string, error) {
+	rx := regexp.MustCompile(`postfix-[^/]+/cleanup\[\d+\]: ([0-9A-F]+): message-id=<` + regexp.QuoteMeta(msgid) + `>`)
+	for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if m := rx.FindStringSubmatch(w.pf.Log()); m != nil {
+			return m[1], nil
+		}
 	}
-	return m[len(m)-1][1]
+	return "", fmt.Errorf("no cleanup line for message-id <%s> in Postfix's log", msgid)
 }
 
 // waitLog waits until Postfix's log matches re.

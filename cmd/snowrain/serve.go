@@ -144,10 +144,6 @@ func serve(args []string) error {
 	filter := milter.NewFilter(milterConfig(cfg), res, writer, mt, log)
 	d.registerReloaders(res, filter)
 
-	srv := filter.NewServer()
-	if err := d.start("milter", cfg.Milter, srv.Serve); err != nil {
-		return fmt.Errorf("milter socket: %w", err)
-	}
 	var msrv *metrics.Server
 	if cfg.Metrics != "" {
 		msrv = mt.NewServer(metrics.ServerConfig{}, func() (any, bool) { return d.sup.Status() })
@@ -163,6 +159,14 @@ func serve(args []string) error {
 	}
 	stopPolicy = sync.OnceFunc(stopPolicy)
 	defer stopPolicy()
+	// The milter after the policy services: each MTA connection negotiates
+	// whether MAIL FROM waits for the milter's reply, which it must when
+	// startPolicy gave the filter the inbound TLS check.
+	srv := filter.NewServer()
+	if err := d.start("milter", cfg.Milter, srv.Serve); err != nil {
+		d.sup.Stop()
+		return fmt.Errorf("milter socket: %w", err)
+	}
 	followers := startFollowers(ctx, cfg, store, mt, onDelivery, log)
 	log.Info("snowrain serving", "milter", cfg.Milter, "db", cfg.DB, "dns", res.Servers(), "metrics", cfg.Metrics,
 		"components", strings.Join(d.sup.Names(), ","))

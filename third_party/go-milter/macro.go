@@ -212,13 +212,21 @@ func (s *macrosStages) SetStage(stage MacroStage, kv ...string) {
 	if len(s.byStages) < int(stage) {
 		panic(fmt.Sprintf("tried to set invalid stage %v", stage))
 	}
-	s.byStages[stage] = make(map[MacroName]string)
+	// snowrain patch: the stage's map is cleared and reused (a map was
+	// made for every macro packet).
+	m := s.byStages[stage]
+	if m == nil {
+		m = make(map[MacroName]string, len(kv)/2)
+		s.byStages[stage] = m
+	} else {
+		clear(m)
+	}
 	k := ""
 	for i, str := range kv {
 		if i%2 == 0 {
 			k = str
 		} else {
-			s.byStages[stage][k] = str
+			m[k] = str
 		}
 	}
 }
@@ -233,8 +241,10 @@ func (s *macrosStages) DelMacro(stage MacroStage, name MacroName) {
 	}
 }
 
+// DelStage empties a stage; its map is kept for the next SetStage
+// (snowrain patch). An empty map reads as a nil one.
 func (s *macrosStages) DelStage(stage MacroStage) {
-	s.byStages[stage] = nil
+	clear(s.byStages[stage])
 }
 
 func (s *macrosStages) DelStageAndAbove(stage MacroStage) {
@@ -258,7 +268,7 @@ func (s *macrosStages) DelStageAndAbove(stage MacroStage) {
 		stages = []MacroStage{StageEndMarker}
 	}
 	for _, st := range stages {
-		s.byStages[st] = nil
+		clear(s.byStages[st]) // snowrain patch: kept for reuse, see DelStage
 	}
 }
 

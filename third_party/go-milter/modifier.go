@@ -455,6 +455,7 @@ type modifier struct {
 	macros      Macros
 	state       modifierState
 	writePacket func(*wire.Message) error
+	queuePacket func(*wire.Message) error // snowrain patch: actions wait for the reply
 	version     uint32
 	protocol    OptProtocol
 	actions     OptAction
@@ -641,8 +642,13 @@ func (m *modifier) write(requiredState modifierState, resp *Response) error {
 	if len(msg.Data) > int(DataSize64K) {
 		return fmt.Errorf("milter: invalid data length: %d > %d", len(msg.Data), DataSize64K)
 	}
-	err := m.writePacket(resp.Response())
-	return err
+	// snowrain patch: a modification action goes out with the reply that
+	// ends end-of-message (the MTA reads them all before acting); a
+	// progress packet must reach the MTA now, with whatever is queued.
+	if resp != respProgress && m.queuePacket != nil {
+		return m.queuePacket(msg)
+	}
+	return m.writePacket(msg)
 }
 
 func (m *modifier) withState(state modifierState) *modifier {
@@ -662,6 +668,7 @@ func newModifier(s *serverSession, state modifierState) *modifier {
 		macros:      &macroReader{macrosStages: s.macros},
 		state:       state,
 		writePacket: s.writePacket,
+		queuePacket: s.queuePacket,
 		version:     s.version,
 		protocol:    s.protocol,
 		actions:     s.actions,

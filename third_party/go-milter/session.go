@@ -28,6 +28,12 @@ type serverSession struct {
 	backendId   uint64
 	mu          sync.Mutex
 	modifier    *modifier
+	// snowrain patch: buffered packet reads, coalesced writes, one
+	// modifier per state instead of a copy per command.
+	reader *wire.Reader
+	wmu    sync.Mutex
+	wbuf   []byte
+	mods   [modifierStateReadWrite + 1]*modifier
 }
 
 // init sets up the internal state of the session
@@ -38,10 +44,13 @@ func (m *serverSession) init(server *Server, conn net.Conn, version uint32, acti
 	m.actions = actions
 	m.protocol = protocol
 	m.macros = newMacroStages()
+	m.reader = wire.NewReader(conn)
 }
 
 // readPacket reads incoming milter packet. idle bounds the wait for the
-// packet, read its transfer (snowrain patch: limits from the server options).
+// packet, read its transfer (snowrain patch: limits from the server
+// options; through the session's buffered Reader, so the Data of the packet
+// is valid until the next readPacket).
 func (m *serverSession) readPacket(idle, read time.Duration) (*wire.Message, error) {
 	m.mu.Lock()
 	conn := m.conn
@@ -49,7 +58,7 @@ func (m *serverSession) readPacket(idle, read time.Duration) (*wire.Message, err
 	if conn == nil {
 		return nil, errCloseSession
 	}
-	return wire.ReadPacketLimited(conn, idle, read, m.server.options.maxPacketSize)
+	return m.reader.ReadPacket(idle, read, m.server.options.maxPacketSize)
 }
 
 // sessionError reports an error that ends the session: to the handler of
@@ -62,15 +71,70 @@ func (m *serverSession) sessionError(what string, err error) {
 	LogWarning("%s: %v", what, err)
 }
 
-// writePacket sends a milter response packet to socket stream
+// writePacket sends a milter response packet to socket stream, with the
+// packets queued before it in the same write (snowrain patch).
 func (m *serverSession) writePacket(msg *wire.Message) error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	var err error
+	if m.wbuf, err = wire.AppendPacket(m.wbuf, msg); err != nil {
+		return err
+	}
+	return m.flushLocked()
+}
+
+// maxQueued is how many bytes of queued packets queuePacket holds before it
+// writes them (snowrain patch).
+const maxQueued = 64 << 10
+
+// queuePacket queues a packet that needs no answer before the MTA gets the
+// reply that ends the command: the modification actions of end-of-message
+// go out in one write with the final reply (snowrain patch; each was a
+// write of its own, two for a packet with data).
+func (m *serverSession) queuePacket(msg *wire.Message) error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	var err error
+	if m.wbuf, err = wire.AppendPacket(m.wbuf, msg); err != nil {
+		return err
+	}
+	if len(m.wbuf) >= maxQueued {
+		return m.flushLocked()
+	}
+	return nil
+}
+
+// flushLocked writes the queued packets in one write, under the write
+// timeout. Every write sets its own deadline, so none is lifted after.
+func (m *serverSession) flushLocked() error {
+	if len(m.wbuf) == 0 {
+		return nil
+	}
 	m.mu.Lock()
 	conn := m.conn
 	m.mu.Unlock()
+	buf := m.wbuf
+	m.wbuf = m.wbuf[:0]
+	if cap(m.wbuf) > maxQueued {
+		m.wbuf = nil // a burst of actions: do not keep its buffer
+	}
 	if conn == nil {
 		return errCloseSession
 	}
-	return wire.WritePacket(conn, msg, m.server.options.writeTimeout)
+	if t := m.server.options.writeTimeout; t != 0 {
+		_ = conn.SetWriteDeadline(time.Now().Add(t))
+	}
+	_, err := conn.Write(buf)
+	return err
+}
+
+// mod returns the session's modifier in state (snowrain patch: withState
+// copied it for every command).
+func (m *serverSession) mod(state modifierState) *modifier {
+	if m.mods[state] == nil {
+		m.mods[state] = m.modifier.withState(state)
+	}
+	return m.mods[state]
 }
 
 func (m *serverSession) negotiate(msg *wire.Message, milterVersion uint32, milterActions OptAction, milterProtocol OptProtocol, callback NegotiationCallbackFunc, macroRequests macroRequests, usedMaxData DataSize) (*Response, error) {
@@ -221,7 +285,7 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 			return nil, fmt.Errorf("%w: conn: unexpected protocol family: %c", wire.ErrMalformedPacket, protocolFamily)
 		}
 		// run handler and return
-		resp, err := backend.Connect(hostname, family, port, address, m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.Connect(hostname, family, port, address, m.mod(modifierStateProgressOnly))
 		return resp, err
 
 	case wire.CodeHelo:
@@ -230,7 +294,7 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 		}
 		m.macros.DelStageAndAbove(StageMail)
 		name := wire.ReadCString(msg.Data)
-		resp, err := backend.Helo(name, m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.Helo(name, m.mod(modifierStateProgressOnly))
 		return resp, err
 
 	case wire.CodeMail:
@@ -246,7 +310,7 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 		// the rest of the data are ESMTP arguments, separated by a zero byte.
 		esmtpArgs := strings.Join(wire.DecodeCStrings(data), " ")
-		resp, err := backend.MailFrom(RemoveAngle(from), esmtpArgs, m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.MailFrom(RemoveAngle(from), esmtpArgs, m.mod(modifierStateProgressOnly))
 		return resp, err
 
 	case wire.CodeRcpt:
@@ -262,38 +326,38 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 		// the rest of the data are ESMTP arguments, separated by a zero byte.
 		esmtpArgs := strings.Join(wire.DecodeCStrings(rest), " ")
-		resp, err := backend.RcptTo(RemoveAngle(to), esmtpArgs, m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.RcptTo(RemoveAngle(to), esmtpArgs, m.mod(modifierStateProgressOnly))
 		return resp, err
 
 	case wire.CodeData:
 		m.macros.DelStageAndAbove(StageEOH)
-		resp, err := backend.Data(m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.Data(m.mod(modifierStateProgressOnly))
 		return resp, err
 
 	case wire.CodeHeader:
 		if len(msg.Data) < 2 {
 			return nil, fmt.Errorf("%w: header: unexpected data size: %d", wire.ErrMalformedPacket, len(msg.Data))
 		}
-		headerData := wire.DecodeCStrings(msg.Data)
-		if len(headerData) != 2 {
-			return nil, fmt.Errorf("%w: header: unexpected number of strings: %d", wire.ErrMalformedPacket, len(headerData))
+		name, value, n := splitHeader(msg.Data)
+		if n != 2 {
+			return nil, fmt.Errorf("%w: header: unexpected number of strings: %d", wire.ErrMalformedPacket, n)
 		}
-		resp, err := backend.Header(headerData[0], headerData[1], m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.Header(name, value, m.mod(modifierStateProgressOnly))
 		m.macros.DelStageAndAbove(StageEndMarker)
 		return resp, err
 
 	case wire.CodeEOH:
 		m.macros.DelStageAndAbove(StageEOM)
-		resp, err := backend.Headers(m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.Headers(m.mod(modifierStateProgressOnly))
 		return resp, err
 
 	case wire.CodeBody:
-		resp, err := backend.BodyChunk(msg.Data, m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.BodyChunk(msg.Data, m.mod(modifierStateProgressOnly))
 		m.macros.DelStageAndAbove(StageEndMarker)
 		return resp, err
 
 	case wire.CodeEOB:
-		resp, err := backend.EndOfMessage(m.modifier.withState(modifierStateReadWrite))
+		resp, err := backend.EndOfMessage(m.mod(modifierStateReadWrite))
 		if err == nil && (resp == nil || resp.Continue()) {
 			// if the backend does not return a response or one that does not terminate, we assume it is a success
 			resp = RespAccept
@@ -302,7 +366,7 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 	case wire.CodeUnknown:
 		cmd := wire.ReadCString(msg.Data)
-		resp, err := backend.Unknown(cmd, m.modifier.withState(modifierStateProgressOnly))
+		resp, err := backend.Unknown(cmd, m.mod(modifierStateProgressOnly))
 		m.macros.DelStageAndAbove(StageEndMarker)
 		return resp, err
 
@@ -347,14 +411,14 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 
 	case wire.CodeAbort:
 		// abort current message and start over
-		err := backend.Abort(m.modifier.withState(modifierStateReadOnly))
+		err := backend.Abort(m.mod(modifierStateReadOnly))
 		m.macros.DelStageAndAbove(StageHelo)
 		return nil, err
 
 	case wire.CodeQuitNewConn:
 		// abort current connection and start over
 		m.macros.DelStageAndAbove(StageConnect)
-		return nil, backend.NewConnection(m.modifier.withState(modifierStateReadOnly))
+		return nil, backend.NewConnection(m.mod(modifierStateReadOnly))
 
 	case wire.CodeQuit:
 		// client requested session close, we handle the session end in HandleMilterCommands
@@ -365,6 +429,25 @@ func (m *serverSession) processMsg(backend Milter, msg *wire.Message) (*Response
 		// that it is reported)
 		return nil, fmt.Errorf("%w: unrecognized command code %q", wire.ErrMalformedPacket, byte(msg.Code))
 	}
+}
+
+// splitHeader reads a header packet's name and value as DecodeCStrings
+// does (one optional NUL at the end, strings split at NUL), from one string
+// (snowrain patch: a slice and a string per field were allocated). n is the
+// number of strings; name and value are set only when it is 2.
+func splitHeader(data []byte) (name, value string, n int) {
+	if len(data) > 0 && data[len(data)-1] == 0 {
+		data = data[:len(data)-1]
+	}
+	i := bytes.IndexByte(data, 0)
+	if i < 0 {
+		return "", "", 1
+	}
+	if j := bytes.IndexByte(data[i+1:], 0); j >= 0 {
+		return "", "", 2 + bytes.Count(data[i+1+j+1:], []byte{0}) + 1
+	}
+	s := string(data)
+	return s[:i], s[i+1:], 2
 }
 
 // ignoreError checks if the error is a closing error
@@ -387,6 +470,7 @@ func (m *serverSession) closeConn() {
 
 // HandleMilterCommands processes all milter commands in the same connection
 func (m *serverSession) HandleMilterCommands() {
+	defer m.reader.Release()
 	defer m.closeConn()
 
 	// first do the negotiation - with a hard-coded timeout of 1 second
@@ -414,25 +498,14 @@ func (m *serverSession) HandleMilterCommands() {
 	backend, m.backendId = m.server.newMilter(m.version, m.actions, m.protocol, m.maxDataSize)
 	m.modifier.milterId = m.backendId
 	defer func() {
-		backend.Cleanup(m.modifier.withState(modifierStateReadOnly))
+		backend.Cleanup(m.mod(modifierStateReadOnly))
 	}()
-	if err := backend.NewConnection(m.modifier.withState(modifierStateReadOnly)); err != nil {
+	if err := backend.NewConnection(m.mod(modifierStateReadOnly)); err != nil {
 		return
 	}
 
 	lastCode := wire.CodeOptNeg
 	lastOrder := 0
-	codeOrderMap := map[wire.Code]int{
-		wire.CodeConn:   1,
-		wire.CodeHelo:   2,
-		wire.CodeMail:   3,
-		wire.CodeRcpt:   4,
-		wire.CodeData:   5,
-		wire.CodeHeader: 6,
-		wire.CodeEOH:    7,
-		wire.CodeBody:   8,
-		wire.CodeEOB:    9,
-	}
 	readTimeout := m.server.options.readTimeout
 	idleTimeout := m.server.options.idleTimeout
 	if idleTimeout == 0 {
@@ -456,7 +529,7 @@ func (m *serverSession) HandleMilterCommands() {
 		// This is not really necessary (the backend should be able to handle this), but it does not hurt
 		// and makes Milter backend development less error-prone.
 		code := msg.MacroCode()
-		currentCommand, ok := codeOrderMap[code]
+		currentCommand, ok := codeOrder(code)
 		if ok {
 			if lastOrder > currentCommand && lastCode != wire.CodeAbort {
 				_, err = m.processMsg(backend, &wire.Message{Code: wire.CodeAbort})
@@ -523,6 +596,32 @@ func (m *serverSession) HandleMilterCommands() {
 			return
 		}
 	}
+}
+
+// codeOrder is the place of a command in a transaction (snowrain patch: a
+// map made for every connection).
+func codeOrder(code wire.Code) (int, bool) {
+	switch code {
+	case wire.CodeConn:
+		return 1, true
+	case wire.CodeHelo:
+		return 2, true
+	case wire.CodeMail:
+		return 3, true
+	case wire.CodeRcpt:
+		return 4, true
+	case wire.CodeData:
+		return 5, true
+	case wire.CodeHeader:
+		return 6, true
+	case wire.CodeEOH:
+		return 7, true
+	case wire.CodeBody:
+		return 8, true
+	case wire.CodeEOB:
+		return 9, true
+	}
+	return 0, false
 }
 
 func (m *serverSession) skipResponse(code wire.Code) bool {

@@ -3,6 +3,8 @@ package milterutil
 import (
 	"errors"
 	"fmt"
+	"strings"
+
 	"golang.org/x/text/transform"
 	"unicode/utf8"
 )
@@ -466,15 +468,36 @@ var _ transform.Transformer = (*NulToSpTransformer)(nil)
 //
 // postfix wants LF lines endings for header values. Using CRLF results in double CR sequences.
 func CrLfToLf(s string) string {
-	t := transform.Chain(&NulToSpTransformer{}, &CrLfToLfTransformer{})
-	dst, _, _ := transform.String(t, s)
-	return dst
+	// snowrain patch: what the transformer chain did (NUL to SP, CR LF and
+	// a lone CR to LF) in one pass, without its 4 KiB buffers; nothing
+	// at all when there is nothing to replace.
+	if strings.IndexAny(s, "\r\x00") < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case nul:
+			b = append(b, sp)
+		case cr:
+			b = append(b, lf)
+			if i+1 < len(s) && s[i+1] == lf {
+				i++
+			}
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // NewlineToSpace replaces all CR LF, LF, CR and NUL in s with SP.
 //
 // Sendmail does not like newlines in quarantine reasons.
 func NewlineToSpace(s string) string {
+	if strings.IndexAny(s, "\r\n\x00") < 0 {
+		return s // snowrain patch: nothing to replace, no transformer chain
+	}
 	t := transform.Chain(&NulToSpTransformer{}, &NewlineToSpaceTransformer{})
 	dst, _, _ := transform.String(t, s)
 	return dst

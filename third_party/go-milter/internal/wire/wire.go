@@ -174,23 +174,26 @@ func WritePacket(conn net.Conn, msg *Message, timeout time.Duration) error {
 			_ = conn.SetWriteDeadline(time.Time{})
 		}(conn)
 	}
-
-	length := len(msg.Data) + 1
-	if length > maxPacketSize {
-		return fmt.Errorf("milter: cannot write %d bytes in one message", length)
-	}
-
-	_, err := conn.Write([]byte{byte(length >> 24), byte(length >> 16), byte(length >> 8), byte(length), byte(msg.Code)})
+	buf, err := AppendPacket(make([]byte, 0, 5+len(msg.Data)), msg)
 	if err != nil {
 		return err
 	}
-
-	if len(msg.Data) == 0 {
-		return nil
-	}
-	_, err = conn.Write(msg.Data)
-
+	// snowrain patch: one write per packet (it was two: the length and
+	// code, then the data), as libmilter and Postfix send them.
+	_, err = conn.Write(buf)
 	return err
+}
+
+// AppendPacket appends msg as it goes on the wire (length, code, data) to
+// dst (snowrain patch: the server collects several packets for one write).
+func AppendPacket(dst []byte, msg *Message) ([]byte, error) {
+	length := len(msg.Data) + 1
+	if length > maxPacketSize {
+		return dst, fmt.Errorf("milter: cannot write %d bytes in one message", length)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(length))
+	dst = append(dst, byte(msg.Code))
+	return append(dst, msg.Data...), nil
 }
 
 // AppendUint16 appends the big endian encoding of val to dest. It returns the new dest like append does.

@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// Event is one record for the store, applied inside a batch transaction.
+// Event is one record for the store, applied inside a batch transaction:
+// apply on SQLite, copyPG on PostgreSQL (pgwriter.go).
 type Event interface {
 	apply(b *batch) error
+	copyPG(b *pgBatch) error
 }
 
 // Connection is the record of one SMTP connection, written when it ends.
@@ -88,6 +90,7 @@ const rowsPerInsert = 16
 // the driver's own: database/sql's argument conversion cost a third of
 // the ingest rate.
 type batch struct {
+	node    string // written into every row (Store.Node)
 	c       driver.Conn
 	conn    driver.Stmt
 	stmts   map[string]driver.Stmt // multi-row inserts by text
@@ -97,8 +100,8 @@ type batch struct {
 	roll    *rollup
 }
 
-func newBatch(c driver.Conn) (*batch, error) {
-	b := &batch{c: c, stmts: map[string]driver.Stmt{}, roll: newRollup()}
+func newBatch(c driver.Conn, node string) (*batch, error) {
+	b := &batch{node: node, c: c, stmts: map[string]driver.Stmt{}, roll: newRollup(node)}
 	var err error
 	if b.conn, err = c.Prepare(insertConnection); err != nil {
 		return nil, fmt.Errorf("measure: prepare: %w", err)
@@ -153,24 +156,30 @@ func i64(n int) int64 { return int64(n) }
 
 const insertConnection = `INSERT INTO connections (conn_uid, started_at, ended_at, direction,
 	mta, daemon, client_ip, client_ptr, helo, tls_version, cipher, cipher_bits, key_exchange,
-	bulk_cipher, mac, forward_secret, client_cert, cert_verify, authenticated, messages)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	bulk_cipher, mac, forward_secret, client_cert, cert_verify, authenticated, messages, node)
+	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 func (c *Connection) apply(b *batch) error {
 	b.roll.addProviderConnection(c)
-	_, err := exec(b.conn, c.UID, c.Started.Unix(), c.Ended.Unix(), c.Direction, c.MTA, c.Daemon,
-		c.ClientIP, c.ClientPTR, c.Helo, c.TLSVersion, c.Cipher, i64(c.CipherBits), c.KeyExchange,
-		c.BulkCipher, c.MAC, c.ForwardSecret, c.ClientCert, c.CertVerify, c.Authenticated, i64(c.Messages))
+	b.args = c.values(b.args[:0], b.node)
+	_, err := exec(b.conn, b.args...)
 	return err
+}
+
+// values appends the row of insertConnection.
+func (c *Connection) values(args []driver.Value, node string) []driver.Value {
+	return append(args, c.UID, c.Started.Unix(), c.Ended.Unix(), c.Direction, c.MTA, c.Daemon,
+		c.ClientIP, c.ClientPTR, c.Helo, c.TLSVersion, c.Cipher, i64(c.CipherBits), c.KeyExchange,
+		c.BulkCipher, c.MAC, c.ForwardSecret, c.ClientCert, c.CertVerify, c.Authenticated, i64(c.Messages), node)
 }
 
 const insertMessage = `INSERT INTO messages (conn_uid, received_at, direction, queue_id,
 	client_ip, mail_from_domain, mail_from_local, rcpt_domains, rcpt_count, from_domain,
 	from_class, size, tls_version, cipher, forward_secret, spf_result, spf_class, spf_domain, helo_spf_result,
 	helo_spf_class, dkim_result, dkim_signatures, dmarc_result, dmarc_policy, dmarc_disposition,
-	dmarc_record_domain, spf_aligned, dkim_aligned, auth_class, action, fail_open, dmarc_published) VALUES `
+	dmarc_record_domain, spf_aligned, dkim_aligned, auth_class, action, fail_open, dmarc_published, node) VALUES `
 
-const messageCols = 32
+const messageCols = 33
 
 const insertSignature = `INSERT INTO signatures (message_id, seq, domain, selector, algorithm,
 	key_bits, result, class, detail) VALUES `
@@ -186,13 +195,20 @@ func (m *Message) apply(b *batch) error {
 	return b.flush()
 }
 
-func (m *Message) values(args []driver.Value) []driver.Value {
+// values appends the row of insertMessage.
+func (m *Message) values(args []driver.Value, node string) []driver.Value {
 	return append(args, m.ConnUID, m.Received.Unix(), m.Direction, m.QueueID, m.ClientIP,
 		m.MailFromDomain, nullable(m.MailFromLocal), strings.Join(m.RcptDomains, ","), i64(m.RcptCount),
 		m.FromDomain, m.FromClass, m.Size, m.TLSVersion, m.Cipher, m.ForwardSecret, m.SPFResult, m.SPFClass,
 		m.SPFDomain, m.HeloSPFResult, m.HeloSPFClass, m.DKIMResult, i64(len(m.Signatures)),
 		m.DMARCResult, m.DMARCPolicy, m.DMARCDisposition, m.DMARCRecord, m.SPFAligned,
-		m.DKIMAligned, m.AuthClass, m.Action, m.FailOpen, nullable(m.DMARCPublished))
+		m.DKIMAligned, m.AuthClass, m.Action, m.FailOpen, nullable(m.DMARCPublished), node)
+}
+
+// values appends the row of insertSignature: the seq-th signature of
+// message id.
+func (s *Signature) values(args []driver.Value, id int64, seq int) []driver.Value {
+	return append(args, id, i64(seq), s.Domain, s.Selector, s.Algorithm, i64(s.KeyBits), s.Result, s.Class, s.Detail)
 }
 
 // flush inserts the pending messages in one statement and their
@@ -209,7 +225,7 @@ func (b *batch) flush() error {
 	}
 	args := b.args[:0]
 	for _, m := range b.pending {
-		args = m.values(args)
+		args = m.values(args, b.node)
 	}
 	b.args = args
 	res, err := exec(st, args...)
@@ -223,8 +239,8 @@ func (b *batch) flush() error {
 	sigArgs := b.sigArgs[:0]
 	for i, m := range b.pending {
 		id := last - int64(n-1-i)
-		for seq, s := range m.Signatures {
-			sigArgs = append(sigArgs, id, i64(seq), s.Domain, s.Selector, s.Algorithm, i64(s.KeyBits), s.Result, s.Class, s.Detail)
+		for seq := range m.Signatures {
+			sigArgs = m.Signatures[seq].values(sigArgs, id, seq)
 		}
 	}
 	b.pending = b.pending[:0]
@@ -270,9 +286,16 @@ func (d *Downgrade) apply(b *batch) error {
 		}
 		b.stmts[insertDowngrade] = st
 	}
-	_, err := exec(st, d.At.Unix(), d.Direction, d.PeerKind, d.Peer, i64(d.TLSBefore), i64(d.Window))
+	b.args = d.values(b.args[:0], b.node)
+	_, err := exec(st, b.args...)
 	return err
 }
 
-const insertDowngrade = `INSERT INTO downgrades (detected_at, direction, peer_kind, peer, tls_before, window)
-	VALUES (?, ?, ?, ?, ?, ?)`
+// values appends the row of insertDowngrade.
+func (d *Downgrade) values(args []driver.Value, node string) []driver.Value {
+	return append(args, d.At.Unix(), d.Direction, d.PeerKind, d.Peer, i64(d.TLSBefore), i64(d.Window), node)
+}
+
+// "window" is quoted: PostgreSQL reserves the word.
+const insertDowngrade = `INSERT INTO downgrades (detected_at, direction, peer_kind, peer, tls_before, "window", node)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`

@@ -533,7 +533,15 @@ func (s *Store) applyTx(ctx context.Context, tx *sql.Tx, v int) error {
 }
 
 // SchemaVersion returns the applied schema version.
+// A PostgreSQL database without snowrain's tables is at version 0: an
+// administrator creates the database, the first node its schema.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	if s.dialect == Postgres {
+		var exists bool
+		if err := s.DB.QueryRowContext(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+			return 0, err
+		}
+	}
 	var v int
 	err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
 	return v, err

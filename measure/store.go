@@ -117,19 +117,25 @@ func createOwned(path string) error {
 // CheckWritable writes a row and rolls it back: it fails ("attempt to
 // write a readonly database") when the file, its -wal or -shm, or its
 // directory cannot be written by this process. (BEGIN IMMEDIATE alone
-// succeeds on a read-only file in WAL mode; only a write tells.)
+// succeeds on a read-only file in WAL mode; only a write tells.) On an
+// empty PostgreSQL database it creates a table, rolled back as well.
 func (s *Store) CheckWritable(ctx context.Context) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("measure: %s: %w", s.Path, err)
 	}
 	defer tx.Rollback()
+	q := `INSERT INTO schema_migrations VALUES (-1, 0)`
 	if s.dialect == Postgres { // a read-only store's sessions default to read-only
 		if _, err := tx.ExecContext(ctx, `SET TRANSACTION READ WRITE`); err != nil {
 			return fmt.Errorf("measure: %s: %w", s.Path, err)
 		}
+		if v, err := s.SchemaVersion(ctx); err == nil && v == 0 {
+			// An empty database: serve will create the tables.
+			q = `CREATE TABLE snowrain_write_check (x BIGINT)`
+		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (-1, 0)`); err != nil {
+	if _, err := tx.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("measure: %s is not writable: %w", s.Path, err)
 	}
 	return nil

@@ -80,6 +80,10 @@ func runCheck(ctx context.Context, cfg config.Config, path string, out io.Writer
 // migrate, and that it (and its directory, for -wal and -shm) can be
 // written; a missing file needs a directory it can be created in.
 func (c *checker) database(ctx context.Context, path string) {
+	if measure.IsPostgres(path) {
+		c.postgres(ctx, path)
+		return
+	}
 	what := "database " + path
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		dir := existingParent(filepath.Dir(path))

@@ -29,9 +29,9 @@ type Config struct {
 	Milter      string `toml:"milter"`       // inet:HOST:PORT or unix:PATH
 	SocketMode  string `toml:"socket_mode"`  // octal, for unix sockets
 	SocketOwner string `toml:"socket_owner"` // user[:group], for unix sockets
-	DB          string `toml:"db"`   // SQLite file path, or postgres:// URL for a fleet's shared database
-	Node        string `toml:"node"` // this host's name in a shared database; default the host name
-	Metrics     string `toml:"metrics"` // listen address for /metrics, empty: off
+	DB          string `toml:"db"`           // SQLite file path, or postgres:// URL for a fleet's shared database
+	Node        string `toml:"node"`         // this host's name in a shared database; default the host name
+	Metrics     string `toml:"metrics"`      // listen address for /metrics, empty: off
 	LogFormat   string `toml:"log_format"`
 	Maillog     string `toml:"maillog"` // MTA log to follow for outbound deliveries, empty: off
 	Journal     bool   `toml:"journal"` // follow the systemd journal instead of a file
@@ -140,7 +140,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func Default() Config {
 	return Config{
 		Milter: "unix:" + DefaultSocketDir + "/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
-		Node: hostname(),
+		Node:      hostname(),
 		LogFormat: "text", LogLevel: "info", LogTarget: "stderr",
 		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
 		MilterMaxPacket: 1 << 20, MilterReadTimeout: Duration{30 * time.Second}, MilterIdleTimeout: Duration{time.Hour}, MaxHeaderBytes: 1 << 20,

@@ -107,10 +107,14 @@ func (c *pgConn) QueryContext(ctx context.Context, q string, args []driver.Named
 }
 
 // CheckNamedValue passes every value to pgx as it is, but booleans as 0
-// or 1: the columns are integers on both backends, so that SUM counts.
+// or 1 (the columns are integers on both backends, so that SUM counts)
+// and text as PostgreSQL takes it (pgText: valid UTF-8, no NUL).
 func (c *pgConn) CheckNamedValue(nv *driver.NamedValue) error {
-	if b, ok := nv.Value.(bool); ok {
-		nv.Value = b2i(b)
+	switch v := nv.Value.(type) {
+	case bool:
+		nv.Value = b2i(v)
+	case string:
+		nv.Value = pgText(v)
 	}
 	return nil
 }

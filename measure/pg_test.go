@@ -255,6 +255,9 @@ func corpus(n int, base time.Time) []Event {
 			m.Signatures = append(m.Signatures, Signature{Domain: fmt.Sprintf("d%d.example", j), Selector: "s",
 				Algorithm: "rsa-sha256", KeyBits: 1024 << (j % 2), Result: dkim[(i+j)%len(dkim)], Class: classes[(i+j)%len(classes)],
 				Detail: fmt.Sprintf("detail %d", j)})
+			if (i+j)%11 == 0 { // COPY's text format gives these a meaning
+				m.Signatures[j].Detail = "tab\tnewline\ncr\rbackslash\\N quote' \"dq\" \\."
+			}
 		}
 		evs = append(evs, m)
 		if i%2 == 1 {
@@ -586,5 +589,33 @@ func TestPostgresDownMidLoad(t *testing.T) {
 	if rows != st.Written || rolled != st.Written || after != 150 {
 		t.Errorf("%d messages stored (%d of the last 150), %d in the rollup; the writer counted %d written",
 			rows, after, rolled, st.Written)
+	}
+}
+
+// TestPostgresHostileText: text PostgreSQL refuses (invalid UTF-8, NUL)
+// is stored mended, and the rest of its batch with it: one hostile header
+// must not cost a batch of records.
+func TestPostgresHostileText(t *testing.T) {
+	s := openPG(t)
+	m := sampleMessage(1)
+	m.QueueID = "hostile"
+	m.FromDomain = "bad\xff\xfe.example"
+	m.MailFromDomain = "nul\x00.example"
+	m.Signatures[0].Detail = "x\xc3(\x00y"
+	c := &Connection{UID: "c0", Started: m.Received, Ended: m.Received, Direction: "inbound", Helo: "helo\x00\xff", Messages: 1}
+	write(t, s, "mx1", 10, []Event{sampleMessage(0), m, c, sampleMessage(2)})
+	var from, mailFrom, detail, helo string
+	if err := s.DB.QueryRow(`SELECT m.from_domain, m.mail_from_domain, s.detail FROM messages m
+		JOIN signatures s ON s.message_id = m.id WHERE m.queue_id = 'hostile'`).Scan(&from, &mailFrom, &detail); err != nil {
+		t.Fatal(err)
+	}
+	s.DB.QueryRow(`SELECT helo FROM connections`).Scan(&helo)
+	if from != "bad\uFFFD.example" || mailFrom != "nul.example" || detail != "x\uFFFD(y" || helo != "helo\uFFFD" {
+		t.Errorf("stored %q %q %q %q", from, mailFrom, detail, helo)
+	}
+	var peers int
+	s.DB.QueryRow(`SELECT COUNT(*) FROM hourly_peers WHERE domain = ?`, "nul\x00.example").Scan(&peers)
+	if peers != 1 {
+		t.Errorf("the rollup's mended key is not found by the same text: %d rows", peers)
 	}
 }

@@ -28,7 +28,7 @@ func (p *PolicyDecision) apply(b *batch) error {
 		return err
 	}
 	b.args = p.values(b.args[:0], b.node)
-	_, err = exec(st, b.args...)
+	_, err = b.exec(st, b.args...)
 	return err
 }
 
@@ -60,7 +60,7 @@ func (p *MTASTSPolicy) apply(b *batch) error {
 		return err
 	}
 	b.args = p.values(b.args[:0])
-	_, err = exec(st, b.args...)
+	_, err = b.exec(st, b.args...)
 	return err
 }
 

@@ -384,3 +384,56 @@ func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
+
+// ServerCPU is the CPU time (user and system) the cluster's processes
+// have used: the postmaster, its live children, and the children it has
+// reaped. Benchmarks report it beside their own, as the server's work is
+// not in the test process's.
+func (c *Cluster) ServerCPU() (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join(c.data(), "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: %w", err)
+	}
+	pidText, _, _ := strings.Cut(string(b), "\n")
+	master, err := strconv.ParseInt(strings.TrimSpace(pidText), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: postmaster.pid: %w", err)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var ticks int64
+	for _, p := range procs {
+		f, err := procStat(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		switch {
+		case f.pid == master:
+			ticks += f.utime + f.stime + f.cutime + f.cstime
+		case f.ppid == master:
+			ticks += f.utime + f.stime
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100, nil // USER_HZ
+}
+
+type stat struct{ pid, ppid, utime, stime, cutime, cstime int64 }
+
+// procStat reads /proc/PID/stat (proc(5)); the command name, in
+// parentheses, may hold spaces.
+func procStat(path string) (stat, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return stat{}, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return stat{}, errors.New("no command")
+	}
+	pid, _ := strconv.ParseInt(strings.TrimSpace(string(b[:bytes.IndexByte(b, '(')])), 10, 64)
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3, state
+	if len(f) < 15 {
+		return stat{}, errors.New("short stat")
+	}
+	n := func(field int) int64 { v, _ := strconv.ParseInt(f[field-3], 10, 64); return v }
+	return stat{pid: pid, ppid: n(4), utime: n(14), stime: n(15), cutime: n(16), cstime: n(17)}, nil
+}

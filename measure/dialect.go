@@ -21,8 +21,9 @@ func IsPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
-// Rebind rewrites the ? placeholders of q as PostgreSQL's $1, $2, …,
-// leaving string literals, quoted identifiers and comments alone. The
+// Rebind rewrites the ? placeholders of q as PostgreSQL's $1, $2, …
+// (and a numbered ?NNN as $NNN), leaving string literals, quoted
+// identifiers and comments alone. The
 // PostgreSQL store's database/sql handle applies it to every statement,
 // so queries are written once, with ?, for both backends.
 func Rebind(q string) string {
@@ -36,8 +37,11 @@ func Rebind(q string) string {
 		c := q[i]
 		switch {
 		case c == '?':
-			n++
 			b.WriteByte('$')
+			if j := i + 1; j < len(q) && q[j] >= '0' && q[j] <= '9' {
+				continue // SQLite's numbered ?NNN is PostgreSQL's $NNN
+			}
+			n++
 			b.WriteString(strconv.Itoa(n))
 			continue
 		case c == '\'' || c == '"':

@@ -39,6 +39,7 @@ func TestRebind(t *testing.T) {
 		{`SELECT '?', "a?b", ? -- what?` + "\n" + `, ? /* ? */ , ?`, `SELECT '?', "a?b", $1 -- what?` + "\n" + `, $2 /* ? */ , $3`},
 		{`SELECT 'it''s ?', ?`, `SELECT 'it''s ?', $1`},
 		{`SELECT 'open ?`, `SELECT 'open ?`},
+		{`SELECT a FROM t WHERE r = ?1 UNION ALL SELECT b FROM u WHERE r = ?1`, `SELECT a FROM t WHERE r = $1 UNION ALL SELECT b FROM u WHERE r = $1`},
 	} {
 		if got := Rebind(c.in); got != c.want {
 			t.Errorf("Rebind(%q) = %q, want %q", c.in, got, c.want)

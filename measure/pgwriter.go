@@ -384,6 +384,8 @@ func (s *Store) recordDeliveriesPG(ctx context.Context, ds []*maillog.Delivery, 
 	if pos != nil {
 		ups.add(upsertLogPosition, pos.Source, pos.Inode, pos.Offset, time.Now().Unix())
 	}
+	ctx, cancel := context.WithTimeout(ctx, pgCommitTimeout) // the follower, too, must not hang
+	defer cancel()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if len(ds) > 0 {
 			ids, err := nextIDs(ctx, tx, "deliveries", len(ds))

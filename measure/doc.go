@@ -87,7 +87,7 @@
 // and policy decisions have a node column, and node is part of every
 // hourly rollup's key (right after hour), so that nodes writing the same
 // hour, peer and verdicts add up through the upserts instead of
-// colliding. Rows written before schema 15 have node ''. The reports sum
+// colliding. Rows written before schema 15 have an empty node. The reports sum
 // over nodes; narrowing to one is a WHERE node = ? on the same rollups.
 //
 // # Who owns which query

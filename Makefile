@@ -65,7 +65,8 @@ run: build
 		--milter inet:127.0.0.1:8891 --db $(VAR)/snowrain.db --metrics 127.0.0.1:9425 $(DNSFLAG)
 
 # Everything the tests need (Postfix, swaks, Sendmail's extracted tree,
-# gcc and libseccomp-dev for the unit's syscall filter), installed when
+# gcc and libseccomp-dev for the unit's syscall filter, PostgreSQL's
+# server for the throwaway clusters of internal/pgtest), installed when
 # missing; then every test, including the real-MTA ones.
 # With the race detector, the daemon the tests start included (GOFLAGS
 # reaches the go build inside cmd/snowrain's tests).
@@ -86,6 +87,7 @@ test-deps:
 	bash scripts/deps-sendmail.sh
 	bash scripts/deps-chromium.sh
 	bash scripts/deps-reports.sh
+	bash scripts/deps-postgres.sh
 
 vet:
 	$(GO) vet ./...

@@ -29,8 +29,9 @@ type Config struct {
 	Milter      string `toml:"milter"`       // inet:HOST:PORT or unix:PATH
 	SocketMode  string `toml:"socket_mode"`  // octal, for unix sockets
 	SocketOwner string `toml:"socket_owner"` // user[:group], for unix sockets
-	DB          string `toml:"db"`
-	Metrics     string `toml:"metrics"` // listen address for /metrics, empty: off
+	DB          string `toml:"db"`           // SQLite file path, or postgres:// URL for a fleet's shared database
+	Node        string `toml:"node"`         // this host's name in a shared database; default the host name
+	Metrics     string `toml:"metrics"`      // listen address for /metrics, empty: off
 	LogFormat   string `toml:"log_format"`
 	Maillog     string `toml:"maillog"` // MTA log to follow for outbound deliveries, empty: off
 	Journal     bool   `toml:"journal"` // follow the systemd journal instead of a file
@@ -139,6 +140,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func Default() Config {
 	return Config{
 		Milter: "unix:" + DefaultSocketDir + "/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
+		Node:      hostname(),
 		LogFormat: "text", LogLevel: "info", LogTarget: "stderr",
 		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
 		MilterMaxPacket: 1 << 20, MilterReadTimeout: Duration{30 * time.Second}, MilterIdleTimeout: Duration{time.Hour}, MaxHeaderBytes: 1 << 20,
@@ -234,6 +236,16 @@ func (c *Config) Validate() error {
 	if c.DB == "" {
 		return errors.New("config: db is empty")
 	}
+	if err := validNode(c.Node); err != nil {
+		return err
+	}
+	for _, sock := range []string{c.Policy.Socket, c.Policy.Inbound.Socket} {
+		if sock != "" {
+			if _, _, err := SplitListen(sock); err != nil {
+				return err
+			}
+		}
+	}
 	switch c.Policy.Inbound.Action {
 	case "", "defer", "reject", "record":
 	default:
@@ -262,6 +274,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: policy.decision_sample %v: want 0 to 1", c.Policy.DecisionSample)
 	}
 	return c.Reports.validate()
+}
+
+// validNode accepts a host name's characters, as a fleet's reports print
+// the node of each row.
+func validNode(n string) error {
+	if n == "" || len(n) > 253 || strings.Trim(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != "" {
+		return fmt.Errorf("config: node %q: want 1 to 253 letters, digits, dots, hyphens or underscores", n)
+	}
+	return nil
 }
 
 // Networks parses InternalNetworks.
@@ -305,7 +326,8 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Milter, "milter", c.Milter, "milter socket: inet:HOST:PORT or unix:PATH")
 	fs.StringVar(&c.SocketMode, "socket-mode", c.SocketMode, "unix socket mode (octal)")
 	fs.StringVar(&c.SocketOwner, "socket-owner", c.SocketOwner, "unix socket owner user[:group]")
-	fs.StringVar(&c.DB, "db", c.DB, "SQLite database path")
+	fs.StringVar(&c.DB, "db", c.DB, "database: SQLite file path, or postgres://USER@HOST/DB URL shared by a fleet")
+	fs.StringVar(&c.Node, "node", c.Node, "this host's name in a shared database (default: the host name)")
 	fs.StringVar(&c.Metrics, "metrics", c.Metrics, "listen address for Prometheus /metrics (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.Maillog, "maillog", c.Maillog, "MTA log file to follow for outbound delivery TLS (e.g. /var/log/mail.log)")

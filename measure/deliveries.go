@@ -21,7 +21,7 @@ type LogPosition struct {
 // LogPosition returns the stored position of source, if any.
 func (s *Store) LogPosition(ctx context.Context, source string) (LogPosition, bool, error) {
 	p := LogPosition{Source: source}
-	err := s.DB.QueryRowContext(ctx, `SELECT inode, offset FROM log_positions WHERE source = ?`, source).
+	err := s.DB.QueryRowContext(ctx, `SELECT inode, "offset" FROM log_positions WHERE source = ?`, source).
 		Scan(&p.Inode, &p.Offset)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, false, nil
@@ -34,7 +34,20 @@ func (s *Store) LogPosition(ctx context.Context, source string) (LogPosition, bo
 
 const insertDelivery = `INSERT INTO deliveries (delivered_at, mta, queue_id, domain, relay_host,
 	relay_ip, relay_port, status, dsn, delay, tls_version, cipher, cipher_bits, tls_level,
-	key_exchange, bulk_cipher, mac, forward_secret) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	key_exchange, bulk_cipher, mac, forward_secret, node) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+
+// deliveryValues appends the row of insertDelivery.
+func deliveryValues(args []driver.Value, d *maillog.Delivery, node string) []driver.Value {
+	return append(args, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
+		i64(d.RelayPort), d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, i64(d.CipherBits), d.Level,
+		d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret, node)
+}
+
+// upsertLogPosition keeps a source's position ("offset" is quoted:
+// PostgreSQL reserves the word).
+const upsertLogPosition = `INSERT INTO log_positions (source, inode, "offset", updated_at)
+	VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET inode = excluded.inode,
+	"offset" = excluded."offset", updated_at = excluded.updated_at`
 
 // RecordDeliveries writes ds and, in the same transaction, pos (when not
 // nil): a crash then neither loses nor repeats a delivery.
@@ -46,6 +59,9 @@ func (s *Store) RecordDeliveries(ctx context.Context, ds []*maillog.Delivery, po
 // outcome (outs[i] for ds[i], nil when it had no SMTP session), kept in
 // delivery_tls for the TLS reports.
 func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery, outs []*maillog.TLSOutcome, pos *LogPosition) error {
+	if s.pool != nil {
+		return s.recordDeliveriesPG(ctx, ds, outs, pos)
+	}
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("measure: deliveries: %w", err)
@@ -56,7 +72,7 @@ func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery,
 		return fmt.Errorf("measure: deliveries: %w", err)
 	}
 	defer st.Close()
-	roll := newRollup()
+	roll := newRollup(s.Node)
 	var tlsStmt *sql.Stmt
 	if len(outs) > 0 {
 		if tlsStmt, err = tx.PrepareContext(ctx, insertDeliveryTLS); err != nil {
@@ -64,12 +80,17 @@ func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery,
 		}
 		defer tlsStmt.Close()
 	}
+	var vals []driver.Value
+	args := make([]any, 0, 19)
 	for i, d := range ds {
 		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
 		roll.addProviderDelivery(d)
-		res, err := st.ExecContext(ctx, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
-			d.RelayPort, d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, d.CipherBits, d.Level,
-			d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret)
+		vals = deliveryValues(vals[:0], d, s.Node)
+		args = args[:0]
+		for _, v := range vals {
+			args = append(args, v)
+		}
+		res, err := st.ExecContext(ctx, args...)
 		if err != nil {
 			return fmt.Errorf("measure: deliveries: %w", err)
 		}
@@ -90,10 +111,7 @@ func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery,
 		return fmt.Errorf("measure: rollup: %w", err)
 	}
 	if pos != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO log_positions (source, inode, offset, updated_at)
-			VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET inode = excluded.inode,
-			offset = excluded.offset, updated_at = excluded.updated_at`,
-			pos.Source, pos.Inode, pos.Offset, time.Now().Unix()); err != nil {
+		if _, err := tx.ExecContext(ctx, upsertLogPosition, pos.Source, pos.Inode, pos.Offset, time.Now().Unix()); err != nil {
 			return fmt.Errorf("measure: log position: %w", err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 func (s *Store) LatestActivity(ctx context.Context) (t time.Time, ok bool, err error) {
 	var hour sql.NullInt64
 	err = s.DB.QueryRowContext(ctx, `SELECT MAX(h) FROM (
-		SELECT MAX(hour) AS h FROM hourly_messages UNION ALL SELECT MAX(hour) FROM hourly_deliveries)`).Scan(&hour)
+		SELECT MAX(hour) AS h FROM hourly_messages UNION ALL SELECT MAX(hour) FROM hourly_deliveries) AS latest`).Scan(&hour)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("measure: latest activity: %w", err)
 	}

@@ -2,6 +2,7 @@ package measure
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -384,45 +385,163 @@ var migrations = []string{
 		forward_secret INTEGER NOT NULL, cert TEXT NOT NULL, status TEXT NOT NULL, messages INTEGER NOT NULL,
 		PRIMARY KEY (hour, direction, peer, source, tls_version, key_exchange, cipher, forward_secret, cert, status)
 	) WITHOUT ROWID;`,
+	// 15: fleets (issue 16). Every record names the node that wrote it
+	// (config's node, default the host name), and the node is part of
+	// every rollup's key, so that nodes writing the same hour, peer and
+	// verdicts into one database add up instead of colliding. Rows from
+	// before have node '' (one unnamed node). SQLite cannot change a
+	// primary key: each rollup is rebuilt.
+	`ALTER TABLE connections ADD COLUMN node TEXT NOT NULL DEFAULT '';
+	ALTER TABLE messages ADD COLUMN node TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deliveries ADD COLUMN node TEXT NOT NULL DEFAULT '';
+	ALTER TABLE downgrades ADD COLUMN node TEXT NOT NULL DEFAULT '';
+	ALTER TABLE policy_decisions ADD COLUMN node TEXT NOT NULL DEFAULT '';
+	CREATE TABLE v15_hourly_messages (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, action TEXT NOT NULL,
+		tls_version TEXT NOT NULL, cipher TEXT NOT NULL, forward_secret INTEGER NOT NULL,
+		spf_result TEXT NOT NULL, spf_class TEXT NOT NULL, dkim_result TEXT NOT NULL,
+		dmarc_result TEXT NOT NULL, dmarc_policy TEXT NOT NULL, auth_class TEXT NOT NULL,
+		fail_open TEXT NOT NULL, messages INTEGER NOT NULL, node TEXT NOT NULL,
+		PRIMARY KEY (hour, node, direction, action, tls_version, cipher, forward_secret, spf_result,
+			spf_class, dkim_result, dmarc_result, dmarc_policy, auth_class, fail_open)
+	) WITHOUT ROWID;
+	INSERT INTO v15_hourly_messages SELECT hour, direction, action, tls_version, cipher, forward_secret,
+		spf_result, spf_class, dkim_result, dmarc_result, dmarc_policy, auth_class, fail_open, messages, ''
+		FROM hourly_messages;
+	DROP TABLE hourly_messages;
+	ALTER TABLE v15_hourly_messages RENAME TO hourly_messages;
+	CREATE TABLE v15_hourly_dkim_failures (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, class TEXT NOT NULL, signatures INTEGER NOT NULL,
+		node TEXT NOT NULL,
+		PRIMARY KEY (hour, node, direction, class)
+	) WITHOUT ROWID;
+	INSERT INTO v15_hourly_dkim_failures SELECT hour, direction, class, signatures, '' FROM hourly_dkim_failures;
+	DROP TABLE hourly_dkim_failures;
+	ALTER TABLE v15_hourly_dkim_failures RENAME TO hourly_dkim_failures;
+	CREATE TABLE v15_hourly_dkim_results (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, result TEXT NOT NULL, signatures INTEGER NOT NULL,
+		node TEXT NOT NULL,
+		PRIMARY KEY (hour, node, direction, result)
+	) WITHOUT ROWID;
+	INSERT INTO v15_hourly_dkim_results SELECT hour, direction, result, signatures, '' FROM hourly_dkim_results;
+	DROP TABLE hourly_dkim_results;
+	ALTER TABLE v15_hourly_dkim_results RENAME TO hourly_dkim_results;
+	CREATE TABLE v15_hourly_peers (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, domain TEXT NOT NULL,
+		messages INTEGER NOT NULL, tls INTEGER NOT NULL, node TEXT NOT NULL,
+		PRIMARY KEY (hour, node, direction, domain)
+	) WITHOUT ROWID;
+	INSERT INTO v15_hourly_peers SELECT hour, direction, domain, messages, tls, '' FROM hourly_peers;
+	DROP TABLE hourly_peers;
+	ALTER TABLE v15_hourly_peers RENAME TO hourly_peers;
+	CREATE TABLE v15_hourly_clients (
+		hour INTEGER NOT NULL, client_ip TEXT NOT NULL, messages INTEGER NOT NULL, tls INTEGER NOT NULL,
+		node TEXT NOT NULL,
+		PRIMARY KEY (hour, node, client_ip)
+	) WITHOUT ROWID;
+	INSERT INTO v15_hourly_clients SELECT hour, client_ip, messages, tls, '' FROM hourly_clients;
+	DROP TABLE hourly_clients;
+	ALTER TABLE v15_hourly_clients RENAME TO hourly_clients;
+	CREATE TABLE v15_hourly_deliveries (
+		hour INTEGER NOT NULL, domain TEXT NOT NULL, status TEXT NOT NULL, tls_version TEXT NOT NULL,
+		cipher TEXT NOT NULL, tls_level TEXT NOT NULL, forward_secret INTEGER NOT NULL,
+		deliveries INTEGER NOT NULL, node TEXT NOT NULL,
+		PRIMARY KEY (hour, node, domain, status, tls_version, cipher, tls_level, forward_secret)
+	) WITHOUT ROWID;
+	INSERT INTO v15_hourly_deliveries SELECT hour, domain, status, tls_version, cipher, tls_level,
+		forward_secret, deliveries, '' FROM hourly_deliveries;
+	DROP TABLE hourly_deliveries;
+	ALTER TABLE v15_hourly_deliveries RENAME TO hourly_deliveries;
+	CREATE TABLE v15_hourly_providers (
+		hour INTEGER NOT NULL, direction TEXT NOT NULL, peer TEXT NOT NULL, source TEXT NOT NULL,
+		tls_version TEXT NOT NULL, key_exchange TEXT NOT NULL, cipher TEXT NOT NULL,
+		forward_secret INTEGER NOT NULL, cert TEXT NOT NULL, status TEXT NOT NULL, messages INTEGER NOT NULL,
+		node TEXT NOT NULL,
+		PRIMARY KEY (hour, node, direction, peer, source, tls_version, key_exchange, cipher, forward_secret, cert, status)
+	) WITHOUT ROWID;
+	INSERT INTO v15_hourly_providers SELECT hour, direction, peer, source, tls_version, key_exchange, cipher,
+		forward_secret, cert, status, messages, '' FROM hourly_providers;
+	DROP TABLE hourly_providers;
+	ALTER TABLE v15_hourly_providers RENAME TO hourly_providers;`,
 }
 
+// migrationLock is the PostgreSQL advisory lock key under which a node
+// migrates: nodes of a fleet starting together apply each migration once.
+const migrationLock = 0x736e6f77 // "snow"
+
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("measure: migrations table: %w", err)
-	}
-	var have int
-	if err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("measure: schema version: %w", err)
-	}
-	if have > len(migrations) {
-		return fmt.Errorf("measure: database schema %d is newer than this binary (%d)", have, len(migrations))
-	}
-	for v := have + 1; v <= len(migrations); v++ {
-		if err := s.apply(ctx, v); err != nil {
+	for {
+		done, err := s.migrateNext(ctx)
+		if err != nil || done {
 			return err
 		}
 	}
-	return nil
 }
 
+// migrateNext applies the first migration the database lacks, in one
+// transaction with its version row; done is true when none is missing.
+func (s *Store) migrateNext(ctx context.Context) (done bool, err error) {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("measure: migrations: %w", err)
+	}
+	defer tx.Rollback()
+	if s.dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLock); err != nil {
+			return false, fmt.Errorf("measure: migrations lock: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.dialect.schema(`CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`)); err != nil {
+		return false, fmt.Errorf("measure: migrations table: %w", err)
+	}
+	var have int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return false, fmt.Errorf("measure: schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return false, fmt.Errorf("measure: database schema %d is newer than this binary (%d)", have, len(migrations))
+	}
+	if have == len(migrations) {
+		return true, tx.Commit()
+	}
+	return false, s.applyTx(ctx, tx, have+1)
+}
+
+// apply applies migration v in a transaction of its own.
 func (s *Store) apply(ctx context.Context, v int) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("measure: migration %d: %w", v, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+	return s.applyTx(ctx, tx, v)
+}
+
+// applyTx applies migration v in tx, records it and commits.
+func (s *Store) applyTx(ctx context.Context, tx *sql.Tx, v int) error {
+	if _, err := tx.ExecContext(ctx, s.dialect.migration(v)); err != nil {
 		return fmt.Errorf("measure: migration %d: %w", v, err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now().Unix()); err != nil {
 		return fmt.Errorf("measure: migration %d: %w", v, err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("measure: migration %d: %w", v, err)
+	}
+	return nil
 }
 
 // SchemaVersion returns the applied schema version.
+// A PostgreSQL database without snowrain's tables is at version 0: an
+// administrator creates the database, the first node its schema.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	if s.dialect == Postgres {
+		var exists bool
+		if err := s.DB.QueryRowContext(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+			return 0, err
+		}
+	}
 	var v int
 	err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
 	return v, err

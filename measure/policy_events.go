@@ -19,16 +19,22 @@ type PolicyDecision struct {
 	Error   string // "class: message" of a fail-open decision
 }
 
-const insertPolicyDecision = `INSERT INTO policy_decisions (decided_at, domain, source, answer, latency_us, error)
-	VALUES (?, ?, ?, ?, ?, ?)`
+const insertPolicyDecision = `INSERT INTO policy_decisions (decided_at, domain, source, answer, latency_us, error, node)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`
 
 func (p *PolicyDecision) apply(b *batch) error {
 	st, err := b.policyStmt(insertPolicyDecision)
 	if err != nil {
 		return err
 	}
-	_, err = exec(st, p.At.Unix(), p.Domain, p.Source, p.Answer, p.Latency.Microseconds(), p.Error)
+	b.args = p.values(b.args[:0], b.node)
+	_, err = b.exec(st, b.args...)
 	return err
+}
+
+// values appends the row of insertPolicyDecision.
+func (p *PolicyDecision) values(args []driver.Value, node string) []driver.Value {
+	return append(args, p.At.Unix(), p.Domain, p.Source, p.Answer, p.Latency.Microseconds(), p.Error, node)
 }
 
 // MTASTSPolicy is a fetched MTA-STS policy (RFC 8461 section 3.2) for the
@@ -53,9 +59,15 @@ func (p *MTASTSPolicy) apply(b *batch) error {
 	if err != nil {
 		return err
 	}
-	_, err = exec(st, p.Domain, p.ID, p.Mode, strings.Join(p.MX, " "), int64(p.MaxAge/time.Second),
-		p.Fetched.Unix(), p.Fetched.Add(p.MaxAge).Unix(), p.Text)
+	b.args = p.values(b.args[:0])
+	_, err = b.exec(st, b.args...)
 	return err
+}
+
+// values appends the row of upsertMTASTSPolicy.
+func (p *MTASTSPolicy) values(args []driver.Value) []driver.Value {
+	return append(args, p.Domain, p.ID, p.Mode, strings.Join(p.MX, " "), int64(p.MaxAge/time.Second),
+		p.Fetched.Unix(), p.Fetched.Add(p.MaxAge).Unix(), p.Text)
 }
 
 // policyStmt prepares q once per batch.

@@ -105,12 +105,12 @@ func (r *rollup) addProviderDelivery(d *maillog.Delivery) {
 		d.Suite.ForwardSecret, d.Level, d.Status}]++
 }
 
-var upsertProviders = upsert("hourly_providers", []string{"hour", "direction", "peer", "source", "tls_version",
+var upsertProviders = upsert("hourly_providers", []string{"direction", "peer", "source", "tls_version",
 	"key_exchange", "cipher", "forward_secret", "cert", "status"}, []string{"messages"})
 
 func (r *rollup) writeProviders(exec execer) error {
 	for k, n := range r.prov {
-		if err := exec(upsertProviders, k.hour, k.direction, k.peer, k.source, k.version, k.kx, k.cipher, b2i(k.fs),
+		if err := exec(upsertProviders, k.hour, r.node, k.direction, k.peer, k.source, k.version, k.kx, k.cipher, b2i(k.fs),
 			k.cert, k.status, n); err != nil {
 			return err
 		}

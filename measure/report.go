@@ -94,15 +94,15 @@ const deliveredInPeriod = `FROM hourly_deliveries WHERE hour >= ? AND hour < ?`
 
 func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, until int64) error {
 	// hourly_deliveries counts status lines by status: delivered mail is
-	// the 'sent' rows.
+	// the 'sent' rows. (A comparison is no number in PostgreSQL: CASE.)
 	err := s.DB.QueryRowContext(ctx, `SELECT
-		COALESCE(SUM(deliveries * (status = 'sent')), 0),
-		COALESCE(SUM(deliveries * (status = 'sent' AND tls_version <> '')), 0),
-		COALESCE(SUM(deliveries * (status = 'sent' AND forward_secret)), 0),
+		COALESCE(SUM(CASE WHEN status = 'sent' THEN deliveries ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'sent' AND tls_version <> '' THEN deliveries ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'sent' AND forward_secret <> 0 THEN deliveries ELSE 0 END), 0),
 		COALESCE(SUM(deliveries), 0),
-		COALESCE(SUM(deliveries * (tls_version <> '')), 0),
-		COALESCE(SUM(deliveries * (status = 'deferred')), 0),
-		COALESCE(SUM(deliveries * (status = 'bounced')), 0) `+deliveredInPeriod, since, until).
+		COALESCE(SUM(CASE WHEN tls_version <> '' THEN deliveries ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'deferred' THEN deliveries ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'bounced' THEN deliveries ELSE 0 END), 0) `+deliveredInPeriod, since, until).
 		Scan(&c.Deliveries, &c.TLSDeliveries, &c.ForwardSecret, &c.Attempts, &c.TLSAttempts, &c.Deferred, &c.Bounced)
 	if err != nil {
 		return fmt.Errorf("measure: report: %w", err)
@@ -111,7 +111,7 @@ func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, un
 		dst        *map[string]int64
 		expr, cond string
 	}{
-		{&c.ByStatus, "status", "1"},
+		{&c.ByStatus, "status", "1 = 1"},
 		{&c.ByCipher, "tls_version || ' ' || cipher", "status = 'sent' AND tls_version <> ''"},
 		{&c.ByLevel, "tls_level", "status = 'sent'"},
 		{&c.ByDomain, "domain", "status = 'sent'"},

@@ -6,8 +6,9 @@ import (
 )
 
 // rollup accumulates the hourly aggregates of one transaction; write adds
-// them to the hourly_* tables.
+// them to the hourly_* tables, under the node that wrote them.
 type rollup struct {
+	node    string
 	msgs    map[msgKey]int64
 	dkim    map[dkimKey]int64
 	dkimRes map[dkimResKey]int64
@@ -51,8 +52,8 @@ type delivKey struct {
 	fs                                     bool
 }
 
-func newRollup() *rollup {
-	return &rollup{msgs: map[msgKey]int64{}, dkim: map[dkimKey]int64{}, dkimRes: map[dkimResKey]int64{}, peers: map[peerKey][2]int64{},
+func newRollup(node string) *rollup {
+	return &rollup{node: node, msgs: map[msgKey]int64{}, dkim: map[dkimKey]int64{}, dkimRes: map[dkimResKey]int64{}, peers: map[peerKey][2]int64{},
 		clients: map[clientKey][2]int64{}, deliv: map[delivKey]int64{}}
 }
 
@@ -100,12 +101,17 @@ func (r *rollup) addDelivery(hour int64, domain, status, version, cipher, level 
 	r.deliv[delivKey{hour, domain, status, version, cipher, level, fs}]++
 }
 
-// upsert builds "INSERT … ON CONFLICT(pk) DO UPDATE SET counter += …".
+// upsert builds "INSERT … ON CONFLICT(pk) DO UPDATE SET counter += …",
+// the key led by hour and node: concurrent writers (a fleet's nodes, the
+// writer and the log follower) add to a row, never overwrite it.
 func upsert(table string, keys, counters []string) string {
+	keys = append([]string{"hour", "node"}, keys...)
 	cols := append(append([]string{}, keys...), counters...)
 	var set []string
 	for _, c := range counters {
-		set = append(set, c+" = "+c+" + excluded."+c)
+		// Qualified: PostgreSQL finds a bare name in the table and in
+		// excluded alike.
+		set = append(set, c+" = "+table+"."+c+" + excluded."+c)
 	}
 	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (" +
 		strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ") ON CONFLICT (" +
@@ -113,14 +119,14 @@ func upsert(table string, keys, counters []string) string {
 }
 
 var (
-	upsertMessages = upsert("hourly_messages", []string{"hour", "direction", "action", "tls_version", "cipher",
+	upsertMessages = upsert("hourly_messages", []string{"direction", "action", "tls_version", "cipher",
 		"forward_secret", "spf_result", "spf_class", "dkim_result", "dmarc_result", "dmarc_policy", "auth_class",
 		"fail_open"}, []string{"messages"})
-	upsertDKIM        = upsert("hourly_dkim_failures", []string{"hour", "direction", "class"}, []string{"signatures"})
-	upsertDKIMResults = upsert("hourly_dkim_results", []string{"hour", "direction", "result"}, []string{"signatures"})
-	upsertPeers       = upsert("hourly_peers", []string{"hour", "direction", "domain"}, []string{"messages", "tls"})
-	upsertClients     = upsert("hourly_clients", []string{"hour", "client_ip"}, []string{"messages", "tls"})
-	upsertDeliveries  = upsert("hourly_deliveries", []string{"hour", "domain", "status", "tls_version", "cipher",
+	upsertDKIM        = upsert("hourly_dkim_failures", []string{"direction", "class"}, []string{"signatures"})
+	upsertDKIMResults = upsert("hourly_dkim_results", []string{"direction", "result"}, []string{"signatures"})
+	upsertPeers       = upsert("hourly_peers", []string{"direction", "domain"}, []string{"messages", "tls"})
+	upsertClients     = upsert("hourly_clients", []string{"client_ip"}, []string{"messages", "tls"})
+	upsertDeliveries  = upsert("hourly_deliveries", []string{"domain", "status", "tls_version", "cipher",
 		"tls_level", "forward_secret"}, []string{"deliveries"})
 )
 
@@ -130,33 +136,33 @@ type execer func(query string, args ...driver.Value) error
 
 func (r *rollup) write(exec execer) error {
 	for k, n := range r.msgs {
-		if err := exec(upsertMessages, k.hour, k.direction, k.action, k.version, k.cipher, b2i(k.fs), k.spf,
+		if err := exec(upsertMessages, k.hour, r.node, k.direction, k.action, k.version, k.cipher, b2i(k.fs), k.spf,
 			k.spfClass, k.dkim, k.dmarc, k.policy, k.auth, k.failOpen, n); err != nil {
 			return err
 		}
 	}
 	for k, n := range r.dkim {
-		if err := exec(upsertDKIM, k.hour, k.direction, k.class, n); err != nil {
+		if err := exec(upsertDKIM, k.hour, r.node, k.direction, k.class, n); err != nil {
 			return err
 		}
 	}
 	for k, n := range r.dkimRes {
-		if err := exec(upsertDKIMResults, k.hour, k.direction, k.result, n); err != nil {
+		if err := exec(upsertDKIMResults, k.hour, r.node, k.direction, k.result, n); err != nil {
 			return err
 		}
 	}
 	for k, n := range r.peers {
-		if err := exec(upsertPeers, k.hour, k.direction, k.domain, n[0], n[1]); err != nil {
+		if err := exec(upsertPeers, k.hour, r.node, k.direction, k.domain, n[0], n[1]); err != nil {
 			return err
 		}
 	}
 	for k, n := range r.clients {
-		if err := exec(upsertClients, k.hour, k.ip, n[0], n[1]); err != nil {
+		if err := exec(upsertClients, k.hour, r.node, k.ip, n[0], n[1]); err != nil {
 			return err
 		}
 	}
 	for k, n := range r.deliv {
-		if err := exec(upsertDeliveries, k.hour, k.domain, k.status, k.version, k.cipher, k.level, b2i(k.fs), n); err != nil {
+		if err := exec(upsertDeliveries, k.hour, r.node, k.domain, k.status, k.version, k.cipher, k.level, b2i(k.fs), n); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,3 @@
-// Package measure holds snowrain's SQLite store: the schema and its
-// migrations, the batching writer that records events without ever
-// blocking mail, and the queries behind the reports.
 package measure
 
 import (
@@ -14,22 +11,53 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 )
 
-// Store is an open snowrain database.
+// Store is an open snowrain database, SQLite or PostgreSQL.
 type Store struct {
-	DB   *sql.DB
+	// DB takes the same SQL on both backends: ? placeholders and Go
+	// booleans are translated for PostgreSQL (see the package comment
+	// for what else a query must do to run on both).
+	DB *sql.DB
+	// Path is the SQLite file, or the PostgreSQL URL without its
+	// password.
 	Path string
+	// Node is the name written into every record (config's node,
+	// default the host name), so that a fleet's rows stay apart.
+	Node string
+
+	dialect Dialect
+	pool    *pgxpool.Pool // PostgreSQL: the writer's COPY and upserts
 }
 
-// Open opens (creating if needed) the database at path in WAL mode and
-// brings its schema up to date. Run as root, it creates a new database
-// with the owner of its directory (/var/lib/snowrain belongs to the
-// daemon's user), never as root: a root-owned file would leave the daemon
-// unable to write. SQLite itself gives the -wal and -shm files it creates
-// as root the owner of the database.
-func Open(ctx context.Context, path string) (*Store, error) {
+// Dialect is the store's backend.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// defaultNode is the host name, as config's node default.
+func defaultNode() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+// Open opens the store named by dsn, a postgres:// URL or a SQLite file
+// path, and brings its schema up to date.
+//
+// A SQLite file is created if needed and opened in WAL mode. Run as root,
+// it creates a new database with the owner of its directory
+// (/var/lib/snowrain belongs to the daemon's user), never as root: a
+// root-owned file would leave the daemon unable to write. SQLite itself
+// gives the -wal and -shm files it creates as root the owner of the
+// database.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	if IsPostgres(dsn) {
+		return openPostgres(ctx, dsn, false)
+	}
+	path := dsn
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("measure: %w", err)
@@ -48,7 +76,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("measure: open %s: %w", path, err)
 	}
-	s := &Store{DB: db, Path: path}
+	s := &Store{DB: db, Path: path, Node: defaultNode(), dialect: SQLite}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -89,14 +117,25 @@ func createOwned(path string) error {
 // CheckWritable writes a row and rolls it back: it fails ("attempt to
 // write a readonly database") when the file, its -wal or -shm, or its
 // directory cannot be written by this process. (BEGIN IMMEDIATE alone
-// succeeds on a read-only file in WAL mode; only a write tells.)
+// succeeds on a read-only file in WAL mode; only a write tells.) On an
+// empty PostgreSQL database it creates a table, rolled back as well.
 func (s *Store) CheckWritable(ctx context.Context) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("measure: %s: %w", s.Path, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (-1, 0)`); err != nil {
+	q := `INSERT INTO schema_migrations VALUES (-1, 0)`
+	if s.dialect == Postgres { // a read-only store's sessions default to read-only
+		if _, err := tx.ExecContext(ctx, `SET TRANSACTION READ WRITE`); err != nil {
+			return fmt.Errorf("measure: %s: %w", s.Path, err)
+		}
+		if v, err := s.SchemaVersion(ctx); err == nil && v == 0 {
+			// An empty database: serve will create the tables.
+			q = `CREATE TABLE snowrain_write_check (x BIGINT)`
+		}
+	}
+	if _, err := tx.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("measure: %s is not writable: %w", s.Path, err)
 	}
 	return nil
@@ -107,8 +146,13 @@ func LatestSchema() int { return len(migrations) }
 
 // OpenReadOnly opens an existing database for reports without migrating
 // it and without ever writing to it (commands that only read use it, so a
-// root-run report never creates or changes the daemon's files).
-func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+// root-run report never creates or changes the daemon's files). On
+// PostgreSQL its sessions default to read-only transactions.
+func OpenReadOnly(ctx context.Context, dsn string) (*Store, error) {
+	if IsPostgres(dsn) {
+		return openPostgres(ctx, dsn, true)
+	}
+	path := dsn
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("measure: %w", err)
 	}
@@ -120,11 +164,17 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("measure: open %s: %w", path, err)
 	}
-	return &Store{DB: db, Path: path}, nil
+	return &Store{DB: db, Path: path, Node: defaultNode(), dialect: SQLite}, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.DB.Close() }
+func (s *Store) Close() error {
+	err := s.DB.Close()
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	return err
+}
 
 // Prune deletes records older than age and returns how many messages went.
 func (s *Store) Prune(ctx context.Context, age time.Duration) (int64, error) {
@@ -162,8 +212,15 @@ func (s *Store) Prune(ctx context.Context, age time.Duration) (int64, error) {
 	return n, tx.Commit()
 }
 
-// Vacuum checkpoints the WAL and rebuilds the file to return free pages.
+// Vacuum checkpoints the WAL and rebuilds the file to return free pages;
+// on PostgreSQL it vacuums (autovacuum does so too).
 func (s *Store) Vacuum(ctx context.Context) error {
+	if s.dialect == Postgres {
+		if _, err := s.DB.ExecContext(ctx, `VACUUM`); err != nil {
+			return fmt.Errorf("measure: vacuum: %w", err)
+		}
+		return nil
+	}
 	if _, err := s.DB.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 		return fmt.Errorf("measure: checkpoint: %w", err)
 	}

@@ -16,6 +16,7 @@ type WriterConfig struct {
 	BatchSize int           // events per transaction
 	Interval  time.Duration // longest wait before a partial batch is written
 	Retries   int           // failed commits retried before a batch is dropped
+	Node      string        // written into every record; default the store's Node
 	Logger    *slog.Logger
 }
 
@@ -39,6 +40,7 @@ type Writer struct {
 	closed  bool
 	closing chan struct{} // closed by Close: drain and stop
 	done    chan struct{}
+	pg      *pgWriter // PostgreSQL stores: COPY and upserts (pgwriter.go)
 
 	written, dropped, failedBatches atomic.Int64
 }
@@ -60,8 +62,14 @@ func NewWriter(store *Store, cfg WriterConfig) *Writer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Node == "" {
+		cfg.Node = store.Node
+	}
 	w := &Writer{store: store, cfg: cfg, ch: make(chan Event, cfg.QueueSize), kick: make(chan struct{}, 1),
 		batch: max(1, min(cfg.BatchSize, cfg.QueueSize/2)), closing: make(chan struct{}), done: make(chan struct{})}
+	if store.pool != nil {
+		w.pg = newPGWriter(store.pool, cfg.Node)
+	}
 	go w.loop()
 	return w
 }
@@ -181,6 +189,9 @@ func (w *Writer) flush(events []Event) {
 }
 
 func (w *Writer) commit(events []Event) error {
+	if w.pg != nil {
+		return w.pg.commit(events)
+	}
 	conn, err := w.store.DB.Conn(context.Background())
 	if err != nil {
 		return fmt.Errorf("measure: conn: %w", err)
@@ -196,7 +207,7 @@ func (w *Writer) commit(events []Event) error {
 		if err != nil {
 			return fmt.Errorf("measure: begin: %w", err)
 		}
-		b, err := newBatch(c)
+		b, err := newBatch(c, w.cfg.Node)
 		if err != nil {
 			tx.Rollback()
 			return err

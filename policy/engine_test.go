@@ -323,7 +323,7 @@ func TestLearnedPolicy(t *testing.T) {
 	e := w.engine(Config{Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}, CacheTTL: -1})
 	add := func(level, version string, n int) {
 		for i := 0; i < n; i++ {
-			w.store.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, 'learn.example', 'sent', ?, 'X', ?, 1, 1)
+			w.store.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, 'learn.example', 'sent', ?, 'X', ?, 1, 1, '')
 				ON CONFLICT DO UPDATE SET deliveries = deliveries + 1`, time.Now().Unix()/3600, version, level)
 		}
 	}

@@ -125,8 +125,8 @@ func TestReadsPastTheBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	hour := time.Now().Unix() / 3600
-	st.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, 'learn.example', 'sent', 'TLSv1.3', 'X', 'verified', 1, 20)`, hour)
-	st.DB.Exec(`INSERT INTO hourly_peers VALUES (?, 'inbound', 'tls-only.example', 20, 20)`, hour)
+	st.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, 'learn.example', 'sent', 'TLSv1.3', 'X', 'verified', 1, 20, '')`, hour)
+	st.DB.Exec(`INSERT INTO hourly_peers VALUES (?, 'inbound', 'tls-only.example', 20, 20, '')`, hour)
 	st.DB.Exec(`PRAGMA journal_mode=DELETE`)
 	st.Close()
 	// Readers wait up to a minute for the lock, far past any budget.

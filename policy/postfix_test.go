@@ -186,7 +186,7 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 	defer store.Close()
 	for _, sc := range scenarios {
 		if sc.learn > 0 {
-			store.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, ?, 'sent', 'TLSv1.3', 'TLS_AES_128_GCM_SHA256', 'verified', 1, ?)`,
+			store.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, ?, 'sent', 'TLSv1.3', 'TLS_AES_128_GCM_SHA256', 'verified', 1, ?, '')`,
 				time.Now().Unix()/3600, sc.domain, sc.learn)
 		}
 	}

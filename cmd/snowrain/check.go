@@ -78,10 +78,16 @@ func runCheck(ctx context.Context, cfg config.Config, path string, out io.Writer
 
 // database checks that the file opens, its schema is one this binary can
 // migrate, and that it (and its directory, for -wal and -shm) can be
-// written; a missing file needs a directory it can be created in.
+// written; a missing file needs a directory it can be created in. A
+// PostgreSQL URL is checked the same way (check_pg.go).
 func (c *checker) database(ctx context.Context, path string) {
-	what := "database " + path
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	pg := measure.IsPostgres(path)
+	what := "database " + measure.Redact(path)
+	if pg {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, postgresCheckTimeout)
+		defer cancel()
+	} else if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		dir := existingParent(filepath.Dir(path))
 		if err := syscall.Access(dir, 2); err != nil { // W_OK
 			c.line("FAIL", what, "does not exist and %s is not writable: %v", dir, err)
@@ -105,10 +111,16 @@ func (c *checker) database(ctx context.Context, path string) {
 	case have > want:
 		c.line("FAIL", what, "schema %d is newer than this binary's %d", have, want)
 		return
+	case have == 0 && pg:
+		c.line("ok", what, "opens; empty: serve creates schema %d", want)
 	case have < want:
 		c.line("ok", what, "opens; schema %d, serve migrates it to %d", have, want)
 	default:
 		c.line("ok", what, "opens; schema %d is current", have)
+	}
+	if pg {
+		c.postgresWritable(ctx, what, store)
+		return
 	}
 	for _, p := range []string{path, path + "-wal", path + "-shm", filepath.Dir(path)} {
 		if _, err := os.Stat(p); err != nil {

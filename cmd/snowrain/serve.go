@@ -125,6 +125,7 @@ func serve(args []string) error {
 		return err
 	}
 	defer store.Close()
+	store.Node = cfg.Node // every record and rollup row names this node
 	if err := checkDBWritable(ctx, store); err != nil {
 		return err
 	}
@@ -168,7 +169,7 @@ func serve(args []string) error {
 		return fmt.Errorf("milter socket: %w", err)
 	}
 	followers := startFollowers(ctx, cfg, store, mt, onDelivery, log)
-	log.Info("snowrain serving", "milter", cfg.Milter, "db", cfg.DB, "dns", res.Servers(), "metrics", cfg.Metrics,
+	log.Info("snowrain serving", "milter", cfg.Milter, "db", store.Path, "node", store.Node, "dns", res.Servers(), "metrics", cfg.Metrics,
 		"components", strings.Join(d.sup.Names(), ","))
 	printPostfixHint(cfg)
 

@@ -101,6 +101,7 @@ func serve(args []string) error {
 	if check {
 		return runCheck(context.Background(), cfg, path, os.Stdout)
 	}
+	tuneGC()
 	// Signals from the start: a SIGTERM while starting up is handled once
 	// serving, not a kill that skips the flush.
 	sig := make(chan os.Signal, 4)

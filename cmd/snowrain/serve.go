@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -333,7 +334,9 @@ type shutdowner interface {
 func shutdown(cfg config.Config, srv shutdowner, msrv *metrics.Server, writer *measure.Writer, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.Duration)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	// The supervisor closed the listeners already: only a drain that ran
+	// out of time leaves sessions open.
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 		log.Warn("sessions still open at shutdown; closing them", "err", err)
 		srv.Close()
 	}

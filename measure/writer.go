@@ -141,6 +141,18 @@ func (w *Writer) loop() {
 		case <-tick.C:
 		case <-w.closing:
 		}
+		if !w.store.IsReady() {
+			// A database not reached yet (OpenServing): what is queued
+			// waits for it, Enqueue drops and counts beyond the queue,
+			// and a Close meanwhile drops and counts the rest.
+			select {
+			case <-w.closing:
+				w.dropQueued(len(pending))
+				return
+			default:
+				continue
+			}
+		}
 		open := true
 	drain:
 		for {
@@ -166,6 +178,19 @@ func (w *Writer) loop() {
 		if !open {
 			return
 		}
+	}
+}
+
+// dropQueued counts pending and everything left in the closed queue as
+// dropped.
+func (w *Writer) dropQueued(pending int) {
+	n := int64(pending)
+	for range w.ch {
+		n++
+	}
+	w.dropped.Add(n)
+	if n > 0 {
+		w.cfg.Logger.Error("dropping queued records: the database was never reached", "events", n)
 	}
 }
 

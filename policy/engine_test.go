@@ -162,7 +162,7 @@ func hangUp(rw http.ResponseWriter, done <-chan struct{}) {
 }
 
 func (w *stsWorld) engine(cfg Config) *Engine {
-	e := NewEngine(cfg, w.res, w.fetch, w.store.DB, nil)
+	e := NewEngine(cfg, w.res, w.fetch, w.store, nil)
 	w.t.Cleanup(e.Close)
 	return e
 }
@@ -471,7 +471,7 @@ func BenchmarkSocketmap(b *testing.B) {
 	}
 	defer store.Close()
 	// Every decision is recorded, as by default (asynchronously, batched).
-	e := NewEngine(Config{Overrides: map[string]string{"bank.example": "verify"}, DecisionSample: 1}, nil, nil, store.DB, nil)
+	e := NewEngine(Config{Overrides: map[string]string{"bank.example": "verify"}, DecisionSample: 1}, nil, nil, store, nil)
 	defer e.Close()
 	for i := 0; i < 1000; i++ {
 		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example", sealed: true}, time.Hour, e.cache.generation())

@@ -60,7 +60,8 @@ func newPostgres(dsn string, readOnly bool) (*Store, error) {
 	// Idle connections belong to the pool, not to database/sql, or the
 	// writer could find none (stdlib.GetPoolConnector).
 	db.SetMaxIdleConns(0)
-	return &Store{DB: db, Path: name, Node: defaultNode(), dialect: Postgres, pool: pool, ready: make(chan struct{})}, nil
+	return &Store{DB: db, Path: name, Node: defaultNode(), dialect: Postgres, pool: pool, ready: make(chan struct{}),
+		closed: make(chan struct{})}, nil
 }
 
 // bringUp connects and, unless readOnly, migrates.

@@ -79,6 +79,8 @@ func (s *Store) keepConnecting(ctx context.Context, log *slog.Logger) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.closed:
+			return
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, pgBackoffMax)
@@ -89,6 +91,11 @@ func (s *Store) keepConnecting(ctx context.Context, log *slog.Logger) {
 			s.setReady()
 			log.Info("database reachable: schema current, writing queued records", "db", s.Path)
 			return
+		}
+		select {
+		case <-s.closed:
+			return
+		default:
 		}
 		if msg := err.Error(); msg != last && ctx.Err() == nil {
 			last = msg

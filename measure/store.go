@@ -32,6 +32,8 @@ type Store struct {
 	pool      *pgxpool.Pool // PostgreSQL: the writer's COPY and upserts
 	ready     chan struct{} // closed once connected and migrated (OpenServing)
 	readyOnce sync.Once
+	closed    chan struct{} // closed by Close: stops OpenServing's connecting
+	closeOnce sync.Once
 }
 
 // Dialect is the store's backend.
@@ -174,6 +176,9 @@ func OpenReadOnly(ctx context.Context, dsn string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	if s.closed != nil {
+		s.closeOnce.Do(func() { close(s.closed) })
+	}
 	err := s.DB.Close()
 	if s.pool != nil {
 		s.pool.Close()

@@ -133,6 +133,10 @@ func (w *Writer) loop() {
 	tick := time.NewTicker(w.cfg.Interval)
 	defer tick.Stop()
 	pending := make([]Event, 0, w.cfg.BatchSize)
+	ready := w.store.Ready() // nil once seen closed: it wakes the writer once
+	if w.store.IsReady() {
+		ready = nil
+	}
 	for {
 		all := true // write a partial batch too
 		select {
@@ -140,6 +144,8 @@ func (w *Writer) loop() {
 			all = false
 		case <-tick.C:
 		case <-w.closing:
+		case <-ready: // what waited for the database goes at once
+			ready = nil
 		}
 		if !w.store.IsReady() {
 			// A database not reached yet (OpenServing): what is queued

@@ -141,7 +141,7 @@ func serve(args []string) error {
 			case <-ctx.Done():
 				return
 			}
-			if err := checkDBWritable(ctx, store); err != nil {
+			if err := checkDBWritable(ctx, store); err != nil && ctx.Err() == nil {
 				log.Error("database reached but not writable: records are dropped", "err", err)
 			}
 		}()

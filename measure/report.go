@@ -96,43 +96,47 @@ func (s *Store) BuildReport(ctx context.Context, sc Scope) (*Report, error) {
 }
 
 func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, sc Scope) error {
+	*c = DeliveryCounts{ByStatus: map[string]int64{}, ByCipher: map[string]int64{}, ByLevel: map[string]int64{},
+		ByDomain: map[string]int64{}, TLSByDomain: map[string]int64{}, DeferredByDomain: map[string]int64{}}
 	where, args := sc.rollup()
-	// hourly_deliveries counts status lines by status: delivered mail is
-	// the sent rows. (A comparison is no number in PostgreSQL: CASE.)
-	err := s.DB.QueryRowContext(ctx, `SELECT
-		COALESCE(SUM(CASE WHEN status = ? THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = ? AND tls_version <> '' THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = ? AND forward_secret <> 0 THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(deliveries), 0),
-		COALESCE(SUM(CASE WHEN tls_version <> '' THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = ? THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = ? THEN deliveries ELSE 0 END), 0)
-		FROM hourly_deliveries WHERE `+where,
-		append([]any{maillog.StatusSent, maillog.StatusSent, maillog.StatusSent, maillog.StatusDeferred, maillog.StatusBounced}, args...)...).
-		Scan(&c.Deliveries, &c.TLSDeliveries, &c.ForwardSecret, &c.Attempts, &c.TLSAttempts, &c.Deferred, &c.Bounced)
-	if err != nil {
-		return err
-	}
-	for _, g := range []struct {
-		dst        *map[string]int64
-		expr, cond string
-		status     []any
-	}{
-		{&c.ByStatus, "status", "", nil},
-		{&c.ByCipher, "tls_version || ' ' || cipher", " AND status = ? AND tls_version <> ''", []any{maillog.StatusSent}},
-		{&c.ByLevel, "tls_level", " AND status = ?", []any{maillog.StatusSent}},
-		{&c.ByDomain, "domain", " AND status = ?", []any{maillog.StatusSent}},
-		{&c.TLSByDomain, "domain", " AND status = ? AND tls_version <> ''", []any{maillog.StatusSent}},
-		{&c.DeferredByDomain, "domain", " AND status = ?", []any{maillog.StatusDeferred}},
-	} {
-		m, err := s.countMap(ctx, `SELECT `+g.expr+`, SUM(deliveries) FROM hourly_deliveries WHERE `+where+g.cond+` GROUP BY 1`,
-			append(append([]any{}, args...), g.status...))
-		if err != nil {
+	// One pass over the period's rows, every figure added up in Go:
+	// hourly_deliveries counts status lines by status; delivered mail is
+	// the sent rows.
+	return Each(ctx, s.DB, `SELECT domain, status, tls_version, cipher, tls_level, forward_secret, SUM(deliveries)
+		FROM hourly_deliveries WHERE `+where+` GROUP BY 1, 2, 3, 4, 5, 6`, args, func(r *sql.Rows) error {
+		var domain, status, version, cipher, level string
+		var fs bool
+		var n int64
+		if err := r.Scan(&domain, &status, &version, &cipher, &level, &fs, &n); err != nil {
 			return err
 		}
-		*g.dst = m
-	}
-	return nil
+		tls := version != ""
+		c.Attempts += n
+		c.ByStatus[status] += n
+		if tls {
+			c.TLSAttempts += n
+		}
+		switch status {
+		case maillog.StatusDeferred:
+			c.Deferred += n
+			c.DeferredByDomain[domain] += n
+		case maillog.StatusBounced:
+			c.Bounced += n
+		case maillog.StatusSent:
+			c.Deliveries += n
+			c.ByLevel[level] += n
+			c.ByDomain[domain] += n
+			if tls {
+				c.TLSDeliveries += n
+				c.ByCipher[version+" "+cipher] += n
+				c.TLSByDomain[domain] += n
+			}
+			if fs {
+				c.ForwardSecret += n
+			}
+		}
+		return nil
+	})
 }
 
 // fill counts one direction from the hourly rollup: a few rows per hour

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,8 +36,11 @@ type Config struct {
 	LogFormat   string `toml:"log_format"`
 	Maillog     string `toml:"maillog"` // MTA log to follow for outbound deliveries, empty: off
 	Journal     bool   `toml:"journal"` // follow the systemd journal instead of a file
-	LogLevel    string `toml:"log_level"`
-	LogTarget   string `toml:"log_target"` // stderr (journald) or syslog (mail facility, /dev/log; syslog:PATH for another socket)
+	// StateDir holds this host's own state (the journal cursor); empty:
+	// beside a SQLite db, /var/lib/snowrain for a PostgreSQL URL.
+	StateDir  string `toml:"state_dir"`
+	LogLevel  string `toml:"log_level"`
+	LogTarget string `toml:"log_target"` // stderr (journald) or syslog (mail facility, /dev/log; syslog:PATH for another socket)
 
 	// Milter connection limits (issue 10): bytes of one packet, time from
 	// its first byte to its last, wait for the next one.
@@ -285,6 +289,22 @@ func validNode(n string) error {
 	return nil
 }
 
+// DefaultStateDir holds a host's own state when its database is not a
+// file beside which it could go (a PostgreSQL URL).
+const DefaultStateDir = "/var/lib/snowrain"
+
+// State is the directory of this host's own state: StateDir, else the
+// SQLite database's directory, else DefaultStateDir.
+func (c *Config) State() string {
+	switch {
+	case c.StateDir != "":
+		return c.StateDir
+	case strings.Contains(c.DB, "://"):
+		return DefaultStateDir
+	}
+	return filepath.Dir(c.DB)
+}
+
 // Networks parses InternalNetworks.
 func (c *Config) Networks() ([]netip.Prefix, error) {
 	var out []netip.Prefix
@@ -332,6 +352,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.Maillog, "maillog", c.Maillog, "MTA log file to follow for outbound delivery TLS (e.g. /var/log/mail.log)")
 	fs.BoolVar(&c.Journal, "journal", c.Journal, "follow the systemd journal (journalctl) for outbound deliveries")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory of this host's own state, the journal cursor (default: beside a SQLite db, else /var/lib/snowrain)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.IntVar(&c.MilterMaxPacket, "milter-max-packet", c.MilterMaxPacket, "largest milter packet read, in bytes")
 	fs.TextVar(&c.MilterReadTimeout, "milter-read-timeout", c.MilterReadTimeout, "time from the first byte of a milter packet to its last")

@@ -2,7 +2,6 @@ package feedback
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/dmarcrpt"
+	"github.com/snowrain/snowrain/measure"
 )
 
 // DMARCReport is one aggregate report to send: the policy domain's
@@ -25,22 +25,8 @@ type DMARCReport struct {
 // per policy domain with a rua=, of the inbound messages whose DMARC
 // result was pass or fail, one record per source IP, disposition, aligned
 // results, identifiers and DKIM/SPF results (RFC 7489 7.2.1.1).
-func DMARCReports(ctx context.Context, db *sql.DB, cfg Config, day Day) ([]*DMARCReport, error) {
+func DMARCReports(ctx context.Context, st *measure.Store, cfg Config, day Day) ([]*DMARCReport, error) {
 	cfg.defaults()
-	rows, err := db.QueryContext(ctx, `SELECT m.id, m.received_at, COALESCE(m.client_ip, ''),
-		COALESCE(m.mail_from_domain, ''), COALESCE(m.from_domain, ''), COALESCE(m.spf_result, ''),
-		COALESCE(m.spf_domain, ''), COALESCE(m.dmarc_policy, ''), COALESCE(m.dmarc_disposition, ''),
-		m.dmarc_record_domain, m.dmarc_published, m.spf_aligned, m.dkim_aligned, m.dmarc_result, m.action,
-		s.domain, s.selector, s.result, s.class
-		FROM messages m LEFT JOIN signatures s ON s.message_id = m.id
-		WHERE m.direction = 'inbound' AND m.received_at >= ? AND m.received_at < ?
-			AND m.dmarc_result IN ('pass', 'fail') AND COALESCE(m.dmarc_record_domain, '') <> ''
-			AND m.dmarc_published IS NOT NULL
-		ORDER BY m.id, s.seq`, day.Begin.Unix(), day.End.Unix())
-	if err != nil {
-		return nil, fmt.Errorf("feedback: dmarc: %w", err)
-	}
-	defer rows.Close()
 	type domainAcc struct {
 		latest  int64
 		record  string
@@ -48,50 +34,30 @@ func DMARCReports(ctx context.Context, db *sql.DB, cfg Config, day Day) ([]*DMAR
 		order   []string
 	}
 	by := map[string]*domainAcc{}
-	var cur *message
-	flush := func() {
-		if cur == nil {
-			return
-		}
-		acc := by[cur.recordDomain]
+	err := st.EachDMARCMessage(ctx, day.Begin, day.End, func(sm *measure.Message) error {
+		m := messageOf(sm)
+		acc := by[m.recordDomain]
 		if acc == nil {
 			acc = &domainAcc{records: map[string]*dmarcrpt.Record{}}
-			by[cur.recordDomain] = acc
+			by[m.recordDomain] = acc
 		}
-		if cur.at >= acc.latest {
-			acc.latest, acc.record = cur.at, cur.published
+		if m.at >= acc.latest {
+			acc.latest, acc.record = m.at, m.published
 		}
-		rec, ok := cur.record()
+		rec, ok := m.record()
 		if !ok {
-			return
+			return nil
 		}
 		key := recordKey(rec)
 		if have := acc.records[key]; have != nil {
 			have.Row.Count++
-			return
+			return nil
 		}
 		acc.records[key] = rec
 		acc.order = append(acc.order, key)
-	}
-	for rows.Next() {
-		var m message
-		var sigDomain, sigSelector, sigResult, sigClass sql.NullString
-		if err := rows.Scan(&m.id, &m.at, &m.clientIP, &m.mailFrom, &m.headerFrom, &m.spfResult, &m.spfDomain,
-			&m.policy, &m.disposition, &m.recordDomain, &m.published, &m.spfAligned, &m.dkimAligned,
-			&m.result, &m.action, &sigDomain, &sigSelector, &sigResult, &sigClass); err != nil {
-			return nil, fmt.Errorf("feedback: dmarc: %w", err)
-		}
-		if cur == nil || cur.id != m.id {
-			flush()
-			cur = &m
-		}
-		if sigResult.Valid {
-			cur.sigs = append(cur.sigs, dmarcrpt.DKIMResult{Domain: sigDomain.String, Selector: sigSelector.String,
-				Result: dkimResult(sigResult.String), HumanResult: sigClass.String})
-		}
-	}
-	flush()
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("feedback: dmarc: %w", err)
 	}
 	domains := make([]string, 0, len(by))
@@ -134,13 +100,26 @@ func ReportID(day Day, domain, submitter string) string {
 
 // message is one stored message with its signatures.
 type message struct {
-	id, at                              int64
+	at                                  int64
 	clientIP, mailFrom, headerFrom      string
 	spfResult, spfDomain                string
 	policy, disposition, result, action string
 	recordDomain, published             string
 	spfAligned, dkimAligned             bool
 	sigs                                []dmarcrpt.DKIMResult
+}
+
+// messageOf is the stored message as a report needs it.
+func messageOf(m *measure.Message) *message {
+	out := &message{at: m.Received.Unix(), clientIP: m.ClientIP, mailFrom: m.MailFromDomain, headerFrom: m.FromDomain,
+		spfResult: m.SPFResult, spfDomain: m.SPFDomain, policy: m.DMARCPolicy, disposition: m.DMARCDisposition,
+		result: m.DMARCResult, action: m.Action, recordDomain: m.DMARCRecord, published: m.DMARCPublished,
+		spfAligned: m.SPFAligned, dkimAligned: m.DKIMAligned}
+	for _, s := range m.Signatures {
+		out.sigs = append(out.sigs, dmarcrpt.DKIMResult{Domain: s.Domain, Selector: s.Selector,
+			Result: dkimResult(s.Result), HumanResult: s.Class})
+	}
+	return out
 }
 
 // record is the message as an aggregate report row of count 1.

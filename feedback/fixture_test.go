@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,10 +81,10 @@ func knownMessages() []*measure.Message {
 // the deliveries of testdata/known.log through the log ingest (parser and
 // TLS tracker); the policy engine's decisions and MTA-STS cache as
 // policy/ records them.
-func knownStore(t *testing.T) *measure.Store {
+func knownStore(t *testing.T, dsn string) *measure.Store {
 	t.Helper()
 	ctx := context.Background()
-	s, err := measure.Open(ctx, filepath.Join(t.TempDir(), "known.db"))
+	s, err := measure.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/snowrain/snowrain/internal/pgtest"
 	"github.com/snowrain/snowrain/internal/reportschema"
 )
 
@@ -26,10 +27,15 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 // TestDMARCGolden gathers the known store's aggregate reports, checks
-// each against RFC 7489's schema with xmllint and against its golden file.
+// each against RFC 7489's schema with xmllint and against its golden file,
+// on both backends.
 func TestDMARCGolden(t *testing.T) {
-	s := knownStore(t)
-	reports, err := DMARCReports(context.Background(), s.DB, knownConfig(t), fixtureDay)
+	pgtest.EachBackend(t, testDMARCGolden)
+}
+
+func testDMARCGolden(t *testing.T, dsn string) {
+	s := knownStore(t, dsn)
+	reports, err := DMARCReports(context.Background(), s, knownConfig(t), fixtureDay)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,10 +58,15 @@ func TestDMARCGolden(t *testing.T) {
 
 // TestTLSGolden gathers the known store's TLS reports (deliveries from
 // real Postfix 3.7 log lines, decisions as the policy engine records
-// them), checks each against RFC 8460's schema and its golden file.
+// them), checks each against RFC 8460's schema and its golden file, on
+// both backends.
 func TestTLSGolden(t *testing.T) {
-	s := knownStore(t)
-	reports, err := TLSReports(context.Background(), s.DB, knownConfig(t), fixtureDay)
+	pgtest.EachBackend(t, testTLSGolden)
+}
+
+func testTLSGolden(t *testing.T, dsn string) {
+	s := knownStore(t, dsn)
+	reports, err := TLSReports(context.Background(), s, knownConfig(t), fixtureDay)
 	if err != nil {
 		t.Fatal(err)
 	}

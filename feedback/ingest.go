@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/snowrain/snowrain/dmarcrpt"
+	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/tlsrpt"
 )
 
@@ -40,8 +41,8 @@ const (
 
 // Ingester reads reports into the store.
 type Ingester struct {
-	DB  *sql.DB
-	Now func() time.Time
+	Store *measure.Store
+	Now   func() time.Time
 }
 
 // Ingest reads each path: a Maildir (cur/ and new/), an mbox, a single
@@ -272,7 +273,7 @@ func (in *Ingester) now() int64 {
 func (in *Ingester) storeDMARC(ctx context.Context, f *dmarcrpt.Feedback) (Ingested, error) {
 	m := f.Metadata
 	res := Ingested{Kind: KindDMARC, Org: clean(m.OrgName), ReportID: clean(m.ReportID), Domain: cleanDomain(f.Policy.Domain)}
-	tx, err := in.DB.BeginTx(ctx, nil)
+	tx, err := in.Store.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return res, err
 	}
@@ -316,7 +317,7 @@ func (in *Ingester) storeTLS(ctx context.Context, r *tlsrpt.Report) (Ingested, e
 		}
 	}
 	res := Ingested{Kind: KindTLSRPT, Org: clean(r.OrganizationName), ReportID: clean(r.ReportID), Domain: domain}
-	tx, err := in.DB.BeginTx(ctx, nil)
+	tx, err := in.Store.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return res, err
 	}
@@ -349,17 +350,19 @@ func (in *Ingester) storeTLS(ctx context.Context, r *tlsrpt.Report) (Ingested, e
 // insertReport adds the report's row unless (kind, reporter, report ID)
 // is there already.
 func insertReport(ctx context.Context, tx *sql.Tx, kind, org, reportID, contact, domain string, begin, end, now int64) (int64, bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO received_reports (kind, org_name, report_id, contact, domain,
+	// The new row's id comes back with it (pgx has no LastInsertId); a
+	// duplicate inserts no row and returns none.
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO received_reports (kind, org_name, report_id, contact, domain,
 		begin_at, end_at, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (kind, org_name, report_id) DO NOTHING`, kind, org, reportID, contact, domain, begin, end, now)
+		ON CONFLICT (kind, org_name, report_id) DO NOTHING RETURNING id`, kind, org, reportID, contact, domain, begin, end, now).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, true, nil
+	}
 	if err != nil {
 		return 0, false, fmt.Errorf("feedback: store report: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return 0, true, nil
-	}
-	id, err := res.LastInsertId()
-	return id, false, err
+	return id, false, nil
 }
 
 // clean bounds and sanitises a peer's string before it is stored: it

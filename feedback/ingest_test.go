@@ -1,4 +1,4 @@
-package feedback
+package feedback_test
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowrain/snowrain/feedback"
+	"github.com/snowrain/snowrain/internal/pgtest"
 	"github.com/snowrain/snowrain/internal/reportfixture"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/report"
@@ -20,16 +22,21 @@ import (
 // compression (xml.gz, zip, xml, a gzip body; tlsrpt+gzip, tlsrpt+json),
 // duplicates and hostile messages: each report is stored once, each
 // duplicate known, each hostile message refused with its class; then the
-// weekly report's section equals the sums of the reports.
+// weekly report's section equals the sums of the reports. On both
+// backends.
 func TestIngestMaildir(t *testing.T) {
+	pgtest.EachBackend(t, testIngestMaildir)
+}
+
+func testIngestMaildir(t *testing.T, dsn string) {
 	ctx := context.Background()
 	fx := reportfixture.Maildir(t, filepath.Join(t.TempDir(), "Maildir"))
-	s, err := measure.Open(ctx, filepath.Join(t.TempDir(), "in.db"))
+	s, err := measure.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	in := &Ingester{DB: s.DB}
+	in := &feedback.Ingester{Store: s}
 	res, err := in.Ingest(ctx, fx.Dir)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +71,7 @@ func TestIngestMaildir(t *testing.T) {
 	// Read again: everything a duplicate, nothing added.
 	again, _ := in.Ingest(ctx, fx.Dir)
 	for _, r := range again {
-		if r.Status == IngestStored {
+		if r.Status == feedback.IngestStored {
 			t.Errorf("stored twice: %s", r.Source)
 		}
 	}
@@ -134,10 +141,17 @@ func checkSection(t *testing.T, s *measure.Store, fx *reportfixture.Fixture) {
 // TestIngestMboxAndRaw reads an mbox holding two report messages and a
 // hostile one, and raw report files of every kind.
 func TestIngestMboxAndRaw(t *testing.T) {
+	pgtest.EachBackend(t, testIngestMboxAndRaw)
+}
+
+func testIngestMboxAndRaw(t *testing.T, dsn string) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	fx := reportfixture.Maildir(t, filepath.Join(dir, "Maildir"))
-	s, _ := measure.Open(ctx, filepath.Join(dir, "in.db"))
+	s, err := measure.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	read := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join(fx.Dir, "new", name))
@@ -173,7 +187,7 @@ func TestIngestMboxAndRaw(t *testing.T) {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	res, err := (&Ingester{DB: s.DB}).Ingest(ctx, append([]string{mboxPath}, paths...)...)
+	res, err := (&feedback.Ingester{Store: s}).Ingest(ctx, append([]string{mboxPath}, paths...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

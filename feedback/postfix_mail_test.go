@@ -138,7 +138,7 @@ func gunzip(t *testing.T, b []byte) []byte {
 // nothing; reading the Maildirs back stores every report once.
 func TestReportsThroughPostfix(t *testing.T) {
 	pf, boxes := receiversPostfix(t)
-	s := knownStore(t)
+	s := knownStore(t, filepath.Join(t.TempDir(), "known.db"))
 	w := measure.NewWriter(s, measure.WriterConfig{})
 	w.Enqueue(inbound(at(8, 0), "192.0.2.8", "example.com", "example.com", "pass", "example.com", true, nil, false,
 		"pass", "none", "none", "example.com", "v=DMARC1;p=none;rua=mailto:agg@evil.example;", "accept"))
@@ -147,7 +147,7 @@ func TestReportsThroughPostfix(t *testing.T) {
 	w.Close(context.Background())
 	cfg := knownConfig(t, `bigrua.example._report._dmarc.reports.example. TXT "v=DMARC1;"`)
 	cfg.Sendmail = []string{"/usr/sbin/sendmail", "-C", filepath.Join(pf.Dir, "etc")}
-	sender := &Sender{Config: cfg, DB: s.DB}
+	sender := &Sender{Config: cfg, Store: s}
 	ds, err := sender.Send(context.Background(), fixtureDay, KindDMARC, KindTLSRPT)
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +258,7 @@ func TestReportsThroughPostfix(t *testing.T) {
 	}
 
 	// What we sent, we read: each report stored once.
-	in := &Ingester{DB: s.DB}
+	in := &Ingester{Store: s}
 	for round, wantStatus := range []string{IngestStored, IngestDuplicate} {
 		res, err := in.Ingest(context.Background(), filepath.Join(boxes, "reports.example", "tlsrpt"),
 			filepath.Join(boxes, "example.org", "dmarc"))

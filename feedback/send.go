@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"database/sql"
+
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/snowrain/snowrain/dmarcrpt"
+	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/resolver"
 )
 
@@ -56,7 +57,7 @@ type Delivery struct {
 // Sender gathers a day's reports from the store and sends them.
 type Sender struct {
 	Config Config
-	DB     *sql.DB
+	Store  *measure.Store
 	// DryRun, when set, is a directory: documents and messages are
 	// written there, nothing is sent or recorded.
 	DryRun string
@@ -92,7 +93,7 @@ func (s *Sender) Send(ctx context.Context, day Day, kinds ...string) ([]Delivery
 
 func (s *Sender) sendDMARC(ctx context.Context, day Day) ([]Delivery, error) {
 	c := &s.Config
-	reports, err := DMARCReports(ctx, s.DB, *c, day)
+	reports, err := DMARCReports(ctx, s.Store, *c, day)
 	if err != nil {
 		return nil, err
 	}
@@ -373,7 +374,7 @@ func (c *Config) authorise(ctx context.Context, domain string, u *url.URL) ([]st
 
 func (s *Sender) sendTLS(ctx context.Context, day Day) ([]Delivery, error) {
 	c := &s.Config
-	reports, err := TLSReports(ctx, s.DB, *c, day)
+	reports, err := TLSReports(ctx, s.Store, *c, day)
 	if err != nil {
 		return nil, err
 	}
@@ -483,8 +484,8 @@ func publicDialer() *net.Dialer {
 // sent reports whether a report already went to dest.
 func (s *Sender) sent(ctx context.Context, kind, domain string, day Day, dest string) (bool, error) {
 	var n int
-	err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM sent_reports WHERE kind = ? AND domain = ? AND begin_at = ?
-		AND destination = ? AND status IN ('sent', 'too-big')`, kind, domain, day.Begin.Unix(), dest).Scan(&n)
+	err := s.Store.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM sent_reports WHERE kind = ? AND domain = ? AND begin_at = ?
+		AND destination = ? AND status IN (?, ?)`, kind, domain, day.Begin.Unix(), dest, StatusSent, StatusTooBig).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("sent reports: %w", err)
 	}
@@ -506,7 +507,7 @@ func (s *Sender) alreadySent(ctx context.Context, kind, domain string, day Day, 
 }
 
 func (s *Sender) record(ctx context.Context, kind, domain string, day Day, dest string, d *Delivery) {
-	if _, err := s.DB.ExecContext(ctx, `INSERT INTO sent_reports (kind, domain, begin_at, end_at, report_id,
+	if _, err := s.Store.DB.ExecContext(ctx, `INSERT INTO sent_reports (kind, domain, begin_at, end_at, report_id,
 		destination, sent_at, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (kind, domain, begin_at, destination) DO UPDATE SET sent_at = excluded.sent_at,
 		status = excluded.status, error = excluded.error, report_id = excluded.report_id`,

@@ -3,9 +3,11 @@ package feedback
 import (
 	"context"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/snowrain/snowrain/internal/pgtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 )
 
@@ -13,11 +15,15 @@ import (
 // relay instead of sendmail: one message per destination, the envelope
 // as configured.
 func TestSMTPRelay(t *testing.T) {
+	pgtest.EachBackend(t, testSMTPRelay)
+}
+
+func testSMTPRelay(t *testing.T, dsn string) {
 	sink := smtpsink.Start(t, "127.0.0.1:0")
-	s := knownStore(t)
+	s := knownStore(t, dsn)
 	cfg := knownConfig(t)
 	cfg.SMTPRelay = sink.Addr
-	ds, err := (&Sender{Config: cfg, DB: s.DB}).Send(context.Background(), fixtureDay, KindDMARC)
+	ds, err := (&Sender{Config: cfg, Store: s}).Send(context.Background(), fixtureDay, KindDMARC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,14 +49,18 @@ func TestSMTPRelay(t *testing.T) {
 // went out, it is not sent (a second copy to a receiver is worse than a
 // day's delay): the delivery failed and is tried again next run.
 func TestSentUnreadable(t *testing.T) {
+	pgtest.EachBackend(t, testSentUnreadable)
+}
+
+func testSentUnreadable(t *testing.T, dsn string) {
 	sink := smtpsink.Start(t, "127.0.0.1:0")
-	s := knownStore(t)
+	s := knownStore(t, dsn)
 	if _, err := s.DB.Exec(`ALTER TABLE sent_reports RENAME TO sent_reports_gone`); err != nil {
 		t.Fatal(err)
 	}
 	cfg := knownConfig(t)
 	cfg.SMTPRelay = sink.Addr
-	ds, err := (&Sender{Config: cfg, DB: s.DB}).Send(context.Background(), fixtureDay, KindDMARC)
+	ds, err := (&Sender{Config: cfg, Store: s}).Send(context.Background(), fixtureDay, KindDMARC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +80,11 @@ func TestSentUnreadable(t *testing.T) {
 // TestPublicDialer: without a test dialer, a TLS report is never POSTed
 // to a loopback or private address a rua= names.
 func TestPublicDialer(t *testing.T) {
-	s := knownStore(t)
+	s := knownStore(t, filepath.Join(t.TempDir(), "known.db"))
 	for _, target := range []string{"https://127.0.0.1:9/x", "https://10.0.0.1:9/x", "https://[::1]:9/x", "https://169.254.169.254/latest"} {
 		u, _ := url.Parse(target)
 		d := Delivery{}
-		sender := &Sender{Config: knownConfig(t), DB: s.DB}
+		sender := &Sender{Config: knownConfig(t), Store: s}
 		sender.Config.defaults()
 		sender.post(context.Background(), "x.example", fixtureDay, u, []byte("gz"), &d)
 		if d.Status != StatusFailed || !strings.Contains(d.Reason, "non-public address") {

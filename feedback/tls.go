@@ -2,7 +2,6 @@ package feedback
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -12,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
 	"github.com/snowrain/snowrain/tlsrpt"
 )
@@ -38,9 +38,9 @@ type session struct {
 // TLSReports gathers the TLS reports of day: one per recipient domain
 // that publishes a TLSRPTv1 record, counting each SMTP session the MTA
 // log showed under the policy the policy engine applied then.
-func TLSReports(ctx context.Context, db *sql.DB, cfg Config, day Day) ([]*TLSReport, error) {
+func TLSReports(ctx context.Context, st *measure.Store, cfg Config, day Day) ([]*TLSReport, error) {
 	cfg.defaults()
-	sessions, err := loadSessions(ctx, db, day)
+	sessions, err := loadSessions(ctx, st, day)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func TLSReports(ctx context.Context, db *sql.DB, cfg Config, day Day) ([]*TLSRep
 			}
 			continue
 		}
-		pol, err := loadPolicies(ctx, db, d, day)
+		pol, err := loadPolicies(ctx, st, d, day)
 		if err != nil {
 			return nil, err
 		}
@@ -94,27 +94,17 @@ func (c *Config) lookupTLSRPT(ctx context.Context, domain string) (*tlsrpt.Recor
 	return tlsrpt.FindRecord(txts)
 }
 
-func loadSessions(ctx context.Context, db *sql.DB, day Day) ([]*session, error) {
-	rows, err := db.QueryContext(ctx, `SELECT d.domain, t.session, MIN(d.delivered_at), COALESCE(d.relay_host, ''),
-		COALESCE(d.relay_ip, ''), d.tls_level, MIN(d.status), t.result, COALESCE(t.detail, '')
-		FROM deliveries d JOIN delivery_tls t ON t.delivery_id = d.id
-		WHERE d.delivered_at >= ? AND d.delivered_at < ? AND t.session <> ''
-		GROUP BY d.domain, t.session ORDER BY 1, 3, 2`, day.Begin.Unix(), day.End.Unix())
+func loadSessions(ctx context.Context, st *measure.Store, day Day) ([]*session, error) {
+	stored, err := st.TLSSessions(ctx, day.Begin, day.End)
 	if err != nil {
-		return nil, fmt.Errorf("feedback: sessions: %w", err)
+		return nil, fmt.Errorf("feedback: %w", err)
 	}
-	defer rows.Close()
-	var out []*session
-	for rows.Next() {
-		s := &session{}
-		var result string
-		if err := rows.Scan(&s.domain, &s.key, &s.at, &s.relayHost, &s.relayIP, &s.level, &s.status, &result, &s.reason); err != nil {
-			return nil, fmt.Errorf("feedback: sessions: %w", err)
-		}
-		s.result = tlsrpt.ResultType(result)
-		out = append(out, s)
+	out := make([]*session, len(stored))
+	for i, ts := range stored {
+		out[i] = &session{domain: ts.Domain, key: ts.Node + " " + ts.Session, at: ts.At.Unix(), relayHost: ts.RelayHost,
+			relayIP: ts.RelayIP, level: ts.Level, status: ts.Status, result: tlsrpt.ResultType(ts.Result), reason: ts.Reason}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // decision is one recorded answer of the policy engine.
@@ -134,29 +124,23 @@ type stsPolicy struct {
 	mx         []string
 }
 
-func loadPolicies(ctx context.Context, db *sql.DB, domain string, day Day) (*policies, error) {
+func loadPolicies(ctx context.Context, st *measure.Store, domain string, day Day) (*policies, error) {
 	p := &policies{}
 	// Decisions from an hour before the day: a cached decision made then
 	// may be what the first deliveries used.
-	var err error
-	p.decisions, err = measure.Rows(ctx, db, `SELECT decided_at, source, COALESCE(error, '') FROM policy_decisions
-		WHERE domain = ? AND decided_at >= ? AND decided_at < ? ORDER BY decided_at, id`,
-		[]any{domain, day.Begin.Unix() - 3600, day.End.Unix()}, func(r *sql.Rows) (decision, error) {
-			var d decision
-			err := r.Scan(&d.at, &d.source, &d.error)
-			return d, err
-		})
+	ds, err := policy.Decisions(ctx, st, domain, day.Begin.Add(-time.Hour), day.End)
 	if err != nil {
-		return nil, fmt.Errorf("feedback: decisions: %w", err)
+		return nil, fmt.Errorf("feedback: %w", err)
 	}
-	var sts stsPolicy
-	var mx string
-	err = db.QueryRowContext(ctx, `SELECT mode, mx, text FROM mta_sts_policies WHERE domain = ?`, domain).Scan(&sts.mode, &mx, &sts.text)
-	if err == nil {
-		sts.mx = strings.Fields(mx)
-		p.sts = &sts
-	} else if !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("feedback: mta-sts: %w", err)
+	for _, d := range ds {
+		p.decisions = append(p.decisions, decision{at: d.At.Unix(), source: d.Source, error: d.Error})
+	}
+	c, ok, err := policy.LoadCachedSTS(ctx, st, domain)
+	if err != nil {
+		return nil, fmt.Errorf("feedback: %w", err)
+	}
+	if ok {
+		p.sts = &stsPolicy{mode: c.Mode, text: c.Text, mx: c.MX}
 	}
 	return p, nil
 }

@@ -121,7 +121,7 @@ func startTLSWorld(t *testing.T, ca *testca.CA, rs []receiver, extraZone string)
 	w.res, _ = resolver.New(resolver.Config{Servers: []string{w.dns.Addr}, Timeout: 2 * time.Second})
 	w.engine = policy.NewEngine(policy.Config{DANE: true, MTASTS: true, DecisionSample: 1, Budget: 5 * time.Second},
 		w.res, &policy.STSFetcher{Resolver: w.res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port, Timeout: 3 * time.Second},
-		w.store.DB, nil)
+		w.store, nil)
 	sockDir, _ := os.MkdirTemp("/var/tmp", "snowrain-feedback-")
 	os.Chmod(sockDir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
@@ -257,7 +257,7 @@ func TestTLSReportsMatchPostfixLog(t *testing.T) {
 
 	cfg := Config{OrgName: "sender.example", Submitter: "mx.sender.example", From: "tlsrpt@sender.example",
 		Resolver: w.res, RootCAs: ca.Pool(), Dial: col.dial}
-	sender := &Sender{Config: cfg, DB: w.store.DB}
+	sender := &Sender{Config: cfg, Store: w.store}
 	for _, day := range w.days(t) {
 		ds, err := sender.Send(context.Background(), day, KindTLSRPT)
 		if err != nil {

@@ -18,11 +18,14 @@ type LogPosition struct {
 	Offset int64
 }
 
-// LogPosition returns the stored position of source, if any.
+// LogPosition returns the stored position of source on this store's
+// node, if any: each host of a fleet follows a log of its own. A position
+// stored before positions were per node (the unnamed node's) is this
+// node's until it stores one.
 func (s *Store) LogPosition(ctx context.Context, source string) (LogPosition, bool, error) {
 	p := LogPosition{Source: source}
-	err := s.DB.QueryRowContext(ctx, `SELECT inode, "offset" FROM log_positions WHERE source = ?`, source).
-		Scan(&p.Inode, &p.Offset)
+	err := s.DB.QueryRowContext(ctx, `SELECT inode, "offset" FROM log_positions WHERE source = ? AND node IN (?, '')
+		ORDER BY node DESC LIMIT 1`, source, s.Node).Scan(&p.Inode, &p.Offset)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, false, nil
 	}
@@ -43,10 +46,10 @@ func deliveryValues(args []driver.Value, d *maillog.Delivery, node string) []dri
 		d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret, node)
 }
 
-// upsertLogPosition keeps a source's position ("offset" is quoted:
-// PostgreSQL reserves the word).
-const upsertLogPosition = `INSERT INTO log_positions (source, inode, "offset", updated_at)
-	VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET inode = excluded.inode,
+// upsertLogPosition keeps a node's position in a source ("offset" is
+// quoted: PostgreSQL reserves the word).
+const upsertLogPosition = `INSERT INTO log_positions (node, source, inode, "offset", updated_at)
+	VALUES (?, ?, ?, ?, ?) ON CONFLICT(node, source) DO UPDATE SET inode = excluded.inode,
 	"offset" = excluded."offset", updated_at = excluded.updated_at`
 
 // RecordDeliveries writes ds and, in the same transaction, pos (when not
@@ -111,7 +114,7 @@ func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery,
 		return fmt.Errorf("measure: rollup: %w", err)
 	}
 	if pos != nil {
-		if _, err := tx.ExecContext(ctx, upsertLogPosition, pos.Source, pos.Inode, pos.Offset, time.Now().Unix()); err != nil {
+		if _, err := tx.ExecContext(ctx, upsertLogPosition, s.Node, pos.Source, pos.Inode, pos.Offset, time.Now().Unix()); err != nil {
 			return fmt.Errorf("measure: log position: %w", err)
 		}
 	}

@@ -40,7 +40,7 @@ func TestDeliveryCounts(t *testing.T) {
 	if err := s.RecordDeliveries(context.Background(), ds, nil); err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.BuildReport(context.Background(), at.Add(-time.Hour), at.Add(time.Hour))
+	r, err := s.BuildReport(context.Background(), Scope{Since: at.Add(-time.Hour), Until: at.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func TestMigrateDKIMResults(t *testing.T) {
 			t.Errorf("message %d: dkim_result %q, want %q", id, got, w)
 		}
 	}
-	r, err := s.BuildReport(ctx, time.Unix(hour, 0), time.Unix(hour+3600, 0))
+	r, err := s.BuildReport(ctx, Scope{Since: time.Unix(hour, 0), Until: time.Unix(hour+3600, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,13 +8,19 @@ import (
 )
 
 // LatestActivity returns the start of the latest hour that holds a
-// message (either direction) or a delivery; ok is false when the store
-// holds neither. A report over an empty period uses it to name the period
-// that has data. Both rollups are keyed by hour first: two index lookups.
-func (s *Store) LatestActivity(ctx context.Context) (t time.Time, ok bool, err error) {
+// message (either direction) or a delivery, of any node or of node; ok is
+// false when there is neither. A report over an empty period uses it to
+// name the period that has data. Both rollups are keyed by hour first:
+// two index lookups (with a node, a scan of the rollups' hours).
+func (s *Store) LatestActivity(ctx context.Context, node string) (t time.Time, ok bool, err error) {
 	var hour sql.NullInt64
+	cond, args := "", []any(nil)
+	if node != "" {
+		cond, args = " WHERE node = ?", []any{node, node}
+	}
 	err = s.DB.QueryRowContext(ctx, `SELECT MAX(h) FROM (
-		SELECT MAX(hour) AS h FROM hourly_messages UNION ALL SELECT MAX(hour) FROM hourly_deliveries) AS latest`).Scan(&hour)
+		SELECT MAX(hour) AS h FROM hourly_messages`+cond+` UNION ALL SELECT MAX(hour) FROM hourly_deliveries`+cond+`) AS latest`,
+		args...).Scan(&hour)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("measure: latest activity: %w", err)
 	}

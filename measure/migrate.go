@@ -3,6 +3,7 @@ package measure
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -463,7 +464,35 @@ var migrations = []string{
 		forward_secret, cert, status, messages, '' FROM hourly_providers;
 	DROP TABLE hourly_providers;
 	ALTER TABLE v15_hourly_providers RENAME TO hourly_providers;`,
+	// 16: per-host state in a fleet's database. Where each node read its
+	// MTA log up to: every host follows a /var/log/mail.log of its own,
+	// so the position is the node's (rows from before belong to the
+	// unnamed node, which LogPosition falls back to). And db copy's
+	// progress, per source store and table, so that a copy interrupted
+	// and run again goes on where it stopped.
+	`CREATE TABLE v16_log_positions (
+		node       TEXT NOT NULL,
+		source     TEXT NOT NULL,
+		inode      INTEGER NOT NULL,
+		"offset"   INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (node, source)
+	);
+	INSERT INTO v16_log_positions SELECT '', source, inode, "offset", updated_at FROM log_positions;
+	DROP TABLE log_positions;
+	ALTER TABLE v16_log_positions RENAME TO log_positions;
+	CREATE TABLE copy_progress (
+		source  TEXT NOT NULL,
+		tbl     TEXT NOT NULL,
+		last_id INTEGER NOT NULL,
+		rows    INTEGER NOT NULL,
+		done    INTEGER NOT NULL,
+		PRIMARY KEY (source, tbl)
+	);`,
 }
+
+// errSchemaNewer is a database a newer snowrain migrated.
+var errSchemaNewer = errors.New("database schema is newer than this binary")
 
 // migrationLock is the PostgreSQL advisory lock key under which a node
 // migrates: nodes of a fleet starting together apply each migration once.
@@ -500,7 +529,7 @@ func (s *Store) migrateNext(ctx context.Context) (done bool, err error) {
 		return false, fmt.Errorf("measure: schema version: %w", err)
 	}
 	if have > len(migrations) {
-		return false, fmt.Errorf("measure: database schema %d is newer than this binary (%d)", have, len(migrations))
+		return false, fmt.Errorf("measure: %w (schema %d, this binary's %d)", errSchemaNewer, have, len(migrations))
 	}
 	if have == len(migrations) {
 		return true, tx.Commit()

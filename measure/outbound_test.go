@@ -327,7 +327,7 @@ func TestPostfixOutboundRetries(t *testing.T) {
 			t.Errorf("%s: %d attempts, %d over TLS; want %d, %d", k, n[k], tlsN[k], w[0], w[1])
 		}
 	}
-	r, err := s.BuildReport(context.Background(), time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	r, err := s.BuildReport(context.Background(), Scope{Since: time.Now().Add(-time.Hour), Until: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,21 @@ const pgConnectTimeout = 5 * time.Second
 // else. readOnly sessions default to read-only transactions and skip the
 // migrations.
 func openPostgres(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
+	s, err := newPostgres(dsn, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.bringUp(ctx, readOnly); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.setReady()
+	return s, nil
+}
+
+// newPostgres makes the store of dsn without connecting: pgx's pool
+// connects on first use.
+func newPostgres(dsn string, readOnly bool) (*Store, error) {
 	name := Redact(dsn)
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -37,7 +52,7 @@ func openPostgres(ctx context.Context, dsn string, readOnly bool) (*Store, error
 	if readOnly {
 		rp["default_transaction_read_only"] = "on"
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("measure: %s: %w", name, err)
 	}
@@ -45,18 +60,19 @@ func openPostgres(ctx context.Context, dsn string, readOnly bool) (*Store, error
 	// Idle connections belong to the pool, not to database/sql, or the
 	// writer could find none (stdlib.GetPoolConnector).
 	db.SetMaxIdleConns(0)
-	s := &Store{DB: db, Path: name, Node: defaultNode(), dialect: Postgres, pool: pool}
-	if err := db.PingContext(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("measure: %s: %w", name, err)
+	return &Store{DB: db, Path: name, Node: defaultNode(), dialect: Postgres, pool: pool, ready: make(chan struct{}),
+		closed: make(chan struct{})}, nil
+}
+
+// bringUp connects and, unless readOnly, migrates.
+func (s *Store) bringUp(ctx context.Context, readOnly bool) error {
+	if err := s.DB.PingContext(ctx); err != nil {
+		return fmt.Errorf("measure: %s: %w", s.Path, err)
 	}
-	if !readOnly {
-		if err := s.migrate(ctx); err != nil {
-			s.Close()
-			return nil, err
-		}
+	if readOnly {
+		return nil
 	}
-	return s, nil
+	return s.migrate(ctx)
 }
 
 // Redact returns dsn with any password replaced, for logs and messages.

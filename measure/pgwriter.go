@@ -382,7 +382,7 @@ func (s *Store) recordDeliveriesPG(ctx context.Context, ds []*maillog.Delivery, 
 		return fmt.Errorf("measure: rollup: %w", err)
 	}
 	if pos != nil {
-		ups.add(upsertLogPosition, pos.Source, pos.Inode, pos.Offset, time.Now().Unix())
+		ups.add(upsertLogPosition, s.Node, pos.Source, pos.Inode, pos.Offset, time.Now().Unix())
 	}
 	ctx, cancel := context.WithTimeout(ctx, pgCommitTimeout) // the follower, too, must not hang
 	defer cancel()

@@ -2,6 +2,7 @@ package measure
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -128,23 +129,19 @@ type ProviderRow struct {
 	Messages                int64
 }
 
-// ProviderRows reads the provider rollup of the hours [from, to).
-func (s *Store) ProviderRows(ctx context.Context, from, to int64) ([]ProviderRow, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT direction, peer, source, tls_version, key_exchange, cipher,
-		forward_secret, cert, status, SUM(messages) FROM hourly_providers WHERE hour >= ? AND hour < ?
-		GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9`, from, to)
+// ProviderRows reads the provider rollup of the scope.
+func (s *Store) ProviderRows(ctx context.Context, sc Scope) ([]ProviderRow, error) {
+	where, args := sc.rollup()
+	out, err := Rows(ctx, s.DB, `SELECT direction, peer, source, tls_version, key_exchange, cipher,
+		forward_secret, cert, status, SUM(messages) FROM hourly_providers WHERE `+where+`
+		GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9`, args, func(r *sql.Rows) (ProviderRow, error) {
+		var p ProviderRow
+		err := r.Scan(&p.Direction, &p.Peer, &p.Source, &p.TLSVersion, &p.KeyExchange, &p.Cipher,
+			&p.ForwardSecret, &p.Cert, &p.Status, &p.Messages)
+		return p, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("measure: providers: %w", err)
 	}
-	defer rows.Close()
-	var out []ProviderRow
-	for rows.Next() {
-		var p ProviderRow
-		if err := rows.Scan(&p.Direction, &p.Peer, &p.Source, &p.TLSVersion, &p.KeyExchange, &p.Cipher,
-			&p.ForwardSecret, &p.Cert, &p.Status, &p.Messages); err != nil {
-			return nil, fmt.Errorf("measure: providers: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -62,7 +62,7 @@ func TestProviderRollup(t *testing.T) {
 	if err := s.RecordDeliveries(context.Background(), ds, nil); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.ProviderRows(context.Background(), at.Unix()/3600, at.Unix()/3600+1)
+	rows, err := s.ProviderRows(context.Background(), Scope{Since: at.Truncate(time.Hour), Until: at.Truncate(time.Hour).Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/snowrain/snowrain/measure/maillog"
 )
 
 // Counts are the per-direction figures of a report. The JSON names are a
@@ -61,8 +63,11 @@ type DeliveryCounts struct {
 
 // Report is what the milter and the MTA log recorded in a period.
 type Report struct {
-	Since    time.Time      `json:"since"`
-	Until    time.Time      `json:"until"`
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
+	// Node is the fleet node the figures are narrowed to; empty (and
+	// left out of the JSON) for every node.
+	Node     string         `json:"node,omitempty"`
 	Inbound  Counts         `json:"inbound"`
 	Outbound Counts         `json:"outbound"`
 	Delivery DeliveryCounts `json:"delivery"`
@@ -74,140 +79,138 @@ func Hours(since, until time.Time) (from, to int64) {
 	return since.Unix() / 3600, (until.Unix() + 3599) / 3600
 }
 
-// BuildReport counts the messages received in [since, until), from the
-// hourly rollups.
-func (s *Store) BuildReport(ctx context.Context, since, until time.Time) (*Report, error) {
-	r := &Report{Since: since.UTC(), Until: until.UTC()}
-	from, to := Hours(since, until)
+// BuildReport counts the messages received and the deliveries made in
+// the scope, from the hourly rollups: every node's rows summed, or one
+// node's.
+func (s *Store) BuildReport(ctx context.Context, sc Scope) (*Report, error) {
+	r := &Report{Since: sc.Since.UTC(), Until: sc.Until.UTC(), Node: sc.Node}
 	for dir, c := range map[string]*Counts{"inbound": &r.Inbound, "outbound": &r.Outbound} {
-		if err := s.fill(ctx, c, dir, from, to); err != nil {
-			return nil, err
+		if err := s.fill(ctx, c, dir, sc); err != nil {
+			return nil, fmt.Errorf("measure: report: %w", err)
 		}
 	}
-	if err := s.fillDeliveries(ctx, &r.Delivery, from, to); err != nil {
-		return nil, err
+	if err := s.fillDeliveries(ctx, &r.Delivery, sc); err != nil {
+		return nil, fmt.Errorf("measure: report: %w", err)
 	}
 	return r, nil
 }
 
-const deliveredInPeriod = `FROM hourly_deliveries WHERE hour >= ? AND hour < ?`
-
-func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, since, until int64) error {
-	// hourly_deliveries counts status lines by status: delivered mail is
-	// the 'sent' rows. (A comparison is no number in PostgreSQL: CASE.)
-	err := s.DB.QueryRowContext(ctx, `SELECT
-		COALESCE(SUM(CASE WHEN status = 'sent' THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'sent' AND tls_version <> '' THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'sent' AND forward_secret <> 0 THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(deliveries), 0),
-		COALESCE(SUM(CASE WHEN tls_version <> '' THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'deferred' THEN deliveries ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'bounced' THEN deliveries ELSE 0 END), 0) `+deliveredInPeriod, since, until).
-		Scan(&c.Deliveries, &c.TLSDeliveries, &c.ForwardSecret, &c.Attempts, &c.TLSAttempts, &c.Deferred, &c.Bounced)
-	if err != nil {
-		return fmt.Errorf("measure: report: %w", err)
-	}
-	for _, g := range []struct {
-		dst        *map[string]int64
-		expr, cond string
-	}{
-		{&c.ByStatus, "status", "1 = 1"},
-		{&c.ByCipher, "tls_version || ' ' || cipher", "status = 'sent' AND tls_version <> ''"},
-		{&c.ByLevel, "tls_level", "status = 'sent'"},
-		{&c.ByDomain, "domain", "status = 'sent'"},
-		{&c.TLSByDomain, "domain", "status = 'sent' AND tls_version <> ''"},
-		{&c.DeferredByDomain, "domain", "status = 'deferred'"},
-	} {
-		m, err := s.countMap(ctx, `SELECT `+g.expr+`, SUM(deliveries) `+deliveredInPeriod+` AND `+g.cond+` GROUP BY 1`, since, until)
-		if err != nil {
+func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, sc Scope) error {
+	*c = DeliveryCounts{ByStatus: map[string]int64{}, ByCipher: map[string]int64{}, ByLevel: map[string]int64{},
+		ByDomain: map[string]int64{}, TLSByDomain: map[string]int64{}, DeferredByDomain: map[string]int64{}}
+	where, args := sc.rollup()
+	// One pass over the period's rows, every figure added up in Go:
+	// hourly_deliveries counts status lines by status; delivered mail is
+	// the sent rows.
+	return Each(ctx, s.DB, `SELECT domain, status, tls_version, cipher, tls_level, forward_secret, SUM(deliveries)
+		FROM hourly_deliveries WHERE `+where+` GROUP BY 1, 2, 3, 4, 5, 6`, args, func(r *sql.Rows) error {
+		var domain, status, version, cipher, level string
+		var fs bool
+		var n int64
+		if err := r.Scan(&domain, &status, &version, &cipher, &level, &fs, &n); err != nil {
 			return err
 		}
-		*g.dst = m
-	}
-	return nil
+		tls := version != ""
+		c.Attempts += n
+		c.ByStatus[status] += n
+		if tls {
+			c.TLSAttempts += n
+		}
+		switch status {
+		case maillog.StatusDeferred:
+			c.Deferred += n
+			c.DeferredByDomain[domain] += n
+		case maillog.StatusBounced:
+			c.Bounced += n
+		case maillog.StatusSent:
+			c.Deliveries += n
+			c.ByLevel[level] += n
+			c.ByDomain[domain] += n
+			if tls {
+				c.TLSDeliveries += n
+				c.ByCipher[version+" "+cipher] += n
+				c.TLSByDomain[domain] += n
+			}
+			if fs {
+				c.ForwardSecret += n
+			}
+		}
+		return nil
+	})
 }
 
 // fill counts one direction from the hourly rollup: a few rows per hour
 // however many messages there were, added up in Go into every table.
-func (s *Store) fill(ctx context.Context, c *Counts, dir string, since, until int64) error {
+func (s *Store) fill(ctx context.Context, c *Counts, dir string, sc Scope) error {
 	*c = Counts{ByCipher: map[string]int64{}, ByTLSVersion: map[string]int64{}, SPF: map[string]int64{},
 		SPFErrorClass: map[string]int64{}, DKIM: map[string]int64{}, DMARC: map[string]int64{},
 		DMARCPolicy: map[string]int64{}, Auth: map[string]int64{}, FailOpen: map[string]int64{}}
-	rows, err := s.DB.QueryContext(ctx, `SELECT action, tls_version, cipher, forward_secret,
+	where, args := sc.rollup()
+	args = append([]any{dir}, args...)
+	err := Each(ctx, s.DB, `SELECT action, tls_version, cipher, forward_secret,
 		spf_result, spf_class, dkim_result, dmarc_result, dmarc_policy, auth_class, fail_open, SUM(messages)
-		FROM hourly_messages WHERE direction = ? AND hour >= ? AND hour < ?
-		GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11`, dir, since, until)
-	if err != nil {
-		return fmt.Errorf("measure: report: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var action, version, cipher, spf, spfClass, dkim, dmarc, policy, auth, failOpen sql.NullString
+		FROM hourly_messages WHERE direction = ? AND `+where+`
+		GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11`, args, func(rows *sql.Rows) error {
+		var action, version, cipher, spf, spfClass, dkim, dmarc, policy, auth, failOpen string
 		var fs bool
 		var n int64
 		if err := rows.Scan(&action, &version, &cipher, &fs, &spf, &spfClass, &dkim, &dmarc, &policy,
 			&auth, &failOpen, &n); err != nil {
-			return fmt.Errorf("measure: report: %w", err)
+			return err
 		}
 		c.Messages += n
-		if action.String == "reject" {
+		if action == "reject" {
 			c.Rejected += n
 		}
-		if version.String != "" {
+		if version != "" {
 			c.TLSMessages += n
-			c.ByCipher[version.String+" "+cipher.String] += n
-			c.ByTLSVersion[version.String] += n
+			c.ByCipher[version+" "+cipher] += n
+			c.ByTLSVersion[version] += n
 		} else {
 			c.ByTLSVersion["none"] += n
 		}
 		if fs {
 			c.ForwardSecret += n
 		}
-		c.SPF[spf.String] += n
-		if spfClass.String != "" {
-			c.SPFErrorClass[spfClass.String] += n
+		c.SPF[spf] += n
+		if spfClass != "" {
+			c.SPFErrorClass[spfClass] += n
 		}
-		c.DKIM[dkim.String] += n
-		c.DMARC[dmarc.String] += n
-		c.DMARCPolicy[policy.String] += n
-		c.Auth[auth.String] += n
-		for _, r := range strings.Split(failOpen.String, ",") {
+		c.DKIM[dkim] += n
+		c.DMARC[dmarc] += n
+		c.DMARCPolicy[policy] += n
+		c.Auth[auth] += n
+		for _, r := range strings.Split(failOpen, ",") {
 			if r != "" {
 				c.FailOpen[r] += n
 			}
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("measure: report: %w", err)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	c.DKIMFailClass, err = s.countMap(ctx, `SELECT class, SUM(signatures) FROM hourly_dkim_failures
-		WHERE direction = ? AND hour >= ? AND hour < ? GROUP BY 1`, dir, since, until)
+		WHERE direction = ? AND `+where+` GROUP BY 1`, args)
 	if err != nil {
 		return err
 	}
 	c.DKIMResults, err = s.countMap(ctx, `SELECT result, SUM(signatures) FROM hourly_dkim_results
-		WHERE direction = ? AND hour >= ? AND hour < ? GROUP BY 1`, dir, since, until)
+		WHERE direction = ? AND `+where+` GROUP BY 1`, args)
 	return err
 }
 
-func (s *Store) countMap(ctx context.Context, q string, args ...any) (map[string]int64, error) {
-	rows, err := s.DB.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("measure: report: %w", err)
-	}
-	defer rows.Close()
+// countMap reads (key, count) rows into a map.
+func (s *Store) countMap(ctx context.Context, q string, args []any) (map[string]int64, error) {
 	m := map[string]int64{}
-	for rows.Next() {
-		var k *string
+	err := Each(ctx, s.DB, q, args, func(rows *sql.Rows) error {
+		var k sql.NullString
 		var n int64
 		if err := rows.Scan(&k, &n); err != nil {
-			return nil, fmt.Errorf("measure: report: %w", err)
+			return err
 		}
-		key := ""
-		if k != nil {
-			key = *k
-		}
-		m[key] += n
-	}
-	return m, rows.Err()
+		m[k.String] += n
+		return nil
+	})
+	return m, err
 }

@@ -8,8 +8,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
@@ -28,8 +28,12 @@ type Store struct {
 	// default the host name), so that a fleet's rows stay apart.
 	Node string
 
-	dialect Dialect
-	pool    *pgxpool.Pool // PostgreSQL: the writer's COPY and upserts
+	dialect   Dialect
+	pool      *pgxpool.Pool // PostgreSQL: the writer's COPY and upserts
+	ready     chan struct{} // closed once connected and migrated (OpenServing)
+	readyOnce sync.Once
+	closed    chan struct{} // closed by Close: stops OpenServing's connecting
+	closeOnce sync.Once
 }
 
 // Dialect is the store's backend.
@@ -76,11 +80,12 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("measure: open %s: %w", path, err)
 	}
-	s := &Store{DB: db, Path: path, Node: defaultNode(), dialect: SQLite}
+	s := &Store{DB: db, Path: path, Node: defaultNode(), dialect: SQLite, ready: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
+	s.setReady()
 	return s, nil
 }
 
@@ -164,52 +169,21 @@ func OpenReadOnly(ctx context.Context, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("measure: open %s: %w", path, err)
 	}
-	return &Store{DB: db, Path: path, Node: defaultNode(), dialect: SQLite}, nil
+	s := &Store{DB: db, Path: path, Node: defaultNode(), dialect: SQLite, ready: make(chan struct{})}
+	s.setReady()
+	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	if s.closed != nil {
+		s.closeOnce.Do(func() { close(s.closed) })
+	}
 	err := s.DB.Close()
 	if s.pool != nil {
 		s.pool.Close()
 	}
 	return err
-}
-
-// Prune deletes records older than age and returns how many messages went.
-func (s *Store) Prune(ctx context.Context, age time.Duration) (int64, error) {
-	cut := time.Now().Add(-age).Unix()
-	tx, err := s.DB.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM signatures WHERE message_id IN
-		(SELECT id FROM messages WHERE received_at <= ?)`, cut); err != nil {
-		return 0, fmt.Errorf("measure: prune: %w", err)
-	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE received_at <= ?`, cut)
-	if err != nil {
-		return 0, fmt.Errorf("measure: prune: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE started_at <= ?`, cut); err != nil {
-		return 0, fmt.Errorf("measure: prune: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM delivery_tls WHERE delivery_id IN
-		(SELECT id FROM deliveries WHERE delivered_at <= ?)`, cut); err != nil {
-		return 0, fmt.Errorf("measure: prune: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE delivered_at <= ?`, cut); err != nil {
-		return 0, fmt.Errorf("measure: prune: %w", err)
-	}
-	// Rollup hours wholly before the cut go with the records.
-	for _, t := range []string{"hourly_messages", "hourly_dkim_failures", "hourly_dkim_results", "hourly_peers", "hourly_clients", "hourly_deliveries", "hourly_providers"} {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE hour < ?`, cut/3600); err != nil {
-			return 0, fmt.Errorf("measure: prune: %w", err)
-		}
-	}
-	n, _ := res.RowsAffected()
-	return n, tx.Commit()
 }
 
 // Vacuum checkpoints the WAL and rebuilds the file to return free pages;

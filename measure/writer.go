@@ -133,6 +133,10 @@ func (w *Writer) loop() {
 	tick := time.NewTicker(w.cfg.Interval)
 	defer tick.Stop()
 	pending := make([]Event, 0, w.cfg.BatchSize)
+	ready := w.store.Ready() // nil once seen closed: it wakes the writer once
+	if w.store.IsReady() {
+		ready = nil
+	}
 	for {
 		all := true // write a partial batch too
 		select {
@@ -140,6 +144,20 @@ func (w *Writer) loop() {
 			all = false
 		case <-tick.C:
 		case <-w.closing:
+		case <-ready: // what waited for the database goes at once
+			ready = nil
+		}
+		if !w.store.IsReady() {
+			// A database not reached yet (OpenServing): what is queued
+			// waits for it, Enqueue drops and counts beyond the queue,
+			// and a Close meanwhile drops and counts the rest.
+			select {
+			case <-w.closing:
+				w.dropQueued(len(pending))
+				return
+			default:
+				continue
+			}
 		}
 		open := true
 	drain:
@@ -166,6 +184,19 @@ func (w *Writer) loop() {
 		if !open {
 			return
 		}
+	}
+}
+
+// dropQueued counts pending and everything left in the closed queue as
+// dropped.
+func (w *Writer) dropQueued(pending int) {
+	n := int64(pending)
+	for range w.ch {
+		n++
+	}
+	w.dropped.Add(n)
+	if n > 0 {
+		w.cfg.Logger.Error("dropping queued records: the database was never reached", "events", n)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/snowrain/snowrain/internal/pgtest"
 )
 
 func TestParseTLSPolicy(t *testing.T) {
@@ -65,7 +67,11 @@ func FuzzParseTLSPolicy(f *testing.F) {
 // hand, or by an older version), the socketmap only answers attributes of
 // the grammar.
 func TestSocketmapStoredPolicies(t *testing.T) {
-	w := newWorld(t)
+	pgtest.EachBackend(t, testSocketmapStoredPolicies)
+}
+
+func testSocketmapStoredPolicies(t *testing.T, dsn string) {
+	w := newWorldOn(t, dsn)
 	for domain, pol := range map[string]string{
 		"bank.example":  "secure match=.bank.example ciphers=null exclude=ALL",
 		"other.example": "nonsense ciphers=null",

@@ -4,6 +4,10 @@ import (
 	"container/list"
 	"math/bits"
 	"sync"
+	"time"
+
+	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/measure/maillog"
 )
 
 // Detector flags peers that used TLS in at least N of their last M
@@ -69,4 +73,49 @@ func (d *Detector) Observe(peer string, tls bool) (downgrade bool, before int) {
 	}
 	h.seen++
 	return downgrade, before
+}
+
+// Downgrades watches what the milter and the MTA log show of each peer
+// (by domain and by address, each direction) with a Detector, and records
+// every downgrade it finds (measure.Downgrade) through Recorder.
+type Downgrades struct {
+	Detector *Detector
+	Recorder Recorder
+	// OnDowngrade, if set, is told about each (metrics).
+	OnDowngrade func(direction, kind string)
+}
+
+// Observe takes one connection of a peer: kind is "domain" or "ip".
+func (w *Downgrades) Observe(direction, kind, peer string, tls bool) {
+	if peer == "" {
+		return
+	}
+	down, before := w.Detector.Observe(direction+" "+kind+" "+peer, tls)
+	if !down {
+		return
+	}
+	if w.OnDowngrade != nil {
+		w.OnDowngrade(direction, kind)
+	}
+	m := w.Detector.M
+	if m <= 0 || m > 64 {
+		m = 10
+	}
+	w.Recorder.Enqueue(&measure.Downgrade{At: time.Now(), Direction: direction, PeerKind: kind, Peer: peer,
+		TLSBefore: before, Window: m})
+}
+
+// Message takes a message the milter saw (its Filter.Watch): the peer by
+// domain and by address.
+func (w *Downgrades) Message(direction, domain, ip string, tls bool) {
+	w.Observe(direction, "domain", domain, tls)
+	w.Observe(direction, "ip", ip, tls)
+}
+
+// Delivery takes a delivery the log follower read: delivered mail, by
+// recipient domain.
+func (w *Downgrades) Delivery(d *maillog.Delivery) {
+	if d.Status == maillog.StatusSent {
+		w.Observe("outbound", "domain", d.Domain, d.TLSVersion != "")
+	}
 }

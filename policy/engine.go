@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -142,7 +141,7 @@ type Engine struct {
 	cfg     atomic.Pointer[Config]
 	res     resolver.Resolver
 	sts     *STSFetcher
-	db      *sql.DB
+	store   *measure.Store
 	log     *slog.Logger
 	cache   *decisionCache
 	flights flights[Decision]
@@ -161,17 +160,18 @@ type Engine struct {
 	Classes func(class string)
 }
 
-// NewEngine returns an Engine over db (the snowrain store), loading the
-// imported policies. Overrides that fail Config.Validate are left out
-// and logged.
-func NewEngine(cfg Config, r resolver.Resolver, sts *STSFetcher, db *sql.DB, log *slog.Logger) *Engine {
+// NewEngine returns an Engine over store (nil: no imported, cached or
+// learned policies), loading the imported policies. Overrides that fail
+// Config.Validate are left out and logged. A store not reachable yet
+// (measure.OpenServing) is read once it is (Watch).
+func NewEngine(cfg Config, r resolver.Resolver, sts *STSFetcher, store *measure.Store, log *slog.Logger) *Engine {
 	if log == nil {
 		log = slog.Default()
 	}
 	if sts == nil {
 		sts = &STSFetcher{Resolver: r}
 	}
-	e := &Engine{res: r, sts: sts, db: db, log: log, cache: newDecisionCache(100000)}
+	e := &Engine{res: r, sts: sts, store: store, log: log, cache: newDecisionCache(100000)}
 	e.version.Store(-1)
 	empty := map[string]string{}
 	e.imported.Store(&empty)
@@ -180,7 +180,7 @@ func NewEngine(cfg Config, r resolver.Resolver, sts *STSFetcher, db *sql.DB, log
 		log.Error("policy: configuration entries left out", "err", err)
 	}
 	e.cfg.Store(&norm)
-	if db != nil {
+	if store != nil && store.IsReady() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := e.Reload(ctx); err != nil {
@@ -216,8 +216,8 @@ func (e *Engine) SetRecorder(r Recorder) {
 func (e *Engine) recorder() Recorder {
 	e.recMu.Lock()
 	defer e.recMu.Unlock()
-	if e.rec == nil && e.db != nil {
-		e.own = measure.NewWriter(&measure.Store{DB: e.db}, measure.WriterConfig{Interval: 100 * time.Millisecond, Logger: e.log})
+	if e.rec == nil && e.store != nil {
+		e.own = measure.NewWriter(e.store, measure.WriterConfig{Interval: 100 * time.Millisecond, Logger: e.log})
 		e.rec = e.own
 	}
 	return e.rec
@@ -427,44 +427,43 @@ func (e *Engine) dane(ctx context.Context, cfg *Config, d *Decision) bool {
 // domainForms are the spellings a domain may be stored under: the
 // canonical A-label form, and the U-label form the milter and the log
 // parser keep for SMTPUTF8 mail.
-func domainForms(domain string) []any {
+func domainForms(domain string) []string {
 	if u := unicodeForm(domain); u != "" {
-		return []any{domain, u}
+		return []string{domain, u}
 	}
-	return []any{domain, domain}
+	return []string{domain}
 }
 
 func (e *Engine) learned(ctx context.Context, cfg *Config, d *Decision) bool {
 	l := cfg.Learn
-	if !l.Enabled || e.db == nil {
+	if !l.Enabled || e.store == nil {
 		return false
+	}
+	fail := func(err error) bool {
+		d.Err = errors.Join(d.Err, fmt.Errorf("%w: %w", ErrStore, err))
+		d.Steps = append(d.Steps, fmt.Sprintf("learned: %v", err))
+		return false
+	}
+	if !e.store.IsReady() {
+		return fail(measure.ErrNotReady)
 	}
 	fromHour := time.Now().AddDate(0, 0, -l.Days).Unix() / 3600
-	var forgotten sql.NullInt64
-	err := e.db.QueryRowContext(ctx, `SELECT forgotten_at FROM policy_forgotten WHERE domain = ?`, d.Domain).Scan(&forgotten)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		d.Err = errors.Join(d.Err, fmt.Errorf("%w: %w", ErrStore, err))
-		d.Steps = append(d.Steps, fmt.Sprintf("learned: %v", err))
-		return false
+	forgotten, ok, err := forgottenAt(ctx, e.store, d.Domain)
+	if err != nil {
+		return fail(err)
 	}
-	if forgotten.Valid {
+	if ok {
 		// History is kept per hour: a forgotten domain starts over with
 		// the next one.
-		fromHour = max(fromHour, forgotten.Int64/3600+1)
+		fromHour = max(fromHour, forgotten/3600+1)
 	}
-	var good, plain sql.NullInt64
-	err = e.db.QueryRowContext(ctx, `SELECT
-		SUM(deliveries * (tls_level IN ('trusted', 'verified', 'dane'))), SUM(deliveries * (tls_version = ''))
-		FROM hourly_deliveries WHERE domain IN (?, ?) AND hour >= ? AND status = 'sent'`,
-		append(domainForms(d.Domain), fromHour)...).Scan(&good, &plain)
+	h, err := e.store.DeliveryHistory(ctx, domainForms(d.Domain), fromHour)
 	if err != nil {
-		d.Err = errors.Join(d.Err, fmt.Errorf("%w: %w", ErrStore, err))
-		d.Steps = append(d.Steps, fmt.Sprintf("learned: %v", err))
-		return false
+		return fail(err)
 	}
 	d.Steps = append(d.Steps, fmt.Sprintf("learned: %d authenticated-TLS and %d plaintext deliveries in %d days (threshold %d)",
-		good.Int64, plain.Int64, l.Days, l.MinDeliveries))
-	if good.Int64 >= l.MinDeliveries && plain.Int64 == 0 {
+		h.Authenticated, h.Plaintext, l.Days, l.MinDeliveries))
+	if h.Authenticated >= l.MinDeliveries && h.Plaintext == 0 {
 		d.Answer, d.Source = l.Answer, SourceLearned
 		return true
 	}
@@ -501,19 +500,13 @@ func (e *Engine) Forget(ctx context.Context, domain string) error {
 	if !ok {
 		return fmt.Errorf("policy: forget: %q is not a domain name", domain)
 	}
-	tx, err := e.db.BeginTx(ctx, nil)
+	tx, err := e.store.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("policy: forget: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO policy_forgotten VALUES (?, ?) ON CONFLICT(domain)
-		DO UPDATE SET forgotten_at = excluded.forgotten_at`, key, time.Now().Unix()); err != nil {
+	if err := forgetDomain(ctx, tx, key, time.Now()); err != nil {
 		return fmt.Errorf("policy: forget: %w", err)
-	}
-	for _, t := range []string{"mta_sts_policies", "policy_overrides"} {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE domain IN (?, ?)`, domainForms(key)...); err != nil {
-			return fmt.Errorf("policy: forget: %w", err)
-		}
 	}
 	if err := bumpVersion(ctx, tx); err != nil {
 		return fmt.Errorf("policy: forget: %w", err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/pgtest"
 	"github.com/snowrain/snowrain/internal/testca"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/resolver"
@@ -78,6 +79,12 @@ mta-sts.inject.example. A 127.0.0.1
 
 func newWorld(t *testing.T) *stsWorld {
 	t.Helper()
+	return newWorldOn(t, filepath.Join(t.TempDir(), "p.db"))
+}
+
+// newWorldOn is newWorld with the store at dsn (pgtest.EachBackend).
+func newWorldOn(t *testing.T, dsn string) *stsWorld {
+	t.Helper()
 	w := &stsWorld{t: t, dns: dnstest.Start(t, stsZone), files: map[string]string{
 		"mta-sts.enforce.example": "version: STSv1\nmode: enforce\nmx: mx.enforce.example\nmx: *.backup.example\nmax_age: 86400\n",
 		"mta-sts.testing.example": "version: STSv1\r\nmode: testing\r\nmx: mx.testing.example\r\nmax_age: 86400\r\n",
@@ -129,7 +136,7 @@ func newWorld(t *testing.T) *stsWorld {
 	t.Cleanup(func() { close(done); w.server.Close() })
 	w.res, _ = resolver.New(resolver.Config{Servers: []string{w.dns.Addr}, Timeout: 300 * time.Millisecond})
 	w.fetch = &STSFetcher{Resolver: w.res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port, Timeout: time.Second}
-	w.store, err = measure.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	w.store, err = measure.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,13 +169,17 @@ func hangUp(rw http.ResponseWriter, done <-chan struct{}) {
 }
 
 func (w *stsWorld) engine(cfg Config) *Engine {
-	e := NewEngine(cfg, w.res, w.fetch, w.store.DB, nil)
+	e := NewEngine(cfg, w.res, w.fetch, w.store, nil)
 	w.t.Cleanup(e.Close)
 	return e
 }
 
 func TestDecisions(t *testing.T) {
-	w := newWorld(t)
+	pgtest.EachBackend(t, testDecisions)
+}
+
+func testDecisions(t *testing.T, dsn string) {
+	w := newWorldOn(t, dsn)
 	// Only the hanging server's fetch is to end by a deadline (the
 	// fetcher's): every other lookup and fetch gets far more time than it
 	// needs, even on a loaded machine under -race.
@@ -318,29 +329,89 @@ func TestSTSCacheSurvivesOutages(t *testing.T) {
 	}
 }
 
+// TestLearnedPolicy: a domain delivered to over authenticated TLS only,
+// often enough, is learned; forgetting it starts over; List names it. On
+// both backends (on PostgreSQL the lookup once failed, and failed open).
 func TestLearnedPolicy(t *testing.T) {
-	w := newWorld(t)
-	e := w.engine(Config{Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}, CacheTTL: -1})
-	add := func(level, version string, n int) {
-		for i := 0; i < n; i++ {
-			w.store.DB.Exec(`INSERT INTO hourly_deliveries VALUES (?, 'learn.example', 'sent', ?, 'X', ?, 1, 1, '')
-				ON CONFLICT DO UPDATE SET deliveries = deliveries + 1`, time.Now().Unix()/3600, version, level)
+	pgtest.EachBackend(t, testLearnedPolicy)
+}
+
+func testLearnedPolicy(t *testing.T, dsn string) {
+	w := newWorldOn(t, dsn)
+	e := w.engine(Config{Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7, Answer: "encrypt"}, CacheTTL: -1})
+	add := func(domain, level, version string, n int) {
+		t.Helper()
+		if _, err := w.store.DB.Exec(`INSERT INTO hourly_deliveries (hour, domain, status, tls_version, cipher, tls_level,
+			forward_secret, deliveries, node) VALUES (?, ?, 'sent', ?, 'X', ?, 1, ?, 'mx1')
+			ON CONFLICT (hour, node, domain, status, tls_version, cipher, tls_level, forward_secret)
+			DO UPDATE SET deliveries = hourly_deliveries.deliveries + excluded.deliveries`,
+			time.Now().Unix()/3600, domain, version, level, n); err != nil {
+			t.Fatal(err)
 		}
 	}
-	add("trusted", "TLSv1.3", 2)
-	if d := e.Decide(context.Background(), "learn.example"); d.Answer != "" {
-		t.Errorf("below threshold: %q", d.Answer)
+	add("learn.example", "trusted", "TLSv1.3", 2)
+	add("plain.example", "verified", "TLSv1.3", 5)
+	add("plain.example", "none", "", 1)
+	if d := e.Decide(context.Background(), "learn.example"); d.Answer != "" || d.Err != nil {
+		t.Errorf("below threshold: %q %v", d.Answer, d.Err)
 	}
-	add("trusted", "TLSv1.3", 1)
+	add("learn.example", "trusted", "TLSv1.3", 1)
 	if d := e.Decide(context.Background(), "learn.example"); d.Answer != "encrypt" || d.Source != SourceLearned {
-		t.Errorf("at threshold: %q %s\n%s", d.Answer, d.Source, strings.Join(d.Steps, "\n"))
+		t.Errorf("at threshold: %q %s %v\n%s", d.Answer, d.Source, d.Err, strings.Join(d.Steps, "\n"))
+	}
+	if d := e.Decide(context.Background(), "plain.example"); d.Answer != "" || d.Err != nil {
+		t.Errorf("one plaintext delivery: %q %v", d.Answer, d.Err)
+	}
+	list, err := e.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Domain != "learn.example" || list[0].Source != SourceLearned {
+		t.Errorf("list %+v", list)
 	}
 	if err := e.Forget(context.Background(), "learn.example"); err != nil {
 		t.Fatal(err)
 	}
-	if d := e.Decide(context.Background(), "learn.example"); d.Answer != "" {
-		t.Errorf("after forget: %q", d.Answer)
+	if d := e.Decide(context.Background(), "learn.example"); d.Answer != "" || d.Err != nil {
+		t.Errorf("after forget: %q %v", d.Answer, d.Err)
 	}
+}
+
+// TestInboundLearned: a sender domain seen often enough, always over
+// TLS, must use TLS; one seen once in plaintext need not. On both
+// backends.
+func TestInboundLearned(t *testing.T) {
+	pgtest.EachBackend(t, func(t *testing.T, dsn string) {
+		st, err := measure.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		hour := time.Now().Unix() / 3600
+		for _, r := range []struct {
+			domain    string
+			msgs, tls int
+		}{{"tls-only.example", 20, 20}, {"mixed.example", 20, 19}, {"rare.example", 2, 2}} {
+			if _, err := st.DB.Exec(`INSERT INTO hourly_peers (hour, direction, domain, messages, tls, node) VALUES (?, 'inbound', ?, ?, ?, 'mx1')`,
+				hour, r.domain, r.msgs, r.tls); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var faults []string
+		in := &Inbound{Store: st, Classes: func(c string) { faults = append(faults, c) }}
+		if err := in.SetConfig(InboundConfig{Learned: true, MinSeen: 10, Days: 7, Action: "defer", Budget: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		for sender, want := range map[string]string{"a@tls-only.example": "DEFER", "a@mixed.example": "DUNNO", "a@rare.example": "DUNNO"} {
+			got := in.Check(context.Background(), map[string]string{"sender": sender})
+			if !strings.HasPrefix(got, want) {
+				t.Errorf("%s: %q, want %s", sender, got, want)
+			}
+		}
+		if len(faults) > 0 {
+			t.Errorf("faults %v", faults)
+		}
+	})
 }
 
 func TestSocketmapServer(t *testing.T) {
@@ -471,7 +542,7 @@ func BenchmarkSocketmap(b *testing.B) {
 	}
 	defer store.Close()
 	// Every decision is recorded, as by default (asynchronously, batched).
-	e := NewEngine(Config{Overrides: map[string]string{"bank.example": "verify"}, DecisionSample: 1}, nil, nil, store.DB, nil)
+	e := NewEngine(Config{Overrides: map[string]string{"bank.example": "verify"}, DecisionSample: 1}, nil, nil, store, nil)
 	defer e.Close()
 	for i := 0; i < 1000; i++ {
 		e.cache.put(Decision{Domain: fmt.Sprintf("d%d.example", i), Answer: "secure match=.example", sealed: true}, time.Hour, e.cache.generation())
@@ -559,7 +630,11 @@ func BenchmarkInbound(b *testing.B) {
 }
 
 func TestRefreshSTS(t *testing.T) {
-	w := newWorld(t)
+	pgtest.EachBackend(t, testRefreshSTS)
+}
+
+func testRefreshSTS(t *testing.T, dsn string) {
+	w := newWorldOn(t, dsn)
 	e := w.engine(Config{MTASTS: true, CacheTTL: -1})
 	e.Decide(context.Background(), "enforce.example")
 	e.Close() // the fetched policy goes through the writer

@@ -134,15 +134,21 @@ func TestReadsPastTheBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	store, err := measure.OpenReadOnly(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.DB.Close()
+	store.DB = db
+	defer store.Close()
 	engineFaults, inboundFaults := &counter{}, &counter{}
 	// Failed lookups are cached for a tenth of CacheTTL.
 	e := NewEngine(Config{Learn: LearnConfig{Enabled: true, MinDeliveries: 10, Days: 7}, Budget: 300 * time.Millisecond,
 		CacheTTL: time.Second},
-		nil, nil, db, nil)
+		nil, nil, store, nil)
 	e.Classes = engineFaults.add
 	defer e.Close()
-	in := &Inbound{Learned: true, DB: db, Budget: 300 * time.Millisecond, Classes: inboundFaults.add}
+	in := &Inbound{Learned: true, Store: store, Budget: 300 * time.Millisecond, Classes: inboundFaults.add}
 	lock := lockDB(t, path)
 	for i := 0; i < 3; i++ {
 		d := e.Decide(context.Background(), "learn.example")

@@ -3,7 +3,6 @@ package policy
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,8 +48,8 @@ type Inbound struct {
 	MaxRequest  int           // longest request; default 64 KiB
 	MaxConns    int           // connections served at once; default 1000
 
-	DB       *sql.DB  // for Learned
-	Recorder Recorder // decision records (measure.Writer); nil: none
+	Store    *measure.Store // for Learned
+	Recorder Recorder       // decision records (measure.Writer); nil: none
 	Log      *slog.Logger
 	// OnDecision, if set, is told about every requirement applied.
 	OnDecision func(domain, action string)
@@ -290,7 +289,7 @@ func (p *Inbound) required(ctx context.Context, st *inboundState, domain string)
 			return true, nil
 		}
 	}
-	if !st.Learned || p.DB == nil {
+	if !st.Learned || p.Store == nil {
 		return false, nil
 	}
 	if d, ok := p.learned.get(domain); ok {
@@ -317,14 +316,14 @@ func (p *Inbound) required(ctx context.Context, st *inboundState, domain string)
 func (p *Inbound) learnedTLS(st *inboundState, domain string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), st.Budget*9/10)
 	defer cancel()
-	var msgs, tls sql.NullInt64
-	err := p.DB.QueryRowContext(ctx, `SELECT SUM(messages), SUM(tls) FROM hourly_peers
-		WHERE direction = 'inbound' AND domain IN (?, ?) AND hour >= ?`,
-		append(domainForms(domain), time.Now().AddDate(0, 0, -st.Days).Unix()/3600)...).Scan(&msgs, &tls)
+	if !p.Store.IsReady() {
+		return false, fmt.Errorf("%w: learned inbound: %w", ErrStore, measure.ErrNotReady)
+	}
+	msgs, tls, err := p.Store.InboundHistory(ctx, domainForms(domain), time.Now().AddDate(0, 0, -st.Days).Unix()/3600)
 	if err != nil {
 		return false, fmt.Errorf("%w: learned inbound: %w", ErrStore, err)
 	}
-	return msgs.Int64 >= st.MinSeen && tls.Int64 == msgs.Int64, nil
+	return msgs >= st.MinSeen && tls == msgs, nil
 }
 
 func (p *Inbound) record(domain, action, errText string, start time.Time) {

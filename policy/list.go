@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -11,8 +10,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/snowrain/snowrain/measure"
 )
 
 // Entry is one domain's policy as listed, exported or imported.
@@ -31,33 +28,24 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 	for d, p := range cfg.Overrides {
 		out = append(out, Entry{Domain: d, Policy: p, Source: "config"})
 	}
-	imported, err := measure.Rows(ctx, e.db, `SELECT domain, policy, origin FROM policy_overrides`, nil,
-		func(r *sql.Rows) (Entry, error) {
-			en := Entry{Source: "imported"}
-			err := r.Scan(&en.Domain, &en.Policy, &en.Note)
-			return en, err
-		})
+	imported, err := importedEntries(ctx, e.store)
 	if err != nil {
 		return nil, fmt.Errorf("policy: list: %w", err)
 	}
 	out = append(out, imported...)
-	cached, err := measure.Rows(ctx, e.db, `SELECT domain, mode, mx, expires_at FROM mta_sts_policies`, nil,
-		func(r *sql.Rows) (Entry, error) {
-			var d, mode, mx string
-			var exp int64
-			if err := r.Scan(&d, &mode, &mx, &exp); err != nil {
-				return Entry{}, err
-			}
-			answer := "(not enforced)"
-			if mode == "enforce" {
-				answer = "secure servername=hostname"
-			}
-			return Entry{Domain: d, Policy: answer, Source: SourceMTASTS,
-				Note: "mode " + mode + ", mx " + strings.Join(strings.Fields(mx), " ") +
-					", cached until " + time.Unix(exp, 0).UTC().Format(time.RFC3339)}, nil
-		})
+	stored, err := cachedSTSList(ctx, e.store)
 	if err != nil {
 		return nil, fmt.Errorf("policy: list: %w", err)
+	}
+	var cached []Entry
+	for _, c := range stored {
+		answer := "(not enforced)"
+		if c.Mode == "enforce" {
+			answer = "secure servername=hostname"
+		}
+		cached = append(cached, Entry{Domain: c.Domain, Policy: answer, Source: SourceMTASTS,
+			Note: "mode " + c.Mode + ", mx " + strings.Join(c.MX, " ") +
+				", cached until " + c.Expires.UTC().Format(time.RFC3339)})
 	}
 	out = append(out, cached...)
 	if cfg.Learn.Enabled {
@@ -78,10 +66,7 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 
 func (e *Engine) learnedDomains(ctx context.Context, cfg *Config) ([]Entry, error) {
 	l := cfg.Learn
-	domains, err := measure.Rows(ctx, e.db, `SELECT domain FROM hourly_deliveries WHERE hour >= ? AND status = 'sent'
-		GROUP BY domain HAVING SUM(deliveries * (tls_level IN ('trusted', 'verified', 'dane'))) >= ?
-		AND SUM(deliveries * (tls_version = '')) = 0`,
-		[]any{time.Now().AddDate(0, 0, -l.Days).Unix() / 3600, l.MinDeliveries}, measure.Column[string])
+	domains, err := e.store.LearnableDomains(ctx, time.Now().AddDate(0, 0, -l.Days).Unix()/3600, l.MinDeliveries)
 	if err != nil {
 		return nil, fmt.Errorf("policy: learned: %w", err)
 	}
@@ -275,16 +260,14 @@ func (e *Engine) Import(ctx context.Context, list []Entry, origin string) error 
 		return err
 	}
 	origin = clip(origin, 255)
-	tx, err := e.db.BeginTx(ctx, nil)
+	tx, err := e.store.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("policy: import: %w", err)
 	}
 	defer tx.Rollback()
-	now := time.Now().Unix()
+	now := time.Now()
 	for _, en := range list {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO policy_overrides VALUES (?, ?, ?, ?) ON CONFLICT(domain)
-			DO UPDATE SET policy = excluded.policy, origin = excluded.origin, imported_at = excluded.imported_at`,
-			en.Domain, en.Policy, origin, now); err != nil {
+		if err := storeOverride(ctx, tx, en.Domain, en.Policy, origin, now); err != nil {
 			return fmt.Errorf("policy: import: %w", err)
 		}
 	}

@@ -198,7 +198,7 @@ func runPolicyWorld(t *testing.T, ca *testca.CA, scenarios []scenario, deadDNS b
 	res, _ := resolver.New(resolver.Config{Servers: []string{dnsAddr}, Timeout: 500 * time.Millisecond})
 	engine := NewEngine(Config{DANE: true, MTASTS: true, DecisionSample: 1, Budget: 3 * time.Second,
 		Learn: LearnConfig{Enabled: true, MinDeliveries: 3, Days: 7}},
-		res, &STSFetcher{Resolver: res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port, Timeout: 2 * time.Second}, store.DB, nil)
+		res, &STSFetcher{Resolver: res, Roots: ca.Pool(), Port: ln.Addr().(*net.TCPAddr).Port, Timeout: 2 * time.Second}, store, nil)
 	sockDir, _ := os.MkdirTemp("/var/tmp", "snowrain-policy-")
 	os.Chmod(sockDir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(sockDir) })

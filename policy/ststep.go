@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,39 +13,29 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
-// cachedSTS is a policy from the mta_sts_policies table.
-type cachedSTS struct {
-	STSPolicy
-	Expires time.Time
-}
-
 // cachedSTS reads the cached MTA-STS policy of domain and whether it is
 // still fresh; none is no error, a failed read is.
-func (e *Engine) cachedSTS(ctx context.Context, domain string) (*cachedSTS, bool, error) {
-	if e.db == nil {
+func (e *Engine) cachedSTS(ctx context.Context, domain string) (*CachedSTS, bool, error) {
+	if e.store == nil {
 		return nil, false, nil
 	}
-	c := &cachedSTS{}
-	var mx string
-	var maxAge, expires int64
-	err := e.db.QueryRowContext(ctx, `SELECT policy_id, mode, mx, max_age, expires_at, text
-		FROM mta_sts_policies WHERE domain = ?`, domain).Scan(&c.ID, &c.Mode, &mx, &maxAge, &expires, &c.Text)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, nil
+	if !e.store.IsReady() {
+		return nil, false, measure.ErrNotReady
 	}
-	if err != nil {
+	c, ok, err := LoadCachedSTS(ctx, e.store, domain)
+	if err != nil || !ok {
 		return nil, false, err
 	}
 	// The row was validated when fetched; patterns that fail now (a
 	// store written by hand) are dropped: fewer allowed MX hosts, never
 	// more.
-	for _, m := range strings.Fields(mx) {
+	mx := c.MX
+	c.MX = nil
+	for _, m := range mx {
 		if p, ok := CanonicalMXPattern(m); ok {
 			c.MX = append(c.MX, p)
 		}
 	}
-	c.MaxAge = time.Duration(maxAge) * time.Second
-	c.Expires = time.Unix(expires, 0)
 	return c, time.Now().Before(c.Expires), nil
 }
 
@@ -219,8 +208,7 @@ func (e *Engine) mxHosts(ctx context.Context, d *Decision) ([]string, error) {
 // RefreshSTS refetches cached policies that expire within ahead, so that a
 // policy never lapses while its domain is unreachable.
 func (e *Engine) RefreshSTS(ctx context.Context, ahead time.Duration) (int, error) {
-	domains, err := measure.Rows(ctx, e.db, `SELECT domain FROM mta_sts_policies WHERE expires_at < ?`,
-		[]any{time.Now().Add(ahead).Unix()}, measure.Column[string])
+	domains, err := expiringSTS(ctx, e.store, time.Now().Add(ahead))
 	if err != nil {
 		return 0, fmt.Errorf("policy: refresh: %w", err)
 	}

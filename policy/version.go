@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/snowrain/snowrain/measure"
 )
 
 // The policy tables change under a running daemon: `snowrain policy
@@ -16,45 +18,27 @@ import (
 // DefaultWatchInterval is how often Watch polls the policy version.
 const DefaultWatchInterval = 200 * time.Millisecond
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func bumpVersion(ctx context.Context, tx execer) error {
-	_, err := tx.ExecContext(ctx, `UPDATE policy_version SET version = version + 1 WHERE id = 1`)
-	return err
-}
-
 // Reload reads the imported policies and the policy version from the
 // store and empties the decision cache.
 func (e *Engine) Reload(ctx context.Context) error {
-	tx, err := e.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := e.store.DB.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("policy: reload: %w", err)
 	}
 	defer tx.Rollback()
-	var version int64
-	if err := tx.QueryRowContext(ctx, `SELECT version FROM policy_version WHERE id = 1`).Scan(&version); err != nil {
-		return fmt.Errorf("policy: reload: %w", err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT domain, policy FROM policy_overrides`)
+	version, err := policyVersion(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("policy: reload: %w", err)
 	}
-	defer rows.Close()
 	imported := map[string]string{}
-	for rows.Next() {
-		var domain, pol string
-		if err := rows.Scan(&domain, &pol); err != nil {
-			return fmt.Errorf("policy: reload: %w", err)
-		}
+	err = eachOverride(ctx, tx, func(domain, pol string) {
 		// Rows are validated on import; one that fails now (written by
 		// an older version, or by hand) keeps its level and loses the
 		// attributes outside the grammar, loudly.
 		key, ok := CanonicalPattern(domain)
 		if !ok {
 			e.log.Error("policy: imported policy left out: not a domain", "domain", clip(domain, 200))
-			continue
+			return
 		}
 		answer, clean, ok := encodeAnswer(pol)
 		if !clean {
@@ -65,8 +49,8 @@ func (e *Engine) Reload(ctx context.Context) error {
 		if ok {
 			imported[key] = answer
 		}
-	}
-	if err := rows.Err(); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("policy: reload: %w", err)
 	}
 	e.imported.Store(&imported)
@@ -104,8 +88,11 @@ func (e *Engine) Watch(ctx context.Context, every time.Duration) {
 func (e *Engine) checkVersion(ctx context.Context, every time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, max(every*10, 2*time.Second))
 	defer cancel()
-	var version int64
-	if err := e.db.QueryRowContext(ctx, `SELECT version FROM policy_version WHERE id = 1`).Scan(&version); err != nil {
+	if !e.store.IsReady() {
+		return measure.ErrNotReady
+	}
+	version, err := policyVersion(ctx, e.store.DB)
+	if err != nil {
 		return err
 	}
 	if version == e.version.Load() {

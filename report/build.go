@@ -2,13 +2,17 @@ package report
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/oschwald/maxminddb-golang/v2"
 
+	"github.com/snowrain/snowrain/feedback"
 	"github.com/snowrain/snowrain/measure"
 )
 
@@ -26,6 +30,9 @@ type Options struct {
 	// Providers names Table 6's providers beyond the built-in map
 	// (the configuration's [providers]: registered domain → name).
 	Providers map[string]string
+	// Node narrows every section to the records one node of a fleet
+	// wrote (`snowrain report --node`); empty: every node, summed.
+	Node string
 }
 
 // Report is everything the weekly report shows.
@@ -42,7 +49,7 @@ type Report struct {
 	// when this period has none, so the report can name where data is;
 	// zero when the store holds no mail at all.
 	Latest    time.Time
-	Receivers *Receivers // received DMARC and TLS reports (receivers.go)
+	Receivers *feedback.Received // received DMARC and TLS reports (receivers.go)
 	opts      Options
 }
 
@@ -68,17 +75,16 @@ type Domain struct {
 
 // Downgrade is a peer the milter or the log follower saw fall back to
 // plaintext after using TLS (policy.Detector).
-type Downgrade struct {
-	Direction, Kind, Peer string
-	Times                 int64
-	Last                  time.Time
-}
+type Downgrade = measure.DowngradedPeer
 
 // Country is the inbound mail of one country.
 type Country struct {
 	Code          string
 	Messages, TLS int64
 }
+
+// ErrUnknownNode is a node no record of the store names.
+var ErrUnknownNode = errors.New("report: no mail recorded by node")
 
 // Build gathers a report from the store.
 func Build(ctx context.Context, s *measure.Store, o Options) (*Report, error) {
@@ -95,38 +101,49 @@ func Build(ctx context.Context, s *measure.Store, o Options) (*Report, error) {
 		o.MinMessages = 3
 	}
 	r := &Report{Period: o.Period, Previous: o.Period.Previous(), opts: o}
+	if o.Node != "" {
+		nodes, err := s.Nodes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(nodes, o.Node) {
+			return nil, fmt.Errorf("%w: %q; the nodes in %s: %s", ErrUnknownNode, o.Node, s.Path, strings.Join(nodes, ", "))
+		}
+	}
+	cur := measure.Scope{Since: r.Period.Since, Until: r.Period.Until, Node: o.Node}
+	prev := measure.Scope{Since: r.Previous.Since, Until: r.Previous.Until, Node: o.Node}
 	var err error
-	if r.Current, err = s.BuildReport(ctx, r.Period.Since, r.Period.Until); err != nil {
+	if r.Current, err = s.BuildReport(ctx, cur); err != nil {
 		return nil, err
 	}
-	if r.Prior, err = s.BuildReport(ctx, r.Previous.Since, r.Previous.Until); err != nil {
+	if r.Prior, err = s.BuildReport(ctx, prev); err != nil {
 		return nil, err
 	}
-	if r.Days, err = days(ctx, s, r.Period, o.Loc); err != nil {
+	if r.Days, err = days(ctx, s, cur, o.Loc); err != nil {
 		return nil, err
 	}
-	if r.Domains, err = domains(ctx, s, r.Period, r.Previous); err != nil {
+	if r.Domains, err = domains(ctx, s, cur, prev); err != nil {
 		return nil, err
 	}
-	if r.Downgrades, err = downgrades(ctx, s, r.Period); err != nil {
+	if r.Downgrades, err = s.DowngradedPeers(ctx, cur); err != nil {
 		return nil, err
 	}
-	if r.Receivers, err = receivers(ctx, s, r.Period); err != nil {
+	if r.Receivers, err = feedback.ReceivedIn(ctx, s, r.Period.Since, r.Period.Until); err != nil {
 		return nil, err
 	}
-	if r.Providers, err = providers(ctx, s, r.Period, r.Previous, NewProviderMap(o.Providers)); err != nil {
+	if r.Providers, err = providers(ctx, s, cur, prev, NewProviderMap(o.Providers)); err != nil {
 		return nil, err
 	}
 	if r.empty() {
-		if r.Latest, _, err = s.LatestActivity(ctx); err != nil {
+		if r.Latest, _, err = s.LatestActivity(ctx, o.Node); err != nil {
 			return nil, err
 		}
 	}
 	if o.GeoIP != "" {
-		if r.Countries, err = countries(ctx, s, r.Period, o.GeoIP); err != nil {
+		if r.Countries, err = countries(ctx, s, cur, o.GeoIP); err != nil {
 			return nil, err
 		}
-		prior, err := countries(ctx, s, r.Previous, o.GeoIP)
+		prior, err := countries(ctx, s, prev, o.GeoIP)
 		if err != nil {
 			return nil, err
 		}
@@ -138,53 +155,34 @@ func Build(ctx context.Context, s *measure.Store, o Options) (*Report, error) {
 	return r, nil
 }
 
-func days(ctx context.Context, s *measure.Store, p Period, loc *time.Location) ([]Day, error) {
+// days adds the scope's hours up into days of loc (Figure 3).
+func days(ctx context.Context, s *measure.Store, sc measure.Scope, loc *time.Location) ([]Day, error) {
 	var out []Day
 	index := map[string]int{}
-	for d := p.Since.In(loc); d.Before(p.Until); d = d.AddDate(0, 0, 1) {
+	for d := sc.Since.In(loc); d.Before(sc.Until); d = d.AddDate(0, 0, 1) {
 		index[d.Format("2006-01-02")] = len(out)
 		out = append(out, Day{Date: d})
 	}
-	from, to := measure.Hours(p.Since, p.Until)
-	for _, q := range []struct {
-		sql      string
-		all, tls func(*Day) *int64
-	}{
-		{`SELECT hour, SUM(messages), SUM(messages * (tls_version <> '')) FROM hourly_messages
-			WHERE direction = 'inbound' AND hour >= ? AND hour < ? GROUP BY 1`,
-			func(d *Day) *int64 { return &d.InMessages }, func(d *Day) *int64 { return &d.InTLS }},
-		{`SELECT hour, SUM(deliveries), SUM(deliveries * (tls_version <> '')) FROM hourly_deliveries
-			WHERE status = 'sent' AND hour >= ? AND hour < ? GROUP BY 1`,
-			func(d *Day) *int64 { return &d.OutDeliveries }, func(d *Day) *int64 { return &d.OutTLS }},
-	} {
-		rows, err := s.DB.QueryContext(ctx, q.sql, from, to)
-		if err != nil {
-			return nil, fmt.Errorf("report: days: %w", err)
-		}
-		for rows.Next() {
-			var hour, n, tls int64
-			if err := rows.Scan(&hour, &n, &tls); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("report: days: %w", err)
-			}
-			date := time.Unix(hour*3600, 0).In(loc).Format("2006-01-02")
-			if i, ok := index[date]; ok {
-				*q.all(&out[i]) += n
-				*q.tls(&out[i]) += tls
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("report: days: %w", err)
+	hours, err := s.HourlyTraffic(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hours {
+		if i, ok := index[h.Hour.In(loc).Format("2006-01-02")]; ok {
+			out[i].InMessages += h.InMessages
+			out[i].InTLS += h.InTLS
+			out[i].OutDeliveries += h.OutDeliveries
+			out[i].OutTLS += h.OutTLS
 		}
 	}
 	return out, nil
 }
 
-// domains groups inbound mail by envelope sender domain (the header From
-// for the null sender) and outbound deliveries (delivered recipients) by
-// recipient domain.
-func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain, error) {
+// domains pairs each peer domain's mail in both periods, busiest first:
+// inbound mail by envelope sender domain (the header From for the null
+// sender), outbound deliveries (delivered recipients) by recipient
+// domain.
+func domains(ctx context.Context, s *measure.Store, cur, prev measure.Scope) ([]Domain, error) {
 	byName := map[string]*Domain{}
 	get := func(n string) *Domain {
 		if d, ok := byName[n]; ok {
@@ -194,40 +192,21 @@ func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain,
 		byName[n] = d
 		return d
 	}
-	const in = `SELECT domain, SUM(messages), SUM(tls) FROM hourly_peers
-		WHERE direction = 'inbound' AND hour >= ? AND hour < ? GROUP BY 1`
-	// Delivered mail only: a domain whose mail was only deferred or
-	// bounced has no outbound TLS share to show (issue 12).
-	const out = `SELECT domain, SUM(deliveries), SUM(deliveries * (tls_version <> '')) FROM hourly_deliveries
-		WHERE status = 'sent' AND hour >= ? AND hour < ? GROUP BY 1`
-	for _, q := range []struct {
-		sql string
-		p   Period
-		set func(d *Domain, n, tls int64)
-	}{
-		{in, cur, func(d *Domain, n, t int64) { d.In, d.InTLS = n, t }},
-		{out, cur, func(d *Domain, n, t int64) { d.Out, d.OutTLS = n, t }},
-		{in, prev, func(d *Domain, n, t int64) { d.PrevIn, d.PrevInTLS = n, t }},
-		{out, prev, func(d *Domain, n, t int64) { d.PrevOut, d.PrevOutTLS = n, t }},
-	} {
-		from, to := measure.Hours(q.p.Since, q.p.Until)
-		rows, err := s.DB.QueryContext(ctx, q.sql, from, to)
-		if err != nil {
-			return nil, fmt.Errorf("report: domains: %w", err)
-		}
-		for rows.Next() {
-			var name string
-			var n, tls int64
-			if err := rows.Scan(&name, &n, &tls); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("report: domains: %w", err)
-			}
-			q.set(get(name), n, tls)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("report: domains: %w", err)
-		}
+	now, err := s.PeerTraffic(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range now {
+		d := get(p.Domain)
+		d.In, d.InTLS, d.Out, d.OutTLS = p.In, p.InTLS, p.Out, p.OutTLS
+	}
+	before, err := s.PeerTraffic(ctx, prev)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range before {
+		d := get(p.Domain)
+		d.PrevIn, d.PrevInTLS, d.PrevOut, d.PrevOutTLS = p.In, p.InTLS, p.Out, p.OutTLS
 	}
 	list := make([]Domain, 0, len(byName))
 	for _, d := range byName {
@@ -244,34 +223,26 @@ func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain,
 }
 
 // countries looks up each distinct sending address once.
-func countries(ctx context.Context, s *measure.Store, p Period, path string) ([]Country, error) {
+func countries(ctx context.Context, s *measure.Store, sc measure.Scope, path string) ([]Country, error) {
 	db, err := maxminddb.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("report: geoip: %w", err)
 	}
 	defer db.Close()
-	from, to := measure.Hours(p.Since, p.Until)
-	rows, err := s.DB.QueryContext(ctx, `SELECT client_ip, SUM(messages), SUM(tls)
-		FROM hourly_clients WHERE hour >= ? AND hour < ? GROUP BY 1`, from, to)
+	clients, err := s.ClientTraffic(ctx, sc)
 	if err != nil {
-		return nil, fmt.Errorf("report: countries: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	by := map[string]*Country{}
-	for rows.Next() {
-		var ip string
-		var n, tls int64
-		if err := rows.Scan(&ip, &n, &tls); err != nil {
-			return nil, fmt.Errorf("report: countries: %w", err)
-		}
-		code := lookupCountry(db, ip)
+	for _, cl := range clients {
+		code := lookupCountry(db, cl.IP)
 		c, ok := by[code]
 		if !ok {
 			c = &Country{Code: code}
 			by[code] = c
 		}
-		c.Messages += n
-		c.TLS += tls
+		c.Messages += cl.Messages
+		c.TLS += cl.TLS
 	}
 	out := make([]Country, 0, len(by))
 	for _, c := range by {
@@ -283,7 +254,7 @@ func countries(ctx context.Context, s *measure.Store, p Period, path string) ([]
 		}
 		return out[i].Code < out[j].Code
 	})
-	return out, rows.Err()
+	return out, nil
 }
 
 func lookupCountry(db *maxminddb.Reader, ip string) string {
@@ -300,25 +271,4 @@ func lookupCountry(db *maxminddb.Reader, ip string) string {
 		return "??"
 	}
 	return rec.Country.ISOCode
-}
-
-func downgrades(ctx context.Context, s *measure.Store, p Period) ([]Downgrade, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT direction, peer_kind, peer, COUNT(*), MAX(detected_at)
-		FROM downgrades WHERE detected_at >= ? AND detected_at < ? GROUP BY 1, 2, 3 ORDER BY 4 DESC, 3`,
-		p.Since.Unix(), p.Until.Unix())
-	if err != nil {
-		return nil, fmt.Errorf("report: downgrades: %w", err)
-	}
-	defer rows.Close()
-	var out []Downgrade
-	for rows.Next() {
-		var d Downgrade
-		var last int64
-		if err := rows.Scan(&d.Direction, &d.Kind, &d.Peer, &d.Times, &last); err != nil {
-			return nil, fmt.Errorf("report: downgrades: %w", err)
-		}
-		d.Last = time.Unix(last, 0).UTC()
-		out = append(out, d)
-	}
-	return out, rows.Err()
 }

@@ -148,6 +148,9 @@ func (r *Report) Document(m Meta) *Document {
 			"figure3": "No data to draw: no inbound message and no outbound delivery in this period.",
 			"table17": "No data to draw: no inbound message in this period.",
 		})}
+	if n := r.opts.Node; n != "" {
+		d.Scope = "the mail node " + n + " recorded, of a fleet's database (the reports receivers sent are the whole fleet's)"
+	}
 	d.JSON = r.jsonDoc(d)
 	return d
 }

@@ -99,7 +99,7 @@ func newTraffic() ProviderTraffic {
 
 // providers groups the period's (and the previous one's) provider rollup
 // by provider, busiest first.
-func providers(ctx context.Context, s *measure.Store, cur, prev Period, names ProviderMap) ([]Provider, error) {
+func providers(ctx context.Context, s *measure.Store, cur, prev measure.Scope, names ProviderMap) ([]Provider, error) {
 	by := map[string]*Provider{}
 	domains := map[string]map[string]bool{}
 	get := func(peer string) *Provider {
@@ -115,11 +115,10 @@ func providers(ctx context.Context, s *measure.Store, cur, prev Period, names Pr
 		return p
 	}
 	for _, period := range []struct {
-		p       Period
+		sc      measure.Scope
 		current bool
 	}{{cur, true}, {prev, false}} {
-		from, to := measure.Hours(period.p.Since, period.p.Until)
-		rows, err := s.ProviderRows(ctx, from, to)
+		rows, err := s.ProviderRows(ctx, period.sc)
 		if err != nil {
 			return nil, err
 		}

@@ -120,9 +120,9 @@ func ageFlag(fs *flag.FlagSet, name, def, usage string) *string {
 	})
 }
 
-// dbFlag is --db: every command's SQLite database.
+// dbFlag is --db: every command's database.
 func dbFlag(fs *flag.FlagSet) *string {
-	return fs.String("db", config.Default().DB, "`PATH` of the SQLite database")
+	return fs.String("db", config.Default().DB, "the database: a SQLite file `PATH`, or a postgres:// URL shared by a fleet")
 }
 
 // portFlag takes a TCP or UDP port; 0 when zeroOK (the command's

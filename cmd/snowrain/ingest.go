@@ -69,16 +69,29 @@ func formatCounts(m map[string]int64) string {
 	return s
 }
 
-// startFollowers follows the configured MTA log or journal until ctx ends.
+// startFollowers follows the configured MTA log or journal until ctx
+// ends, once the store can be written (serve's PostgreSQL may not answer
+// yet: the log waits, it is read later from where it was left).
 func startFollowers(ctx context.Context, cfg config.Config, store *measure.Store, mt *metrics.Metrics,
 	onDelivery func(*maillog.Delivery), log *slog.Logger) *sync.WaitGroup {
 	var wg sync.WaitGroup
+	ready := func() bool {
+		select {
+		case <-store.Ready():
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	if cfg.Maillog != "" {
 		p := maillog.NewParser()
 		mt.WatchMaillog(p)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if !ready() {
+				return
+			}
 			fw := &measure.Follower{Store: store, Path: cfg.Maillog, Parser: p, Log: log, OnDelivery: onDelivery}
 			if err := fw.Run(ctx); err != nil {
 				log.Error("maillog follower stopped", "path", cfg.Maillog, "err", err)
@@ -89,7 +102,12 @@ func startFollowers(ctx context.Context, cfg config.Config, store *measure.Store
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := followJournal(ctx, store, filepath.Join(filepath.Dir(cfg.DB), "journal.cursor"), log); err != nil {
+			if !ready() {
+				return
+			}
+			// The cursor is this host's: in its state directory, not
+			// beside a database the fleet shares.
+			if err := followJournal(ctx, store, filepath.Join(cfg.State(), "journal.cursor"), log); err != nil {
 				log.Error("journal follower stopped", "err", err)
 			}
 		}()

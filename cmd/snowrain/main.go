@@ -45,9 +45,10 @@ var commands = []*command{
 
 	{name: "audit", synopsis: "check the local MTA's TLS settings and its domains' DNS (paper Table 5)", flags: auditFlags},
 
-	{name: "db", synopsis: "database maintenance: prune, vacuum"},
+	{name: "db", synopsis: "database maintenance: prune, vacuum, copy"},
 	{name: "db prune", synopsis: "delete records older than an age", flags: dbPruneFlags},
 	{name: "db vacuum", synopsis: "give the space of deleted records back to the file system", flags: dbVacuumFlags},
+	{name: "db copy", synopsis: "copy a store into another, SQLite or PostgreSQL (a host joining a fleet); resumable", flags: dbCopyFlags},
 
 	{name: "version", synopsis: "print the version", flags: versionFlags},
 }

@@ -39,8 +39,10 @@ func inboundConfig(cfg config.Config) policy.InboundConfig {
 		MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Budget: in.Budget.Duration}
 }
 
-// newEngine builds the policy engine the configuration describes, with
-// the imported policies loaded; an invalid override is an error.
+// newEngine builds the policy engine the configuration describes; an
+// invalid override is an error. The imported policies are loaded once the
+// store can be read (at once, unless serve's PostgreSQL is not reachable
+// yet: Watch loads them then).
 func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, log *slog.Logger) (*policy.Engine, error) {
 	fetch := &policy.STSFetcher{Resolver: res, Port: cfg.Policy.MTASTSPort}
 	if cfg.Policy.MTASTSRoots != "" {
@@ -57,13 +59,7 @@ func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, l
 	if err := pc.Validate(); err != nil {
 		return nil, fmt.Errorf("policy.overrides: %w", err)
 	}
-	e := policy.NewEngine(pc, res, fetch, store.DB, log)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := e.Reload(ctx); err != nil {
-		return nil, err
-	}
-	return e, nil
+	return policy.NewEngine(pc, res, fetch, store, log), nil
 }
 
 // policyReloads are what SIGHUP re-applies to the running policy
@@ -100,7 +96,10 @@ func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *mea
 			c()
 		}
 	}
-	onDelivery := watchDowngrades(filter, writer, mt, cfg.Policy.DowngradeN, cfg.Policy.DowngradeM)
+	downs := &policy.Downgrades{Detector: &policy.Detector{N: cfg.Policy.DowngradeN, M: cfg.Policy.DowngradeM},
+		Recorder: writer, OnDowngrade: func(direction, kind string) { mt.Downgrades.WithLabelValues(direction, kind).Inc() }}
+	filter.Watch = downs.Message
+	onDelivery := downs.Delivery
 	// SIGHUP: the engine and the inbound service take what they can;
 	// restartSettings names the rest.
 	d.onReload(reloader{name: "policy", keys: []string{"policy."},
@@ -136,7 +135,7 @@ func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *mea
 		log.Info("TLS policy socketmap serving", "socket", cfg.Policy.Socket)
 	}
 	in := cfg.Policy.Inbound
-	inbound := &policy.Inbound{Log: log, DB: store.DB, Recorder: writer,
+	inbound := &policy.Inbound{Log: log, Store: store, Recorder: writer,
 		IdleTimeout: cfg.Policy.IdleTimeout.Duration, ReadTimeout: cfg.Policy.ReadTimeout.Duration,
 		OnDecision: func(_, action string) {
 			verb, _, _ := strings.Cut(action, " ")
@@ -207,31 +206,6 @@ func refreshSTS(ctx context.Context, e *policy.Engine, every time.Duration, log 
 			} else if n > 0 {
 				log.Info("MTA-STS policies refreshed", "count", n)
 			}
-		}
-	}
-}
-
-// watchDowngrades feeds the milter's messages and the log's deliveries to
-// a Detector, recording and counting each downgrade.
-func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.Metrics, n, m int) func(*maillog.Delivery) {
-	det := &policy.Detector{N: n, M: m}
-	observe := func(direction, kind, peer string, tls bool) {
-		if peer == "" {
-			return
-		}
-		if down, before := det.Observe(direction+" "+kind+" "+peer, tls); down {
-			mt.Downgrades.WithLabelValues(direction, kind).Inc()
-			writer.Enqueue(&measure.Downgrade{At: time.Now(), Direction: direction, PeerKind: kind, Peer: peer,
-				TLSBefore: before, Window: m})
-		}
-	}
-	filter.Watch = func(direction, domain, ip string, tls bool) {
-		observe(direction, "domain", domain, tls)
-		observe(direction, "ip", ip, tls)
-	}
-	return func(d *maillog.Delivery) {
-		if d.Status == "sent" {
-			observe("outbound", "domain", d.Domain, d.TLSVersion != "")
 		}
 	}
 }
@@ -368,5 +342,10 @@ func withEngine(c *call, cf *configFlags, readOnly bool, fn func(context.Context
 		return err
 	}
 	defer engine.Close()
+	// The engine logs a failed load and goes on (a daemon must); a
+	// command says it.
+	if err := engine.Reload(ctx); err != nil {
+		return err
+	}
 	return fn(ctx, engine)
 }

@@ -42,6 +42,13 @@ func reportFlags(fs *flag.FlagSet) runFunc {
 			return nil
 		})
 	confPath := fs.String("config", config.DefaultPath, "configuration `FILE` whose [providers] names Table 6's providers")
+	node := stringFlag(fs, "node", "", "narrow every section to the mail one `NODE` of a fleet recorded (default: every node, summed)",
+		func(s string) error {
+			if strings.TrimSpace(s) == "" {
+				return errors.New("want a node name, as its serve's node = says")
+			}
+			return nil
+		})
 	return func(c *call) error {
 		if *mailTo != "" && c.given("o") {
 			return usagef("--mail-to and -o: give one (the mail carries text and HTML)")
@@ -55,7 +62,8 @@ func reportFlags(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		build := func(ctx context.Context, store *measure.Store) (*report.Document, string, error) {
-			r, err := report.Build(ctx, store, report.Options{Period: p, Loc: period.loc(), GeoIP: *geoip, Providers: providers})
+			r, err := report.Build(ctx, store, report.Options{Period: p, Loc: period.loc(), GeoIP: *geoip, Providers: providers,
+				Node: *node})
 			if err != nil {
 				return nil, "", err
 			}

@@ -95,7 +95,7 @@ func sendReports(out io.Writer, cfg config.Config, dryRun string, day feedback.D
 	if err != nil {
 		return err
 	}
-	s := &feedback.Sender{DB: store.DB, DryRun: dryRun, Config: feedback.Config{
+	s := &feedback.Sender{Store: store, DryRun: dryRun, Config: feedback.Config{
 		OrgName: rc.OrgName, Submitter: rc.Submitter, From: rc.From, Contact: rc.Contact,
 		ExtraContact: rc.ExtraContact, SendingIP: rc.SendingIP, Exclude: rc.Exclude, Resolver: res,
 		Sendmail: strings.Fields(rc.Sendmail), SMTPRelay: rc.SMTPRelay, HTTPTimeout: rc.HTTPTimeout.Duration,
@@ -163,7 +163,7 @@ func ingestReports(out io.Writer, dbPath, format string, paths []string) error {
 		return err
 	}
 	defer store.Close()
-	in := &feedback.Ingester{DB: store.DB}
+	in := &feedback.Ingester{Store: store}
 	res, err := in.Ingest(ctx, paths...)
 	counts := map[string]int{}
 	for _, r := range res {

@@ -122,14 +122,30 @@ func serve(args []string) error {
 		return err
 	}
 	defer lock.Close()
-	store, err := measure.Open(ctx, cfg.DB)
+	// Mail flows whether or not a PostgreSQL server answers now: the
+	// store connects and migrates in the background until it does, and
+	// records wait in the writer's queue meanwhile.
+	store, err := measure.OpenServing(ctx, cfg.DB, log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	store.Node = cfg.Node // every record and rollup row names this node
-	if err := checkDBWritable(ctx, store); err != nil {
-		return err
+	if store.IsReady() {
+		if err := checkDBWritable(ctx, store); err != nil {
+			return err
+		}
+	} else {
+		go func() {
+			select {
+			case <-store.Ready():
+			case <-ctx.Done():
+				return
+			}
+			if err := checkDBWritable(ctx, store); err != nil && ctx.Err() == nil {
+				log.Error("database reached but not writable: records are dropped", "err", err)
+			}
+		}()
 	}
 	mt := metrics.New()
 	d := &instance{path: path, args: args, started: cfg, cfg: cfg, logs: logs, log: log, mt: mt,
@@ -139,7 +155,7 @@ func serve(args []string) error {
 	writer := measure.NewWriter(store, measure.WriterConfig{QueueSize: cfg.QueueSize,
 		BatchSize: cfg.BatchSize, Interval: cfg.BatchInterval.Duration, Logger: log})
 	mt.WatchWriter(writer)
-	go watchStore(ctx, writer, d.sup)
+	go watchStore(ctx, store, writer, d.sup)
 	res, err := newSwapResolver(cfg, mt)
 	if err != nil {
 		return err
@@ -300,10 +316,15 @@ func (d *instance) reload() {
 	d.log.Info("configuration reloaded", "config", d.path, "applied", strings.Join(applied, ","))
 }
 
-// watchStore shows the writer's health: failing while batches are
-// dropped after failed commits, ok again once writes succeed.
-func watchStore(ctx context.Context, w *measure.Writer, sup *supervise.Supervisor) {
-	sup.SetStatus("store", supervise.OK, nil)
+// watchStore shows the writer's health: failing while the database is
+// not reached yet or batches are dropped after failed commits, ok again
+// once writes succeed.
+func watchStore(ctx context.Context, store *measure.Store, w *measure.Writer, sup *supervise.Supervisor) {
+	if store.IsReady() {
+		sup.SetStatus("store", supervise.OK, nil)
+	} else {
+		sup.SetStatus("store", supervise.Failing, fmt.Errorf("%s: %w; records queued", store.Path, measure.ErrNotReady))
+	}
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	last := w.Stats()
@@ -315,6 +336,7 @@ func watchStore(ctx context.Context, w *measure.Writer, sup *supervise.Superviso
 		}
 		st := w.Stats()
 		switch {
+		case !store.IsReady():
 		case st.FailedBatches > last.FailedBatches:
 			sup.SetStatus("store", supervise.Failing,
 				fmt.Errorf("%d batches dropped after failed writes", st.FailedBatches-last.FailedBatches))

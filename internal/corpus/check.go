@@ -42,7 +42,7 @@ func CheckRecords(t testing.TB, store *measure.Store, cases []Case) {
 // CheckReport compares the JSON report's maps with the corpus totals.
 func CheckReport(t testing.TB, store *measure.Store, cases []Case) *measure.Report {
 	t.Helper()
-	r, err := store.BuildReport(context.Background(), time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
+	r, err := store.BuildReport(context.Background(), measure.Scope{Since: time.Now().Add(-time.Hour), Until: time.Now().Add(time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}

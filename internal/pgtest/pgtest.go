@@ -437,3 +437,14 @@ func procStat(path string) (stat, error) {
 	n := func(field int) int64 { v, _ := strconv.ParseInt(f[field-3], 10, 64); return v }
 	return stat{pid: pid, ppid: n(4), utime: n(14), stime: n(15), cutime: n(16), cstime: n(17)}, nil
 }
+
+// EachBackend runs fn as two subtests: "sqlite" with the path of a new
+// SQLite file, "postgres" with the URL of a new database of the
+// package's shared cluster (DB; the package's TestMain calls Main). It is
+// the backend dimension of a table test: the same SQL must give the same
+// answers on both.
+func EachBackend(t *testing.T, fn func(t *testing.T, dsn string)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, filepath.Join(t.TempDir(), "snowrain.db")) })
+	t.Run("postgres", func(t *testing.T) { fn(t, DB(t)) })
+}

@@ -285,6 +285,9 @@ func validNode(n string) error {
 	return nil
 }
 
+// CheckNode checks a node name given on a command line (scan --node).
+func CheckNode(n string) error { return validNode(n) }
+
 // Networks parses InternalNetworks.
 func (c *Config) Networks() ([]netip.Prefix, error) {
 	var out []netip.Prefix

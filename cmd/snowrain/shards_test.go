@@ -116,7 +116,7 @@ type shardTest struct {
 	port       int            // every SMTP server's
 	gates      map[string]*gate
 	open       []string // the host sweep's servers
-	plain      string // a server of each kind
+	plain      string   // a server of each kind
 	starttls   string
 	cisco      string
 	hostStall  string // the host sweep's hanging server

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/snowrain/snowrain/measure"
 )
 
 // Run is one stored sweep: results go to the store (and JSON lines), so a
@@ -200,19 +202,12 @@ func ResumeRun(ctx context.Context, db *sql.DB, id int64, jsonl io.Writer) (*Run
 	if !ok {
 		return nil, fmt.Errorf("scanner: run %d is of unknown kind %q", id, info.Kind)
 	}
-	rows, err := db.QueryContext(ctx, q, id)
-	if err != nil {
-		return nil, fmt.Errorf("scanner: resume run %d: %w", id, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var key string
-		if err := rows.Scan(&key); err != nil {
-			return nil, fmt.Errorf("scanner: resume run %d: %w", id, err)
-		}
+	err = measure.Each(ctx, db, q, []any{id}, func(rows *sql.Rows) error {
+		key, err := measure.Column[string](rows)
 		r.done[key] = true
-	}
-	if err := rows.Err(); err != nil {
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("scanner: resume run %d: %w", id, err)
 	}
 	for _, st := range info.Sweeps {

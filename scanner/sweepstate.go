@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/snowrain/snowrain/measure"
 )
 
 // SweepState is one shard of a run: its permutation and progress, stored
@@ -204,19 +206,14 @@ func (r *Run) finishShard(ctx context.Context, now int64) error {
 }
 
 func loadSweeps(ctx context.Context, db *sql.DB, id int64) (map[int]*SweepState, error) {
-	rows, err := db.QueryContext(ctx, `SELECT shard, shards, targets, seed, next_step, tried, node, updated_at, finished_at
-		FROM scan_sweeps WHERE run_id = ?`, id)
-	if err != nil {
-		return nil, fmt.Errorf("scanner: sweep state: %w", err)
-	}
-	defer rows.Close()
 	out := map[int]*SweepState{}
-	for rows.Next() {
+	err := measure.Each(ctx, db, `SELECT shard, shards, targets, seed, next_step, tried, node, updated_at, finished_at
+		FROM scan_sweeps WHERE run_id = ?`, []any{id}, func(rows *sql.Rows) error {
 		st := &SweepState{}
 		var seed, next, tried int64
 		var updated, finished sql.NullInt64
 		if err := rows.Scan(&st.Shard, &st.Shards, &st.Targets, &seed, &next, &tried, &st.Node, &updated, &finished); err != nil {
-			return nil, fmt.Errorf("scanner: sweep state: %w", err)
+			return err
 		}
 		st.Seed, st.Next, st.Tried = uint64(seed), uint64(next), uint64(tried)
 		if updated.Valid {
@@ -226,8 +223,9 @@ func loadSweeps(ctx context.Context, db *sql.DB, id int64) (map[int]*SweepState,
 			st.Finished = time.Unix(finished.Int64, 0).UTC()
 		}
 		out[st.Shard] = st
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("scanner: sweep state: %w", err)
 	}
 	return out, nil

@@ -127,7 +127,7 @@ func (f *runFlags) open(ctx context.Context, c *call, store *measure.Store, kind
 	}
 	spec := scanner.RunSpec{Name: *f.name, Kind: kind, Input: input, Targets: targets, Seed: *f.seed, Shards: f.shard.n,
 		AnySeed: !c.given("seed"), AnyTargets: targets == ""}
-	jw, closeJSON, err := openJSONLines(*f.jsonl, resuming, out)
+	jw, truncate, closeJSON, err := openJSONLines(*f.jsonl, resuming, out)
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +160,9 @@ func (f *runFlags) open(ctx context.Context, c *call, store *measure.Store, kind
 		if errors.Is(err, scanner.ErrShardStarted) {
 			err = fmt.Errorf("%w; to continue it: snowrain scan %s --resume %s --shard %d/%d", err, kind, label(run), st.Shard, st.Shards)
 		}
+	}
+	if err == nil {
+		err = truncate()
 	}
 	if err != nil {
 		closeJSON()
@@ -222,20 +225,26 @@ func label(run *scanner.Run) string {
 
 // openJSONLines opens where JSON lines go: path ('-': out), appended when
 // resuming, so that the file holds the process's part of the run once.
-func openJSONLines(path string, resuming bool, out io.Writer) (io.Writer, func(), error) {
+// A new shard's file is emptied by truncate, once its run is open: a
+// refused command leaves the file as it was.
+func openJSONLines(path string, resuming bool, out io.Writer) (w io.Writer, truncate func() error, closeFile func(), err error) {
+	none := func() error { return nil }
 	switch path {
 	case "":
-		return nil, func() {}, nil
+		return nil, none, func() {}, nil
 	case "-":
-		return out, func() {}, nil
+		return out, none, func() {}, nil
 	}
-	mode := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	mode := os.O_WRONLY | os.O_CREATE
 	if resuming {
-		mode = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		mode |= os.O_APPEND
 	}
 	fh, err := os.OpenFile(path, mode, 0o644)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return fh, func() { fh.Close() }, nil
+	if !resuming {
+		none = func() error { return fh.Truncate(0) }
+	}
+	return fh, none, func() { fh.Close() }, nil
 }

@@ -564,3 +564,57 @@ func (st *shardTest) exposure() {
 		}
 	}
 }
+
+// TestScanRunRefusals: a named run refuses a shard that sweeps something
+// else, and a shard started twice, with errors that say why and how to go
+// on, leaving the shard's JSON lines file alone; a shard that gives no
+// targets and no seed joins with the run's.
+func TestScanRunRefusals(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "runs.db")
+	// TEST-NET-1 is in the default blocklist: nothing is contacted.
+	hosts := []string{"scan", "hosts", "--db", db, "--targets", "192.0.2.0/30", "--run", "r1"}
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		return runAs(t, -1, -1, args...)
+	}
+	if out, code := run(append(slices.Clone(hosts), "--seed", "1", "--shard", "0/2", "--node", "a")...); code != 0 ||
+		!strings.Contains(out, "hosts run 1, shard 0/2: 0 addresses probed; tables: snowrain report hosts --run r1") {
+		t.Fatalf("first shard (exit %d):\n%s", code, out)
+	}
+	jsonl := filepath.Join(dir, "keep.jsonl")
+	if err := os.WriteFile(jsonl, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{append(slices.Clone(hosts), "--seed", "2", "--shard", "1/2"),
+			`run "r1" sweeps 192.0.2.0/30 with seed 1 in 2 shards; this shard: 192.0.2.0/30 with seed 2 in 2: not what the run sweeps`},
+		{append(slices.Clone(hosts), "--shard", "1/3"), "with seed 1 in 2 shards; this shard: 192.0.2.0/30 with seed 1 in 3"},
+		{[]string{"scan", "hosts", "--db", db, "--targets", "192.0.2.0/31", "--run", "r1", "--shard", "1/2"}, "this shard: 192.0.2.0/31 with seed 1"},
+		{[]string{"scan", "resolvers", "--db", db, "--targets", "192.0.2.0/30", "--run", "r1", "--dns", "127.0.0.1:1"}, `run "r1" is a hosts scan, not resolvers`},
+		{[]string{"scan", "hosts", "--db", db, "--run", "r1", "--shard", "0/2", "--node", "b", "--jsonl", jsonl},
+			`shard 0/2 of run "r1" was started by node a (checkpoint `},
+		{[]string{"scan", "hosts", "--db", db, "--run", "r1", "--shard", "0/2", "--jsonl", jsonl},
+			"shard already started; to continue it: snowrain scan hosts --resume r1 --shard 0/2"},
+		{[]string{"scan", "hosts", "--db", db, "--run", "r2"}, `no run "r2": give its targets to create it`},
+		{[]string{"scan", "hosts", "--db", db, "--resume", "r2"}, "--resume r2: no such run"},
+	} {
+		if out, code := run(c.args...); code != 1 || !strings.Contains(out, c.want) {
+			t.Errorf("%v: exit %d, want 1 and %q:\n%s", c.args, code, c.want, out)
+		}
+	}
+	if b, _ := os.ReadFile(jsonl); string(b) != "keep\n" {
+		t.Errorf("a refused shard changed its JSON lines file: %q", b)
+	}
+	if out, code := run("scan", "hosts", "--db", db, "--run", "r1", "--shard", "1/2", "--node", "b"); code != 0 {
+		t.Fatalf("joining with the run's targets and seed (exit %d):\n%s", code, out)
+	}
+	out, code := run("report", "hosts", "--db", db, "--run", "r1")
+	if code != 0 || !strings.Contains(out, "snowrain port-25 sweep, run 1 (r1)") ||
+		!strings.Contains(out, "2 of 2 shards reported: 0/2 on a finished, 1/2 on b finished") {
+		t.Errorf("report hosts --run r1 (exit %d):\n%s", code, out)
+	}
+}

@@ -195,7 +195,11 @@ func sweepInto[R scanner.Result](ctx context.Context, e *scanner.Engine[R], src 
 	if kind == "domains" {
 		report = "scan"
 	}
-	fmt.Fprintf(os.Stderr, "%s run %d%s: %d %s probed; tables: snowrain report %s --run %s\n", kind, run.ID, shardArg(shard),
+	part := ""
+	if shard.Shards > 1 {
+		part = fmt.Sprintf(", shard %d/%d", shard.Shard, shard.Shards)
+	}
+	fmt.Fprintf(os.Stderr, "%s run %d%s: %d %s probed; tables: snowrain report %s --run %s\n", kind, run.ID, part,
 		n.Load(), noun, report, label(run))
 	return nil
 }

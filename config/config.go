@@ -305,6 +305,9 @@ func (c *Config) State() string {
 	return filepath.Dir(c.DB)
 }
 
+// CheckNode checks a node name given on a command line (scan --node).
+func CheckNode(n string) error { return validNode(n) }
+
 // Networks parses InternalNetworks.
 func (c *Config) Networks() ([]netip.Prefix, error) {
 	var out []netip.Prefix

@@ -489,6 +489,26 @@ var migrations = []string{
 		done    INTEGER NOT NULL,
 		PRIMARY KEY (source, tbl)
 	);`,
+	// 17: scan runs shared by shards on several machines (issue 16). A
+	// run may have a name (unique: `scan … --run NAME` creates or joins
+	// it) and holds what every shard must sweep, fixed when it is
+	// created: targets (the address prefixes, or the domain list's
+	// identity), seed and shard count. Each shard names the node that
+	// last ran it, when it last stored a checkpoint and when it finished.
+	// Runs from before take their sweeps' values; their shards count as
+	// finished when the run did.
+	`ALTER TABLE scan_runs ADD COLUMN name TEXT;
+	ALTER TABLE scan_runs ADD COLUMN targets TEXT;
+	ALTER TABLE scan_runs ADD COLUMN seed INTEGER;
+	ALTER TABLE scan_runs ADD COLUMN shards INTEGER;
+	CREATE UNIQUE INDEX scan_runs_name ON scan_runs(name);
+	ALTER TABLE scan_sweeps ADD COLUMN node TEXT NOT NULL DEFAULT '';
+	ALTER TABLE scan_sweeps ADD COLUMN updated_at INTEGER;
+	ALTER TABLE scan_sweeps ADD COLUMN finished_at INTEGER;
+	UPDATE scan_runs SET targets = (SELECT MIN(s.targets) FROM scan_sweeps s WHERE s.run_id = scan_runs.id),
+		seed = (SELECT MIN(s.seed) FROM scan_sweeps s WHERE s.run_id = scan_runs.id),
+		shards = (SELECT MIN(s.shards) FROM scan_sweeps s WHERE s.run_id = scan_runs.id);
+	UPDATE scan_sweeps SET finished_at = (SELECT r.finished_at FROM scan_runs r WHERE r.id = scan_sweeps.run_id);`,
 }
 
 // errSchemaNewer is a database a newer snowrain migrated.

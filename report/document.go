@@ -219,6 +219,12 @@ func runDocument(kind, how string, m Meta, run scanner.RunInfo, tables []Table, 
 	if run.ID != 0 {
 		d.Title += fmt.Sprintf(", run %d", run.ID)
 	}
+	if run.Name != "" {
+		d.Title += fmt.Sprintf(" (%s)", run.Name)
+	}
+	if run.Shards > 1 {
+		d.Scope = run.ShardsLine()
+	}
 	d.Notices = runNotices(run, kind, how, empty)
 	explainEmpty(d.Tables, run, empty)
 	return d
@@ -264,6 +270,9 @@ func runName(kind string, run scanner.RunInfo) string {
 	if run.ID == 0 {
 		return "no " + kind
 	}
+	if run.Name != "" {
+		return fmt.Sprintf("%s run %d (%s)", kind, run.ID, run.Name)
+	}
 	return fmt.Sprintf("%s run %d", kind, run.ID)
 }
 
@@ -275,9 +284,12 @@ func runNotices(run scanner.RunInfo, kind, how string, empty bool) []string {
 	var n []string
 	if run.Started.IsZero() {
 		n = append(n, fmt.Sprintf("There is no %s run %d in this database.", kind, run.ID))
+	} else if run.Finished.IsZero() && run.Shards > 1 {
+		n = append(n, fmt.Sprintf("Run %d has not finished (%s): the figures cover what its shards stored; --resume %s --shard i/%d continues shard i on any machine.",
+			run.ID, run.ShardsLine(), run.Label(), run.Shards))
 	} else if run.Finished.IsZero() {
-		n = append(n, fmt.Sprintf("Run %d has not finished (interrupted, or still running): the figures cover what it stored; --resume %d continues it.",
-			run.ID, run.ID))
+		n = append(n, fmt.Sprintf("Run %d has not finished (interrupted, or still running): the figures cover what it stored; --resume %s continues it.",
+			run.ID, run.Label()))
 	}
 	if empty && !run.Started.IsZero() {
 		n = append(n, fmt.Sprintf("Run %d stored no results.", run.ID))

@@ -109,23 +109,13 @@ type ExposedDomain struct {
 	Messages, FromStripping, FromFalse int64
 }
 
-// BuildExposure computes the join for period.
+// BuildExposure computes the join for period: the milter's inbound mail
+// (measure) by client address, against the address sets the sweeps found
+// (scanner's StrippingIPs and FalsifiedIPs).
 func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, falsified map[string]bool, geo *scanner.Geo) (*Exposure, error) {
 	e := &Exposure{Period: p, Stripping: len(stripping), Falsify: len(falsified)}
-	from, to := measure.Hours(p.Since, p.Until)
-	rows, err := s.DB.QueryContext(ctx, `SELECT client_ip, SUM(messages) FROM hourly_clients
-		WHERE hour >= ? AND hour < ? GROUP BY 1`, from, to)
-	if err != nil {
-		return nil, fmt.Errorf("report: exposure: %w", err)
-	}
 	byCountry := map[string]*ExposedCountry{}
-	for rows.Next() {
-		var ip string
-		var n int64
-		if err := rows.Scan(&ip, &n); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("report: exposure: %w", err)
-		}
+	err := s.EachClient(ctx, p.Since, p.Until, func(ip string, n int64) error {
 		_, _, cc := geo.Lookup(ip)
 		if cc == "" {
 			cc = "??"
@@ -142,9 +132,9 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 		if falsified[ip] {
 			c.FromFalse += n
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("report: exposure: %w", err)
 	}
 	for _, c := range byCountry {
@@ -157,22 +147,10 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 		}
 		return a.Code < b.Code
 	})
-	rows, err = s.DB.QueryContext(ctx, `SELECT client_ip, COALESCE(NULLIF(mail_from_domain, ''), NULLIF(from_domain, ''), '(none)'),
-		COUNT(*) FROM messages WHERE direction = 'inbound' AND received_at >= ? AND received_at < ? GROUP BY 1, 2`,
-		p.Since.Unix(), p.Until.Unix())
-	if err != nil {
-		return nil, fmt.Errorf("report: exposure: %w", err)
-	}
-	defer rows.Close()
 	byDomain := map[string]*ExposedDomain{}
-	for rows.Next() {
-		var ip, d string
-		var n int64
-		if err := rows.Scan(&ip, &d, &n); err != nil {
-			return nil, fmt.Errorf("report: exposure: %w", err)
-		}
+	err = s.EachClientDomain(ctx, p.Since, p.Until, func(ip, d string, n int64) error {
 		if !stripping[ip] && !falsified[ip] {
-			continue
+			return nil
 		}
 		x := byDomain[d]
 		if x == nil {
@@ -186,6 +164,10 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 		if falsified[ip] {
 			x.FromFalse += n
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("report: exposure: %w", err)
 	}
 	for _, d := range byDomain {
 		e.Domains = append(e.Domains, *d)
@@ -196,7 +178,7 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 		}
 		return e.Domains[i].Domain < e.Domains[j].Domain
 	})
-	return e, rows.Err()
+	return e, nil
 }
 
 // Tables returns Tables 14, 15 and the affected peer domains.

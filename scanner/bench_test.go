@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/snowrain/snowrain/internal/dnstest"
+	"github.com/snowrain/snowrain/internal/pgtest"
 	"github.com/snowrain/snowrain/internal/smtpsink"
 	"github.com/snowrain/snowrain/internal/testca"
 	"github.com/snowrain/snowrain/resolver"
@@ -34,7 +35,7 @@ func TestMain(m *testing.M) {
 		benchServers()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m)) // the backend tests share one PostgreSQL cluster
 }
 
 // benchServers runs 8 STARTTLS sinks and one bare TLS server with the

@@ -184,7 +184,7 @@ func (s *DomainProbe) grab(ctx context.Context, ip string) *Grab {
 }
 
 func (s *DomainProbe) domain(ctx context.Context, item Input) *DomainResult {
-	d := strings.ToLower(strings.TrimSuffix(item.Domain, "."))
+	d := domainKey(item.Domain)
 	r := &DomainResult{Type: "domain", Domain: d, Rank: item.Rank}
 	res := s.o.Resolver
 	r.MX, r.ImplicitMX = s.mxs(ctx, d)

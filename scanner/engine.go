@@ -2,7 +2,10 @@ package scanner
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/fnv"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,15 +89,22 @@ type SweepOptions struct {
 }
 
 // Source is what a sweep walks: *Targets (this shard of an address
-// permutation) or Domains (a list).
+// permutation) or Domains (this shard of a list).
 type Source interface {
 	// open returns the walk from step o.From.Next and its length (0:
 	// unknown).
 	open(o *SweepOptions) (next func(context.Context) (Target, bool), total uint64)
+	// checkpointed says whether a step number names the same target in
+	// every process: then a run stores how far the sweep got, and a
+	// resumed one starts there.
+	checkpointed() bool
 }
 
 // Domains is a domain list as a sweep's source; total (0: unknown) is for
-// the progress line.
+// the progress line. Of several shards, each takes the domains
+// DomainShard gives it. A list has no checkpoint: it may differ between
+// machines and runs (--from-db), so a resumed domain sweep reads the list
+// again and skips the domains its run stored.
 func Domains(in <-chan Input, total uint64) Source { return domainList{in, total} }
 
 type domainList struct {
@@ -102,15 +112,48 @@ type domainList struct {
 	total uint64
 }
 
-func (l domainList) open(*SweepOptions) (func(context.Context) (Target, bool), uint64) {
+func (l domainList) open(o *SweepOptions) (func(context.Context) (Target, bool), uint64) {
 	return func(ctx context.Context) (Target, bool) {
-		select {
-		case in, ok := <-l.in:
-			return Target{Domain: in.Domain, Rank: in.Rank}, ok
-		case <-ctx.Done():
-			return Target{}, false
+		for {
+			select {
+			case in, ok := <-l.in:
+				if !ok {
+					return Target{}, false
+				}
+				if o.Shards > 1 && DomainShard(in.Domain, o.Seed, o.Shards) != o.Shard {
+					continue
+				}
+				return Target{Domain: in.Domain, Rank: in.Rank}, true
+			case <-ctx.Done():
+				return Target{}, false
+			}
 		}
-	}, l.total
+	}, l.total / uint64(max(o.Shards, 1))
+}
+
+func (domainList) checkpointed() bool { return false }
+
+func (*Targets) checkpointed() bool { return true }
+
+// domainKey is a domain as a run stores it and shards spread it: lower
+// case, without the trailing dot.
+func domainKey(d string) string { return strings.ToLower(strings.TrimSuffix(d, ".")) }
+
+// DomainShard is the shard of shards that sweeps domain under seed:
+// FNV-1a (64 bits) of the seed and the domain's key, modulo shards. It
+// depends on the name alone, not on its place in the list, so shards on
+// machines whose lists differ in order or length still never take the
+// same domain.
+func DomainShard(domain string, seed uint64, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := fnv.New64a()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], seed)
+	h.Write(b[:])
+	h.Write([]byte(domainKey(domain)))
+	return int(h.Sum64() % uint64(shards))
 }
 
 func (t *Targets) open(o *SweepOptions) (func(context.Context) (Target, bool), uint64) {
@@ -155,7 +198,7 @@ type job struct {
 // Sweep runs the loop until src ends, ctx ends (ctx.Err()) or the run
 // cannot store (that error).
 func (e *Engine[R]) Sweep(ctx context.Context, src Source) error {
-	o := e.options()
+	o := e.options(src)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	next, total := src.open(&o)
@@ -215,8 +258,9 @@ func (e *Engine[R]) dispatch(ctx context.Context, o *SweepOptions, c *counter,
 	}
 }
 
-// options fills in the defaults and what Run holds.
-func (e *Engine[R]) options() SweepOptions {
+// options fills in the defaults and what Run holds: for a source with
+// checkpoints, the current shard's.
+func (e *Engine[R]) options(src Source) SweepOptions {
 	o := e.SweepOptions
 	if o.Workers <= 0 {
 		o.Workers = 256
@@ -227,7 +271,7 @@ func (e *Engine[R]) options() SweepOptions {
 	if o.Skip == nil {
 		o.Skip = e.Run.Done
 	}
-	if st, ok := e.Run.current(); ok {
+	if st, ok := e.Run.current(); ok && src.checkpointed() {
 		o.From = st.Checkpoint
 		if o.OnCheckpoint == nil {
 			o.OnCheckpoint = e.Run.Checkpoint

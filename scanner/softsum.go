@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+
+	"github.com/snowrain/snowrain/measure"
 )
 
 // SoftwareRow is one line of Table 5 for a run: servers of one software,
@@ -36,29 +38,25 @@ func SummarizeSoftware(ctx context.Context, db *sql.DB, id int64, kind string) (
 	if kind == "hosts" {
 		q = `SELECT result FROM scan_hosts WHERE run_id = ?`
 	}
-	rows, err := db.QueryContext(ctx, q, id)
-	if err != nil {
-		return nil, fmt.Errorf("scanner: software summary: %w", err)
-	}
-	defer rows.Close()
 	s := &SoftwareSummary{BySoftware: map[string]int64{}}
 	counts := map[SoftwareRow]int64{}
-	for rows.Next() {
-		var js []byte
-		if err := rows.Scan(&js); err != nil {
-			return nil, fmt.Errorf("scanner: software summary: %w", err)
+	err := measure.Each(ctx, db, q, []any{id}, func(rows *sql.Rows) error {
+		js, err := measure.Column[[]byte](rows)
+		if err != nil {
+			return err
 		}
 		row, bannerOnly, ok := softwareRow(kind, js)
 		if !ok {
-			continue
+			return nil
 		}
 		if bannerOnly {
 			s.BannerOnly++
 		}
 		s.Servers++
 		counts[row]++
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("scanner: software summary: %w", err)
 	}
 	for r, n := range counts {

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+
+	"github.com/snowrain/snowrain/measure"
 )
 
 // eachStored calls fn with every result run id stored in table
@@ -12,22 +14,18 @@ import (
 // that does not decode is passed over, as the tables always did; a row
 // that cannot be read ends the walk with its error.
 func eachStored[T any](ctx context.Context, db *sql.DB, table string, id int64, fn func(*T)) error {
-	rows, err := db.QueryContext(ctx, `SELECT result FROM `+table+` WHERE run_id = ?`, id)
-	if err != nil {
-		return fmt.Errorf("scanner: read %s of run %d: %w", table, id, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var js []byte
-		if err := rows.Scan(&js); err != nil {
-			return fmt.Errorf("scanner: read %s of run %d: %w", table, id, err)
+	err := measure.Each(ctx, db, `SELECT result FROM `+table+` WHERE run_id = ?`, []any{id}, func(rows *sql.Rows) error {
+		js, err := measure.Column[[]byte](rows)
+		if err != nil {
+			return err
 		}
 		v := new(T)
 		if json.Unmarshal(js, v) == nil {
 			fn(v)
 		}
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("scanner: read %s of run %d: %w", table, id, err)
 	}
 	return nil

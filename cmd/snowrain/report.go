@@ -141,7 +141,7 @@ func reportScanFlags(fs *flag.FlagSet) runFunc {
 
 // reportHostsFlags is `snowrain report hosts`: a port-25 sweep.
 func reportHostsFlags(fs *flag.FlagSet) runFunc {
-	domainsRun := runFlag(fs, "domains-run", "join domain scan run `ID` for Table 11's domain column")
+	domainsRun := runFlag(fs, "domains-run", "join domain scan run `ID|NAME` for Table 11's domain column")
 	return runReportFlags(fs, "hosts", "hosts", "port-25 sweep",
 		func(ctx context.Context, store *measure.Store, run scanner.RunInfo) (*report.Document, error) {
 			s, err := scanner.SummarizeHosts(ctx, store.DB, run.ID)
@@ -152,7 +152,7 @@ func reportHostsFlags(fs *flag.FlagSet) runFunc {
 			if hr.Software, err = scanner.SummarizeSoftware(ctx, store.DB, run.ID, "hosts"); err != nil {
 				return nil, err
 			}
-			if *domainsRun != 0 {
+			if !domainsRun.zero() {
 				if hr.Domains, hr.Cisco, err = domainsBehind(ctx, store, run.ID, *domainsRun); err != nil {
 					return nil, err
 				}
@@ -164,10 +164,12 @@ func reportHostsFlags(fs *flag.FlagSet) runFunc {
 // domainsBehind counts the domains of a domain scan whose MX addresses
 // a port-25 sweep found stripping STARTTLS, and those behind Cisco-style
 // boxes.
-func domainsBehind(ctx context.Context, store *measure.Store, hostsRun, domainsRun int64) (strip, cisco int64, err error) {
-	if _, err := findRun(ctx, store, "domains-run", "domains", domainsRun); err != nil {
+func domainsBehind(ctx context.Context, store *measure.Store, hostsRun int64, domainsRef runRef) (strip, cisco int64, err error) {
+	domains, err := findRun(ctx, store, "domains-run", "domains", domainsRef)
+	if err != nil {
 		return 0, 0, err
 	}
+	domainsRun := domains.ID
 	ips, err := scanner.StrippingIPs(ctx, store.DB, hostsRun)
 	if err != nil {
 		return 0, 0, err
@@ -202,7 +204,7 @@ func reportResolversFlags(fs *flag.FlagSet) runFunc {
 func runReportFlags(fs *flag.FlagSet, name, kind, what string,
 	doc func(context.Context, *measure.Store, scanner.RunInfo) (*report.Document, error)) runFunc {
 	dbPath := dbFlag(fs)
-	id := runFlag(fs, "run", what+" run `ID` (default: the latest)")
+	id := runFlag(fs, "run", what+" run `ID|NAME` (default: the latest)")
 	out := bindOutput(fs)
 	return func(c *call) error {
 		return writeReport(c, *dbPath, out, func(ctx context.Context, store *measure.Store) (*report.Document, string, error) {
@@ -220,8 +222,8 @@ func runReportFlags(fs *flag.FlagSet, name, kind, what string,
 // period joined with the two sweeps.
 func reportExposureFlags(fs *flag.FlagSet) runFunc {
 	dbPath := dbFlag(fs)
-	hostsRun := runFlag(fs, "hosts-run", "port-25 sweep run `ID` (default: the latest)")
-	resolversRun := runFlag(fs, "resolvers-run", "resolver sweep run `ID` (default: the latest)")
+	hostsRun := runFlag(fs, "hosts-run", "port-25 sweep run `ID|NAME` (default: the latest)")
+	resolversRun := runFlag(fs, "resolvers-run", "resolver sweep run `ID|NAME` (default: the latest)")
 	geoip := fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP)")
 	period := bindPeriod(fs, "mail to join")
 	out := bindOutput(fs)
@@ -259,32 +261,6 @@ func reportExposureFlags(fs *flag.FlagSet) runFunc {
 			return e.Document(reportMeta(), hosts, resolvers), "snowrain-exposure-" + periodName(p), nil
 		})
 	}
-}
-
-// runFlag takes a scan run ID; 0 is the latest.
-func runFlag(fs *flag.FlagSet, name, usage string) *int64 {
-	return intFlag[int64](fs, name, 0, 0, noLimit, usage)
-}
-
-// findRun is run id of kind, or the latest one when id is 0; ID 0 in the
-// result means no such run is stored (the report then says so).
-// flagName is the flag that named it, for errors.
-func findRun(ctx context.Context, store *measure.Store, flagName, kind string, id int64) (scanner.RunInfo, error) {
-	if id == 0 {
-		run, _, err := scanner.LatestRun(ctx, store.DB, kind)
-		return run, err
-	}
-	run, ok, err := scanner.LoadRun(ctx, store.DB, id)
-	if err != nil {
-		return run, err
-	}
-	if !ok {
-		return run, fmt.Errorf("--%s %d: no such run in the database", flagName, id)
-	}
-	if run.Kind != kind {
-		return run, fmt.Errorf("--%s %d is a %s run, not %s", flagName, id, run.Kind, kind)
-	}
-	return run, nil
 }
 
 // reportMeta is what every report's heading says about its making.

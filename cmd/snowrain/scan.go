@@ -27,7 +27,7 @@ func scanDomainsFlags(fs *flag.FlagSet) runFunc {
 	input := inputFlag(fs, "input", "Tranco CSV (rank,domain) or a list of domains, one per line, in `FILE` (- for standard input)")
 	fromDB := fs.Bool("from-db", false, "scan the peer domains the milter and the MTA log recorded")
 	limit := intFlag(fs, "limit", 0, 0, noLimit, "scan at most `N` domains (0: all)")
-	dbPath := fs.String("db", config.Default().DB, "`PATH` of the SQLite database (results and resume state)")
+	dbPath := fs.String("db", config.Default().DB, "database: SQLite file `PATH`, or a postgres:// URL that shards on several machines share")
 	dnsServers := dnsListFlag(fs, "dns", "recursive resolvers `HOST:PORT`, comma separated (default: /etc/resolv.conf)")
 	workers := intFlag(fs, "concurrency", 256, 1, 1<<20, "domains in flight")
 	grabbers := intFlag(fs, "grabbers", 64, 1, 1<<20, "SMTP conversations in flight")
@@ -40,8 +40,7 @@ func scanDomainsFlags(fs *flag.FlagSet) runFunc {
 	port := portFlag(fs, "port", 25, false, "SMTP port (tests)")
 	stsPort := portFlag(fs, "mta-sts-port", 0, true, "HTTPS port for MTA-STS fetches (tests; 0: 443)")
 	dryRun := fs.Bool("dry-run", false, "DNS only: no SMTP connection")
-	resume := intFlag[int64](fs, "resume", 0, 0, noLimit, "continue run `ID` where it stopped")
-	jsonl := fs.String("jsonl", "", "write every result as a JSON line to `FILE` (- for standard output)")
+	rf := bindRunFlags(fs)
 	progress := fs.Bool("progress", false, "show progress on standard error (default: when it is a terminal)")
 	return func(c *call) error {
 		switch {
@@ -49,6 +48,9 @@ func scanDomainsFlags(fs *flag.FlagSet) runFunc {
 			return usagef("nothing to scan: give --input FILE (- for standard input) or --from-db")
 		case *input != "" && *fromDB:
 			return usagef("--input and --from-db: give one")
+		}
+		if err := rf.check(true, ""); err != nil {
+			return err
 		}
 		if !c.given("progress") {
 			*progress = isTerminal(os.Stderr)
@@ -64,6 +66,7 @@ func scanDomainsFlags(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		defer store.Close()
+		store.Node = *rf.node
 		client, err := resolver.New(resolver.Config{Servers: *dnsServers, Timeout: 3 * time.Second, CacheSize: 100000})
 		if err != nil {
 			return err
@@ -85,23 +88,24 @@ func scanDomainsFlags(fs *flag.FlagSet) runFunc {
 				return fmt.Errorf("--roots %s: no PEM certificate in it", *roots)
 			}
 		}
-		run, closeRun, err := openRun(ctx, store, "domains", describeInput(*input, *fromDB, *limit), *resume, *jsonl, out)
+		list, err := openList(ctx, store, c.stdin, *input, *fromDB, *limit)
 		if err != nil {
 			return err
 		}
-		defer closeRun()
-		inputs, total, err := openInputs(ctx, store, c.stdin, *input, *fromDB, *limit)
+		sr, err := rf.open(ctx, c, store, "domains", describeInput(*input, *fromDB, *limit), list.identity, out)
 		if err != nil {
 			return err
 		}
+		defer sr.close()
+		run, st := sr.run, sr.shard
 		o := scanner.Options{Resolver: res, Grabber: g, Port: *port, Grabbers: *grabbers,
 			ConnRate: rate.Limit(*connRate), DryRun: *dryRun,
 			STS: &policy.STSFetcher{Resolver: res, Roots: g.Roots, Port: *stsPort, Timeout: 10 * time.Second,
 				Dial: dialer.DialContext},
 			KnownGrab: run.KnownGrab, OnGrab: func(gr *scanner.Grab) { run.SaveGrab(gr) }}
 		e := &scanner.Engine[*scanner.DomainResult]{Module: scanner.NewDomainProbe(o),
-			SweepOptions: scanner.SweepOptions{Workers: *workers, Dialer: dialer}}
-		return sweepInto(ctx, e, scanner.Domains(inputs, uint64(total)), run, "domains", *progress)
+			SweepOptions: scanner.SweepOptions{Workers: *workers, Dialer: dialer, Seed: st.Seed, Shard: st.Shard, Shards: st.Shards}}
+		return sweepInto(ctx, e, scanner.Domains(list.stream(ctx), uint64(list.total)), run, st, "domains", *progress)
 	}
 }
 
@@ -124,56 +128,59 @@ func describeInput(input string, fromDB bool, limit int) string {
 	return fmt.Sprintf("%s limit=%d", input, limit)
 }
 
-// openInputs streams the domains to scan; total is known for files only
-// after reading, so it is counted first (cheap next to a scan). Path "-"
-// is stdin, read once: its total is not known (0).
-func openInputs(ctx context.Context, store *measure.Store, stdin io.Reader, path string, fromDB bool, limit int) (<-chan scanner.Input, int64, error) {
-	ch := make(chan scanner.Input, 1024)
-	if fromDB {
-		list, err := store.PeerDomains(ctx)
-		if err != nil {
-			return nil, 0, err
-		}
-		go scanner.ReadInput(ctx, strings.NewReader(strings.Join(list, "\n")), limit, ch)
-		return ch, int64(len(list)), nil
-	}
-	if path == "-" {
-		go scanner.ReadInput(ctx, stdin, limit, ch)
-		return ch, 0, nil
-	}
-	total, err := countLines(path, limit)
-	if err != nil {
-		return nil, 0, err
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	go func() {
-		defer f.Close()
-		scanner.ReadInput(ctx, f, limit, ch)
-	}()
-	return ch, total, nil
+// domainList is the list a domain scan reads: its identity (a run's
+// targets: every shard must read the same list) and its length, known
+// before the scan for a file and --from-db.
+type domainList struct {
+	identity string
+	total    int64
+	stream   func(context.Context) <-chan scanner.Input
 }
 
-// countLines counts the input for the progress ETA: cheap next to a scan.
-func countLines(path string, limit int) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var n int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
-			n++
+// openList reads the list once for its identity and length (cheap next to
+// a scan), and streams it again for the scan. A file's identity is its
+// domains' count and digest (scanner.ListIdentity); --from-db and standard
+// input are named as such: the peer domains may grow between the shards'
+// starts, and standard input is read once. Shards still never take the
+// same domain: the shard of a domain depends on its name alone.
+func openList(ctx context.Context, store *measure.Store, stdin io.Reader, path string, fromDB bool, limit int) (*domainList, error) {
+	feed := func(rd io.Reader, done func()) func(context.Context) <-chan scanner.Input {
+		return func(ctx context.Context) <-chan scanner.Input {
+			ch := make(chan scanner.Input, 1024)
+			go func() {
+				defer done()
+				scanner.ReadInput(ctx, rd, limit, ch)
+			}()
+			return ch
 		}
 	}
-	if limit > 0 && n > int64(limit) {
-		n = int64(limit)
+	switch {
+	case fromDB:
+		list, err := store.PeerDomains(ctx)
+		if err != nil {
+			return nil, err
+		}
+		n := int64(len(list))
+		if limit > 0 && n > int64(limit) {
+			n = int64(limit)
+		}
+		return &domainList{"the database's peer domains (--from-db)", n, feed(strings.NewReader(strings.Join(list, "\n")), func() {})}, nil
+	case path == "-":
+		return &domainList{"standard input", 0, feed(stdin, func() {})}, nil
 	}
-	return n, sc.Err()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	id, n, err := scanner.ListIdentity(bufio.NewReader(f), limit)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--input %s: %w", path, err)
+	}
+	return &domainList{id, n, feed(f, func() { f.Close() })}, nil
 }
 
 func isTerminal(f *os.File) bool {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -25,34 +23,27 @@ import (
 
 // sweepFlags are shared by `scan hosts` and `scan resolvers`.
 type sweepFlags struct {
-	fs                        *flag.FlagSet
-	targets, db, block, jsonl *string
-	asnDB, geoip              *string
-	shard                     *shard
-	seed                      *uint64
-	rate                      *float64
-	workers, port             *int
-	resume                    *int64
-	progress                  *bool
-	timeout                   *time.Duration
+	*runFlags
+	targets, db, block *string
+	asnDB, geoip       *string
+	rate               *float64
+	workers, port      *int
+	progress           *bool
+	timeout            *time.Duration
 }
 
 // newSweepFlags registers the flags both sweeps take; defaultPort is the
 // kind's port.
 func newSweepFlags(fs *flag.FlagSet, defaultPort int) *sweepFlags {
-	return &sweepFlags{fs: fs,
+	return &sweepFlags{runFlags: bindRunFlags(fs),
 		targets:  stringFlag(fs, "targets", "", "addresses to sweep: `CIDRS`, comma separated, or a file of CIDRs, one per line", checkTargets),
-		db:       dbFlag(fs),
-		block:    inputFlag(fs, "blocklist", "CIDRs never to contact, in `FILE` (default: IANA special-purpose ranges)"),
-		jsonl:    fs.String("jsonl", "", "write every result as a JSON line to `FILE` (- for standard output)"),
-		shard:    shardFlag(fs, "this machine's shard `i/n` of the permutation"),
+		db:       fs.String("db", config.Default().DB, "database: SQLite file `PATH`, or a postgres:// URL that shards on several machines share"),
+		block:    inputFlag(fs, "blocklist", "CIDRs never to contact, in `FILE` (default: IANA special-purpose ranges; the same file on every shard)"),
 		asnDB:    fs.String("asn-db", "", "`PATH` of an MMDB AS database (GeoLite2-ASN)"),
 		geoip:    fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP)"),
-		seed:     fs.Uint64("seed", 0, "permutation seed, the same on every shard (default: a random one)"),
-		rate:     rateFlag(fs, "rate", 1000, 0.001, "targets per second"),
+		rate:     rateFlag(fs, "rate", 1000, 0.001, "targets per second (this machine)"),
 		workers:  intFlag(fs, "concurrency", 512, 1, 1<<20, "targets in flight"),
 		port:     portFlag(fs, "port", defaultPort, false, "port to probe"),
-		resume:   intFlag[int64](fs, "resume", 0, 0, noLimit, "continue run `ID` from its checkpoint, with its targets and seed (--shard i/n: that shard, e.g. another machine's)"),
 		progress: fs.Bool("progress", false, "show progress on standard error (default: when it is a terminal)"),
 		timeout:  durationFlag(fs, "timeout", 10*time.Second, "per target"),
 	}
@@ -102,165 +93,81 @@ func parseSpec(spec string) (*scanner.Targets, error) {
 	return scanner.NewTargets(prefixes), nil
 }
 
-// open sets up the store, run, output and geo databases.
-func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*scanner.Run, *scanner.Geo, func(), error) {
-	store, err := measure.Open(ctx, *f.db)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	run, closeRun, err := openRun(ctx, store, kind, *f.targets+" shard "+f.shard.String(), *f.resume, *f.jsonl, out)
-	if err != nil {
-		store.Close()
-		return nil, nil, nil, err
-	}
-	geo, err := scanner.OpenGeo(*f.asnDB, *f.geoip)
-	if err != nil {
-		closeRun()
-		store.Close()
-		return nil, nil, nil, err
-	}
-	return run, geo, func() { geo.Close(); closeRun(); store.Close() }, nil
-}
-
-// openRun opens the run a sweep writes: a new one of kind over input, or
-// run resume, which must be of kind. JSON lines go to path ('-': out),
-// appended when resuming, so the file holds the whole run once.
-func openRun(ctx context.Context, store *measure.Store, kind, input string, resume int64, path string, out io.Writer) (*scanner.Run, func(), error) {
-	var jw io.Writer
-	closeJSON := func() {}
-	switch path {
-	case "":
-	case "-":
-		jw = out
-	default:
-		mode := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-		if resume != 0 {
-			mode = os.O_WRONLY | os.O_CREATE | os.O_APPEND
-		}
-		fh, err := os.OpenFile(path, mode, 0o644)
-		if err != nil {
-			return nil, nil, err
-		}
-		jw, closeJSON = fh, func() { fh.Close() }
-	}
-	run, err := newOrResumedRun(ctx, store, kind, input, resume, jw)
-	if err != nil {
-		closeJSON()
-		return nil, nil, err
-	}
-	return run, closeJSON, nil
-}
-
-func newOrResumedRun(ctx context.Context, store *measure.Store, kind, input string, resume int64, jw io.Writer) (*scanner.Run, error) {
-	if resume == 0 {
-		return scanner.NewRun(ctx, store.DB, kind, input, jw)
-	}
-	info, ok, err := scanner.LoadRun(ctx, store.DB, resume)
-	switch {
-	case err != nil:
-		return nil, err
-	case !ok:
-		return nil, fmt.Errorf("--resume %d: no such run", resume)
-	case info.Kind != kind:
-		return nil, fmt.Errorf("--resume %d: run %d is a %s scan, not %s", resume, resume, info.Kind, kind)
-	}
-	return scanner.ResumeRun(ctx, store.DB, resume, jw)
-}
-
 // sweep is what the address sweeps set up before they start.
 type sweep struct {
 	targets *scanner.Targets
-	opts    scanner.SweepOptions // permutation, rate, dialer
+	opts    scanner.SweepOptions // permutation, shard, rate, dialer
 	ctx     context.Context
 	run     *scanner.Run // resume point, checkpoints, results
+	shard   scanner.SweepState
 	geo     *scanner.Geo
 	dialer  *scanner.Dialer // every connection of the sweep
 	close   func()
 }
 
-// setup opens the run the parsed flags describe; close undoes it. A
-// resumed run continues its stored permutation from its checkpoint.
+// setup opens the store and the run the parsed flags describe, and the
+// shard this process sweeps; close undoes it. A joined or resumed run
+// sweeps its stored targets with its seed, a resumed shard from its
+// checkpoint.
 func (f *sweepFlags) setup(c *call, kind string) (*sweep, error) {
-	if *f.resume == 0 && *f.targets == "" {
-		return nil, usagef("nothing to sweep: give --targets CIDR,… or FILE (or --resume ID)")
+	if err := f.check(*f.targets != "", "nothing to sweep: give --targets CIDR,… or FILE"); err != nil {
+		return nil, err
 	}
 	if !c.given("progress") {
 		*f.progress = isTerminal(os.Stderr)
 	}
-	if !c.given("seed") {
-		*f.seed = rand.Uint64()
-	}
-	out := c.stdout
-	s := &sweep{}
 	block, err := loadBlocklist(*f.block)
 	if err != nil {
 		return nil, err
 	}
-	s.dialer = &scanner.Dialer{Blocklist: block}
-	if *f.resume == 0 || *f.targets != "" {
-		if s.targets, err = f.parseTargets(); err != nil {
+	var targets string
+	if *f.targets != "" {
+		t, err := f.parseTargets()
+		if err != nil {
 			return nil, err
 		}
+		targets = t.String()
 	}
-	shard, shards := f.shard.i, f.shard.n
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	run, geo, closeAll, err := f.open(ctx, kind, out)
-	if err != nil {
+	s := &sweep{ctx: ctx, dialer: &scanner.Dialer{Blocklist: block}}
+	var undo []func()
+	s.close = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
 		stop()
-		return nil, err
 	}
-	s.ctx, s.run, s.geo = ctx, run, geo
-	s.close = func() { closeAll(); stop() }
-	st, err := f.sweepState(run, s.targets, shard, shards)
-	if err == nil {
-		s.targets, err = parseSpec(st.Targets)
-	}
-	if err == nil {
-		st, err = run.StartSweep(ctx, st)
-	}
+	fail := func(err error) (*sweep, error) { s.close(); return nil, err }
+	store, err := measure.Open(ctx, *f.db)
 	if err != nil {
-		s.close()
-		return nil, err
+		return fail(err)
 	}
+	store.Node = *f.node
+	undo = append(undo, func() { store.Close() })
+	sr, err := f.open(ctx, c, store, kind, *f.targets, targets, c.stdout)
+	if err != nil {
+		return fail(err)
+	}
+	undo = append(undo, sr.close)
+	if s.targets, err = parseSpec(sr.shard.Targets); err != nil {
+		return fail(fmt.Errorf("run %d's targets: %w", sr.run.ID, err))
+	}
+	if s.geo, err = scanner.OpenGeo(*f.asnDB, *f.geoip); err != nil {
+		return fail(err)
+	}
+	undo = append(undo, func() { s.geo.Close() })
+	s.run, s.shard = sr.run, sr.shard
+	st := sr.shard
 	s.opts = scanner.SweepOptions{Seed: st.Seed, Shard: st.Shard, Shards: st.Shards, Workers: *f.workers,
 		Rate: rate.Limit(*f.rate), Dialer: s.dialer}
 	return s, nil
-}
-
-// sweepState picks the shard to sweep. A new run takes the flags; a
-// resumed one keeps its targets, seed and shard count, and continues the
-// shard named by --shard (a new one when another machine swept the
-// others) or, without --shard, the one shard it holds.
-func (f *sweepFlags) sweepState(run *scanner.Run, targets *scanner.Targets, shard, shards int) (scanner.SweepState, error) {
-	stored := run.Sweeps()
-	if len(stored) == 0 {
-		if *f.resume != 0 && targets == nil {
-			return scanner.SweepState{}, fmt.Errorf("--resume %d: the run stored no targets; give --targets", run.ID)
-		}
-		return scanner.SweepState{Targets: targets.String(), Seed: *f.seed, Shard: shard, Shards: shards}, nil
-	}
-	base := stored[0]
-	if targets != nil && targets.String() != base.Targets {
-		return base, fmt.Errorf("--resume %d: the run swept %s, not %s", run.ID, base.Targets, targets)
-	}
-	set := map[string]bool{}
-	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	switch {
-	case set["shard"] && shards != base.Shards:
-		return base, fmt.Errorf("--resume %d: the run has %d shards, not %d", run.ID, base.Shards, shards)
-	case set["shard"]:
-		base.Shard = shard
-	case len(stored) > 1:
-		return base, fmt.Errorf("--resume %d: the run holds %d shards; name one with --shard", run.ID, len(stored))
-	}
-	return base, nil
 }
 
 // sweepInto runs e over src into run (the engine skips what the run holds,
 // continues its checkpoint and stores what it finds), with the progress
 // line on standard error, then says how the run of kind ended.
 func sweepInto[R scanner.Result](ctx context.Context, e *scanner.Engine[R], src scanner.Source, run *scanner.Run,
-	kind string, progress bool) error {
+	shard scanner.SweepState, kind string, progress bool) error {
 	noun := "addresses"
 	if kind == "domains" {
 		noun = "domains"
@@ -278,7 +185,7 @@ func sweepInto[R scanner.Result](ctx context.Context, e *scanner.Engine[R], src 
 		n.Add(1)
 	}
 	if err := e.Sweep(ctx, src); err != nil { // what it found is stored, up to its checkpoint
-		fmt.Fprintf(os.Stderr, "scan stopped; resume with: snowrain scan %s --resume %d …\n", kind, run.ID)
+		fmt.Fprintf(os.Stderr, "scan stopped; resume with: snowrain scan %s --resume %s%s …\n", kind, label(run), shardArg(shard))
 		return err
 	}
 	if err := run.Finish(); err != nil {
@@ -288,8 +195,21 @@ func sweepInto[R scanner.Result](ctx context.Context, e *scanner.Engine[R], src 
 	if kind == "domains" {
 		report = "scan"
 	}
-	fmt.Fprintf(os.Stderr, "%s run %d: %d %s probed; tables: snowrain report %s --run %d\n", kind, run.ID, n.Load(), noun, report, run.ID)
+	part := ""
+	if shard.Shards > 1 {
+		part = fmt.Sprintf(", shard %d/%d", shard.Shard, shard.Shards)
+	}
+	fmt.Fprintf(os.Stderr, "%s run %d%s: %d %s probed; tables: snowrain report %s --run %s\n", kind, run.ID, part,
+		n.Load(), noun, report, label(run))
 	return nil
+}
+
+// shardArg is " --shard i/n" for a shard of several, else "".
+func shardArg(st scanner.SweepState) string {
+	if st.Shards <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" --shard %d/%d", st.Shard, st.Shards)
 }
 
 // scanHostsFlags is `snowrain scan hosts`: STARTTLS stripping on port 25.
@@ -310,7 +230,7 @@ func scanHostsFlags(fs *flag.FlagSet) runFunc {
 					h.ASN, h.Organization, h.Country = sw.geo.Lookup(h.IP)
 				}
 			}}
-		return sweepInto(sw.ctx, e, sw.targets, sw.run, "hosts", *f.progress)
+		return sweepInto(sw.ctx, e, sw.targets, sw.run, sw.shard, "hosts", *f.progress)
 	}
 }
 
@@ -342,7 +262,7 @@ func scanResolversFlags(fs *flag.FlagSet) runFunc {
 		p := &scanner.ResolverProber{Port: *f.port, Timeout: *f.timeout, Dialer: sw.dialer, Truth: truth,
 			PerTarget: rate.Limit(*perTarget)}
 		e := &scanner.Engine[*scanner.ResolverResult]{SweepOptions: sw.opts, Module: p} // silent addresses: absent, not stored
-		return sweepInto(sw.ctx, e, sw.targets, sw.run, "resolvers", *f.progress)
+		return sweepInto(sw.ctx, e, sw.targets, sw.run, sw.shard, "resolvers", *f.progress)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
 	"github.com/snowrain/snowrain/scanner"
@@ -183,14 +184,14 @@ func spfFinding(d Domain, r *scanner.DomainResult) Finding {
 	w := r.SPF
 	fix := fmt.Sprintf("%s. TXT \"v=spf1 mx -all\"", d.Name)
 	switch {
-	case w == nil || w.Record == "" && (w.ErrorClass == "" || w.ErrorClass == "none"):
+	case w == nil || w.Record == "" && (w.ErrorClass == "" || w.ErrorClass == scanner.SPFNone):
 		f.Status, f.Value = StatusFail, "not published"
 		f.Reason = "RFC 7208: receivers cannot tell forged senders; the paper found SPF on only 47% of the Top 1M domains with MX records (§5.1, Table 19)."
 		f.Fix = fix
 	case w.ErrorClass != "":
 		f.Status, f.Value = StatusFail, fmt.Sprintf("%q: error %s", w.Record, w.ErrorClass)
 		if w.Record == "" {
-			f.Value = "error " + w.ErrorClass
+			f.Value = "error " + string(w.ErrorClass)
 		}
 		f.Reason = "An SPF error is a permerror or temperror for receivers (RFC 7208 §2.6), as if none were published (paper Table 21)."
 		f.Fix = fix
@@ -211,23 +212,23 @@ func spfFinding(d Domain, r *scanner.DomainResult) Finding {
 func dmarcFinding(d Domain, r *scanner.DomainResult) Finding {
 	f := Finding{ID: "domain.dmarc", Title: "DMARC", Setting: "TXT at _dmarc." + d.Name}
 	fix := fmt.Sprintf("_dmarc.%s. TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc@%s\"", d.Name, d.Name)
-	pol := "absent"
+	pol := auth.PolicyAbsent
 	if r.DMARC != nil {
 		pol = r.DMARC.Policy
 	}
 	switch pol {
-	case "reject", "quarantine":
-		f.Status, f.Value = StatusOK, "p="+pol
+	case auth.PolicyReject, auth.PolicyQuarantine:
+		f.Status, f.Value = StatusOK, "p="+string(pol)
 		if r.DMARC.RUA {
 			f.Value += ", aggregate reports requested"
 		}
 		f.Reason = "RFC 7489: receivers act on unauthenticated mail; the paper found 0.3% of the Top 1M with such a policy (Table 18)."
-	case "none":
+	case auth.PolicyNone:
 		f.Status, f.Value = StatusWarn, "p=none"
 		f.Reason = "RFC 7489 §6.3: p=none only asks for reports; the paper found it the most common policy among providers that publish one (§5.3)."
 		f.Fix = fix
-	default:
-		f.Status, f.Value = StatusFail, pol
+	default: // absent, invalid
+		f.Status, f.Value = StatusFail, string(pol)
 		f.Reason = "RFC 7489: without DMARC receivers apply no policy to mail forging the domain; 73.92% of Gmail's inbound mail came from such domains (paper Table 18)."
 		f.Fix = fix
 	}
@@ -239,19 +240,19 @@ func stsFinding(d Domain, r *scanner.DomainResult) Finding {
 	fix := fmt.Sprintf("_mta-sts.%s. TXT \"v=STSv1; id=1\" and a policy file (mode: testing, then enforce)", d.Name)
 	m := r.MTASTS
 	switch {
-	case m == nil || m.Mode == "absent":
+	case m == nil || m.Mode == scanner.STSAbsent:
 		f.Status, f.Value = StatusWarn, "not published"
 		f.Reason = "RFC 8461: without MTA-STS (or DANE) senders fall back to cleartext when STARTTLS is stripped (paper §4.1 found stripping on 41,405 IPv4 servers, Table 11)."
 		f.Fix = fix
-	case m.Mode == "enforce":
+	case m.Mode == policy.STSEnforce:
 		f.Status, f.Value = StatusOK, "enforce, mx: "+strings.Join(m.MX, " ")
 		f.Reason = "RFC 8461 §5: senders that support MTA-STS refuse cleartext and unauthenticated TLS to this domain."
-	case m.Mode == "testing" || m.Mode == "none":
-		f.Status, f.Value = StatusWarn, m.Mode+", mx: "+strings.Join(m.MX, " ")
+	case m.Mode == policy.STSTesting || m.Mode == policy.STSNone:
+		f.Status, f.Value = StatusWarn, string(m.Mode)+", mx: "+strings.Join(m.MX, " ")
 		f.Reason = "RFC 8461 §5: testing and none only report failures (with TLS-RPT); nothing is enforced."
 		f.Fix = "mode: enforce in the policy file, with a new id in the TXT record"
 	default:
-		f.Status, f.Value = StatusFail, m.Mode+": "+m.Error
+		f.Status, f.Value = StatusFail, string(m.Mode)+": "+m.Error
 		f.Reason = "RFC 8461 §3: a broken record or policy is as if none were published; senders cache nothing."
 		f.Fix = fix
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/snowrain/snowrain/policy"
 )
 
 // auditPostfix builds the findings of a Postfix instance.
@@ -81,9 +83,12 @@ func inboundServices(c *PostfixConfig) []Service {
 
 // Postfix client security levels (postconf(5) smtp_tls_security_level).
 var (
-	clientEncrypts     = map[string]bool{"may": true, "encrypt": true, "dane": true, "dane-only": true, "fingerprint": true, "verify": true, "secure": true}
-	clientMandatory    = map[string]bool{"encrypt": true, "dane-only": true, "fingerprint": true, "verify": true, "secure": true}
-	clientAuthenticate = map[string]bool{"dane-only": true, "fingerprint": true, "verify": true, "secure": true}
+	clientEncrypts = map[policy.Level]bool{policy.LevelMay: true, policy.LevelEncrypt: true, policy.LevelDANE: true,
+		policy.LevelDANEOnly: true, policy.LevelFingerprint: true, policy.LevelVerify: true, policy.LevelSecure: true}
+	clientMandatory = map[policy.Level]bool{policy.LevelEncrypt: true, policy.LevelDANEOnly: true,
+		policy.LevelFingerprint: true, policy.LevelVerify: true, policy.LevelSecure: true}
+	clientAuthenticate = map[policy.Level]bool{policy.LevelDANEOnly: true, policy.LevelFingerprint: true,
+		policy.LevelVerify: true, policy.LevelSecure: true}
 )
 
 func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *OpenSSL, o *Options) []Finding {
@@ -93,18 +98,18 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 			Setting: c.Where(nil, "default_transport"), Reason: "postconf(5) default_transport: the transport for domains not handled otherwise."}}
 	}
 	level, where := c.levelOf(s, "smtp")
-	fixLevel := func(v string) string { return c.FixLine(s, "smtp_tls_security_level", v) }
+	fixLevel := func(v policy.Level) string { return c.FixLine(s, "smtp_tls_security_level", string(v)) }
 	var fs []Finding
 
 	start := Finding{ID: "outbound.starttls", Title: "Initiates STARTTLS when delivering", Setting: where}
 	switch {
 	case clientEncrypts[level]:
-		start.Status, start.Value = StatusOK, "yes (level "+level+")"
+		start.Status, start.Value = StatusOK, "yes (level "+string(level)+")"
 		start.Reason = "Paper Table 5 and §3.3: Postfix does not initiate STARTTLS by default (Debian's package sets may); 79.8% of Gmail's outbound mail was encrypted in April 2015 (§3.1)."
 	default:
-		start.Status, start.Value = StatusFail, "no: every message leaves in cleartext (level "+level+")"
+		start.Status, start.Value = StatusFail, "no: every message leaves in cleartext (level "+string(level)+")"
 		start.Reason = "Paper Table 5 and §3.3: Postfix sends all mail in cleartext unless configured to use STARTTLS, which the paper blames for much of the unencrypted mail it saw (§3.5)."
-		start.Fix = fixLevel("may")
+		start.Fix = fixLevel(policy.LevelMay)
 	}
 	fs = append(fs, start)
 
@@ -114,16 +119,16 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 	case !clientEncrypts[level]:
 		fall.Status, fall.Value = StatusFail, "always cleartext"
 		fall.Reason = "Paper §4.1: without STARTTLS there is nothing to strip; mail is readable on the path."
-		fall.Fix = fixLevel("may")
-	case level == "may":
+		fall.Fix = fixLevel(policy.LevelMay)
+	case level == policy.LevelMay:
 		fall.Status, fall.Value = StatusWarn, "yes: when STARTTLS is not offered, refused or fails, mail goes in cleartext"
 		fall.Reason = "Paper Table 5 and §4.1: every MTA tested falls back, so an attacker who strips STARTTLS from the EHLO reply or corrupts the handshake reads the mail (41,405 IPv4 servers showed stripping, Table 11)."
-		fall.Fix = fixLevel("dane") + " and " + c.FixLine(s, "smtp_dns_support_level", "dnssec") + " (RFC 7672), or an MTA-STS policy map (snowrain policy socket, RFC 8461)"
-	case level == "dane":
+		fall.Fix = fixLevel(policy.LevelDANE) + " and " + c.FixLine(s, "smtp_dns_support_level", "dnssec") + " (RFC 7672), or an MTA-STS policy map (snowrain policy socket, RFC 8461)"
+	case level == policy.LevelDANE:
 		fall.Status, fall.Value = StatusOK, "no for destinations with DNSSEC-signed TLSA records; yes for the others (opportunistic)"
 		fall.Reason = "RFC 7672 §2.2: DANE is mandatory where TLSA records are published and validated; elsewhere it is the paper's opportunistic STARTTLS (§4.1)."
 	default:
-		fall.Status, fall.Value = StatusOK, "no: mail waits in the queue rather than leave without TLS (level "+level+")"
+		fall.Status, fall.Value = StatusOK, "no: mail waits in the queue rather than leave without TLS (level "+string(level)+")"
 		fall.Reason = "Paper §4.1: refusing cleartext defeats STARTTLS stripping; RFC 3207 §4 lets a client require TLS. Mail to servers without STARTTLS (18.2% of the Top 1M in 2015, Table 1) bounces after maximal_queue_lifetime."
 	}
 	if policyMaps != "" {
@@ -134,15 +139,15 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 	auth := Finding{ID: "outbound.authentication", Title: "Authenticates the receiving server", Setting: where}
 	switch {
 	case clientAuthenticate[level]:
-		auth.Status, auth.Value = StatusOK, "yes, every destination (level "+level+")"
+		auth.Status, auth.Value = StatusOK, "yes, every destination (level "+string(level)+")"
 		auth.Reason = "Paper §3.3: Postfix is the only MTA tested that can validate server and domain; RFC 7672 and RFC 8461 make it practical."
-	case level == "dane":
+	case level == policy.LevelDANE:
 		auth.Status, auth.Value = StatusOK, "yes where DNSSEC-signed TLSA records exist (DANE); no elsewhere"
 		auth.Reason = "RFC 7672 §3: TLSA records authenticate the server without depending on certificate names matching (paper §3.2.1)."
 	default:
-		auth.Status, auth.Value = StatusWarn, "no: any certificate is accepted (level "+level+")"
+		auth.Status, auth.Value = StatusWarn, "no: any certificate is accepted (level "+string(level)+")"
 		auth.Reason = "Paper §3.5: none of the providers or MTAs used TLS for authentication, so an active attacker can present any certificate; Postfix logs such deliveries as Untrusted or Anonymous."
-		auth.Fix = fixLevel("dane") + " with smtp_dns_support_level = dnssec (RFC 7672), or MTA-STS through smtp_tls_policy_maps (RFC 8461)"
+		auth.Fix = fixLevel(policy.LevelDANE) + " with smtp_dns_support_level = dnssec (RFC 7672), or MTA-STS through smtp_tls_policy_maps (RFC 8461)"
 	}
 	fs = append(fs, auth)
 
@@ -168,12 +173,12 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 // postfixDANE says whether DANE is on: smtp_dns_support_level = dnssec
 // and a dane level (or a policy map that may answer dane), and whether
 // the resolver Postfix uses passes the AD bit on.
-func postfixDANE(c *PostfixConfig, s *Service, level string, o *Options) Finding {
+func postfixDANE(c *PostfixConfig, s *Service, level policy.Level, o *Options) Finding {
 	f := Finding{ID: "outbound.dane", Title: "DANE (RFC 7672)", Setting: c.Where(s, "smtp_dns_support_level") + "; " + c.Where(s, "smtp_tls_security_level")}
 	dnssec := c.Param(s, "smtp_dns_support_level") == "dnssec"
-	dane := level == "dane" || level == "dane-only"
+	dane := level == policy.LevelDANE || level == policy.LevelDANEOnly
 	maps := c.Param(s, "smtp_tls_policy_maps") != ""
-	fix := c.FixLine(s, "smtp_dns_support_level", "dnssec") + "; " + c.FixLine(s, "smtp_tls_security_level", "dane")
+	fix := c.FixLine(s, "smtp_dns_support_level", "dnssec") + "; " + c.FixLine(s, "smtp_tls_security_level", string(policy.LevelDANE))
 	switch {
 	case dnssec && (dane || maps):
 		f.Status = StatusOK
@@ -201,7 +206,7 @@ func postfixDANE(c *PostfixConfig, s *Service, level string, o *Options) Finding
 }
 
 // Postfix server levels (postconf(5) smtpd_tls_security_level).
-var serverEncrypts = map[string]bool{"may": true, "encrypt": true}
+var serverEncrypts = map[policy.Level]bool{policy.LevelMay: true, policy.LevelEncrypt: true}
 
 func postfixInbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *OpenSSL) []Finding {
 	level, where := c.levelOf(s, "smtpd")
@@ -210,14 +215,14 @@ func postfixInbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Ope
 	var fs []Finding
 	switch {
 	case !serverEncrypts[level]:
-		f.Status, f.Value = StatusFail, "no (level "+level+"): every sender delivers in cleartext"
+		f.Status, f.Value = StatusFail, "no (level "+string(level)+"): every sender delivers in cleartext"
 		f.Reason = "Paper §3.3 and Table 5: STARTTLS inbound needs the server side configured; in 2015 only 53.7% of Gmail's inbound connections were encrypted (§3.1)."
 		f.Fix = c.FixLine(s, "smtpd_tls_security_level", "may") + " with a certificate (smtpd_tls_chain_files)"
 	case len(cert.CertFiles) == 0:
-		f.Status, f.Value = StatusFail, "no: level "+level+" but no certificate, so Postfix disables TLS"
+		f.Status, f.Value = StatusFail, "no: level "+string(level)+" but no certificate, so Postfix disables TLS"
 		f.Reason = "postconf(5): without smtpd_tls_cert_file or smtpd_tls_chain_files the server cannot offer STARTTLS."
 		f.Fix = cert.FixFiles
-	case level == "encrypt":
+	case level == policy.LevelEncrypt:
 		f.Status, f.Value = StatusWarn, "yes, and required: senders without TLS are refused"
 		f.Reason = "RFC 3207 §4: a publicly-referenced SMTP server must not require STARTTLS; 18.2% of the Top 1M servers lacked it in 2015 (paper Table 1), so their mail bounces."
 		f.Fix = c.FixLine(s, "smtpd_tls_security_level", "may")
@@ -227,7 +232,7 @@ func postfixInbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Ope
 	}
 	fs = append(fs, f)
 	if serverEncrypts[level] && len(cert.CertFiles) > 0 {
-		p := postfixTLSParams(c, s, "smtpd", level == "encrypt", false)
+		p := postfixTLSParams(c, s, "smtpd", level == policy.LevelEncrypt, false)
 		fs = append(fs, protocolFinding("inbound.protocols", "Protocols accepted from senders", ossl, p),
 			cipherFinding(ctx, "inbound.ciphers", "Ciphers accepted from senders", ossl, p, false))
 	}

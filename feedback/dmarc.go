@@ -10,6 +10,7 @@ import (
 
 	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/dmarcrpt"
+	"github.com/snowrain/snowrain/measure"
 )
 
 // DMARCReport is one aggregate report to send: the policy domain's
@@ -134,13 +135,16 @@ func ReportID(day Day, domain, submitter string) string {
 
 // message is one stored message with its signatures.
 type message struct {
-	id, at                              int64
-	clientIP, mailFrom, headerFrom      string
-	spfResult, spfDomain                string
-	policy, disposition, result, action string
-	recordDomain, published             string
-	spfAligned, dkimAligned             bool
-	sigs                                []dmarcrpt.DKIMResult
+	id, at                         int64
+	clientIP, mailFrom, headerFrom string
+	spfResult                      auth.SPFStatus
+	spfDomain                      string
+	policy, disposition            auth.DMARCPolicy
+	result                         auth.DMARCStatus
+	action                         measure.Action
+	recordDomain, published        string
+	spfAligned, dkimAligned        bool
+	sigs                           []dmarcrpt.DKIMResult
 }
 
 // record is the message as an aggregate report row of count 1.
@@ -150,7 +154,7 @@ func (m *message) record() (*dmarcrpt.Record, bool) {
 		return nil, false // the schema has no place for a record without an address
 	}
 	pe := dmarcrpt.PolicyEvaluated{Disposition: appliedDisposition(m.action), DKIM: passFail(m.dkimAligned), SPF: passFail(m.spfAligned)}
-	if m.result == "fail" {
+	if m.result == auth.DMARCFail {
 		// Why what we did differs from what the policy asked for (Appendix
 		// C PolicyOverrideType): pct= sampled the message out, or snowrain
 		// does not enforce (the default: monitoring only).
@@ -163,7 +167,7 @@ func (m *message) record() (*dmarcrpt.Record, bool) {
 	}
 	spf := m.spfResult
 	if spf == "" {
-		spf = "none"
+		spf = auth.SPFNone
 	}
 	spfDomain := m.spfDomain
 	if spfDomain == "" {
@@ -173,16 +177,17 @@ func (m *message) record() (*dmarcrpt.Record, bool) {
 		Row:         dmarcrpt.Row{SourceIP: ip, Count: 1, PolicyEvaluated: pe},
 		Identifiers: dmarcrpt.Identifiers{EnvelopeFrom: m.mailFrom, HeaderFrom: m.headerFrom},
 		AuthResults: dmarcrpt.AuthResults{DKIM: m.sigs,
-			SPF: []dmarcrpt.SPFResult{{Domain: spfDomain, Scope: "mfrom", Result: spf}}},
+			SPF: []dmarcrpt.SPFResult{{Domain: spfDomain, Scope: "mfrom", Result: string(spf)}}},
 	}, true
 }
 
-func appliedDisposition(action string) dmarcrpt.Disposition {
+func appliedDisposition(action measure.Action) dmarcrpt.Disposition {
 	switch action {
-	case "reject":
+	case measure.ActionReject:
 		return dmarcrpt.DispositionReject
-	case "quarantine":
+	case measure.ActionQuarantine:
 		return dmarcrpt.DispositionQuarantine
+	case measure.ActionAccept:
 	}
 	return dmarcrpt.DispositionNone
 }
@@ -196,11 +201,11 @@ func passFail(ok bool) dmarcrpt.Result {
 
 // dkimResult keeps the RFC 8601 results Appendix C's DKIMResultType has.
 func dkimResult(r string) string {
-	switch r {
-	case "none", "pass", "fail", "policy", "neutral", "temperror", "permerror":
+	switch auth.DKIMStatus(r) {
+	case auth.DKIMNone, auth.DKIMPass, auth.DKIMFail, auth.DKIMPolicy, auth.DKIMNeutral, auth.DKIMTempError, auth.DKIMPermError:
 		return r
 	}
-	return "permerror"
+	return string(auth.DKIMPermError)
 }
 
 func recordKey(r *dmarcrpt.Record) string {

@@ -12,6 +12,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/measure/maillog"
+	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
 	"github.com/snowrain/snowrain/tlsrpt"
 )
@@ -30,7 +32,8 @@ type session struct {
 	domain, key        string
 	at                 int64
 	relayHost, relayIP string
-	level, status      string
+	level              maillog.Level
+	status             maillog.Status
 	result             tlsrpt.ResultType
 	reason             string
 }
@@ -119,8 +122,9 @@ func loadSessions(ctx context.Context, db *sql.DB, day Day) ([]*session, error) 
 
 // decision is one recorded answer of the policy engine.
 type decision struct {
-	at            int64
-	source, error string
+	at     int64
+	source policy.Source
+	error  string
 }
 
 // policies is what the store knows of a domain's policies on a day.
@@ -130,8 +134,9 @@ type policies struct {
 }
 
 type stsPolicy struct {
-	mode, text string
-	mx         []string
+	mode policy.STSMode
+	text string
+	mx   []string
 }
 
 func loadPolicies(ctx context.Context, db *sql.DB, domain string, day Day) (*policies, error) {
@@ -184,8 +189,8 @@ type applied struct {
 	failed tlsrpt.ResultType // a policy failure (fetch, syntax) that makes every session fail
 }
 
-// policyFor reads the engine's decision: "dane" is a TLSA policy;
-// "mta-sts" an enforced MTA-STS policy; a fetch or syntax error while
+// policyFor reads the engine's decision: SourceDANE is a TLSA policy;
+// SourceMTASTS an enforced MTA-STS policy; a fetch or syntax error while
 // looking for one is an MTA-STS policy failure (RFC 8460 4.3.2.3); any
 // other answer with a cached MTA-STS policy in testing mode is that
 // policy (testing is reported, not enforced: RFC 8461 5); else none.
@@ -193,11 +198,15 @@ func (p *policies) policyFor(s *session) applied {
 	d, ok := p.decisionAt(s.at)
 	if ok {
 		switch d.source {
-		case "dane":
+		case policy.SourceDANE:
 			return applied{kind: tlsrpt.PolicyTLSA, mx: s.relayHost}
-		case "mta-sts":
+		case policy.SourceMTASTS:
 			return applied{kind: tlsrpt.PolicySTS}
-		case "error":
+		case policy.SourceOverride, policy.SourceLearned, policy.SourceNone, policy.SourceInbound,
+			policy.SourceConfig, policy.SourceImported:
+			// Postfix's own levels: an MTA-STS policy in testing mode may
+			// still apply (below).
+		case policy.SourceError:
 			switch class, _, _ := strings.Cut(d.error, ":"); class {
 			case "sts_fetch":
 				return applied{kind: tlsrpt.PolicySTS, failed: tlsrpt.ResultSTSPolicyFetchError}
@@ -206,7 +215,7 @@ func (p *policies) policyFor(s *session) applied {
 			}
 		}
 	}
-	if p.sts != nil && (p.sts.mode == "testing" || (!ok && p.sts.mode == "enforce")) {
+	if p.sts != nil && (p.sts.mode == policy.STSTesting || (!ok && p.sts.mode == policy.STSEnforce)) {
 		return applied{kind: tlsrpt.PolicySTS}
 	}
 	return applied{kind: tlsrpt.PolicyNoPolicyFound}
@@ -228,9 +237,9 @@ func outcome(s *session, a applied) tlsrpt.ResultType {
 	}
 	if a.kind == tlsrpt.PolicyNoPolicyFound {
 		switch {
-		case s.result == "" && s.level == "none":
+		case s.result == "" && s.level == maillog.LevelNone:
 			return tlsrpt.ResultSTARTTLSNotSupported
-		case s.result != "" && (s.status != "sent" || !isCertificate(s.result)):
+		case s.result != "" && (s.status != maillog.StatusSent || !isCertificate(s.result)):
 			return s.result
 		}
 		return ""
@@ -238,9 +247,9 @@ func outcome(s *session, a applied) tlsrpt.ResultType {
 	switch {
 	case s.result != "":
 		return s.result
-	case s.level == "none":
+	case s.level == maillog.LevelNone:
 		return tlsrpt.ResultSTARTTLSNotSupported
-	case s.level == "untrusted" || s.level == "anonymous":
+	case s.level == maillog.LevelUntrusted || s.level == maillog.LevelAnonymous:
 		return tlsrpt.ResultCertificateNotTrusted
 	}
 	return ""

@@ -79,8 +79,8 @@ func Hours(since, until time.Time) (from, to int64) {
 func (s *Store) BuildReport(ctx context.Context, since, until time.Time) (*Report, error) {
 	r := &Report{Since: since.UTC(), Until: until.UTC()}
 	from, to := Hours(since, until)
-	for dir, c := range map[string]*Counts{"inbound": &r.Inbound, "outbound": &r.Outbound} {
-		if err := s.fill(ctx, c, dir, from, to); err != nil {
+	for dir, c := range map[Direction]*Counts{Inbound: &r.Inbound, Outbound: &r.Outbound} {
+		if err := s.fill(ctx, c, string(dir), from, to); err != nil {
 			return nil, err
 		}
 	}
@@ -150,7 +150,7 @@ func (s *Store) fill(ctx context.Context, c *Counts, dir string, since, until in
 			return fmt.Errorf("measure: report: %w", err)
 		}
 		c.Messages += n
-		if action.String == "reject" {
+		if Action(action.String) == ActionReject {
 			c.Rejected += n
 		}
 		if version.String != "" {

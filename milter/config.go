@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snowrain/snowrain/auth"
+	"github.com/snowrain/snowrain/measure"
 )
 
 // Config is the reloadable behaviour of the filter.
@@ -27,13 +28,13 @@ type Config struct {
 	// Enforcement, off by default: the filter only observes.
 	EnforceDMARC     bool
 	EnforceDomains   []string // when set, enforce only for these From domains
-	QuarantineAction string   // "header" (default) or "hold"
+	QuarantineAction string   // QuarantineHeader (default) or QuarantineHold
 	// InvalidFrom is what enforcement does with a message DMARC cannot
 	// evaluate because its From is missing, repeated, names several
 	// domains or does not parse (RFC 7489 6.6.1 leaves it to the
-	// receiver): "reject" (default), "quarantine" or "accept". The
-	// domains that can be read from it are evaluated all the same.
-	InvalidFrom string
+	// receiver): reject (default), quarantine or accept. The domains
+	// that can be read from it are evaluated all the same.
+	InvalidFrom measure.Action
 
 	// Limits of the milter connection, applied when the server is
 	// created (NewServer), not on reload.
@@ -86,6 +87,20 @@ func (c *Config) Defaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
+}
+
+// How a quarantined message is quarantined.
+const (
+	QuarantineHeader = "header" // accepted with an X-Snowrain-Quarantine header
+	QuarantineHold   = "hold"   // put on the MTA's hold queue (SMFIR_QUARANTINE)
+)
+
+// direction is the direction of a connection's mail (outbound).
+func (c *Config) direction(ci *ConnInfo) measure.Direction {
+	if c.outbound(ci) {
+		return measure.Outbound
+	}
+	return measure.Inbound
 }
 
 // outbound decides the direction of a connection. Inbound is mail from an

@@ -19,14 +19,26 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
+// Source says where a TLS policy came from: the source column of
+// policy_decisions and of `snowrain policy list`.
+type Source string
+
 // Sources of a decision, in precedence order.
 const (
-	SourceOverride = "override"
-	SourceDANE     = "dane"
-	SourceMTASTS   = "mta-sts"
-	SourceLearned  = "learned"
-	SourceNone     = "none"
-	SourceError    = "error"
+	SourceOverride Source = "override" // Config.Overrides
+	SourceDANE     Source = "dane"     // DNSSEC-authenticated MX and TLSA records (RFC 7672)
+	SourceMTASTS   Source = "mta-sts"  // an enforced MTA-STS policy (RFC 8461)
+	SourceLearned  Source = "learned"  // delivery history (LearnConfig)
+	SourceNone     Source = "none"     // nothing applies: NOTFOUND
+	SourceError    Source = "error"    // nothing could be decided: fail open
+)
+
+// Sources of the other answers: the inbound delegation service's and the
+// entries `snowrain policy list` shows.
+const (
+	SourceInbound  Source = "inbound"  // a decision of the inbound policy service (inbound.go)
+	SourceConfig   Source = "config"   // an override from the configuration file
+	SourceImported Source = "imported" // a policy imported into the store (policy import)
 )
 
 // Config is the policy engine's behaviour.
@@ -36,7 +48,7 @@ type Config struct {
 	// secure, with options (e.g. "secure match=.example.com"); see
 	// ParseTLSPolicy for the attributes allowed.
 	Overrides map[string]string
-	DANE      bool // answer "dane" where MX and TLSA records are DNSSEC-authenticated
+	DANE      bool // answer LevelDANE where MX and TLSA records are DNSSEC-authenticated
 	MTASTS    bool
 	Learn     LearnConfig
 	// TempOnError answers TEMP when nothing can be decided and nothing is
@@ -79,7 +91,7 @@ func (c Config) normalized() (Config, error) {
 		c.Budget = 10 * time.Second
 	}
 	if c.Learn.Answer == "" {
-		c.Learn.Answer = "encrypt"
+		c.Learn.Answer = string(LevelEncrypt)
 	}
 	if c.Learn.MinDeliveries <= 0 {
 		c.Learn.MinDeliveries = 10
@@ -117,7 +129,7 @@ type Decision struct {
 	Domain  string
 	Answer  string // Postfix policy; "" means NOTFOUND
 	Temp    bool   // answer TEMP
-	Source  string
+	Source  Source
 	Steps   []string // what each source said, for `snowrain policy check`
 	Err     error
 	Cached  bool   // answered from the in-memory cache
@@ -415,7 +427,7 @@ func (e *Engine) dane(ctx context.Context, cfg *Config, d *Decision) bool {
 		// The TLSA owner name of SMTP on port 25 (RFC 6698 section 3).
 		tlsa, err := e.res.Query(ctx, "_25._tcp."+mx.Mx, dns.TypeTLSA)
 		if err == nil && tlsa.Authenticated && len(tlsa.Records) > 0 {
-			d.Answer, d.Source = "dane", SourceDANE
+			d.Answer, d.Source = string(LevelDANE), SourceDANE
 			d.Steps = append(d.Steps, fmt.Sprintf("dane: %d authenticated TLSA records at _25._tcp.%s", len(tlsa.Records), mx.Mx))
 			return true
 		}
@@ -490,7 +502,7 @@ func (e *Engine) record(d Decision) {
 	if d.Err != nil {
 		errText = clip(d.Class+": "+d.Err.Error(), 1000)
 	}
-	rec.Enqueue(&measure.PolicyDecision{At: time.Now(), Domain: d.Domain, Source: d.Source, Answer: answer,
+	rec.Enqueue(&measure.PolicyDecision{At: time.Now(), Domain: d.Domain, Source: string(d.Source), Answer: answer,
 		Latency: d.Latency, Error: errText})
 }
 

@@ -19,7 +19,7 @@ import (
 type Entry struct {
 	Domain string `json:"domain"`
 	Policy string `json:"policy"`
-	Source string `json:"source"`
+	Source Source `json:"source"`
 	Note   string `json:"note,omitempty"`
 }
 
@@ -29,11 +29,11 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 	cfg := e.config()
 	var out []Entry
 	for d, p := range cfg.Overrides {
-		out = append(out, Entry{Domain: d, Policy: p, Source: "config"})
+		out = append(out, Entry{Domain: d, Policy: p, Source: SourceConfig})
 	}
 	imported, err := measure.Rows(ctx, e.db, `SELECT domain, policy, origin FROM policy_overrides`, nil,
 		func(r *sql.Rows) (Entry, error) {
-			en := Entry{Source: "imported"}
+			en := Entry{Source: SourceImported}
 			err := r.Scan(&en.Domain, &en.Policy, &en.Note)
 			return en, err
 		})
@@ -49,7 +49,7 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 				return Entry{}, err
 			}
 			answer := "(not enforced)"
-			if mode == "enforce" {
+			if STSMode(mode) == STSEnforce {
 				answer = "secure servername=hostname"
 			}
 			return Entry{Domain: d, Policy: answer, Source: SourceMTASTS,
@@ -104,7 +104,7 @@ func WriteCSV(w io.Writer, entries []Entry) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"domain", "policy", "source", "note"})
 	for _, e := range entries {
-		cw.Write([]string{e.Domain, e.Policy, e.Source, e.Note})
+		cw.Write([]string{e.Domain, e.Policy, string(e.Source), e.Note})
 	}
 	cw.Flush()
 	return cw.Error()
@@ -155,7 +155,7 @@ func ParseImport(data []byte) ([]Entry, error) {
 		case len(rec) < 2:
 			v.fail(name, "want domain,policy")
 			continue
-		case len(rec) > 2 && (rec[2] == SourceMTASTS || rec[2] == SourceLearned):
+		case len(rec) > 2 && (Source(rec[2]) == SourceMTASTS || Source(rec[2]) == SourceLearned):
 			continue
 		}
 		v.entry(fmt.Sprintf("%s (%q)", name, rec[0]), rec[0], rec[1])
@@ -165,7 +165,7 @@ func ParseImport(data []byte) ([]Entry, error) {
 
 // stePolicy is one STARTTLS-Everywhere policy or alias.
 type stePolicy struct {
-	Mode  string   `json:"mode"`
+	Mode  STSMode  `json:"mode"`
 	MXs   []string `json:"mxs"`
 	Alias string   `json:"policy-alias"`
 }
@@ -196,16 +196,16 @@ func parseSTARTTLSEverywhere(data []byte) ([]Entry, error) {
 			p = alias
 		}
 		switch p.Mode {
-		case "enforce":
-		case "testing", "none":
+		case STSEnforce:
+		case STSTesting, STSNone:
 			continue // reported by the list, not enforced by us
 		default:
 			v.fail(name, fmt.Sprintf("mode %q: want enforce, testing or none", p.Mode))
 			continue
 		}
-		pol := TLSPolicy{Level: "encrypt"}
+		pol := TLSPolicy{Level: LevelEncrypt}
 		if len(p.MXs) > 0 {
-			pol = TLSPolicy{Level: "secure", ServerName: "hostname"}
+			pol = TLSPolicy{Level: LevelSecure, ServerName: "hostname"}
 			bad := false
 			for i, mx := range p.MXs {
 				m, ok := CanonicalPattern(mx)

@@ -35,7 +35,7 @@ func policyConfig(cfg config.Config) policy.Config {
 // inboundConfig is the delegation service's part of the configuration.
 func inboundConfig(cfg config.Config) policy.InboundConfig {
 	in := cfg.Policy.Inbound
-	return policy.InboundConfig{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: in.Action,
+	return policy.InboundConfig{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: policy.InboundAction(in.Action),
 		MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Budget: in.Budget.Duration}
 }
 
@@ -140,9 +140,9 @@ func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *mea
 		IdleTimeout: cfg.Policy.IdleTimeout.Duration, ReadTimeout: cfg.Policy.ReadTimeout.Duration,
 		OnDecision: func(_, action string) {
 			verb, _, _ := strings.Cut(action, " ")
-			mt.Policy.WithLabelValues("inbound", verb).Inc()
+			mt.Policy.WithLabelValues(string(measure.Inbound), verb).Inc()
 		},
-		Classes: func(c string) { mt.Policy.WithLabelValues("inbound", c).Inc() }}
+		Classes: func(c string) { mt.Policy.WithLabelValues(string(measure.Inbound), c).Inc() }}
 	if err := inbound.SetConfig(inboundConfig(cfg)); err != nil {
 		return stop, onDelivery, err
 	}
@@ -215,23 +215,23 @@ func refreshSTS(ctx context.Context, e *policy.Engine, every time.Duration, log 
 // a Detector, recording and counting each downgrade.
 func watchDowngrades(filter *milter.Filter, writer *measure.Writer, mt *metrics.Metrics, n, m int) func(*maillog.Delivery) {
 	det := &policy.Detector{N: n, M: m}
-	observe := func(direction, kind, peer string, tls bool) {
+	observe := func(direction measure.Direction, kind, peer string, tls bool) {
 		if peer == "" {
 			return
 		}
-		if down, before := det.Observe(direction+" "+kind+" "+peer, tls); down {
-			mt.Downgrades.WithLabelValues(direction, kind).Inc()
+		if down, before := det.Observe(string(direction)+" "+kind+" "+peer, tls); down {
+			mt.Downgrades.WithLabelValues(string(direction), kind).Inc()
 			writer.Enqueue(&measure.Downgrade{At: time.Now(), Direction: direction, PeerKind: kind, Peer: peer,
 				TLSBefore: before, Window: m})
 		}
 	}
-	filter.Watch = func(direction, domain, ip string, tls bool) {
+	filter.Watch = func(direction measure.Direction, domain, ip string, tls bool) {
 		observe(direction, "domain", domain, tls)
 		observe(direction, "ip", ip, tls)
 	}
 	return func(d *maillog.Delivery) {
-		if d.Status == "sent" {
-			observe("outbound", "domain", d.Domain, d.TLSVersion != "")
+		if d.Status == maillog.StatusSent {
+			observe(measure.Outbound, "domain", d.Domain, d.TLSVersion != "")
 		}
 	}
 }

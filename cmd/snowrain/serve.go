@@ -62,7 +62,7 @@ func milterConfig(cfg config.Config) milter.Config {
 		InternalNets: nets, DNSBudget: cfg.DNSBudget.Duration, MaxSignatures: cfg.MaxSignatures,
 		StoreLocalparts: cfg.StoreLocalparts, CheckHelo: cfg.CheckHelo,
 		EnforceDMARC: cfg.Enforce.DMARC, EnforceDomains: cfg.Enforce.Domains,
-		QuarantineAction: cfg.Enforce.Quarantine, InvalidFrom: cfg.Enforce.InvalidFrom,
+		QuarantineAction: cfg.Enforce.Quarantine, InvalidFrom: measure.Action(cfg.Enforce.InvalidFrom),
 		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxPacket: cfg.MilterMaxPacket,
 		ReadTimeout: cfg.MilterReadTimeout.Duration, IdleTimeout: cfg.MilterIdleTimeout.Duration}
 }

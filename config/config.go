@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -136,15 +137,29 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText renders the duration.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Default returns the built-in settings.
+// Default returns the built-in settings: the one place snowrain's
+// defaults are written. Commands clone it and override it with the file
+// and the flags; a package's Config built without a file (NewFilter,
+// NewEngine, NewWriter in tests) takes the same values for the fields it
+// leaves out, through its ConfigFrom(Default()) and OrDefault.
+//
+// The milter's limits: Postfix sends body chunks of at most 65,535 bytes
+// and header fields of at most header_size_limit (100 KB); Sendmail 8.14+
+// may negotiate 1 MB chunks (1,048,575 bytes plus the command byte): a
+// packet of 1 MiB fits both, and five connections declaring 128 MiB cost
+// 5 MiB. The idle timeout outlasts a slow client's DATA, during which the
+// milter connection is silent (Postfix smtpd_timeout and Sendmail
+// Timeout.datablock are per read, so an upload may take long); libmilter
+// uses 2 h.
 func Default() Config {
+	host := Hostname()
 	return Config{
 		Milter: "unix:" + DefaultSocketDir + "/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
-		Node:      hostname(),
+		Node:      host,
 		LogFormat: "text", LogLevel: "info", LogTarget: "stderr",
 		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
 		MilterMaxPacket: 1 << 20, MilterReadTimeout: Duration{30 * time.Second}, MilterIdleTimeout: Duration{time.Hour}, MaxHeaderBytes: 1 << 20,
-		AuthServID: hostname(), SubmissionDaemons: []string{"submission", "smtps", "submissions"},
+		AuthServID: host, SubmissionDaemons: []string{"submission", "smtps", "submissions"},
 		MaxSignatures: 8, CheckHelo: true,
 		QueueSize: 10000, BatchSize: 500, BatchInterval: Duration{time.Second}, DrainTimeout: Duration{10 * time.Second},
 		Enforce: Enforce{Quarantine: "header", InvalidFrom: "reject"},
@@ -156,12 +171,25 @@ func Default() Config {
 	}
 }
 
-func hostname() string {
+// Hostname is the default of authserv_id and node: the host name, or
+// "localhost" when the system has none.
+func Hostname() string {
 	h, err := os.Hostname()
-	if err != nil {
+	if err != nil || h == "" {
 		return "localhost"
 	}
 	return h
+}
+
+// OrDefault sets *v to def when *v is unset: the zero value, or a
+// negative number. A package's Config fills the fields a caller left out
+// with it, from the package's part of Default, so that no default is
+// written twice.
+func OrDefault[T cmp.Ordered](v *T, def T) {
+	var zero T
+	if *v <= zero {
+		*v = def
+	}
 }
 
 // Load reads a TOML file over c. A missing file is an error only when

@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/resolver"
 )
@@ -77,6 +78,19 @@ type LearnConfig struct {
 	Answer        string // encrypt (default) or verify
 }
 
+// ConfigFrom is the engine's part of the configuration c.
+func ConfigFrom(c config.Config) Config {
+	p := c.Policy
+	return Config{Overrides: p.Overrides, DANE: p.DANE, MTASTS: p.MTASTS,
+		TempOnError: p.TempOnError, DecisionSample: p.DecisionSample, Budget: p.Budget.Duration,
+		Learn: LearnConfig{Enabled: p.Learn.Enabled, MinDeliveries: p.Learn.MinDeliveries,
+			Days: p.Learn.Days, Answer: p.Learn.Answer}}
+}
+
+// defaultCacheTTL keeps decisions in memory: a policy changed at the
+// source takes this long to reach the answers at most.
+const defaultCacheTTL = 5 * time.Minute
+
 // Validate checks every override: keys are domain names or ".parent"
 // patterns, values policies in ParseTLSPolicy's grammar.
 func (c Config) Validate() error {
@@ -87,20 +101,13 @@ func (c Config) Validate() error {
 // normalized returns c with defaults filled in and override keys in
 // canonical form.
 func (c Config) normalized() (Config, error) {
-	if c.Budget <= 0 {
-		c.Budget = 10 * time.Second
-	}
-	if c.Learn.Answer == "" {
-		c.Learn.Answer = string(LevelEncrypt)
-	}
-	if c.Learn.MinDeliveries <= 0 {
-		c.Learn.MinDeliveries = 10
-	}
-	if c.Learn.Days <= 0 {
-		c.Learn.Days = 30
-	}
-	if c.CacheTTL == 0 {
-		c.CacheTTL = 5 * time.Minute
+	d := ConfigFrom(config.Default())
+	config.OrDefault(&c.Budget, d.Budget)
+	config.OrDefault(&c.Learn.Answer, d.Learn.Answer)
+	config.OrDefault(&c.Learn.MinDeliveries, d.Learn.MinDeliveries)
+	config.OrDefault(&c.Learn.Days, d.Learn.Days)
+	if c.CacheTTL == 0 { // negative: off
+		c.CacheTTL = defaultCacheTTL
 	}
 	var errs []error
 	overrides := make(map[string]string, len(c.Overrides))

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/measure"
 )
 
@@ -32,13 +33,23 @@ const (
 type InboundConfig struct {
 	RequireTLS []string // sender domains, or ".parent" for all below it
 	Learned    bool
-	MinSeen    int64 // messages over TLS, none in plaintext, before a domain is learned; default 10
-	Days       int   // default 30
+	MinSeen    int64 // messages over TLS, none in plaintext, before a domain is learned
+	Days       int
 	Action     InboundAction
 	// Budget is the longest one decision waits (for the database, when
-	// Learned); default 2 s, far under Postfix's
-	// smtpd_policy_service_timeout (100 s). Past it: DUNNO, counted.
+	// Learned); far under Postfix's smtpd_policy_service_timeout (100 s).
+	// Past it: DUNNO, counted.
 	Budget time.Duration
+}
+
+// InboundConfigFrom is the delegation service's part of the
+// configuration c; its zero fields are c's defaults (config.Default):
+// the learning thresholds are the outbound ones (policy.learn), the
+// budget 2 s.
+func InboundConfigFrom(c config.Config) InboundConfig {
+	in := c.Policy.Inbound
+	return InboundConfig{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: InboundAction(in.Action),
+		MinSeen: c.Policy.Learn.MinDeliveries, Days: c.Policy.Learn.Days, Budget: in.Budget.Duration}
 }
 
 // Inbound is a Postfix policy delegation service (check_policy_service)
@@ -97,15 +108,10 @@ func (p *Inbound) SetConfig(c InboundConfig) error {
 
 func newInboundState(c InboundConfig) (*inboundState, error) {
 	st := &inboundState{InboundConfig: c}
-	if st.MinSeen <= 0 {
-		st.MinSeen = 10
-	}
-	if st.Days <= 0 {
-		st.Days = 30
-	}
-	if st.Budget <= 0 {
-		st.Budget = 2 * time.Second
-	}
+	d := InboundConfigFrom(config.Default())
+	config.OrDefault(&st.MinSeen, d.MinSeen)
+	config.OrDefault(&st.Days, d.Days)
+	config.OrDefault(&st.Budget, d.Budget)
 	var errs []error
 	for _, d := range c.RequireTLS {
 		key, ok := CanonicalPattern(d)

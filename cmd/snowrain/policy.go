@@ -23,22 +23,6 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
-// policyConfig is the engine's part of the configuration.
-func policyConfig(cfg config.Config) policy.Config {
-	p := cfg.Policy
-	return policy.Config{Overrides: p.Overrides, DANE: p.DANE, MTASTS: p.MTASTS,
-		TempOnError: p.TempOnError, DecisionSample: p.DecisionSample, Budget: p.Budget.Duration,
-		Learn: policy.LearnConfig{Enabled: p.Learn.Enabled, MinDeliveries: p.Learn.MinDeliveries,
-			Days: p.Learn.Days, Answer: p.Learn.Answer}}
-}
-
-// inboundConfig is the delegation service's part of the configuration.
-func inboundConfig(cfg config.Config) policy.InboundConfig {
-	in := cfg.Policy.Inbound
-	return policy.InboundConfig{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: policy.InboundAction(in.Action),
-		MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Budget: in.Budget.Duration}
-}
-
 // newEngine builds the policy engine the configuration describes, with
 // the imported policies loaded; an invalid override is an error.
 func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, log *slog.Logger) (*policy.Engine, error) {
@@ -53,7 +37,7 @@ func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, l
 			return nil, fmt.Errorf("mta_sts_roots: no certificate in %s", cfg.Policy.MTASTSRoots)
 		}
 	}
-	pc := policyConfig(cfg)
+	pc := policy.ConfigFrom(cfg)
 	if err := pc.Validate(); err != nil {
 		return nil, fmt.Errorf("policy.overrides: %w", err)
 	}
@@ -129,7 +113,7 @@ func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *mea
 		go refreshSTS(ctx, engine, cfg.Policy.Refresh.Duration, log)
 		go engine.Watch(ctx, policy.DefaultWatchInterval)
 		onPolicyReload(func(next config.Config, log *slog.Logger) {
-			if err := engine.SetConfig(policyConfig(next)); err != nil {
+			if err := engine.SetConfig(policy.ConfigFrom(next)); err != nil {
 				log.Error("policy reload failed; keeping the running policy configuration", "err", err)
 			}
 		})
@@ -143,11 +127,11 @@ func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *mea
 			mt.Policy.WithLabelValues(string(measure.Inbound), verb).Inc()
 		},
 		Classes: func(c string) { mt.Policy.WithLabelValues(string(measure.Inbound), c).Inc() }}
-	if err := inbound.SetConfig(inboundConfig(cfg)); err != nil {
+	if err := inbound.SetConfig(policy.InboundConfigFrom(cfg)); err != nil {
 		return stop, onDelivery, err
 	}
 	onPolicyReload(func(next config.Config, log *slog.Logger) {
-		if err := inbound.SetConfig(inboundConfig(next)); err != nil {
+		if err := inbound.SetConfig(policy.InboundConfigFrom(next)); err != nil {
 			log.Error("inbound policy reload failed; keeping the running requirements", "err", err)
 		}
 	})

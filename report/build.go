@@ -3,12 +3,10 @@ package report
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sort"
 	"time"
 
-	"github.com/oschwald/maxminddb-golang/v2"
-
+	"github.com/snowrain/snowrain/geoip"
 	"github.com/snowrain/snowrain/measure"
 )
 
@@ -245,9 +243,9 @@ func domains(ctx context.Context, s *measure.Store, cur, prev Period) ([]Domain,
 
 // countries looks up each distinct sending address once.
 func countries(ctx context.Context, s *measure.Store, p Period, path string) ([]Country, error) {
-	db, err := maxminddb.Open(path)
+	db, err := geoip.Open("", path)
 	if err != nil {
-		return nil, fmt.Errorf("report: geoip: %w", err)
+		return nil, fmt.Errorf("report: %w", err)
 	}
 	defer db.Close()
 	from, to := measure.Hours(p.Since, p.Until)
@@ -286,20 +284,12 @@ func countries(ctx context.Context, s *measure.Store, p Period, path string) ([]
 	return out, rows.Err()
 }
 
-func lookupCountry(db *maxminddb.Reader, ip string) string {
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		return "??"
+// lookupCountry is ip's country code, "??" when unknown.
+func lookupCountry(db *geoip.DB, ip string) string {
+	if cc := db.Country(ip); cc != "" {
+		return cc
 	}
-	var rec struct {
-		Country struct {
-			ISOCode string `maxminddb:"iso_code"`
-		} `maxminddb:"country"`
-	}
-	if err := db.Lookup(addr).Decode(&rec); err != nil || rec.Country.ISOCode == "" {
-		return "??"
-	}
-	return rec.Country.ISOCode
+	return "??"
 }
 
 func downgrades(ctx context.Context, s *measure.Store, p Period) ([]Downgrade, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/snowrain/snowrain/geoip"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/scanner"
 )
@@ -110,7 +111,7 @@ type ExposedDomain struct {
 }
 
 // BuildExposure computes the join for period.
-func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, falsified map[string]bool, geo *scanner.Geo) (*Exposure, error) {
+func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, falsified map[string]bool, geo *geoip.DB) (*Exposure, error) {
 	e := &Exposure{Period: p, Stripping: len(stripping), Falsify: len(falsified)}
 	from, to := measure.Hours(p.Since, p.Until)
 	rows, err := s.DB.QueryContext(ctx, `SELECT client_ip, SUM(messages) FROM hourly_clients
@@ -126,7 +127,7 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 			rows.Close()
 			return nil, fmt.Errorf("report: exposure: %w", err)
 		}
-		_, _, cc := geo.Lookup(ip)
+		cc := geo.Country(ip)
 		if cc == "" {
 			cc = "??"
 		}

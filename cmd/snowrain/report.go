@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/snowrain/snowrain/config"
+	"github.com/snowrain/snowrain/geoip"
 	"github.com/snowrain/snowrain/internal/atomicfile"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/report"
@@ -214,7 +215,7 @@ func reportExposureFlags(fs *flag.FlagSet) runFunc {
 	dbPath := dbFlag(fs)
 	hostsRun := runFlag(fs, "hosts-run", "port-25 sweep run `ID` (default: the latest)")
 	resolversRun := runFlag(fs, "resolvers-run", "resolver sweep run `ID` (default: the latest)")
-	geoip := fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP)")
+	geoipPath := fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP)")
 	period := bindPeriod(fs, "mail to join")
 	out := bindOutput(fs)
 	return func(c *call) error {
@@ -239,7 +240,7 @@ func reportExposureFlags(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return nil, "", err
 			}
-			geo, err := scanner.OpenGeo("", *geoip)
+			geo, err := geoip.Open("", *geoipPath)
 			if err != nil {
 				return nil, "", fmt.Errorf("--geoip: %w", err)
 			}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/snowrain/snowrain/config"
+	"github.com/snowrain/snowrain/geoip"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
@@ -103,7 +104,7 @@ func parseSpec(spec string) (*scanner.Targets, error) {
 }
 
 // open sets up the store, run, output and geo databases.
-func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*scanner.Run, *scanner.Geo, func(), error) {
+func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*scanner.Run, *geoip.DB, func(), error) {
 	store, err := measure.Open(ctx, *f.db)
 	if err != nil {
 		return nil, nil, nil, err
@@ -113,7 +114,7 @@ func (f *sweepFlags) open(ctx context.Context, kind string, out io.Writer) (*sca
 		store.Close()
 		return nil, nil, nil, err
 	}
-	geo, err := scanner.OpenGeo(*f.asnDB, *f.geoip)
+	geo, err := geoip.Open(*f.asnDB, *f.geoip)
 	if err != nil {
 		closeRun()
 		store.Close()
@@ -173,7 +174,7 @@ type sweep struct {
 	opts    scanner.SweepOptions // permutation, rate, dialer
 	ctx     context.Context
 	run     *scanner.Run // resume point, checkpoints, results
-	geo     *scanner.Geo
+	geo     *geoip.DB
 	dialer  *scanner.Dialer // every connection of the sweep
 	close   func()
 }

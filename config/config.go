@@ -349,6 +349,14 @@ func SplitListen(s string) (network, addr string, err error) {
 	return "", "", fmt.Errorf("config: milter address %q: unknown kind %q", s, kind)
 }
 
+// listVar registers a repeatable flag whose values are appended to list.
+func listVar(fs *flag.FlagSet, list *[]string, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
+		*list = append(*list, v)
+		return nil
+	})
+}
+
 // Bind registers a flag for every option, writing into c.
 func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Milter, "milter", c.Milter, "milter socket: inet:HOST:PORT or unix:PATH")
@@ -366,22 +374,13 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.TextVar(&c.MilterIdleTimeout, "milter-idle-timeout", c.MilterIdleTimeout, "close a milter connection silent this long")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "header bytes per message; beyond, DKIM is not verified")
 	fs.StringVar(&c.LogTarget, "log-target", c.LogTarget, "where logs go: stderr (journald) or syslog (mail facility, /dev/log)")
-	fs.Func("dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)", func(v string) error {
-		c.DNS = append(c.DNS, v)
-		return nil
-	})
+	listVar(fs, &c.DNS, "dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)")
 	fs.TextVar(&c.DNSTimeout, "dns-timeout", c.DNSTimeout, "timeout of one DNS query")
 	fs.TextVar(&c.DNSBudget, "dns-budget", c.DNSBudget, "DNS time budget of one message")
 	fs.IntVar(&c.DNSCacheSize, "dns-cache-size", c.DNSCacheSize, "cached DNS answers (0: off)")
 	fs.StringVar(&c.AuthServID, "authserv-id", c.AuthServID, "authserv-id of Authentication-Results")
-	fs.Func("submission-daemon", "daemon name whose mail is outbound (repeatable)", func(v string) error {
-		c.SubmissionDaemons = append(c.SubmissionDaemons, v)
-		return nil
-	})
-	fs.Func("internal-network", "CIDR whose mail is outbound (repeatable)", func(v string) error {
-		c.InternalNetworks = append(c.InternalNetworks, v)
-		return nil
-	})
+	listVar(fs, &c.SubmissionDaemons, "submission-daemon", "daemon name whose mail is outbound (repeatable)")
+	listVar(fs, &c.InternalNetworks, "internal-network", "CIDR whose mail is outbound (repeatable)")
 	fs.IntVar(&c.MaxSignatures, "max-signatures", c.MaxSignatures, "DKIM signatures verified per message")
 	fs.BoolVar(&c.CheckHelo, "check-helo", c.CheckHelo, "also check SPF of the HELO identity")
 	fs.BoolVar(&c.StoreLocalparts, "store-localparts", c.StoreLocalparts, "store envelope local parts (privacy!)")
@@ -390,10 +389,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.TextVar(&c.BatchInterval, "batch-interval", c.BatchInterval, "longest wait before writing a batch")
 	fs.TextVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "wait for sessions and the queue on SIGTERM")
 	fs.BoolVar(&c.Enforce.DMARC, "enforce-dmarc", c.Enforce.DMARC, "reject/quarantine per DMARC policy")
-	fs.Func("enforce-domain", "enforce only for this From domain (repeatable)", func(v string) error {
-		c.Enforce.Domains = append(c.Enforce.Domains, v)
-		return nil
-	})
+	listVar(fs, &c.Enforce.Domains, "enforce-domain", "enforce only for this From domain (repeatable)")
 	fs.StringVar(&c.Enforce.Quarantine, "quarantine", c.Enforce.Quarantine, "quarantine action: header or hold")
 	fs.StringVar(&c.Enforce.InvalidFrom, "enforce-invalid-from", c.Enforce.InvalidFrom, "enforcement for a From DMARC cannot evaluate: reject, quarantine or accept")
 	fs.StringVar(&c.Policy.Socket, "policy-socket", c.Policy.Socket, "TLS policy socketmap: unix:PATH or inet:HOST:PORT (empty: off)")
@@ -407,10 +403,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.TextVar(&c.Policy.IdleTimeout, "policy-idle-timeout", c.Policy.IdleTimeout, "close policy connections idle this long (0: per listener)")
 	fs.TextVar(&c.Policy.ReadTimeout, "policy-read-timeout", c.Policy.ReadTimeout, "longest to read one policy request (0: 10s)")
 	fs.BoolVar(&c.Policy.TempOnError, "policy-temp-on-error", c.Policy.TempOnError, "answer TEMP when no policy can be decided (defers mail!)")
-	fs.Func("require-tls", "sender domain (or .parent) whose mail must arrive over TLS (repeatable)", func(v string) error {
-		c.Policy.Inbound.RequireTLS = append(c.Policy.Inbound.RequireTLS, v)
-		return nil
-	})
+	listVar(fs, &c.Policy.Inbound.RequireTLS, "require-tls", "sender domain (or .parent) whose mail must arrive over TLS (repeatable)")
 	fs.BoolVar(&c.Policy.Inbound.Milter, "require-tls-milter", c.Policy.Inbound.Milter, "enforce require-tls in the milter (Sendmail)")
 	fs.IntVar(&c.Policy.DowngradeN, "downgrade-n", c.Policy.DowngradeN, "flag a peer that used TLS in N …")
 	fs.IntVar(&c.Policy.DowngradeM, "downgrade-m", c.Policy.DowngradeM, "… of its last M connections, then plaintext")

@@ -181,13 +181,14 @@ func (m *message) record() (*dmarcrpt.Record, bool) {
 	}, true
 }
 
+// dispositions are the dispositions applied (Appendix C) of the milter's
+// actions; any other action accepted the message.
+var dispositions = map[measure.Action]dmarcrpt.Disposition{measure.ActionReject: dmarcrpt.DispositionReject,
+	measure.ActionQuarantine: dmarcrpt.DispositionQuarantine, measure.ActionAccept: dmarcrpt.DispositionNone}
+
 func appliedDisposition(action measure.Action) dmarcrpt.Disposition {
-	switch action {
-	case measure.ActionReject:
-		return dmarcrpt.DispositionReject
-	case measure.ActionQuarantine:
-		return dmarcrpt.DispositionQuarantine
-	case measure.ActionAccept:
+	if d, ok := dispositions[action]; ok {
+		return d
 	}
 	return dmarcrpt.DispositionNone
 }

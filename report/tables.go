@@ -236,12 +236,27 @@ func classTable[K ~string](id, title, note string, classes []labeled[K], cur, pr
 // noInbound is the no-data reason of the tables of inbound messages.
 const noInbound = "No data: no inbound message in this period or the previous one."
 
-func (r *Report) table17() Table {
+// messageTable is a class table of inbound messages by one of their
+// verdicts (counts picks its map), as shares of all inbound messages.
+func messageTable[K ~string](r *Report, id, title, note string, classes []labeled[K], gmail map[K]string,
+	counts func(measure.Counts) map[string]int64) Table {
 	c, p := r.Current.Inbound, r.Prior.Inbound
-	return classTable("table17", "Table 17: Authentication of inbound mail", "",
-		[]labeled[auth.AuthMethods]{{auth.AuthDKIMAndSPF, "DKIM & SPF"}, {auth.AuthDKIMOnly, "DKIM only"},
-			{auth.AuthSPFOnly, "SPF only"}, {auth.AuthNone, "No authentication"}},
-		c.Auth, p.Auth, c.Messages, p.Messages, gmailTable17, noInbound)
+	return classTable(id, title, note, classes, counts(c), counts(p), c.Messages, p.Messages, gmail, noInbound)
+}
+
+// The rows of Tables 17, 18 and 21, in the paper's order.
+var (
+	table17Classes = []labeled[auth.AuthMethods]{{auth.AuthDKIMAndSPF, "DKIM & SPF"}, {auth.AuthDKIMOnly, "DKIM only"},
+		{auth.AuthSPFOnly, "SPF only"}, {auth.AuthNone, "No authentication"}}
+	table18Classes = []labeled[auth.DMARCPolicy]{{auth.PolicyQuarantine, "Quarantine"}, {auth.PolicyNone, "Empty (p=none)"},
+		{auth.PolicyReject, "Reject"}, {auth.PolicyAbsent, "Not published"}}
+	table21Classes = []labeled[auth.SPFClass]{{auth.SPFClassDNSTimeout, "DNS timeout"}, {auth.SPFClassTempError, "Temporary error"},
+		{auth.SPFClassPermError, "Permanent error"}, {auth.SPFClassInvalidRecord, "Invalid record"}}
+)
+
+func (r *Report) table17() Table {
+	return messageTable(r, "table17", "Table 17: Authentication of inbound mail", "", table17Classes, gmailTable17,
+		func(c measure.Counts) map[string]int64 { return c.Auth })
 }
 
 func (r *Report) table8() Table {
@@ -299,19 +314,13 @@ func (r *Report) dkimResults() Table {
 }
 
 func (r *Report) table18() Table {
-	c, p := r.Current.Inbound, r.Prior.Inbound
-	return classTable("table18", "Table 18: DMARC policies of inbound mail", "",
-		[]labeled[auth.DMARCPolicy]{{auth.PolicyQuarantine, "Quarantine"}, {auth.PolicyNone, "Empty (p=none)"},
-			{auth.PolicyReject, "Reject"}, {auth.PolicyAbsent, "Not published"}},
-		c.DMARCPolicy, p.DMARCPolicy, c.Messages, p.Messages, gmailTable18, noInbound)
+	return messageTable(r, "table18", "Table 18: DMARC policies of inbound mail", "", table18Classes, gmailTable18,
+		func(c measure.Counts) map[string]int64 { return c.DMARCPolicy })
 }
 
 func (r *Report) table21() Table {
-	c, p := r.Current.Inbound, r.Prior.Inbound
-	return classTable("table21", "Table 21: SPF errors of inbound mail", "Share of all inbound messages.",
-		[]labeled[auth.SPFClass]{{auth.SPFClassDNSTimeout, "DNS timeout"}, {auth.SPFClassTempError, "Temporary error"},
-			{auth.SPFClassPermError, "Permanent error"}, {auth.SPFClassInvalidRecord, "Invalid record"}},
-		c.SPFErrorClass, p.SPFErrorClass, c.Messages, p.Messages, gmailTable21, noInbound)
+	return messageTable(r, "table21", "Table 21: SPF errors of inbound mail", "Share of all inbound messages.",
+		table21Classes, gmailTable21, func(c measure.Counts) map[string]int64 { return c.SPFErrorClass })
 }
 
 func (r *Report) peerDomains() Table {

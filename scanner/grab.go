@@ -186,12 +186,7 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 		res.fail(ErrClassBanner, fmt.Errorf("banner code %d", banner.Code))
 		return
 	}
-	name := g.EHLOName
-	if name == "" {
-		name = "snowrain-scanner.invalid"
-	}
-	conn.Write(ehloCmd(name))
-	ehlo, err := ReadReply(r)
+	ehlo, err := g.ehlo(conn, r)
 	res.Software = softwareOf(banner, ehlo, err)
 	if err != nil || ehlo.Code != 250 {
 		if err == nil {
@@ -235,6 +230,17 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 
 // droppedOr classes a failed read: the server hung up (dropped), the
 // whole-grab deadline passed (timeout), or class.
+// ehlo says EHLO with the grabber's name (a placeholder in .invalid, RFC
+// 6761, when none is set) and reads the reply.
+func (g *Grabber) ehlo(conn net.Conn, r *bufio.Reader) (Reply, error) {
+	name := g.EHLOName
+	if name == "" {
+		name = "snowrain-scanner.invalid"
+	}
+	conn.Write(ehloCmd(name))
+	return ReadReply(r)
+}
+
 func droppedOr(err error, class ErrClass) ErrClass {
 	var ne net.Error
 	switch {

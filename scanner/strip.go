@@ -151,12 +151,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	}
 	res.Banner = clip(banner.Text(), 512)
 	res.BannerESMTP = strings.Contains(strings.ToUpper(banner.Text()), "ESMTP")
-	name := g.EHLOName
-	if name == "" {
-		name = "snowrain-scanner.invalid"
-	}
-	conn.Write(ehloCmd(name))
-	ehlo, err := ReadReply(r)
+	ehlo, err := g.ehlo(conn, r)
 	res.Software = softwareOf(banner, ehlo, err)
 	if err != nil {
 		res.ErrorClass, res.Error = droppedOr(err, ErrClassEHLO), err.Error()

@@ -334,19 +334,11 @@ func withEngine(c *call, cf *configFlags, readOnly bool, fn func(context.Context
 		return err
 	}
 	ctx := context.Background()
-	open := measure.Open
-	if readOnly {
-		open = measure.OpenReadOnly
-	}
-	store, err := open(ctx, cfg.DB)
+	store, res, err := openWithResolver(ctx, cfg, readOnly)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS, Timeout: cfg.DNSTimeout.Duration})
-	if err != nil {
-		return err
-	}
 	engine, err := newEngine(cfg, res, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err

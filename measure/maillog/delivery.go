@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/net/idna"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/tlsinfo"
 )
 
@@ -135,19 +136,8 @@ func addrDomain(addr string) (string, bool) {
 	if len(addr) > MaxPath {
 		return "", false
 	}
-	at := -1
-	quoted := false
-	for i := 0; i < len(addr); i++ {
-		switch c := addr[i]; {
-		case c == '\\' && quoted:
-			i++
-		case c == '"':
-			quoted = !quoted
-		case c == '@' && !quoted:
-			at = i
-		}
-	}
-	if at < 0 || quoted {
+	at, open := auth.DomainAt(addr)
+	if at < 0 || open {
 		return "", false
 	}
 	return normDomain(addr[at+1:])

@@ -48,9 +48,7 @@ func certChecks(in certInput, roots *x509.CertPool, now time.Time) ([]Finding, *
 		}
 	}
 	if len(in.CertFiles) == 0 {
-		present.Status, present.Value = StatusFail, "none configured"
-		present.Reason = "Without a certificate the server cannot offer STARTTLS: every sender delivers in cleartext (paper §3.3: Postfix and Exchange offer it out of the box with a self-signed certificate, the others do not)."
-		present.Fix = in.FixFiles
+		present.judge(StatusFail, "none configured", "Without a certificate the server cannot offer STARTTLS: every sender delivers in cleartext (paper §3.3: Postfix and Exchange offer it out of the box with a self-signed certificate, the others do not).", in.FixFiles)
 		return []Finding{present}, nil, nil
 	}
 	if len(chain) == 0 || len(problems) > 0 {
@@ -80,8 +78,7 @@ func chainFinding(in certInput, leaf *x509.Certificate, inter []*x509.Certificat
 	opts := x509.VerifyOptions{Roots: roots, Intermediates: pool, CurrentTime: now}
 	_, err := leaf.Verify(opts)
 	if err == nil {
-		f.Status, f.Value = StatusOK, "valid against the public roots"
-		f.Reason = "Senders that authenticate (MTA-STS, RFC 8461 §4.2; Postfix's verify and secure levels) accept it; the paper found only 52% of the Top 1M domains' servers with trusted certificates (Table 2)."
+		f.judge(StatusOK, "valid against the public roots", "Senders that authenticate (MTA-STS, RFC 8461 §4.2; Postfix's verify and secure levels) accept it; the paper found only 52% of the Top 1M domains' servers with trusted certificates (Table 2).", "")
 		return f
 	}
 	if own := caPool(in.CAFile, in.CAPath); own != nil {
@@ -158,9 +155,7 @@ func expiryFinding(in certInput, leaf *x509.Certificate, now time.Time) Finding 
 	f.Value = fmt.Sprintf("%s, %d days left", leaf.NotAfter.UTC().Format("2006-01-02"), days)
 	switch {
 	case now.After(leaf.NotAfter):
-		f.Status, f.Value = StatusFail, fmt.Sprintf("expired %s", leaf.NotAfter.UTC().Format("2006-01-02"))
-		f.Reason = "The paper counted 33,281 Top 1M domains with expired certificates (§3.2.1); MTA-STS senders refuse them (RFC 8461 §4.2)."
-		f.Fix = "renew the certificate"
+		f.judge(StatusFail, fmt.Sprintf("expired %s", leaf.NotAfter.UTC().Format("2006-01-02")), "The paper counted 33,281 Top 1M domains with expired certificates (§3.2.1); MTA-STS senders refuse them (RFC 8461 §4.2).", "renew the certificate")
 	case days < 14:
 		f.Status = StatusWarn
 		f.Reason = "Less than two weeks left: renew now, and publish the new key's TLSA record before switching when DANE is on (RFC 7671 §8.1)."

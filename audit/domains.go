@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
 	"github.com/snowrain/snowrain/scanner"
@@ -165,15 +166,11 @@ func mxFinding(d Domain, r *scanner.DomainResult, host string) Finding {
 	}
 	switch {
 	case len(r.MX) == 0:
-		f.Status, f.Value = StatusFail, "none: "+r.Error
-		f.Reason = "Senders find no server for the domain (RFC 5321 §5.1); Table 1 of the paper counts such domains apart."
-		f.Fix = fmt.Sprintf("%s. MX 10 %s.", d.Name, host)
+		f.judge(StatusFail, "none: "+r.Error, "Senders find no server for the domain (RFC 5321 §5.1); Table 1 of the paper counts such domains apart.", fmt.Sprintf("%s. MX 10 %s.", d.Name, host))
 	case ours:
-		f.Status, f.Value = StatusOK, strings.Join(hosts, ", ")
-		f.Reason = "Senders reach this server by these names; its certificate and TLSA records are checked against them (RFC 7672 §2.2.2)."
+		f.judge(StatusOK, strings.Join(hosts, ", "), "Senders reach this server by these names; its certificate and TLSA records are checked against them (RFC 7672 §2.2.2).", "")
 	default:
-		f.Status, f.Value = StatusInfo, strings.Join(hosts, ", ")+"; none is "+host
-		f.Reason = "Mail for the domain reaches another server first (a filter or backup MX): its STARTTLS is what senders see (paper Table 4 groups domains by such providers)."
+		f.judge(StatusInfo, strings.Join(hosts, ", ")+"; none is "+host, "Mail for the domain reaches another server first (a filter or backup MX): its STARTTLS is what senders see (paper Table 4 groups domains by such providers).", "")
 	}
 	return f
 }
@@ -183,27 +180,21 @@ func spfFinding(d Domain, r *scanner.DomainResult) Finding {
 	w := r.SPF
 	fix := fmt.Sprintf("%s. TXT \"v=spf1 mx -all\"", d.Name)
 	switch {
-	case w == nil || w.Record == "" && (w.ErrorClass == "" || w.ErrorClass == "none"):
-		f.Status, f.Value = StatusFail, "not published"
-		f.Reason = "RFC 7208: receivers cannot tell forged senders; the paper found SPF on only 47% of the Top 1M domains with MX records (§5.1, Table 19)."
-		f.Fix = fix
+	case w == nil || w.Record == "" && (w.ErrorClass == "" || w.ErrorClass == scanner.SPFNone):
+		f.judge(StatusFail, "not published", "RFC 7208: receivers cannot tell forged senders; the paper found SPF on only 47% of the Top 1M domains with MX records (§5.1, Table 19).", fix)
 	case w.ErrorClass != "":
 		f.Status, f.Value = StatusFail, fmt.Sprintf("%q: error %s", w.Record, w.ErrorClass)
 		if w.Record == "" {
-			f.Value = "error " + w.ErrorClass
+			f.Value = "error " + string(w.ErrorClass)
 		}
 		f.Reason = "An SPF error is a permerror or temperror for receivers (RFC 7208 §2.6), as if none were published (paper Table 21)."
 		f.Fix = fix
 	case w.All == "-":
-		f.Status, f.Value = StatusOK, fmt.Sprintf("%q (hard fail)", w.Record)
-		f.Reason = "RFC 7208 §2.6.4: -all tells receivers to reject other senders (21.7% of SPF domains in the paper's Table 19)."
+		f.judge(StatusOK, fmt.Sprintf("%q (hard fail)", w.Record), "RFC 7208 §2.6.4: -all tells receivers to reject other senders (21.7% of SPF domains in the paper's Table 19).", "")
 	case w.All == "~" || w.All == "redirect":
-		f.Status, f.Value = StatusOK, fmt.Sprintf("%q", w.Record)
-		f.Reason = "RFC 7208: a policy is published; ~all (soft fail) was the paper's most common one (Table 19)."
+		f.judge(StatusOK, fmt.Sprintf("%q", w.Record), "RFC 7208: a policy is published; ~all (soft fail) was the paper's most common one (Table 19).", "")
 	default:
-		f.Status, f.Value = StatusWarn, fmt.Sprintf("%q (all is %q)", w.Record, w.All)
-		f.Reason = "RFC 7208 §5.1: +all, ?all or no all authorises any sender, which is no policy."
-		f.Fix = fix
+		f.judge(StatusWarn, fmt.Sprintf("%q (all is %q)", w.Record, w.All), "RFC 7208 §5.1: +all, ?all or no all authorises any sender, which is no policy.", fix)
 	}
 	return f
 }
@@ -211,25 +202,21 @@ func spfFinding(d Domain, r *scanner.DomainResult) Finding {
 func dmarcFinding(d Domain, r *scanner.DomainResult) Finding {
 	f := Finding{ID: "domain.dmarc", Title: "DMARC", Setting: "TXT at _dmarc." + d.Name}
 	fix := fmt.Sprintf("_dmarc.%s. TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc@%s\"", d.Name, d.Name)
-	pol := "absent"
+	pol := auth.PolicyAbsent
 	if r.DMARC != nil {
 		pol = r.DMARC.Policy
 	}
 	switch pol {
-	case "reject", "quarantine":
-		f.Status, f.Value = StatusOK, "p="+pol
+	case auth.PolicyReject, auth.PolicyQuarantine:
+		f.Status, f.Value = StatusOK, "p="+string(pol)
 		if r.DMARC.RUA {
 			f.Value += ", aggregate reports requested"
 		}
 		f.Reason = "RFC 7489: receivers act on unauthenticated mail; the paper found 0.3% of the Top 1M with such a policy (Table 18)."
-	case "none":
-		f.Status, f.Value = StatusWarn, "p=none"
-		f.Reason = "RFC 7489 §6.3: p=none only asks for reports; the paper found it the most common policy among providers that publish one (§5.3)."
-		f.Fix = fix
-	default:
-		f.Status, f.Value = StatusFail, pol
-		f.Reason = "RFC 7489: without DMARC receivers apply no policy to mail forging the domain; 73.92% of Gmail's inbound mail came from such domains (paper Table 18)."
-		f.Fix = fix
+	case auth.PolicyNone:
+		f.judge(StatusWarn, "p=none", "RFC 7489 §6.3: p=none only asks for reports; the paper found it the most common policy among providers that publish one (§5.3).", fix)
+	default: // absent, invalid
+		f.judge(StatusFail, string(pol), "RFC 7489: without DMARC receivers apply no policy to mail forging the domain; 73.92% of Gmail's inbound mail came from such domains (paper Table 18).", fix)
 	}
 	return f
 }
@@ -239,21 +226,14 @@ func stsFinding(d Domain, r *scanner.DomainResult) Finding {
 	fix := fmt.Sprintf("_mta-sts.%s. TXT \"v=STSv1; id=1\" and a policy file (mode: testing, then enforce)", d.Name)
 	m := r.MTASTS
 	switch {
-	case m == nil || m.Mode == "absent":
-		f.Status, f.Value = StatusWarn, "not published"
-		f.Reason = "RFC 8461: without MTA-STS (or DANE) senders fall back to cleartext when STARTTLS is stripped (paper §4.1 found stripping on 41,405 IPv4 servers, Table 11)."
-		f.Fix = fix
-	case m.Mode == "enforce":
-		f.Status, f.Value = StatusOK, "enforce, mx: "+strings.Join(m.MX, " ")
-		f.Reason = "RFC 8461 §5: senders that support MTA-STS refuse cleartext and unauthenticated TLS to this domain."
-	case m.Mode == "testing" || m.Mode == "none":
-		f.Status, f.Value = StatusWarn, m.Mode+", mx: "+strings.Join(m.MX, " ")
-		f.Reason = "RFC 8461 §5: testing and none only report failures (with TLS-RPT); nothing is enforced."
-		f.Fix = "mode: enforce in the policy file, with a new id in the TXT record"
+	case m == nil || m.Mode == scanner.STSAbsent:
+		f.judge(StatusWarn, "not published", "RFC 8461: without MTA-STS (or DANE) senders fall back to cleartext when STARTTLS is stripped (paper §4.1 found stripping on 41,405 IPv4 servers, Table 11).", fix)
+	case m.Mode == policy.STSEnforce:
+		f.judge(StatusOK, "enforce, mx: "+strings.Join(m.MX, " "), "RFC 8461 §5: senders that support MTA-STS refuse cleartext and unauthenticated TLS to this domain.", "")
+	case m.Mode == policy.STSTesting || m.Mode == policy.STSNone:
+		f.judge(StatusWarn, string(m.Mode)+", mx: "+strings.Join(m.MX, " "), "RFC 8461 §5: testing and none only report failures (with TLS-RPT); nothing is enforced.", "mode: enforce in the policy file, with a new id in the TXT record")
 	default:
-		f.Status, f.Value = StatusFail, m.Mode+": "+m.Error
-		f.Reason = "RFC 8461 §3: a broken record or policy is as if none were published; senders cache nothing."
-		f.Fix = fix
+		f.judge(StatusFail, string(m.Mode)+": "+m.Error, "RFC 8461 §3: a broken record or policy is as if none were published; senders cache nothing.", fix)
 	}
 	return f
 }
@@ -262,18 +242,16 @@ func tlsrptFinding(d Domain, r *scanner.DomainResult) Finding {
 	f := Finding{ID: "domain.tls_rpt", Title: "TLS-RPT", Setting: "TXT at _smtp._tls." + d.Name}
 	fix := fmt.Sprintf("_smtp._tls.%s. TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@%s\"", d.Name, d.Name)
 	t := r.TLSRPT
-	switch {
-	case t == nil || t.Status == scanner.TLSRPTAbsent:
-		f.Status, f.Value = StatusWarn, "not published"
-		f.Reason = "RFC 8460: senders report failed TLS sessions (stripping, bad certificates) only to domains that ask; without it the paper's §4 attacks go unseen."
-		f.Fix = fix
-	case t.Status == scanner.TLSRPTValid:
-		f.Status, f.Value = StatusOK, "rua="+strings.Join(t.RUA, ",")
-		f.Reason = "RFC 8460 §3: senders send daily reports of TLS successes and failures."
-	default:
-		f.Status, f.Value = StatusFail, string(t.Status)+": "+t.Error
-		f.Reason = "RFC 8460 §3: an invalid record is ignored; no report is sent."
-		f.Fix = fix
+	if t == nil {
+		t = &scanner.TLSRPT{Status: scanner.TLSRPTAbsent}
+	}
+	switch t.Status {
+	case scanner.TLSRPTValid:
+		f.judge(StatusOK, "rua="+strings.Join(t.RUA, ","), "RFC 8460 §3: senders send daily reports of TLS successes and failures.", "")
+	case scanner.TLSRPTAbsent:
+		f.judge(StatusWarn, "not published", "RFC 8460: senders report failed TLS sessions (stripping, bad certificates) only to domains that ask; without it the paper's §4 attacks go unseen.", fix)
+	default: // invalid, multiple, or the lookup failed
+		f.judge(StatusFail, string(t.Status)+": "+t.Error, "RFC 8460 §3: an invalid record is ignored; no report is sent.", fix)
 	}
 	return f
 }
@@ -306,9 +284,7 @@ func (p *DomainProbe) tlsaFinding(ctx context.Context, d Domain, r *scanner.Doma
 	fix := fmt.Sprintf("_25._tcp.%s. TLSA 3 1 1 <SHA-256 of the certificate's public key>, in a DNSSEC-signed zone", host)
 	switch {
 	case len(mismatch) > 0:
-		f.Status, f.Value = StatusFail, "published, but no record matches the server's certificate at "+strings.Join(mismatch, ", ")
-		f.Reason = "RFC 7672 §2.2: a DANE sender finds no usable match and defers all mail to the domain."
-		f.Fix = fix
+		f.judge(StatusFail, "published, but no record matches the server's certificate at "+strings.Join(mismatch, ", "), "RFC 7672 §2.2: a DANE sender finds no usable match and defers all mail to the domain.", fix)
 	case len(with) > 0 && len(with) == len(r.MX):
 		f.Status, f.Value = StatusOK, "DNSSEC-validated at "+strings.Join(with, ", ")
 		if len(matched) > 0 {
@@ -316,17 +292,11 @@ func (p *DomainProbe) tlsaFinding(ctx context.Context, d Domain, r *scanner.Doma
 		}
 		f.Reason = "RFC 7672: DANE senders authenticate the server and never fall back to cleartext, the defence against the paper's STARTTLS stripping (§4.1)."
 	case len(with) > 0:
-		f.Status, f.Value = StatusWarn, "DNSSEC-validated at "+strings.Join(with, ", ")+" only, not every MX"
-		f.Reason = "RFC 7672 §2.2.1: an MX without usable TLSA records gets opportunistic TLS, which an attacker can strip (paper §4.1)."
-		f.Fix = fix
+		f.judge(StatusWarn, "DNSSEC-validated at "+strings.Join(with, ", ")+" only, not every MX", "RFC 7672 §2.2.1: an MX without usable TLSA records gets opportunistic TLS, which an attacker can strip (paper §4.1).", fix)
 	case len(unsigned) > 0:
-		f.Status, f.Value = StatusWarn, "records at "+strings.Join(unsigned, ", ")+" without DNSSEC validation (no AD bit)"
-		f.Reason = "RFC 7672 §2.1.1: TLSA records are used only when DNSSEC-authenticated."
-		f.Fix = "sign the zone with DNSSEC"
+		f.judge(StatusWarn, "records at "+strings.Join(unsigned, ", ")+" without DNSSEC validation (no AD bit)", "RFC 7672 §2.1.1: TLSA records are used only when DNSSEC-authenticated.", "sign the zone with DNSSEC")
 	default:
-		f.Status, f.Value = StatusWarn, "none"
-		f.Reason = "RFC 7672: without DANE (or MTA-STS) a man in the middle can strip STARTTLS or present any certificate (paper §4.1, §3.2.1)."
-		f.Fix = fix
+		f.judge(StatusWarn, "none", "RFC 7672: without DANE (or MTA-STS) a man in the middle can strip STARTTLS or present any certificate (paper §4.1, §3.2.1).", fix)
 	}
 	return f
 }

@@ -151,3 +151,10 @@ func writeText(b *bytes.Buffer, r *Report) {
 		fmt.Fprintf(b, "\nNote: %s\n", c(note))
 	}
 }
+
+// judge records what a finding found: its status and the answer in
+// words, why it matters (the paper or an RFC), and the fix, "" when
+// nothing needs changing.
+func (f *Finding) judge(status Status, value, reason, fix string) {
+	f.Status, f.Value, f.Reason, f.Fix = status, value, reason, fix
+}

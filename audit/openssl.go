@@ -227,17 +227,11 @@ func parseCiphers(out string) []Cipher {
 			continue
 		}
 		c := Cipher{Name: f[0], Protocol: f[1]}
+		fields := map[string]*string{"Kx": &c.Kx, "Au": &c.Au, "Enc": &c.Enc, "Mac": &c.Mac}
 		for _, kv := range f[2:] {
 			k, v, _ := strings.Cut(kv, "=")
-			switch k {
-			case "Kx":
-				c.Kx = v
-			case "Au":
-				c.Au = v
-			case "Enc":
-				c.Enc = v
-			case "Mac":
-				c.Mac = v
+			if p := fields[k]; p != nil {
+				*p = v
 			}
 		}
 		cs = append(cs, c)

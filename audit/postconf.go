@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/snowrain/snowrain/policy"
 )
 
 // PostfixConfig is Postfix's effective configuration as postconf prints
@@ -185,18 +187,18 @@ func listValues(v string) []string {
 // levelOf is the TLS security level in force: the *_tls_security_level
 // parameter, else the obsolete booleans it replaced (postconf(5):
 // smtp_enforce_tls implies encrypt, smtp_use_tls may).
-func (c *PostfixConfig) levelOf(s *Service, prefix string) (level, where string) {
+func (c *PostfixConfig) levelOf(s *Service, prefix string) (level policy.Level, where string) {
 	param := prefix + "_tls_security_level"
 	if v := c.Param(s, param); v != "" {
-		return strings.ToLower(v), c.Where(s, param)
+		return policy.Level(strings.ToLower(v)), c.Where(s, param)
 	}
 	if yes(c.Param(s, prefix+"_enforce_tls")) {
-		return "encrypt", c.Where(s, prefix+"_enforce_tls")
+		return policy.LevelEncrypt, c.Where(s, prefix+"_enforce_tls")
 	}
 	if yes(c.Param(s, prefix+"_use_tls")) {
-		return "may", c.Where(s, prefix+"_use_tls")
+		return policy.LevelMay, c.Where(s, prefix+"_use_tls")
 	}
-	return "none", c.Where(s, param) + " (and neither " + prefix + "_use_tls nor " + prefix + "_enforce_tls)"
+	return policy.LevelNone, c.Where(s, param) + " (and neither " + prefix + "_use_tls nor " + prefix + "_enforce_tls)"
 }
 
 func yes(v string) bool { return strings.EqualFold(v, "yes") || strings.EqualFold(v, "true") }

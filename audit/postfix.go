@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/snowrain/snowrain/policy"
 )
 
 // auditPostfix builds the findings of a Postfix instance.
@@ -81,9 +83,12 @@ func inboundServices(c *PostfixConfig) []Service {
 
 // Postfix client security levels (postconf(5) smtp_tls_security_level).
 var (
-	clientEncrypts     = map[string]bool{"may": true, "encrypt": true, "dane": true, "dane-only": true, "fingerprint": true, "verify": true, "secure": true}
-	clientMandatory    = map[string]bool{"encrypt": true, "dane-only": true, "fingerprint": true, "verify": true, "secure": true}
-	clientAuthenticate = map[string]bool{"dane-only": true, "fingerprint": true, "verify": true, "secure": true}
+	clientEncrypts = map[policy.Level]bool{policy.LevelMay: true, policy.LevelEncrypt: true, policy.LevelDANE: true,
+		policy.LevelDANEOnly: true, policy.LevelFingerprint: true, policy.LevelVerify: true, policy.LevelSecure: true}
+	clientMandatory = map[policy.Level]bool{policy.LevelEncrypt: true, policy.LevelDANEOnly: true,
+		policy.LevelFingerprint: true, policy.LevelVerify: true, policy.LevelSecure: true}
+	clientAuthenticate = map[policy.Level]bool{policy.LevelDANEOnly: true, policy.LevelFingerprint: true,
+		policy.LevelVerify: true, policy.LevelSecure: true}
 )
 
 func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *OpenSSL, o *Options) []Finding {
@@ -93,18 +98,15 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 			Setting: c.Where(nil, "default_transport"), Reason: "postconf(5) default_transport: the transport for domains not handled otherwise."}}
 	}
 	level, where := c.levelOf(s, "smtp")
-	fixLevel := func(v string) string { return c.FixLine(s, "smtp_tls_security_level", v) }
+	fixLevel := func(v policy.Level) string { return c.FixLine(s, "smtp_tls_security_level", string(v)) }
 	var fs []Finding
 
 	start := Finding{ID: "outbound.starttls", Title: "Initiates STARTTLS when delivering", Setting: where}
 	switch {
 	case clientEncrypts[level]:
-		start.Status, start.Value = StatusOK, "yes (level "+level+")"
-		start.Reason = "Paper Table 5 and §3.3: Postfix does not initiate STARTTLS by default (Debian's package sets may); 79.8% of Gmail's outbound mail was encrypted in April 2015 (§3.1)."
+		start.judge(StatusOK, "yes (level "+string(level)+")", "Paper Table 5 and §3.3: Postfix does not initiate STARTTLS by default (Debian's package sets may); 79.8% of Gmail's outbound mail was encrypted in April 2015 (§3.1).", "")
 	default:
-		start.Status, start.Value = StatusFail, "no: every message leaves in cleartext (level "+level+")"
-		start.Reason = "Paper Table 5 and §3.3: Postfix sends all mail in cleartext unless configured to use STARTTLS, which the paper blames for much of the unencrypted mail it saw (§3.5)."
-		start.Fix = fixLevel("may")
+		start.judge(StatusFail, "no: every message leaves in cleartext (level "+string(level)+")", "Paper Table 5 and §3.3: Postfix sends all mail in cleartext unless configured to use STARTTLS, which the paper blames for much of the unencrypted mail it saw (§3.5).", fixLevel(policy.LevelMay))
 	}
 	fs = append(fs, start)
 
@@ -112,19 +114,13 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 	fall := Finding{ID: "outbound.fallback", Title: "Falls back to cleartext", Setting: where}
 	switch {
 	case !clientEncrypts[level]:
-		fall.Status, fall.Value = StatusFail, "always cleartext"
-		fall.Reason = "Paper §4.1: without STARTTLS there is nothing to strip; mail is readable on the path."
-		fall.Fix = fixLevel("may")
-	case level == "may":
-		fall.Status, fall.Value = StatusWarn, "yes: when STARTTLS is not offered, refused or fails, mail goes in cleartext"
-		fall.Reason = "Paper Table 5 and §4.1: every MTA tested falls back, so an attacker who strips STARTTLS from the EHLO reply or corrupts the handshake reads the mail (41,405 IPv4 servers showed stripping, Table 11)."
-		fall.Fix = fixLevel("dane") + " and " + c.FixLine(s, "smtp_dns_support_level", "dnssec") + " (RFC 7672), or an MTA-STS policy map (snowrain policy socket, RFC 8461)"
-	case level == "dane":
-		fall.Status, fall.Value = StatusOK, "no for destinations with DNSSEC-signed TLSA records; yes for the others (opportunistic)"
-		fall.Reason = "RFC 7672 §2.2: DANE is mandatory where TLSA records are published and validated; elsewhere it is the paper's opportunistic STARTTLS (§4.1)."
+		fall.judge(StatusFail, "always cleartext", "Paper §4.1: without STARTTLS there is nothing to strip; mail is readable on the path.", fixLevel(policy.LevelMay))
+	case level == policy.LevelMay:
+		fall.judge(StatusWarn, "yes: when STARTTLS is not offered, refused or fails, mail goes in cleartext", "Paper Table 5 and §4.1: every MTA tested falls back, so an attacker who strips STARTTLS from the EHLO reply or corrupts the handshake reads the mail (41,405 IPv4 servers showed stripping, Table 11).", fixLevel(policy.LevelDANE)+" and "+c.FixLine(s, "smtp_dns_support_level", "dnssec")+" (RFC 7672), or an MTA-STS policy map (snowrain policy socket, RFC 8461)")
+	case level == policy.LevelDANE:
+		fall.judge(StatusOK, "no for destinations with DNSSEC-signed TLSA records; yes for the others (opportunistic)", "RFC 7672 §2.2: DANE is mandatory where TLSA records are published and validated; elsewhere it is the paper's opportunistic STARTTLS (§4.1).", "")
 	default:
-		fall.Status, fall.Value = StatusOK, "no: mail waits in the queue rather than leave without TLS (level "+level+")"
-		fall.Reason = "Paper §4.1: refusing cleartext defeats STARTTLS stripping; RFC 3207 §4 lets a client require TLS. Mail to servers without STARTTLS (18.2% of the Top 1M in 2015, Table 1) bounces after maximal_queue_lifetime."
+		fall.judge(StatusOK, "no: mail waits in the queue rather than leave without TLS (level "+string(level)+")", "Paper §4.1: refusing cleartext defeats STARTTLS stripping; RFC 3207 §4 lets a client require TLS. Mail to servers without STARTTLS (18.2% of the Top 1M in 2015, Table 1) bounces after maximal_queue_lifetime.", "")
 	}
 	if policyMaps != "" {
 		fall.Value += "; smtp_tls_policy_maps (" + policyMaps + ") may change it per destination"
@@ -134,15 +130,11 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 	auth := Finding{ID: "outbound.authentication", Title: "Authenticates the receiving server", Setting: where}
 	switch {
 	case clientAuthenticate[level]:
-		auth.Status, auth.Value = StatusOK, "yes, every destination (level "+level+")"
-		auth.Reason = "Paper §3.3: Postfix is the only MTA tested that can validate server and domain; RFC 7672 and RFC 8461 make it practical."
-	case level == "dane":
-		auth.Status, auth.Value = StatusOK, "yes where DNSSEC-signed TLSA records exist (DANE); no elsewhere"
-		auth.Reason = "RFC 7672 §3: TLSA records authenticate the server without depending on certificate names matching (paper §3.2.1)."
+		auth.judge(StatusOK, "yes, every destination (level "+string(level)+")", "Paper §3.3: Postfix is the only MTA tested that can validate server and domain; RFC 7672 and RFC 8461 make it practical.", "")
+	case level == policy.LevelDANE:
+		auth.judge(StatusOK, "yes where DNSSEC-signed TLSA records exist (DANE); no elsewhere", "RFC 7672 §3: TLSA records authenticate the server without depending on certificate names matching (paper §3.2.1).", "")
 	default:
-		auth.Status, auth.Value = StatusWarn, "no: any certificate is accepted (level "+level+")"
-		auth.Reason = "Paper §3.5: none of the providers or MTAs used TLS for authentication, so an active attacker can present any certificate; Postfix logs such deliveries as Untrusted or Anonymous."
-		auth.Fix = fixLevel("dane") + " with smtp_dns_support_level = dnssec (RFC 7672), or MTA-STS through smtp_tls_policy_maps (RFC 8461)"
+		auth.judge(StatusWarn, "no: any certificate is accepted (level "+string(level)+")", "Paper §3.5: none of the providers or MTAs used TLS for authentication, so an active attacker can present any certificate; Postfix logs such deliveries as Untrusted or Anonymous.", fixLevel(policy.LevelDANE)+" with smtp_dns_support_level = dnssec (RFC 7672), or MTA-STS through smtp_tls_policy_maps (RFC 8461)")
 	}
 	fs = append(fs, auth)
 
@@ -154,12 +146,9 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 	fs = append(fs, postfixDANE(c, s, level, o))
 	logl := Finding{ID: "outbound.loglevel", Title: "Delivery TLS logged", Setting: c.Where(s, "smtp_tls_loglevel")}
 	if v := c.Param(s, "smtp_tls_loglevel"); v != "" && v != "0" {
-		logl.Status, logl.Value = StatusOK, "yes (smtp_tls_loglevel = "+v+")"
-		logl.Reason = "The smtp client logs \"Verified/Trusted/Untrusted/Anonymous TLS connection established\" per session: snowrain's delivery TLS figures (paper Figure 3's outbound side and Table 6) come from these lines."
+		logl.judge(StatusOK, "yes (smtp_tls_loglevel = "+v+")", "The smtp client logs \"Verified/Trusted/Untrusted/Anonymous TLS connection established\" per session: snowrain's delivery TLS figures (paper Figure 3's outbound side and Table 6) come from these lines.", "")
 	} else {
-		logl.Status, logl.Value = StatusWarn, "no (smtp_tls_loglevel = 0)"
-		logl.Reason = "Without \"TLS connection established\" lines snowrain counts every delivery as cleartext: the outbound side of Figure 3 and Table 6 is lost."
-		logl.Fix = c.FixLine(s, "smtp_tls_loglevel", "1")
+		logl.judge(StatusWarn, "no (smtp_tls_loglevel = 0)", "Without \"TLS connection established\" lines snowrain counts every delivery as cleartext: the outbound side of Figure 3 and Table 6 is lost.", c.FixLine(s, "smtp_tls_loglevel", "1"))
 	}
 	fs = append(fs, logl)
 	return fs
@@ -168,12 +157,12 @@ func postfixOutbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Op
 // postfixDANE says whether DANE is on: smtp_dns_support_level = dnssec
 // and a dane level (or a policy map that may answer dane), and whether
 // the resolver Postfix uses passes the AD bit on.
-func postfixDANE(c *PostfixConfig, s *Service, level string, o *Options) Finding {
+func postfixDANE(c *PostfixConfig, s *Service, level policy.Level, o *Options) Finding {
 	f := Finding{ID: "outbound.dane", Title: "DANE (RFC 7672)", Setting: c.Where(s, "smtp_dns_support_level") + "; " + c.Where(s, "smtp_tls_security_level")}
 	dnssec := c.Param(s, "smtp_dns_support_level") == "dnssec"
-	dane := level == "dane" || level == "dane-only"
+	dane := level == policy.LevelDANE || level == policy.LevelDANEOnly
 	maps := c.Param(s, "smtp_tls_policy_maps") != ""
-	fix := c.FixLine(s, "smtp_dns_support_level", "dnssec") + "; " + c.FixLine(s, "smtp_tls_security_level", "dane")
+	fix := c.FixLine(s, "smtp_dns_support_level", "dnssec") + "; " + c.FixLine(s, "smtp_tls_security_level", string(policy.LevelDANE))
 	switch {
 	case dnssec && (dane || maps):
 		f.Status = StatusOK
@@ -189,19 +178,15 @@ func postfixDANE(c *PostfixConfig, s *Service, level string, o *Options) Finding
 			f.Fix = "run a validating resolver (unbound) on 127.0.0.1 and name only it in " + path
 		}
 	case dane && !dnssec:
-		f.Status, f.Value = StatusFail, "level dane but smtp_dns_support_level is not dnssec: DANE never applies, delivery is opportunistic"
-		f.Reason = "postconf(5): the dane level needs smtp_dns_support_level = dnssec, else Postfix falls back to may."
-		f.Fix = c.FixLine(s, "smtp_dns_support_level", "dnssec")
+		f.judge(StatusFail, "level dane but smtp_dns_support_level is not dnssec: DANE never applies, delivery is opportunistic", "postconf(5): the dane level needs smtp_dns_support_level = dnssec, else Postfix falls back to may.", c.FixLine(s, "smtp_dns_support_level", "dnssec"))
 	default:
-		f.Status, f.Value = StatusWarn, "off"
-		f.Reason = "RFC 7672: without DANE (or MTA-STS) the client cannot tell a stripped or forged server from a real one (paper §4.1 and §4.2: 2.01% of open resolvers falsified MX answers)."
-		f.Fix = fix
+		f.judge(StatusWarn, "off", "RFC 7672: without DANE (or MTA-STS) the client cannot tell a stripped or forged server from a real one (paper §4.1 and §4.2: 2.01% of open resolvers falsified MX answers).", fix)
 	}
 	return f
 }
 
 // Postfix server levels (postconf(5) smtpd_tls_security_level).
-var serverEncrypts = map[string]bool{"may": true, "encrypt": true}
+var serverEncrypts = map[policy.Level]bool{policy.LevelMay: true, policy.LevelEncrypt: true}
 
 func postfixInbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *OpenSSL) []Finding {
 	level, where := c.levelOf(s, "smtpd")
@@ -210,24 +195,17 @@ func postfixInbound(ctx context.Context, c *PostfixConfig, s *Service, ossl *Ope
 	var fs []Finding
 	switch {
 	case !serverEncrypts[level]:
-		f.Status, f.Value = StatusFail, "no (level "+level+"): every sender delivers in cleartext"
-		f.Reason = "Paper §3.3 and Table 5: STARTTLS inbound needs the server side configured; in 2015 only 53.7% of Gmail's inbound connections were encrypted (§3.1)."
-		f.Fix = c.FixLine(s, "smtpd_tls_security_level", "may") + " with a certificate (smtpd_tls_chain_files)"
+		f.judge(StatusFail, "no (level "+string(level)+"): every sender delivers in cleartext", "Paper §3.3 and Table 5: STARTTLS inbound needs the server side configured; in 2015 only 53.7% of Gmail's inbound connections were encrypted (§3.1).", c.FixLine(s, "smtpd_tls_security_level", "may")+" with a certificate (smtpd_tls_chain_files)")
 	case len(cert.CertFiles) == 0:
-		f.Status, f.Value = StatusFail, "no: level "+level+" but no certificate, so Postfix disables TLS"
-		f.Reason = "postconf(5): without smtpd_tls_cert_file or smtpd_tls_chain_files the server cannot offer STARTTLS."
-		f.Fix = cert.FixFiles
-	case level == "encrypt":
-		f.Status, f.Value = StatusWarn, "yes, and required: senders without TLS are refused"
-		f.Reason = "RFC 3207 §4: a publicly-referenced SMTP server must not require STARTTLS; 18.2% of the Top 1M servers lacked it in 2015 (paper Table 1), so their mail bounces."
-		f.Fix = c.FixLine(s, "smtpd_tls_security_level", "may")
+		f.judge(StatusFail, "no: level "+string(level)+" but no certificate, so Postfix disables TLS", "postconf(5): without smtpd_tls_cert_file or smtpd_tls_chain_files the server cannot offer STARTTLS.", cert.FixFiles)
+	case level == policy.LevelEncrypt:
+		f.judge(StatusWarn, "yes, and required: senders without TLS are refused", "RFC 3207 §4: a publicly-referenced SMTP server must not require STARTTLS; 18.2% of the Top 1M servers lacked it in 2015 (paper Table 1), so their mail bounces.", c.FixLine(s, "smtpd_tls_security_level", "may"))
 	default:
-		f.Status, f.Value = StatusOK, "yes (level may)"
-		f.Reason = "Paper §3.3: Postfix offers STARTTLS inbound out of the box with a self-signed certificate; RFC 3207."
+		f.judge(StatusOK, "yes (level may)", "Paper §3.3: Postfix offers STARTTLS inbound out of the box with a self-signed certificate; RFC 3207.", "")
 	}
 	fs = append(fs, f)
 	if serverEncrypts[level] && len(cert.CertFiles) > 0 {
-		p := postfixTLSParams(c, s, "smtpd", level == "encrypt", false)
+		p := postfixTLSParams(c, s, "smtpd", level == policy.LevelEncrypt, false)
 		fs = append(fs, protocolFinding("inbound.protocols", "Protocols accepted from senders", ossl, p),
 			cipherFinding(ctx, "inbound.ciphers", "Ciphers accepted from senders", ossl, p, false))
 	}

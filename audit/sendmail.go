@@ -240,9 +240,7 @@ func sendmailOutbound(ctx context.Context, c *SendmailConfig, access map[string]
 	start := Finding{ID: "outbound.starttls", Title: "Initiates STARTTLS when delivering", Setting: "sendmail.cf: O ClientPortOptions; the try_tls ruleset (access map Try_TLS:)"}
 	switch {
 	case noTLS:
-		start.Status, start.Value = StatusFail, "no: ClientPortOptions has Modifiers=S"
-		start.Reason = "Paper Table 5: Sendmail initiates STARTTLS by default; M=S turns it off, so every message leaves in cleartext."
-		start.Fix = "remove S from confCLIENT_OPTIONS' Modifiers in sendmail.mc"
+		start.judge(StatusFail, "no: ClientPortOptions has Modifiers=S", "Paper Table 5: Sendmail initiates STARTTLS by default; M=S turns it off, so every message leaves in cleartext.", "remove S from confCLIENT_OPTIONS' Modifiers in sendmail.mc")
 	default:
 		start.Status, start.Value = StatusOK, "yes, when the server offers it"
 		if n := len(access["Try_TLS"]); n > 0 {
@@ -289,24 +287,18 @@ func sendmailOutbound(ctx context.Context, c *SendmailConfig, access map[string]
 	}
 	dane := Finding{ID: "outbound.dane", Title: "DANE (RFC 7672)", Setting: "sendmail.cf: O DANE"}
 	if v := c.Options["DANE"]; yes(v) || strings.EqualFold(v, "always") {
-		dane.Status, dane.Value = StatusOK, "on (DANE="+v+")"
-		dane.Reason = "RFC 7672: TLSA records under DNSSEC authenticate the server and forbid cleartext, the defence against the paper's stripping and MX forgery (§4.1, §4.2)."
+		dane.judge(StatusOK, "on (DANE="+v+")", "RFC 7672: TLSA records under DNSSEC authenticate the server and forbid cleartext, the defence against the paper's stripping and MX forgery (§4.1, §4.2).", "")
 	} else {
-		dane.Status, dane.Value = StatusWarn, "off"
-		dane.Reason = "RFC 7672: without DANE the client cannot tell a stripped or forged server from a real one (paper §4.1 and §4.2)."
-		dane.Fix = "define(`confDANE', `true')dnl in sendmail.mc"
+		dane.judge(StatusWarn, "off", "RFC 7672: without DANE the client cannot tell a stripped or forged server from a real one (paper §4.1 and §4.2).", "define(`confDANE', `true')dnl in sendmail.mc")
 	}
 	fs = append(fs, dane)
 	logl := Finding{ID: "outbound.loglevel", Title: "Delivery TLS logged", Setting: "sendmail.cf: O LogLevel=" + c.Options["LogLevel"]}
 	level := 0
 	fmt.Sscan(c.Options["LogLevel"], &level)
 	if level >= 9 {
-		logl.Status, logl.Value = StatusOK, fmt.Sprintf("yes (LogLevel %d)", level)
-		logl.Reason = "Sendmail logs \"STARTTLS=client, relay=…, version=…, verify=…, cipher=…\" from LogLevel 9: snowrain's delivery TLS figures and Table 6's certificate status come from these lines."
+		logl.judge(StatusOK, fmt.Sprintf("yes (LogLevel %d)", level), "Sendmail logs \"STARTTLS=client, relay=…, version=…, verify=…, cipher=…\" from LogLevel 9: snowrain's delivery TLS figures and Table 6's certificate status come from these lines.", "")
 	} else {
-		logl.Status, logl.Value = StatusWarn, fmt.Sprintf("no (LogLevel %d)", level)
-		logl.Reason = "Below LogLevel 9 Sendmail does not log STARTTLS=client lines: snowrain counts every delivery as cleartext."
-		logl.Fix = "define(`confLOG_LEVEL', `9')dnl in sendmail.mc"
+		logl.judge(StatusWarn, fmt.Sprintf("no (LogLevel %d)", level), "Below LogLevel 9 Sendmail does not log STARTTLS=client lines: snowrain counts every delivery as cleartext.", "define(`confLOG_LEVEL', `9')dnl in sendmail.mc")
 	}
 	fs = append(fs, logl)
 	return fs
@@ -317,16 +309,11 @@ func sendmailInbound(ctx context.Context, c *SendmailConfig, d SendmailDaemon, o
 	var fs []Finding
 	switch {
 	case strings.Contains(d.Modifiers, "S"):
-		f.Status, f.Value = StatusFail, "no: DaemonPortOptions Modifiers=S"
-		f.Reason = "Paper Table 5: STARTTLS inbound needs the server configured; M=S turns it off for this daemon."
-		f.Fix = "remove S from this DAEMON_OPTIONS' Modifiers in sendmail.mc"
+		f.judge(StatusFail, "no: DaemonPortOptions Modifiers=S", "Paper Table 5: STARTTLS inbound needs the server configured; M=S turns it off for this daemon.", "remove S from this DAEMON_OPTIONS' Modifiers in sendmail.mc")
 	case c.Options["ServerCertFile"] == "" || c.Options["ServerKeyFile"] == "":
-		f.Status, f.Value = StatusFail, "no: no ServerCertFile/ServerKeyFile"
-		f.Reason = "Paper §3.3 and Table 5: Sendmail does not accept TLS without manual configuration; every sender delivers in cleartext."
-		f.Fix = "define(`confSERVER_CERT', …) and define(`confSERVER_KEY', …) in sendmail.mc"
+		f.judge(StatusFail, "no: no ServerCertFile/ServerKeyFile", "Paper §3.3 and Table 5: Sendmail does not accept TLS without manual configuration; every sender delivers in cleartext.", "define(`confSERVER_CERT', …) and define(`confSERVER_KEY', …) in sendmail.mc")
 	default:
-		f.Status, f.Value = StatusOK, "yes"
-		f.Reason = "RFC 3207; paper §3.3: Sendmail offers STARTTLS once given a certificate."
+		f.judge(StatusOK, "yes", "RFC 3207; paper §3.3: Sendmail offers STARTTLS once given a certificate.", "")
 	}
 	fs = append(fs, f)
 	if f.Status == StatusOK {

@@ -77,9 +77,7 @@ func protocolFinding(id, title string, ossl *OpenSSL, p tlsParams) Finding {
 	f := Finding{ID: id, Title: title, Setting: p.protoWhere}
 	allow, err := parsePostfixProtocols(p.protoValue)
 	if err != nil {
-		f.Status, f.Value = StatusFail, fmt.Sprintf("%s is invalid: %v; Postfix refuses TLS with it", p.protoParam, err)
-		f.Reason = "postconf(5), " + p.protoParam
-		f.Fix = p.fixProtocols
+		f.judge(StatusFail, fmt.Sprintf("%s is invalid: %v; Postfix refuses TLS with it", p.protoParam, err), "postconf(5), "+p.protoParam, p.fixProtocols)
 		return f
 	}
 	level := SecLevelOf(p.cipherList, p.secLevel)
@@ -141,8 +139,7 @@ func cipherFinding(ctx context.Context, id, title string, ossl *OpenSSL, p tlsPa
 	f.Setting += "; " + p.secWhere
 	cs, err := ossl.Ciphers(ctx, p.cipherList, p.secLevel)
 	if err != nil {
-		f.Status, f.Value = StatusFail, "the cipher list is invalid: "+err.Error()
-		f.Reason = "The MTA cannot set the list and gives up TLS for the session (Postfix: \"error setting cipher grade\", tls_set_ciphers); senders fall back to cleartext (paper §4.1)."
+		f.judge(StatusFail, "the cipher list is invalid: "+err.Error(), "The MTA cannot set the list and gives up TLS for the session (Postfix: \"error setting cipher grade\", tls_set_ciphers); senders fall back to cleartext (paper §4.1).", "")
 		return f
 	}
 	weak := map[string][]string{}

@@ -46,8 +46,8 @@ func FormatAuthResults(r Results) string {
 	}
 	var dmarc string
 	if r.DMARC.Result != "" {
-		dmarc = fmt.Sprintf("dmarc=%s (p=%s dis=%s) header.from=%s", r.DMARC.Result, commentSafe(r.DMARC.Policy),
-			commentSafe(r.DMARC.Disposition), propValue(r.DMARC.FromDomain))
+		dmarc = fmt.Sprintf("dmarc=%s (p=%s dis=%s) header.from=%s", r.DMARC.Result, commentSafe(string(r.DMARC.Policy)),
+			commentSafe(string(r.DMARC.Disposition)), propValue(r.DMARC.FromDomain))
 	}
 	// Signatures are listed while they fit; the rest, and those beyond the
 	// verification cap, are summed up in one result, so the value stays
@@ -59,11 +59,11 @@ func FormatAuthResults(r Results) string {
 			omitted += s.Omitted
 			continue
 		}
-		why := s.Class
+		why := string(s.Class)
 		if s.Detail != "" {
 			why = strings.TrimPrefix(why+" "+s.Detail, " ")
 		}
-		entry := fmt.Sprintf("dkim=%s%s header.d=%s header.s=%s header.a=%s", commentSafe(s.Result), reason(why),
+		entry := fmt.Sprintf("dkim=%s%s header.d=%s header.s=%s header.a=%s", commentSafe(string(s.Result)), reason(why),
 			propValue(s.Domain), propValue(s.Selector), propValue(s.Algorithm))
 		if omitted > 0 || b.Len()+len(entry)+len(dmarc)+maxSummary > MaxAuthResults {
 			omitted++
@@ -90,11 +90,11 @@ const MaxAuthResults = 16 << 10
 // maxSummary is room for the summary result and its separator.
 const maxSummary = 100
 
-func reason(class string) string {
+func reason[C ~string](class C) string {
 	if class == "" {
 		return ""
 	}
-	return " (" + commentSafe(class) + ")"
+	return " (" + commentSafe(string(class)) + ")"
 }
 
 // commentSafe keeps untrusted text from closing our comment.
@@ -221,7 +221,7 @@ var wordDecoder = &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (
 
 // FromDomain extracts the RFC5322.From domain from the From header values
 // of a message, with a From* class when there is not exactly one.
-func FromDomain(values []string) (domain, class string) {
+func FromDomain(values []string) (domain string, class FromClass) {
 	domains, class := FromDomains(values)
 	if class != "" {
 		return "", class
@@ -237,7 +237,7 @@ func FromDomain(values []string) (domain, class string) {
 // receiver that enforces evaluates each of them, since a mail reader shows
 // the recipient one of them. A field that does not parse is searched for
 // "@domain" in its raw and its RFC 2047-decoded text.
-func FromDomains(values []string) (domains []string, class string) {
+func FromDomains(values []string) (domains []string, class FromClass) {
 	if len(values) == 0 {
 		return nil, FromNone
 	}
@@ -332,18 +332,22 @@ func unfold(v string) string {
 	return strings.NewReplacer("\n ", " ", "\n\t", "\t").Replace(v)
 }
 
+// AuthMethods is the Table 17 class ("Gmail Incoming Mail
+// Authentication") of a message: which of DKIM and SPF authenticated it.
+type AuthMethods string
+
 // Authentication classes of Table 17.
 const (
-	AuthDKIMAndSPF = "dkim_and_spf"
-	AuthDKIMOnly   = "dkim_only"
-	AuthSPFOnly    = "spf_only"
-	AuthNone       = "none"
+	AuthDKIMAndSPF AuthMethods = "dkim_and_spf"
+	AuthDKIMOnly   AuthMethods = "dkim_only"
+	AuthSPFOnly    AuthMethods = "spf_only"
+	AuthNone       AuthMethods = "none"
 )
 
 // AuthClass returns the Table 17 class: which of a passing DKIM signature
 // and an SPF pass the message has.
-func AuthClass(dkimVerdict, spfResult string) string {
-	d, s := dkimVerdict == "pass", spfResult == "pass"
+func AuthClass(dkimVerdict DKIMStatus, spfResult SPFStatus) AuthMethods {
+	d, s := dkimVerdict == DKIMPass, spfResult == SPFPass
 	switch {
 	case d && s:
 		return AuthDKIMAndSPF

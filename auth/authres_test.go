@@ -22,7 +22,7 @@ var authresCases = map[string]Results{
 		DMARC: DMARCResult{Result: "pass", Policy: "reject", Disposition: "none", FromDomain: "example.org"}},
 	"none": {AuthServID: "mx.example.net"},
 	"failures": {AuthServID: "mx.example.net", TLS: "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 128bits",
-		SPF:  SPFResult{Identity: "mailfrom", Result: "temperror", ErrorClass: SPFDNSTimeout, Domain: "slow.example"},
+		SPF:  SPFResult{Identity: "mailfrom", Result: "temperror", ErrorClass: SPFClassDNSTimeout, Domain: "slow.example"},
 		Helo: SPFResult{Identity: "helo", Result: "fail", Domain: "helo.example"},
 		DKIM: []Signature{
 			{Domain: "example.org", Selector: "weak", Algorithm: "rsa-sha256", KeyBits: 512, Result: "permerror", Class: DKIMWeakKey},
@@ -36,7 +36,7 @@ var authresCases = map[string]Results{
 	// Strings from the message (d=, s=, a=) and our TLS summary can hold
 	// anything: none may break the header.
 	"hostile": {AuthServID: "mx.example.net", TLS: "TLSv1.3 (x)\r\nX-Injected: yes; \\",
-		SPF: SPFResult{Identity: "mailfrom", Result: "permerror", ErrorClass: SPFInvalidRecord, Domain: "a b;c(d)e\"f\\g\r\nX-Injected: yes"},
+		SPF: SPFResult{Identity: "mailfrom", Result: "permerror", ErrorClass: SPFClassInvalidRecord, Domain: "a b;c(d)e\"f\\g\r\nX-Injected: yes"},
 		DKIM: []Signature{
 			{Domain: "evil;x(", Selector: "a b", Algorithm: "rsa-sha1", Result: "permerror", Class: DKIMUnsupportedAlg, Detail: "sha1"},
 			{Domain: "", Selector: "\r\n\t", Algorithm: "ünïcode\x7f\x00", Result: "permerror", Class: DKIMOther, Detail: "syntax) (x"}},
@@ -192,9 +192,10 @@ func TestIsOurs(t *testing.T) {
 
 func TestFromDomain(t *testing.T) {
 	cases := []struct {
-		name          string
-		values        []string
-		domain, class string
+		name   string
+		values []string
+		domain string
+		class  FromClass
 	}{
 		{"zero", nil, "", FromNone},
 		{"zero, empty slice", []string{}, "", FromNone},
@@ -244,7 +245,11 @@ func TestFromDomain(t *testing.T) {
 }
 
 func TestAuthClass(t *testing.T) {
-	cases := [][3]string{
+	cases := []struct {
+		dkim DKIMStatus
+		spf  SPFStatus
+		want AuthMethods
+	}{
 		{"pass", "pass", AuthDKIMAndSPF},
 		{"pass", "fail", AuthDKIMOnly},
 		{"pass", "none", AuthDKIMOnly},
@@ -258,8 +263,8 @@ func TestAuthClass(t *testing.T) {
 		{"PASS", "Pass", AuthNone}, // results are lower-case by construction
 	}
 	for _, c := range cases {
-		if got := AuthClass(c[0], c[1]); got != c[2] {
-			t.Errorf("AuthClass(%s, %s) = %s, want %s", c[0], c[1], got, c[2])
+		if got := AuthClass(c.dkim, c.spf); got != c.want {
+			t.Errorf("AuthClass(%s, %s) = %s, want %s", c.dkim, c.spf, got, c.want)
 		}
 	}
 	// With the verdict of a real signature set.
@@ -288,7 +293,7 @@ func TestFromDomains(t *testing.T) {
 		name    string
 		values  []string
 		domains []string
-		class   string
+		class   FromClass
 	}{
 		{"one", []string{"CEO <ceo@bank.example>"}, []string{"bank.example"}, ""},
 		{"upper case", []string{"ceo@BANK.Example"}, []string{"bank.example"}, ""},

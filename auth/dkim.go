@@ -17,16 +17,21 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
-// DKIM failure classes of Table 8: exactly one per failing signature.
+// DKIMClass is the Table 8 class ("Gmail DKIM Errors") of a signature
+// that did not pass: exactly one per failing signature, "" for a pass and
+// for signatures not verified (policy).
+type DKIMClass string
+
+// DKIM failure classes of Table 8.
 const (
-	DKIMWeakKey        = "weak_key"
-	DKIMRevoked        = "revoked"
-	DKIMUnsupportedAlg = "unsupported_algorithm"
-	DKIMExpired        = "expired"
-	DKIMBodyHash       = "body_hash"
-	DKIMVersion        = "version"
-	DKIMDuplicateTags  = "duplicate_tags"
-	DKIMOther          = "other"
+	DKIMWeakKey        DKIMClass = "weak_key"              // the key is shorter than RFC 8301 section 3.2 allows
+	DKIMRevoked        DKIMClass = "revoked"               // empty p= (RFC 6376 section 3.6.1)
+	DKIMUnsupportedAlg DKIMClass = "unsupported_algorithm" // hash, key type or canonicalization not supported
+	DKIMExpired        DKIMClass = "expired"               // x= in the past (RFC 6376 section 3.5)
+	DKIMBodyHash       DKIMClass = "body_hash"             // bh= does not match the body
+	DKIMVersion        DKIMClass = "version"               // v= other than 1 (signature or key record)
+	DKIMDuplicateTags  DKIMClass = "duplicate_tags"        // a tag given twice (RFC 6376 section 3.2)
+	DKIMOther          DKIMClass = "other"                 // any other failure; Detail says which
 )
 
 // Signature is the verdict on one DKIM-Signature.
@@ -34,10 +39,10 @@ type Signature struct {
 	Domain    string
 	Selector  string
 	Algorithm string
-	KeyBits   int    // 0 when the key was not found or unparsable
-	Result    string // pass, fail, temperror, permerror, policy
-	Class     string // Table 8 class, for fail/permerror/temperror
-	Detail    string // finer reason: no_key, header_sig, dns_temp, syntax, over_limit, …
+	KeyBits   int // 0 when the key was not found or unparsable
+	Result    DKIMStatus
+	Class     DKIMClass // for fail/permerror/temperror
+	Detail    string    // finer reason: no_key, header_sig, dns_temp, syntax, over_limit, …
 	Err       string
 	// Omitted, when above 0, makes this the one record standing for that
 	// many signatures beyond the per-message cap (Result policy, Detail
@@ -52,7 +57,7 @@ const DKIMOverLimit = "over_limit"
 
 // OverLimit returns the record standing for n signatures beyond the cap.
 func OverLimit(n int) Signature {
-	return Signature{Result: "policy", Detail: DKIMOverLimit, Omitted: n,
+	return Signature{Result: DKIMPolicy, Detail: DKIMOverLimit, Omitted: n,
 		Err: fmt.Sprintf("%d more signatures than the per-message limit", n)}
 }
 
@@ -129,21 +134,21 @@ func (v *DKIMVerifier) Close(headers []string) []Signature {
 		s := Signature{Domain: tags.Domain, Selector: tags.Selector, Algorithm: tags.Algorithm}
 		switch {
 		case v.dropped:
-			s.Result, s.Detail = "policy", DKIMOverLimit
+			s.Result, s.Detail = DKIMPolicy, DKIMOverLimit
 		case v.failed != nil:
-			s.Result, s.Class, s.Detail, s.Err = "permerror", DKIMOther, "syntax", v.failed.Error()
+			s.Result, s.Class, s.Detail, s.Err = DKIMPermError, DKIMOther, "syntax", v.failed.Error()
 		case i < len(v.result):
 			s.Result, s.Class, s.Detail, s.Err = v.result[i].Result, v.result[i].Class, v.result[i].Detail, v.result[i].Err
 		default:
-			s.Result, s.Detail = "policy", DKIMOverLimit
+			s.Result, s.Detail = DKIMPolicy, DKIMOverLimit
 		}
 		if s.Class == DKIMOther && tags.Duplicate != "" {
 			s.Class = DKIMDuplicateTags
 		}
-		if synErr != nil && s.Result != "policy" && s.Class != DKIMDuplicateTags {
+		if synErr != nil && s.Result != DKIMPolicy && s.Class != DKIMDuplicateTags {
 			// RFC 6376 3.2: a malformed tag-list is a permanent failure,
 			// whatever go-msgauth made of it.
-			s.Result, s.Class, s.Detail, s.Err = "permerror", DKIMOther, "syntax", synErr.Error()
+			s.Result, s.Class, s.Detail, s.Err = DKIMPermError, DKIMOther, "syntax", synErr.Error()
 		}
 		s.KeyBits = v.keyBits(tags)
 		out = append(out, s)
@@ -232,48 +237,50 @@ func (v *DKIMVerifier) run(pr *io.PipeReader, opts *dkim.VerifyOptions) {
 // (third_party/go-msgauth/PATCHES.md), so a signer's selector, domain or
 // tags, which the error texts quote, never pick the class.
 var dkimClasses = []struct {
-	err                   error
-	result, class, detail string
+	err    error
+	result DKIMStatus
+	class  DKIMClass
+	detail string
 }{
-	{dkim.ErrKeyUnavailable, "temperror", DKIMOther, "dns_temp"},
-	{dkim.ErrKeyTooShort, "permerror", DKIMWeakKey, ""},
-	{dkim.ErrKeyRevoked, "permerror", DKIMRevoked, ""},
-	{dkim.ErrExpired, "permerror", DKIMExpired, ""},
-	{dkim.ErrBodyHash, "fail", DKIMBodyHash, ""},
-	{dkim.ErrSignature, "fail", DKIMOther, "header_sig"},
-	{dkim.ErrSignatureVersion, "permerror", DKIMVersion, ""},
-	{dkim.ErrKeyVersion, "permerror", DKIMVersion, "key_version"},
-	{dkim.ErrDuplicateTag, "permerror", DKIMDuplicateTags, ""},
-	{dkim.ErrWeakHash, "permerror", DKIMUnsupportedAlg, "sha1"},
-	{dkim.ErrUnsupportedHash, "permerror", DKIMUnsupportedAlg, "hash"},
-	{dkim.ErrUnsupportedKeyAlgorithm, "permerror", DKIMUnsupportedAlg, "key"},
-	{dkim.ErrMalformedAlgorithm, "permerror", DKIMUnsupportedAlg, "syntax"},
-	{dkim.ErrInappropriateKey, "permerror", DKIMUnsupportedAlg, "key_hash"},
-	{dkim.ErrInappropriateHash, "permerror", DKIMUnsupportedAlg, "key_hash"},
-	{dkim.ErrUnsupportedHeaderCanon, "permerror", DKIMUnsupportedAlg, "canon"},
-	{dkim.ErrUnsupportedBodyCanon, "permerror", DKIMUnsupportedAlg, "canon"},
-	{dkim.ErrUnsupportedQueryMethod, "permerror", DKIMUnsupportedAlg, "query"},
-	{dkim.ErrNoKey, "permerror", DKIMOther, "no_key"},
-	{dkim.ErrNoValidKey, "permerror", DKIMOther, "no_key"},
-	{dkim.ErrMultipleKeys, "permerror", DKIMOther, "no_key"},
-	{dkim.ErrKeySyntax, "permerror", DKIMOther, "key_syntax"},
-	{dkim.ErrKeyRecord, "permerror", DKIMOther, "key_syntax"},
-	{dkim.ErrBodyLengthTag, "fail", DKIMOther, "l_tag"},
-	{dkim.ErrDomainMismatch, "permerror", DKIMOther, "syntax"},
-	{dkim.ErrFromNotSigned, "permerror", DKIMOther, "from_not_signed"},
-	{dkim.ErrMissingTag, "permerror", DKIMOther, "syntax"},
-	{dkim.ErrSignatureTags, "permerror", DKIMOther, "syntax"},
-	{dkim.ErrMalformedTime, "permerror", DKIMOther, "syntax"},
-	{dkim.ErrMalformedExpiration, "permerror", DKIMOther, "syntax"},
-	{dkim.ErrMalformedBodyHash, "permerror", DKIMOther, "syntax"},
-	{dkim.ErrMalformedSignature, "permerror", DKIMOther, "syntax"},
+	{dkim.ErrKeyUnavailable, DKIMTempError, DKIMOther, "dns_temp"},
+	{dkim.ErrKeyTooShort, DKIMPermError, DKIMWeakKey, ""},
+	{dkim.ErrKeyRevoked, DKIMPermError, DKIMRevoked, ""},
+	{dkim.ErrExpired, DKIMPermError, DKIMExpired, ""},
+	{dkim.ErrBodyHash, DKIMFail, DKIMBodyHash, ""},
+	{dkim.ErrSignature, DKIMFail, DKIMOther, "header_sig"},
+	{dkim.ErrSignatureVersion, DKIMPermError, DKIMVersion, ""},
+	{dkim.ErrKeyVersion, DKIMPermError, DKIMVersion, "key_version"},
+	{dkim.ErrDuplicateTag, DKIMPermError, DKIMDuplicateTags, ""},
+	{dkim.ErrWeakHash, DKIMPermError, DKIMUnsupportedAlg, "sha1"},
+	{dkim.ErrUnsupportedHash, DKIMPermError, DKIMUnsupportedAlg, "hash"},
+	{dkim.ErrUnsupportedKeyAlgorithm, DKIMPermError, DKIMUnsupportedAlg, "key"},
+	{dkim.ErrMalformedAlgorithm, DKIMPermError, DKIMUnsupportedAlg, "syntax"},
+	{dkim.ErrInappropriateKey, DKIMPermError, DKIMUnsupportedAlg, "key_hash"},
+	{dkim.ErrInappropriateHash, DKIMPermError, DKIMUnsupportedAlg, "key_hash"},
+	{dkim.ErrUnsupportedHeaderCanon, DKIMPermError, DKIMUnsupportedAlg, "canon"},
+	{dkim.ErrUnsupportedBodyCanon, DKIMPermError, DKIMUnsupportedAlg, "canon"},
+	{dkim.ErrUnsupportedQueryMethod, DKIMPermError, DKIMUnsupportedAlg, "query"},
+	{dkim.ErrNoKey, DKIMPermError, DKIMOther, "no_key"},
+	{dkim.ErrNoValidKey, DKIMPermError, DKIMOther, "no_key"},
+	{dkim.ErrMultipleKeys, DKIMPermError, DKIMOther, "no_key"},
+	{dkim.ErrKeySyntax, DKIMPermError, DKIMOther, "key_syntax"},
+	{dkim.ErrKeyRecord, DKIMPermError, DKIMOther, "key_syntax"},
+	{dkim.ErrBodyLengthTag, DKIMFail, DKIMOther, "l_tag"},
+	{dkim.ErrDomainMismatch, DKIMPermError, DKIMOther, "syntax"},
+	{dkim.ErrFromNotSigned, DKIMPermError, DKIMOther, "from_not_signed"},
+	{dkim.ErrMissingTag, DKIMPermError, DKIMOther, "syntax"},
+	{dkim.ErrSignatureTags, DKIMPermError, DKIMOther, "syntax"},
+	{dkim.ErrMalformedTime, DKIMPermError, DKIMOther, "syntax"},
+	{dkim.ErrMalformedExpiration, DKIMPermError, DKIMOther, "syntax"},
+	{dkim.ErrMalformedBodyHash, DKIMPermError, DKIMOther, "syntax"},
+	{dkim.ErrMalformedSignature, DKIMPermError, DKIMOther, "syntax"},
 }
 
 // ClassifyDKIM returns the result, Table 8 class and detail for one
 // go-msgauth verification error (nil means pass).
-func ClassifyDKIM(err error) (result, class, detail string) {
+func ClassifyDKIM(err error) (result DKIMStatus, class DKIMClass, detail string) {
 	if err == nil {
-		return "pass", "", ""
+		return DKIMPass, "", ""
 	}
 	for _, c := range dkimClasses {
 		if errors.Is(err, c.err) {
@@ -281,36 +288,40 @@ func ClassifyDKIM(err error) (result, class, detail string) {
 		}
 	}
 	if dkim.IsTempFail(err) {
-		return "temperror", DKIMOther, "dns_temp"
+		return DKIMTempError, DKIMOther, "dns_temp"
 	}
-	return "permerror", DKIMOther, ""
+	return DKIMPermError, DKIMOther, ""
 }
 
-// RFC 8601 section 2.7.1 results of a DKIM signature, as the
-// Authentication-Results header writes them. Signature.Result holds one;
-// DKIMVerdict gives the message's.
+// DKIMStatus is the result of a DKIM signature (RFC 6376 section 6.1)
+// as the dkim method of Authentication-Results writes it (RFC 8601
+// section 2.7.1). Signature.Result holds one; DKIMVerdict gives the
+// message's.
+type DKIMStatus string
+
+// DKIM results, RFC 8601 section 2.7.1.
 const (
-	DKIMPass      = "pass"
-	DKIMFail      = "fail"
-	DKIMNeutral   = "neutral"
-	DKIMPolicy    = "policy"
-	DKIMTempError = "temperror"
-	DKIMPermError = "permerror"
-	DKIMNone      = "none" // the message has no signature
+	DKIMPass      DKIMStatus = "pass"
+	DKIMFail      DKIMStatus = "fail"      // the signature or body hash did not verify
+	DKIMNeutral   DKIMStatus = "neutral"   // could not be processed, for reasons not covered below
+	DKIMPolicy    DKIMStatus = "policy"    // not acceptable to us: here, beyond a per-message limit
+	DKIMTempError DKIMStatus = "temperror" // the key could not be fetched for now
+	DKIMPermError DKIMStatus = "permerror" // the signature or key cannot be used
+	DKIMNone      DKIMStatus = "none"      // the message has no signature
 )
 
 // dkimVerdictOrder ranks signature results for the message verdict: a
 // pass decides; without one, a temporary failure comes first, since the
 // same message may pass later (as DMARC treats it, RFC 7489 6.6.2), then
 // a failed verification, then a signature that could not be checked.
-var dkimVerdictOrder = []string{DKIMPass, DKIMTempError, DKIMFail, DKIMPermError, DKIMNeutral, DKIMPolicy}
+var dkimVerdictOrder = []DKIMStatus{DKIMPass, DKIMTempError, DKIMFail, DKIMPermError, DKIMNeutral, DKIMPolicy}
 
 // DKIMVerdict is the message's DKIM result in RFC 8601 terms, the one the
 // store, the metrics and the report count: none without signatures, pass
 // if any signature passes, else the first of dkimVerdictOrder that some
 // signature has. It never folds permerror or temperror into fail, so the
 // store says what the Authentication-Results header said.
-func DKIMVerdict(sigs []Signature) string {
+func DKIMVerdict(sigs []Signature) DKIMStatus {
 	if len(sigs) == 0 {
 		return DKIMNone
 	}

@@ -95,7 +95,7 @@ func formatSig(s Signature) string {
 		}
 		return v
 	}
-	return fmt.Sprintf("%s %s %s %s %s %s %d", s.Result, dash(s.Class), dash(s.Detail), s.Domain, s.Selector, s.Algorithm, s.KeyBits)
+	return fmt.Sprintf("%s %s %s %s %s %s %d", s.Result, dash(string(s.Class)), dash(s.Detail), s.Domain, s.Selector, s.Algorithm, s.KeyBits)
 }
 
 // startZone serves a corpus .dns file: zone text, plus "SERVFAIL name"
@@ -262,7 +262,7 @@ func TestDKIMVerifierEdges(t *testing.T) {
 func TestDKIMVerdict(t *testing.T) {
 	cases := []struct {
 		results []string
-		want    string
+		want    DKIMStatus
 	}{
 		{nil, "none"},
 		{[]string{"pass"}, "pass"},
@@ -281,7 +281,7 @@ func TestDKIMVerdict(t *testing.T) {
 	for _, c := range cases {
 		var sigs []Signature
 		for _, r := range c.results {
-			sigs = append(sigs, Signature{Result: r})
+			sigs = append(sigs, Signature{Result: DKIMStatus(r)})
 		}
 		if got := DKIMVerdict(sigs); got != c.want {
 			t.Errorf("DKIMVerdict(%v) = %s, want %s", c.results, got, c.want)
@@ -354,7 +354,7 @@ func TestClassifyDKIM(t *testing.T) {
 		if d == "" {
 			d = "-"
 		}
-		if got := r + " " + cl + " " + d; got != c.want {
+		if got := string(r) + " " + string(cl) + " " + d; got != c.want {
 			t.Errorf("%q → %q, want %q", c.err, got, c.want)
 		}
 		for _, e := range dkimClasses {

@@ -14,25 +14,49 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
+// FromClass says why a message's From header fields cannot be evaluated
+// by DMARC, which needs exactly one field with one domain (RFC 7489
+// section 6.6.1); "" when they can.
+type FromClass string
+
 // From header classes for messages DMARC cannot evaluate.
 const (
-	FromNone     = "no_from"
-	FromMultiple = "multiple_from"
-	FromInvalid  = "invalid_from"
+	FromNone     FromClass = "no_from"       // no From field (RFC 5322 section 3.6 requires one)
+	FromMultiple FromClass = "multiple_from" // several fields, or mailboxes of several domains
+	FromInvalid  FromClass = "invalid_from"  // a field that is not a valid mailbox list
 )
 
-// DMARC published-policy classes of Table 18.
+// DMARCPolicy is a DMARC policy: the Table 18 class ("DMARC Policies") of
+// what a domain publishes, p= (or sp=, np=) of RFC 7489 section 6.3, and
+// the disposition applied after pct= (section 6.6.4).
+type DMARCPolicy string
+
+// DMARC published-policy classes of Table 18. A disposition is one of
+// the first three.
 const (
-	PolicyReject     = "reject"
-	PolicyQuarantine = "quarantine"
-	PolicyNone       = "none"
-	PolicyAbsent     = "absent"
+	PolicyReject     DMARCPolicy = "reject"
+	PolicyQuarantine DMARCPolicy = "quarantine"
+	PolicyNone       DMARCPolicy = "none"
+	PolicyAbsent     DMARCPolicy = "absent" // no record applies (none, several, or no policy and no rua=)
+)
+
+// DMARCStatus is the result of a DMARC evaluation, as the dmarc method
+// of Authentication-Results writes it (RFC 7489 section 11.2).
+type DMARCStatus string
+
+// DMARC results, RFC 7489 section 11.2.
+const (
+	DMARCNone      DMARCStatus = "none"      // no policy published: no DMARC processing (6.6.3)
+	DMARCPass      DMARCStatus = "pass"      // an aligned SPF or DKIM pass
+	DMARCFail      DMARCStatus = "fail"      // a policy applies and nothing aligned passed
+	DMARCTempError DMARCStatus = "temperror" // the policy could not be fetched for now
+	DMARCPermError DMARCStatus = "permerror" // the record or the From header cannot be used
 )
 
 // DMARCInput is what the evaluation needs from the rest of the message.
 type DMARCInput struct {
 	FromDomain  string    // RFC5322.From domain ("" when FromClass says why)
-	FromClass   string    // "" or one of the From* classes
+	FromClass   FromClass // "" or why DMARC cannot evaluate the From fields
 	SPF         SPFResult // the MAIL FROM check (HELO for the null sender)
 	DKIMDomains []string  // d= of every passing signature
 }
@@ -40,11 +64,11 @@ type DMARCInput struct {
 // DMARCResult is the DMARC evaluation of one message.
 type DMARCResult struct {
 	FromDomain   string
-	Result       string // pass, fail, none, temperror, permerror
-	Policy       string // published policy that applied: reject, quarantine, none, absent
-	Disposition  string // after pct: none, quarantine, reject
-	RecordDomain string // where the record was found
-	Record       string // that record's Text: the policy published (RFC 7489 7.2)
+	Result       DMARCStatus
+	Policy       DMARCPolicy // published policy that applied: reject, quarantine, none, absent
+	Disposition  DMARCPolicy // after pct: none, quarantine, reject
+	RecordDomain string      // where the record was found
+	Record       string      // that record's Text: the policy published (RFC 7489 7.2)
 	SPFAligned   bool
 	DKIMAligned  bool
 	Err          error
@@ -62,39 +86,39 @@ type DMARCChecker struct {
 func (c *DMARCChecker) Check(ctx context.Context, in DMARCInput) DMARCResult {
 	r := DMARCResult{FromDomain: in.FromDomain, Policy: PolicyAbsent, Disposition: PolicyNone}
 	if in.FromClass != "" || in.FromDomain == "" {
-		r.Result = "permerror"
+		r.Result = DMARCPermError
 		return r
 	}
 	rec, at, err := LookupDMARC(ctx, c.Resolver, in.FromDomain)
 	switch {
 	case resolver.IsTemporary(err):
-		r.Result, r.Err = "temperror", err
+		r.Result, r.Err = DMARCTempError, err
 		return r
 	case errors.Is(err, ErrDMARCMultiple), errors.Is(err, ErrDMARCNoPolicy):
-		r.Result, r.Err = "none", err // RFC 7489 6.6.3: no DMARC processing
+		r.Result, r.Err = DMARCNone, err // RFC 7489 6.6.3: no DMARC processing
 		return r
 	case err != nil:
-		r.Result, r.Err = "permerror", err
+		r.Result, r.Err = DMARCPermError, err
 		return r
 	case rec == nil:
-		r.Result = "none"
+		r.Result = DMARCNone
 		return r
 	}
 	r.RecordDomain, r.Record = at, rec.Text
 	r.Policy = c.policyFor(ctx, rec, in.FromDomain, at)
 	// A HELO check never counts, even if a caller hands one in: only the
 	// MAIL FROM identity (postmaster@HELO for the null sender) does.
-	r.SPFAligned = in.SPF.Result == "pass" && in.SPF.Identity != "helo" && aligned(in.SPF.Domain, in.FromDomain, rec.SPFAlignment)
+	r.SPFAligned = in.SPF.Result == SPFPass && in.SPF.Identity != SPFHelo && aligned(in.SPF.Domain, in.FromDomain, rec.SPFAlignment)
 	for _, d := range in.DKIMDomains {
 		if aligned(d, in.FromDomain, rec.DKIMAlignment) {
 			r.DKIMAligned = true
 		}
 	}
 	if r.SPFAligned || r.DKIMAligned {
-		r.Result = "pass"
+		r.Result = DMARCPass
 		return r
 	}
-	r.Result = "fail"
+	r.Result = DMARCFail
 	r.Disposition = c.disposition(r.Policy, rec.Percent)
 	return r
 }
@@ -208,7 +232,13 @@ func ParseDMARC(txt string) (*DMARCRecord, error) {
 		}
 		vals[k] = v
 	}
-	validPolicy := func(p string) bool { return p == PolicyNone || p == PolicyQuarantine || p == PolicyReject }
+	validPolicy := func(p string) bool {
+		switch DMARCPolicy(p) {
+		case PolicyNone, PolicyQuarantine, PolicyReject:
+			return true
+		}
+		return false
+	}
 	sp, hasSP := vals["sp"]
 	if !validPolicy(vals["p"]) || (hasSP && !validPolicy(sp)) {
 		if !validURIList(vals["rua"]) {
@@ -219,7 +249,7 @@ func ParseDMARC(txt string) (*DMARCRecord, error) {
 		if _, ok := vals["p"]; !ok {
 			tags = append(tags, "p")
 		}
-		vals["p"] = PolicyNone
+		vals["p"] = string(PolicyNone)
 		delete(vals, "sp")
 	}
 	var canon strings.Builder
@@ -240,7 +270,7 @@ func ParseDMARC(txt string) (*DMARCRecord, error) {
 		if !validPolicy(np) {
 			return nil, fmt.Errorf("%w: invalid np= policy", ErrDMARCInvalid)
 		}
-		r.NP = np
+		r.NP = DMARCPolicy(np)
 	}
 	return r, nil
 }
@@ -264,14 +294,14 @@ func validURIList(list string) bool {
 
 // PolicyInvalid is the Table 18 class of a published record that does not
 // parse (the milter's DMARC permerror).
-const PolicyInvalid = "invalid"
+const PolicyInvalid DMARCPolicy = "invalid"
 
 // Published returns the Table 18 class of the DMARC policy that applies to
 // mail from domain, exactly as Check would put it in DMARCResult.Policy
 // (sp= and np= below the organizational domain included), with the record
 // and the domain it was found at. A record that does not parse is
 // PolicyInvalid; err is set only for a lookup that failed (temperror).
-func (c *DMARCChecker) Published(ctx context.Context, domain string) (class string, rec *DMARCRecord, at string, err error) {
+func (c *DMARCChecker) Published(ctx context.Context, domain string) (class DMARCPolicy, rec *DMARCRecord, at string, err error) {
 	rec, at, err = LookupDMARC(ctx, c.Resolver, domain)
 	switch {
 	case resolver.IsTemporary(err):
@@ -284,14 +314,14 @@ func (c *DMARCChecker) Published(ctx context.Context, domain string) (class stri
 	return c.policyFor(ctx, rec, domain, at), rec, at, nil
 }
 
-func (c *DMARCChecker) policyFor(ctx context.Context, rec *DMARCRecord, from, at string) string {
-	p := string(rec.Policy)
+func (c *DMARCChecker) policyFor(ctx context.Context, rec *DMARCRecord, from, at string) DMARCPolicy {
+	p := DMARCPolicy(rec.Policy)
 	if !SameDomain(from, at) {
 		if np := npTag(rec); np != "" && c.nonExistent(ctx, from) {
 			return np
 		}
 		if rec.SubdomainPolicy != "" {
-			p = string(rec.SubdomainPolicy)
+			p = DMARCPolicy(rec.SubdomainPolicy)
 		}
 	}
 	if p == "" {
@@ -302,12 +332,12 @@ func (c *DMARCChecker) policyFor(ctx context.Context, rec *DMARCRecord, from, at
 
 // npTag returns RFC 9091's np= (policy for non-existent subdomains), which
 // go-msgauth v0.7.0 does not parse.
-func npTag(rec *DMARCRecord) string { return rec.NP }
+func npTag(rec *DMARCRecord) DMARCPolicy { return rec.NP }
 
 // DMARCRecord is a parsed DMARC record plus the tags go-msgauth skips.
 type DMARCRecord struct {
 	*dmarc.Record
-	NP string // np=, RFC 9091
+	NP DMARCPolicy // np=, RFC 9091
 	// Text is the record as read: its tags in record order, "k=v;" each,
 	// keywords lower-cased, p=none where 6.6.3 made it so. Aggregate
 	// reports carry it as the policy published (RFC 7489 7.2).
@@ -326,7 +356,7 @@ func (c *DMARCChecker) nonExistent(ctx context.Context, domain string) bool {
 
 // disposition applies pct=, the percentage of failing messages the policy
 // applies to: 0 to 100, and 100 when absent (RFC 7489 section 6.3).
-func (c *DMARCChecker) disposition(policy string, pct *int) string {
+func (c *DMARCChecker) disposition(policy DMARCPolicy, pct *int) DMARCPolicy {
 	if policy != PolicyReject && policy != PolicyQuarantine {
 		return PolicyNone
 	}

@@ -59,7 +59,7 @@ _dmarc.lowerv.example.        TXT "v=dmarc1; p=reject"
 `
 
 // mailFrom builds the MAIL FROM result a caller hands to DMARC.
-func mailFrom(domain, result string) SPFResult {
+func mailFrom(domain string, result SPFStatus) SPFResult {
 	return SPFResult{Identity: "mailfrom", Domain: domain, Result: result}
 }
 
@@ -76,7 +76,8 @@ func TestDMARC(t *testing.T) {
 	cases := []struct {
 		name                    string
 		in                      DMARCInput
-		result, policy, dis     string
+		result                  DMARCStatus
+		policy, dis             DMARCPolicy
 		at                      string // RecordDomain
 		spfAligned, dkimAligned bool
 	}{
@@ -219,7 +220,7 @@ func TestDMARCSample(t *testing.T) {
 	for _, tc := range []struct {
 		domain  string
 		sampled bool
-		dis     string
+		dis     DMARCPolicy
 	}{
 		{"pct50.example", true, "reject"},
 		{"pct50.example", false, "quarantine"},
@@ -338,7 +339,7 @@ func TestParseDMARC(t *testing.T) {
 			t.Errorf("ParseDMARC(%q) error %v, want ok %v", c.in, err, c.ok)
 			continue
 		}
-		if err == nil && rec.NP != c.np {
+		if err == nil && string(rec.NP) != c.np {
 			t.Errorf("ParseDMARC(%q).NP = %q, want %q", c.in, rec.NP, c.np)
 		}
 	}

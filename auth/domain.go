@@ -92,3 +92,23 @@ func OrgDomain(domain string) string {
 	d, _ := NormalizeDomain(domain)
 	return d
 }
+
+// DomainAt returns the index of the "@" before the domain of an address
+// in RFC 5321 external form ("local@domain"): the last one outside a
+// quoted string, since a quoted local part may hold "@" and quoted pairs
+// (RFC 5321 section 4.1.2); -1 when there is none. open reports a quoted
+// string left unterminated, which each caller judges for itself.
+func DomainAt(addr string) (at int, open bool) {
+	at = -1
+	for i := 0; i < len(addr); i++ {
+		switch c := addr[i]; {
+		case c == '\\' && open:
+			i++
+		case c == '"':
+			open = !open
+		case c == '@' && !open:
+			at = i
+		}
+	}
+	return at, open
+}

@@ -117,7 +117,7 @@ func FuzzParseDMARC(f *testing.F) {
 		if !isDMARC1(s) {
 			t.Fatalf("accepted without leading v=DMARC1: %q", s)
 		}
-		if !policy(string(rec.Policy), false) || !policy(string(rec.SubdomainPolicy), true) || !policy(rec.NP, true) {
+		if !policy(string(rec.Policy), false) || !policy(string(rec.SubdomainPolicy), true) || !policy(string(rec.NP), true) {
 			t.Fatalf("policies %q %q %q", rec.Policy, rec.SubdomainPolicy, rec.NP)
 		}
 		if rec.Percent != nil && (*rec.Percent < 0 || *rec.Percent > 100) {
@@ -185,7 +185,7 @@ func FuzzAuthServID(f *testing.F) {
 		if isToken(id) {
 			v := FormatAuthResults(Results{AuthServID: id, TLS: domain,
 				SPF:  SPFResult{Result: "pass", Domain: domain},
-				DKIM: []Signature{{Domain: domain, Selector: domain, Result: "fail", Class: domain, Detail: domain}}})
+				DKIM: []Signature{{Domain: domain, Selector: domain, Result: "fail", Class: DKIMClass(domain), Detail: domain}}})
 			if got := AuthServID(v); got != id {
 				t.Fatalf("authserv-id %q read back as %q from %q", id, got, v)
 			}
@@ -211,9 +211,9 @@ func FuzzFormatAuthResults(f *testing.F) {
 		// a= come from the message and may be anything, of any length.
 		tlsState, class, detail = tlsState[:min(len(tlsState), 100)], class[:min(len(class), 32)], detail[:min(len(detail), 32)]
 		r := Results{AuthServID: "mx.example.net", TLS: tlsState,
-			SPF:   SPFResult{Result: "permerror", Domain: domain, ErrorClass: class},
+			SPF:   SPFResult{Result: "permerror", Domain: domain, ErrorClass: SPFClass(class)},
 			Helo:  SPFResult{Result: "pass", Domain: selector},
-			DKIM:  []Signature{{Domain: domain, Selector: selector, Algorithm: alg, Result: "fail", Class: class, Detail: detail}},
+			DKIM:  []Signature{{Domain: domain, Selector: selector, Algorithm: alg, Result: "fail", Class: DKIMClass(class), Detail: detail}},
 			DMARC: DMARCResult{Result: "fail", Policy: "reject", Disposition: "none", FromDomain: domain}}
 		v := FormatAuthResults(r)
 		checkAuthResValue(t, v)

@@ -65,7 +65,9 @@ func TestSPF(t *testing.T) {
 	c := &SPFChecker{Resolver: testResolver(t, srv)}
 	cases := []struct {
 		name, ip, helo, sender string
-		result, class, domain  string
+		result                 SPFStatus
+		class                  SPFClass
+		domain                 string
 	}{
 		{"pass", "192.0.2.1", "h.example", "a@pass.example", "pass", "", "pass.example"},
 		{"domain case", "192.0.2.1", "h.example", "a@PASS.Example.", "pass", "", "pass.example"},
@@ -75,22 +77,22 @@ func TestSPF(t *testing.T) {
 		{"neutral", "192.0.2.1", "h.example", "a@neutral.example", "neutral", "", "neutral.example"},
 		{"no spf record", "192.0.2.1", "h.example", "a@none.example", "none", "", "none.example"},
 		{"nxdomain", "192.0.2.1", "h.example", "a@nxdomain.example", "none", "", "nxdomain.example"},
-		{"include loop", "192.0.2.1", "h.example", "a@loop.example", "permerror", SPFPermError, "loop.example"},
-		{"11 lookups", "192.0.2.1", "h.example", "a@many.example", "permerror", SPFPermError, "many.example"},
+		{"include loop", "192.0.2.1", "h.example", "a@loop.example", "permerror", SPFClassPermError, "loop.example"},
+		{"11 lookups", "192.0.2.1", "h.example", "a@many.example", "permerror", SPFClassPermError, "many.example"},
 		{"10 lookups", "192.0.2.1", "h.example", "a@ten.example", "pass", "", "ten.example"},
-		{"bad ip4", "192.0.2.1", "h.example", "a@badip.example", "permerror", SPFInvalidRecord, "badip.example"},
-		{"bad mask", "192.0.2.1", "h.example", "a@badmask.example", "permerror", SPFInvalidRecord, "badmask.example"},
-		{"unknown mechanism", "192.0.2.1", "h.example", "a@unknown.example", "permerror", SPFInvalidRecord, "unknown.example"},
+		{"bad ip4", "192.0.2.1", "h.example", "a@badip.example", "permerror", SPFClassInvalidRecord, "badip.example"},
+		{"bad mask", "192.0.2.1", "h.example", "a@badmask.example", "permerror", SPFClassInvalidRecord, "badmask.example"},
+		{"unknown mechanism", "192.0.2.1", "h.example", "a@unknown.example", "permerror", SPFClassInvalidRecord, "unknown.example"},
 		{"unknown modifier ignored", "192.0.2.1", "h.example", "a@modifier.example", "pass", "", "modifier.example"},
-		{"two records", "192.0.2.1", "h.example", "a@two.example", "permerror", SPFInvalidRecord, "two.example"},
+		{"two records", "192.0.2.1", "h.example", "a@two.example", "permerror", SPFClassInvalidRecord, "two.example"},
 		{"redirect", "192.0.2.1", "h.example", "a@redir.example", "pass", "", "redir.example"},
 		{"mx", "192.0.2.7", "h.example", "a@mx.example", "pass", "", "mx.example"},
 		{"mx other ip", "192.0.2.8", "h.example", "a@mx.example", "fail", "", "mx.example"},
 		{"exists macro", "192.0.2.1", "h.example", "a@macro.example", "pass", "", "macro.example"},
 		{"exists macro miss", "192.0.2.2", "h.example", "a@macro.example", "fail", "", "macro.example"},
 		{"loopback client", "127.0.0.1", "h.example", "a@loopback.example", "pass", "", "loopback.example"},
-		{"servfail", "192.0.2.1", "h.example", "a@servfail.example", "temperror", SPFTempError, "servfail.example"},
-		{"servfail in include", "192.0.2.1", "h.example", "a@temp.example", "temperror", SPFTempError, "temp.example"},
+		{"servfail", "192.0.2.1", "h.example", "a@servfail.example", "temperror", SPFClassTempError, "servfail.example"},
+		{"servfail in include", "192.0.2.1", "h.example", "a@temp.example", "temperror", SPFClassTempError, "temp.example"},
 		// The null sender: RFC 7208 2.4 checks postmaster@HELO.
 		{"null sender", "192.0.2.9", "helo.example", "", "pass", "", "helo.example"},
 		{"null sender <>", "192.0.2.9", "Helo.Example", "<>", "pass", "", "helo.example"},
@@ -115,7 +117,7 @@ func TestSPF(t *testing.T) {
 		{"bad IDN", "192.0.2.1", "h.example", "a@\u00ad\u200d.example", "none", "", "\u00ad\u200d.example"},
 		// A malformed name inside a record is the record's problem, never
 		// a transient one.
-		{"include of malformed name", "192.0.2.1", "h.example", "a@incbad.example", "permerror", SPFPermError, "incbad.example"},
+		{"include of malformed name", "192.0.2.1", "h.example", "a@incbad.example", "permerror", SPFClassPermError, "incbad.example"},
 		{"a: of malformed name", "192.0.2.1", "h.example", "a@abad.example", "pass", "", "abad.example"},
 		{"a: of malformed name, no match", "192.0.2.2", "h.example", "a@abad.example", "fail", "", "abad.example"},
 	}
@@ -138,14 +140,17 @@ func TestSPFHelo(t *testing.T) {
 	srv.ServFail("broken.example")
 	c := &SPFChecker{Resolver: testResolver(t, srv)}
 	cases := []struct {
-		ip, helo, result, class, domain string
+		ip, helo string
+		result   SPFStatus
+		class    SPFClass
+		domain   string
 	}{
 		{"192.0.2.9", "helo.example", "pass", "", "helo.example"},
 		{"192.0.2.9", "HELO.example", "pass", "", "helo.example"},
 		{"192.0.2.1", "helo.example", "fail", "", "helo.example"},
 		{"192.0.2.1", "nohost.example", "none", "", "nohost.example"},
 		{"192.0.2.1", "[192.0.2.1]", "none", "", "[192.0.2.1]"},
-		{"192.0.2.1", "x.broken.example", "temperror", SPFTempError, "x.broken.example"},
+		{"192.0.2.1", "x.broken.example", "temperror", SPFClassTempError, "x.broken.example"},
 	}
 	for _, tc := range cases {
 		r := c.CheckHelo(context.Background(), net.ParseIP(tc.ip), tc.helo)
@@ -166,7 +171,7 @@ func TestSPFTimeout(t *testing.T) {
 	}
 	c := &SPFChecker{Resolver: r}
 	res := c.CheckMailFrom(context.Background(), net.ParseIP("192.0.2.1"), "h.example", "a@pass.example")
-	if res.Result != "temperror" || res.ErrorClass != SPFDNSTimeout {
+	if res.Result != "temperror" || res.ErrorClass != SPFClassDNSTimeout {
 		t.Errorf("dropped DNS: %s/%s (%v), want temperror/dns_timeout", res.Result, res.ErrorClass, res.Err)
 	}
 
@@ -178,7 +183,7 @@ func TestSPFTimeout(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	res = (&SPFChecker{Resolver: slow}).CheckMailFrom(ctx, net.ParseIP("192.0.2.1"), "h.example", "a@pass.example")
-	if res.Result != "temperror" || res.ErrorClass != SPFDNSTimeout {
+	if res.Result != "temperror" || res.ErrorClass != SPFClassDNSTimeout {
 		t.Errorf("budget exhausted: %s/%s (%v), want temperror/dns_timeout", res.Result, res.ErrorClass, res.Err)
 	}
 	if d := time.Since(start); d > 2*time.Second {

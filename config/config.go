@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -140,15 +141,29 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText renders the duration.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Default returns the built-in settings.
+// Default returns the built-in settings: the one place snowrain's
+// defaults are written. Commands clone it and override it with the file
+// and the flags; a package's Config built without a file (NewFilter,
+// NewEngine, NewWriter in tests) takes the same values for the fields it
+// leaves out, through its ConfigFrom(Default()) and OrDefault.
+//
+// The milter's limits: Postfix sends body chunks of at most 65,535 bytes
+// and header fields of at most header_size_limit (100 KB); Sendmail 8.14+
+// may negotiate 1 MB chunks (1,048,575 bytes plus the command byte): a
+// packet of 1 MiB fits both, and five connections declaring 128 MiB cost
+// 5 MiB. The idle timeout outlasts a slow client's DATA, during which the
+// milter connection is silent (Postfix smtpd_timeout and Sendmail
+// Timeout.datablock are per read, so an upload may take long); libmilter
+// uses 2 h.
 func Default() Config {
+	host := Hostname()
 	return Config{
 		Milter: "unix:" + DefaultSocketDir + "/milter.sock", SocketMode: "0660", DB: "/var/lib/snowrain/snowrain.db",
-		Node:      hostname(),
+		Node:      host,
 		LogFormat: "text", LogLevel: "info", LogTarget: "stderr",
 		DNSTimeout: Duration{2 * time.Second}, DNSBudget: Duration{5 * time.Second}, DNSCacheSize: 10000,
 		MilterMaxPacket: 1 << 20, MilterReadTimeout: Duration{30 * time.Second}, MilterIdleTimeout: Duration{time.Hour}, MaxHeaderBytes: 1 << 20,
-		AuthServID: hostname(), SubmissionDaemons: []string{"submission", "smtps", "submissions"},
+		AuthServID: host, SubmissionDaemons: []string{"submission", "smtps", "submissions"},
 		MaxSignatures: 8, CheckHelo: true,
 		QueueSize: 10000, BatchSize: 500, BatchInterval: Duration{time.Second}, DrainTimeout: Duration{10 * time.Second},
 		Enforce: Enforce{Quarantine: "header", InvalidFrom: "reject"},
@@ -160,12 +175,25 @@ func Default() Config {
 	}
 }
 
-func hostname() string {
+// Hostname is the default of authserv_id and node: the host name, or
+// "localhost" when the system has none.
+func Hostname() string {
 	h, err := os.Hostname()
-	if err != nil {
+	if err != nil || h == "" {
 		return "localhost"
 	}
 	return h
+}
+
+// OrDefault sets *v to def when *v is unset: the zero value, or a
+// negative number. A package's Config fills the fields a caller left out
+// with it, from the package's part of Default, so that no default is
+// written twice.
+func OrDefault[T cmp.Ordered](v *T, def T) {
+	var zero T
+	if *v <= zero {
+		*v = def
+	}
 }
 
 // Load reads a TOML file over c. A missing file is an error only when
@@ -344,6 +372,14 @@ func SplitListen(s string) (network, addr string, err error) {
 	return "", "", fmt.Errorf("config: milter address %q: unknown kind %q", s, kind)
 }
 
+// listVar registers a repeatable flag whose values are appended to list.
+func listVar(fs *flag.FlagSet, list *[]string, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
+		*list = append(*list, v)
+		return nil
+	})
+}
+
 // Bind registers a flag for every option, writing into c.
 func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Milter, "milter", c.Milter, "milter socket: inet:HOST:PORT or unix:PATH")
@@ -362,22 +398,13 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.TextVar(&c.MilterIdleTimeout, "milter-idle-timeout", c.MilterIdleTimeout, "close a milter connection silent this long")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "header bytes per message; beyond, DKIM is not verified")
 	fs.StringVar(&c.LogTarget, "log-target", c.LogTarget, "where logs go: stderr (journald) or syslog (mail facility, /dev/log)")
-	fs.Func("dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)", func(v string) error {
-		c.DNS = append(c.DNS, v)
-		return nil
-	})
+	listVar(fs, &c.DNS, "dns", "DNS server HOST:PORT (repeatable; default /etc/resolv.conf)")
 	fs.TextVar(&c.DNSTimeout, "dns-timeout", c.DNSTimeout, "timeout of one DNS query")
 	fs.TextVar(&c.DNSBudget, "dns-budget", c.DNSBudget, "DNS time budget of one message")
 	fs.IntVar(&c.DNSCacheSize, "dns-cache-size", c.DNSCacheSize, "cached DNS answers (0: off)")
 	fs.StringVar(&c.AuthServID, "authserv-id", c.AuthServID, "authserv-id of Authentication-Results")
-	fs.Func("submission-daemon", "daemon name whose mail is outbound (repeatable)", func(v string) error {
-		c.SubmissionDaemons = append(c.SubmissionDaemons, v)
-		return nil
-	})
-	fs.Func("internal-network", "CIDR whose mail is outbound (repeatable)", func(v string) error {
-		c.InternalNetworks = append(c.InternalNetworks, v)
-		return nil
-	})
+	listVar(fs, &c.SubmissionDaemons, "submission-daemon", "daemon name whose mail is outbound (repeatable)")
+	listVar(fs, &c.InternalNetworks, "internal-network", "CIDR whose mail is outbound (repeatable)")
 	fs.IntVar(&c.MaxSignatures, "max-signatures", c.MaxSignatures, "DKIM signatures verified per message")
 	fs.BoolVar(&c.CheckHelo, "check-helo", c.CheckHelo, "also check SPF of the HELO identity")
 	fs.BoolVar(&c.StoreLocalparts, "store-localparts", c.StoreLocalparts, "store envelope local parts (privacy!)")
@@ -386,10 +413,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.TextVar(&c.BatchInterval, "batch-interval", c.BatchInterval, "longest wait before writing a batch")
 	fs.TextVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "wait for sessions and the queue on SIGTERM")
 	fs.BoolVar(&c.Enforce.DMARC, "enforce-dmarc", c.Enforce.DMARC, "reject/quarantine per DMARC policy")
-	fs.Func("enforce-domain", "enforce only for this From domain (repeatable)", func(v string) error {
-		c.Enforce.Domains = append(c.Enforce.Domains, v)
-		return nil
-	})
+	listVar(fs, &c.Enforce.Domains, "enforce-domain", "enforce only for this From domain (repeatable)")
 	fs.StringVar(&c.Enforce.Quarantine, "quarantine", c.Enforce.Quarantine, "quarantine action: header or hold")
 	fs.StringVar(&c.Enforce.InvalidFrom, "enforce-invalid-from", c.Enforce.InvalidFrom, "enforcement for a From DMARC cannot evaluate: reject, quarantine or accept")
 	fs.StringVar(&c.Policy.Socket, "policy-socket", c.Policy.Socket, "TLS policy socketmap: unix:PATH or inet:HOST:PORT (empty: off)")
@@ -403,10 +427,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.TextVar(&c.Policy.IdleTimeout, "policy-idle-timeout", c.Policy.IdleTimeout, "close policy connections idle this long (0: per listener)")
 	fs.TextVar(&c.Policy.ReadTimeout, "policy-read-timeout", c.Policy.ReadTimeout, "longest to read one policy request (0: 10s)")
 	fs.BoolVar(&c.Policy.TempOnError, "policy-temp-on-error", c.Policy.TempOnError, "answer TEMP when no policy can be decided (defers mail!)")
-	fs.Func("require-tls", "sender domain (or .parent) whose mail must arrive over TLS (repeatable)", func(v string) error {
-		c.Policy.Inbound.RequireTLS = append(c.Policy.Inbound.RequireTLS, v)
-		return nil
-	})
+	listVar(fs, &c.Policy.Inbound.RequireTLS, "require-tls", "sender domain (or .parent) whose mail must arrive over TLS (repeatable)")
 	fs.BoolVar(&c.Policy.Inbound.Milter, "require-tls-milter", c.Policy.Inbound.Milter, "enforce require-tls in the milter (Sendmail)")
 	fs.IntVar(&c.Policy.DowngradeN, "downgrade-n", c.Policy.DowngradeN, "flag a peer that used TLS in N …")
 	fs.IntVar(&c.Policy.DowngradeM, "downgrade-m", c.Policy.DowngradeM, "… of its last M connections, then plaintext")

@@ -151,7 +151,8 @@ func (f *Feedback) Marshal() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Gzip compresses a document (the .xml.gz attachment, RFC 7489 7.2.1.1).
+// Gzip compresses a document: the .xml.gz attachment of RFC 7489
+// 7.2.1.1, and the application/tlsrpt+gzip form of RFC 8460 5.3.
 func Gzip(b []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -178,15 +179,25 @@ func SourceIP(s string) (string, bool) {
 // Filename is the attachment's name (RFC 7489 7.2.1.1):
 // receiver!policy-domain!begin!end[!unique-id].xml[.gz].
 func Filename(receiver, policyDomain string, begin, end time.Time, unique string, gz bool) string {
+	return BaseName(receiver, policyDomain, begin, end, unique) + extension(".xml", gz)
+}
+
+// BaseName is a report file's name without its extension (RFC 7489
+// 7.2.1.1): receiver!policy-domain!begin!end[!unique-id], times in
+// seconds since the epoch. TLS reports use the same (RFC 8460 5.3).
+func BaseName(receiver, policyDomain string, begin, end time.Time, unique string) string {
 	name := receiver + "!" + policyDomain + "!" + fmt.Sprint(begin.Unix()) + "!" + fmt.Sprint(end.Unix())
 	if unique != "" {
 		name += "!" + unique
 	}
-	name += ".xml"
-	if gz {
-		name += ".gz"
-	}
 	return name
+}
+
+func extension(ext string, gz bool) string {
+	if gz {
+		return ext + ".gz"
+	}
+	return ext
 }
 
 // Subject is the report message's subject (RFC 7489 7.2.1.1):

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/resolver"
 )
 
@@ -26,7 +27,7 @@ type Config struct {
 	// appended. SMTPRelay (HOST:PORT), when set, is used instead.
 	Sendmail  []string
 	SMTPRelay string
-	// HTTPTimeout bounds one HTTPS POST (default 30 s); Dial, when set,
+	// HTTPTimeout bounds one HTTPS POST (default: config's); Dial, when set,
 	// replaces the dialer that refuses non-public addresses (tests point
 	// it at loopback); RootCAs, when set, replaces the system roots.
 	HTTPTimeout time.Duration
@@ -47,12 +48,11 @@ func (c *Config) defaults() {
 	if c.Contact == "" {
 		c.Contact = c.From
 	}
+	d := config.Default().Reports
 	if len(c.Sendmail) == 0 {
-		c.Sendmail = []string{"/usr/sbin/sendmail"}
+		c.Sendmail = strings.Fields(d.Sendmail)
 	}
-	if c.HTTPTimeout <= 0 {
-		c.HTTPTimeout = 30 * time.Second
-	}
+	config.OrDefault(&c.HTTPTimeout, d.HTTPTimeout.Duration)
 	if c.DNSTimeout <= 0 {
 		c.DNSTimeout = 10 * time.Second
 	}

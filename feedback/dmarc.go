@@ -100,13 +100,16 @@ func ReportID(day Day, domain, submitter string) string {
 
 // message is one stored message with its signatures.
 type message struct {
-	at                                  int64
-	clientIP, mailFrom, headerFrom      string
-	spfResult, spfDomain                string
-	policy, disposition, result, action string
-	recordDomain, published             string
-	spfAligned, dkimAligned             bool
-	sigs                                []dmarcrpt.DKIMResult
+	at                             int64
+	clientIP, mailFrom, headerFrom string
+	spfResult                      auth.SPFStatus
+	spfDomain                      string
+	policy, disposition            auth.DMARCPolicy
+	result                         auth.DMARCStatus
+	action                         measure.Action
+	recordDomain, published        string
+	spfAligned, dkimAligned        bool
+	sigs                           []dmarcrpt.DKIMResult
 }
 
 // messageOf is the stored message as a report needs it.
@@ -117,7 +120,7 @@ func messageOf(m *measure.Message) *message {
 		spfAligned: m.SPFAligned, dkimAligned: m.DKIMAligned}
 	for _, s := range m.Signatures {
 		out.sigs = append(out.sigs, dmarcrpt.DKIMResult{Domain: s.Domain, Selector: s.Selector,
-			Result: dkimResult(s.Result), HumanResult: s.Class})
+			Result: dkimResult(string(s.Result)), HumanResult: string(s.Class)})
 	}
 	return out
 }
@@ -129,7 +132,7 @@ func (m *message) record() (*dmarcrpt.Record, bool) {
 		return nil, false // the schema has no place for a record without an address
 	}
 	pe := dmarcrpt.PolicyEvaluated{Disposition: appliedDisposition(m.action), DKIM: passFail(m.dkimAligned), SPF: passFail(m.spfAligned)}
-	if m.result == "fail" {
+	if m.result == auth.DMARCFail {
 		// Why what we did differs from what the policy asked for (Appendix
 		// C PolicyOverrideType): pct= sampled the message out, or snowrain
 		// does not enforce (the default: monitoring only).
@@ -142,7 +145,7 @@ func (m *message) record() (*dmarcrpt.Record, bool) {
 	}
 	spf := m.spfResult
 	if spf == "" {
-		spf = "none"
+		spf = auth.SPFNone
 	}
 	spfDomain := m.spfDomain
 	if spfDomain == "" {
@@ -152,16 +155,18 @@ func (m *message) record() (*dmarcrpt.Record, bool) {
 		Row:         dmarcrpt.Row{SourceIP: ip, Count: 1, PolicyEvaluated: pe},
 		Identifiers: dmarcrpt.Identifiers{EnvelopeFrom: m.mailFrom, HeaderFrom: m.headerFrom},
 		AuthResults: dmarcrpt.AuthResults{DKIM: m.sigs,
-			SPF: []dmarcrpt.SPFResult{{Domain: spfDomain, Scope: "mfrom", Result: spf}}},
+			SPF: []dmarcrpt.SPFResult{{Domain: spfDomain, Scope: "mfrom", Result: string(spf)}}},
 	}, true
 }
 
-func appliedDisposition(action string) dmarcrpt.Disposition {
-	switch action {
-	case "reject":
-		return dmarcrpt.DispositionReject
-	case "quarantine":
-		return dmarcrpt.DispositionQuarantine
+// dispositions are the dispositions applied (Appendix C) of the milter's
+// actions; any other action accepted the message.
+var dispositions = map[measure.Action]dmarcrpt.Disposition{measure.ActionReject: dmarcrpt.DispositionReject,
+	measure.ActionQuarantine: dmarcrpt.DispositionQuarantine, measure.ActionAccept: dmarcrpt.DispositionNone}
+
+func appliedDisposition(action measure.Action) dmarcrpt.Disposition {
+	if d, ok := dispositions[action]; ok {
+		return d
 	}
 	return dmarcrpt.DispositionNone
 }
@@ -175,11 +180,11 @@ func passFail(ok bool) dmarcrpt.Result {
 
 // dkimResult keeps the RFC 8601 results Appendix C's DKIMResultType has.
 func dkimResult(r string) string {
-	switch r {
-	case "none", "pass", "fail", "policy", "neutral", "temperror", "permerror":
+	switch auth.DKIMStatus(r) {
+	case auth.DKIMNone, auth.DKIMPass, auth.DKIMFail, auth.DKIMPolicy, auth.DKIMNeutral, auth.DKIMTempError, auth.DKIMPermError:
 		return r
 	}
-	return "permerror"
+	return string(auth.DKIMPermError)
 }
 
 func recordKey(r *dmarcrpt.Record) string {

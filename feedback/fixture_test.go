@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/measure/maillog"
@@ -32,9 +33,10 @@ const (
 func inbound(t time.Time, ip, mailFrom, from, spf, spfDomain string, spfAligned bool, sigs []measure.Signature,
 	dkimAligned bool, result, policy, disposition, recDomain, rec, action string) *measure.Message {
 	return &measure.Message{ConnUID: "c", Received: t, Direction: "inbound", ClientIP: ip, MailFromDomain: mailFrom,
-		FromDomain: from, SPFResult: spf, SPFDomain: spfDomain, SPFAligned: spfAligned, Signatures: sigs,
-		DKIMAligned: dkimAligned, DMARCResult: result, DMARCPolicy: policy, DMARCDisposition: disposition,
-		DMARCRecord: recDomain, DMARCPublished: rec, Action: action}
+		FromDomain: from, SPFResult: auth.SPFStatus(spf), SPFDomain: spfDomain, SPFAligned: spfAligned, Signatures: sigs,
+		DKIMAligned: dkimAligned, DMARCResult: auth.DMARCStatus(result), DMARCPolicy: auth.DMARCPolicy(policy),
+		DMARCDisposition: auth.DMARCPolicy(disposition), DMARCRecord: recDomain, DMARCPublished: rec,
+		Action: measure.Action(action)}
 }
 
 var pass = []measure.Signature{{Domain: "example.org", Selector: "s1", Algorithm: "rsa-sha256", Result: "pass"}}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/snowrain/snowrain/dmarcrpt"
 	"github.com/snowrain/snowrain/measure"
 )
 
@@ -80,7 +81,7 @@ func receivedDMARC(ctx context.Context, st *measure.Store, from, to int64) ([]Re
 		COALESCE(SUM(CASE WHEN d.dkim = ? OR d.spf = ? THEN d.count ELSE 0 END), 0)
 		FROM received_reports rr LEFT JOIN received_dmarc_rows d ON d.report = rr.id
 		WHERE rr.kind = ? AND rr.begin_at >= ? AND rr.begin_at < ? GROUP BY 1, 2 ORDER BY 2, 1`,
-		[]any{"pass", "pass", KindDMARC, from, to}, func(r *sql.Rows) (ReceivedDMARC, error) {
+		[]any{string(dmarcrpt.Pass), string(dmarcrpt.Pass), KindDMARC, from, to}, func(r *sql.Rows) (ReceivedDMARC, error) {
 			var d ReceivedDMARC
 			err := r.Scan(&d.Receiver, &d.Domain, &d.Reports, &d.Messages, &d.Pass)
 			d.Fail = d.Messages - d.Pass
@@ -96,7 +97,7 @@ func receivedDMARC(ctx context.Context, st *measure.Store, from, to int64) ([]Re
 	err = measure.Each(ctx, st.DB, `SELECT rr.org_name, rr.domain, d.source_ip, SUM(d.count)
 		FROM received_reports rr JOIN received_dmarc_rows d ON d.report = rr.id
 		WHERE rr.kind = ? AND rr.begin_at >= ? AND rr.begin_at < ? AND d.dkim <> ? AND d.spf <> ?
-		GROUP BY 1, 2, 3 ORDER BY 4 DESC, 3`, []any{KindDMARC, from, to, "pass", "pass"}, func(r *sql.Rows) error {
+		GROUP BY 1, 2, 3 ORDER BY 4 DESC, 3`, []any{KindDMARC, from, to, string(dmarcrpt.Pass), string(dmarcrpt.Pass)}, func(r *sql.Rows) error {
 		var org, domain string
 		var src Source
 		if err := r.Scan(&org, &domain, &src.IP, &src.Messages); err != nil {

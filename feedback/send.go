@@ -100,21 +100,14 @@ func (s *Sender) sendDMARC(ctx context.Context, day Day) ([]Delivery, error) {
 	var out []Delivery
 	for _, r := range reports {
 		base := Delivery{Kind: KindDMARC, Domain: r.Domain, ReportID: r.Feedback.Metadata.ReportID}
-		if !validDomain(r.Domain) {
-			base.Status, base.Reason = StatusRefused, "policy domain is not a host name"
-			out = append(out, base)
-			continue
-		}
-		doc, err := r.Feedback.Marshal()
+		gz, refused, err := s.prepare(base, "policy domain is not a host name", r.Feedback.Marshal,
+			dmarcFilename(c.Submitter, r.Domain, day))
 		if err != nil {
 			return out, err
 		}
-		gz := dmarcrpt.Gzip(doc)
-		if s.DryRun != "" {
-			name := filepath.Join(s.DryRun, strings.TrimSuffix(dmarcFilename(c.Submitter, r.Domain, day), ".gz"))
-			if err := os.WriteFile(name, doc, 0o644); err != nil {
-				return out, err
-			}
+		if refused != nil {
+			out = append(out, *refused)
+			continue
 		}
 		for _, uri := range r.RUA {
 			d := base
@@ -123,6 +116,27 @@ func (s *Sender) sendDMARC(ctx context.Context, day Day) ([]Delivery, error) {
 		}
 	}
 	return out, nil
+}
+
+// prepare readies one report for its destinations: refused (with
+// notHost as the reason) when its domain is not a host name, else its
+// document, gzipped, and in a dry run the document written as file
+// (without the .gz) too.
+func (s *Sender) prepare(base Delivery, notHost string, marshal func() ([]byte, error), file string) (gz []byte, refused *Delivery, err error) {
+	if !validDomain(base.Domain) {
+		base.Status, base.Reason = StatusRefused, notHost
+		return nil, &base, nil
+	}
+	doc, err := marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.DryRun != "" {
+		if err := os.WriteFile(filepath.Join(s.DryRun, strings.TrimSuffix(file, ".gz")), doc, 0o644); err != nil {
+			return nil, nil, err
+		}
+	}
+	return dmarcrpt.Gzip(doc), nil, nil
 }
 
 // dmarcTo sends one aggregate report to one rua= URI: mailto: only
@@ -381,21 +395,14 @@ func (s *Sender) sendTLS(ctx context.Context, day Day) ([]Delivery, error) {
 	var out []Delivery
 	for _, r := range reports {
 		base := Delivery{Kind: KindTLSRPT, Domain: r.Domain, ReportID: r.Report.ReportID}
-		if !validDomain(r.Domain) {
-			base.Status, base.Reason = StatusRefused, "domain is not a host name"
-			out = append(out, base)
-			continue
-		}
-		doc, err := r.Report.Marshal()
+		gz, refused, err := s.prepare(base, "domain is not a host name", r.Report.Marshal,
+			tlsFilename(c.Submitter, r.Domain, day))
 		if err != nil {
 			return out, err
 		}
-		gz := dmarcrpt.Gzip(doc)
-		if s.DryRun != "" {
-			name := filepath.Join(s.DryRun, strings.TrimSuffix(tlsFilename(c.Submitter, r.Domain, day), ".gz"))
-			if err := os.WriteFile(name, doc, 0o644); err != nil {
-				return out, err
-			}
+		if refused != nil {
+			out = append(out, *refused)
+			continue
 		}
 		for _, uri := range r.RUA {
 			d := base

@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/measure/maillog"
 	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
 	"github.com/snowrain/snowrain/tlsrpt"
@@ -30,7 +31,8 @@ type session struct {
 	domain, key        string
 	at                 int64
 	relayHost, relayIP string
-	level, status      string
+	level              maillog.Level
+	status             maillog.Status
 	result             tlsrpt.ResultType
 	reason             string
 }
@@ -109,8 +111,9 @@ func loadSessions(ctx context.Context, st *measure.Store, day Day) ([]*session, 
 
 // decision is one recorded answer of the policy engine.
 type decision struct {
-	at            int64
-	source, error string
+	at     int64
+	source policy.Source
+	error  string
 }
 
 // policies is what the store knows of a domain's policies on a day.
@@ -120,8 +123,9 @@ type policies struct {
 }
 
 type stsPolicy struct {
-	mode, text string
-	mx         []string
+	mode policy.STSMode
+	text string
+	mx   []string
 }
 
 func loadPolicies(ctx context.Context, st *measure.Store, domain string, day Day) (*policies, error) {
@@ -133,7 +137,7 @@ func loadPolicies(ctx context.Context, st *measure.Store, domain string, day Day
 		return nil, fmt.Errorf("feedback: %w", err)
 	}
 	for _, d := range ds {
-		p.decisions = append(p.decisions, decision{at: d.At.Unix(), source: d.Source, error: d.Error})
+		p.decisions = append(p.decisions, decision{at: d.At.Unix(), source: policy.Source(d.Source), error: d.Error})
 	}
 	c, ok, err := policy.LoadCachedSTS(ctx, st, domain)
 	if err != nil {
@@ -168,8 +172,8 @@ type applied struct {
 	failed tlsrpt.ResultType // a policy failure (fetch, syntax) that makes every session fail
 }
 
-// policyFor reads the engine's decision: "dane" is a TLSA policy;
-// "mta-sts" an enforced MTA-STS policy; a fetch or syntax error while
+// policyFor reads the engine's decision: SourceDANE is a TLSA policy;
+// SourceMTASTS an enforced MTA-STS policy; a fetch or syntax error while
 // looking for one is an MTA-STS policy failure (RFC 8460 4.3.2.3); any
 // other answer with a cached MTA-STS policy in testing mode is that
 // policy (testing is reported, not enforced: RFC 8461 5); else none.
@@ -177,11 +181,15 @@ func (p *policies) policyFor(s *session) applied {
 	d, ok := p.decisionAt(s.at)
 	if ok {
 		switch d.source {
-		case "dane":
+		case policy.SourceDANE:
 			return applied{kind: tlsrpt.PolicyTLSA, mx: s.relayHost}
-		case "mta-sts":
+		case policy.SourceMTASTS:
 			return applied{kind: tlsrpt.PolicySTS}
-		case "error":
+		case policy.SourceOverride, policy.SourceLearned, policy.SourceNone, policy.SourceInbound,
+			policy.SourceConfig, policy.SourceImported:
+			// Postfix's own levels: an MTA-STS policy in testing mode may
+			// still apply (below).
+		case policy.SourceError:
 			switch class, _, _ := strings.Cut(d.error, ":"); class {
 			case "sts_fetch":
 				return applied{kind: tlsrpt.PolicySTS, failed: tlsrpt.ResultSTSPolicyFetchError}
@@ -190,7 +198,7 @@ func (p *policies) policyFor(s *session) applied {
 			}
 		}
 	}
-	if p.sts != nil && (p.sts.mode == "testing" || (!ok && p.sts.mode == "enforce")) {
+	if p.sts != nil && (p.sts.mode == policy.STSTesting || (!ok && p.sts.mode == policy.STSEnforce)) {
 		return applied{kind: tlsrpt.PolicySTS}
 	}
 	return applied{kind: tlsrpt.PolicyNoPolicyFound}
@@ -212,9 +220,9 @@ func outcome(s *session, a applied) tlsrpt.ResultType {
 	}
 	if a.kind == tlsrpt.PolicyNoPolicyFound {
 		switch {
-		case s.result == "" && s.level == "none":
+		case s.result == "" && s.level == maillog.LevelNone:
 			return tlsrpt.ResultSTARTTLSNotSupported
-		case s.result != "" && (s.status != "sent" || !isCertificate(s.result)):
+		case s.result != "" && (s.status != maillog.StatusSent || !isCertificate(s.result)):
 			return s.result
 		}
 		return ""
@@ -222,9 +230,9 @@ func outcome(s *session, a applied) tlsrpt.ResultType {
 	switch {
 	case s.result != "":
 		return s.result
-	case s.level == "none":
+	case s.level == maillog.LevelNone:
 		return tlsrpt.ResultSTARTTLSNotSupported
-	case s.level == "untrusted" || s.level == "anonymous":
+	case s.level == maillog.LevelUntrusted || s.level == maillog.LevelAnonymous:
 		return tlsrpt.ResultCertificateNotTrusted
 	}
 	return ""

@@ -42,7 +42,7 @@ const insertDelivery = `INSERT INTO deliveries (delivered_at, mta, queue_id, dom
 // deliveryValues appends the row of insertDelivery.
 func deliveryValues(args []driver.Value, d *maillog.Delivery, node string) []driver.Value {
 	return append(args, d.Time.Unix(), d.MTA, d.QueueID, d.Domain, d.RelayHost, d.RelayIP,
-		i64(d.RelayPort), d.Status, d.DSN, d.Delay, d.TLSVersion, d.Cipher, i64(d.CipherBits), d.Level,
+		i64(d.RelayPort), string(d.Status), d.DSN, d.Delay, d.TLSVersion, d.Cipher, i64(d.CipherBits), string(d.Level),
 		d.Suite.KeyExchange, d.Suite.Cipher, d.Suite.MAC, d.Suite.ForwardSecret, node)
 }
 
@@ -86,7 +86,7 @@ func (s *Store) RecordDeliveriesTLS(ctx context.Context, ds []*maillog.Delivery,
 	var vals []driver.Value
 	args := make([]any, 0, 19)
 	for i, d := range ds {
-		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
+		roll.addDelivery(d)
 		roll.addProviderDelivery(d)
 		vals = deliveryValues(vals[:0], d, s.Node)
 		args = args[:0]

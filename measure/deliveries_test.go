@@ -18,7 +18,7 @@ import (
 func TestDeliveryCounts(t *testing.T) {
 	s := openTemp(t)
 	at := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-	d := func(domain, status string, tls bool) *maillog.Delivery {
+	d := func(domain string, status maillog.Status, tls bool) *maillog.Delivery {
 		x := &maillog.Delivery{Time: at, MTA: "postfix", QueueID: "Q1234", Domain: domain, Status: status, Level: maillog.LevelNone}
 		if tls {
 			x.TLSVersion, x.Cipher, x.Level, x.Suite = "TLSv1.3", "TLS_AES_128_GCM_SHA256", maillog.LevelTrusted, tlsinfo.Parse("TLS_AES_128_GCM_SHA256")
@@ -53,7 +53,7 @@ func TestDeliveryCounts(t *testing.T) {
 		c.TLSByDomain["retry.example"] != 1 || c.DeferredByDomain["nodns.example"] != 2 {
 		t.Errorf("by domain %v, TLS %v, deferred %v", c.ByDomain, c.TLSByDomain, c.DeferredByDomain)
 	}
-	if c.ByStatus["deferred"] != 6 || c.ByLevel[maillog.LevelTrusted] != 3 || c.ByLevel[maillog.LevelNone] != 2 {
+	if c.ByStatus["deferred"] != 6 || c.ByLevel[string(maillog.LevelTrusted)] != 3 || c.ByLevel[string(maillog.LevelNone)] != 2 {
 		t.Errorf("by status %v, by level %v", c.ByStatus, c.ByLevel)
 	}
 }

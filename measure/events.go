@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/snowrain/snowrain/auth"
 )
 
 // Event is one record for the store, applied inside a batch transaction:
@@ -15,12 +17,34 @@ type Event interface {
 	copyPG(b *pgBatch) error
 }
 
+// Direction is which way a connection, message or delivery went, seen
+// from this host.
+type Direction string
+
+// Directions.
+const (
+	Inbound  Direction = "inbound"  // a client delivered to us (the milter, the inbound policy service)
+	Outbound Direction = "outbound" // we delivered to a receiving MX (submission, the delivery log)
+)
+
+// Action is what the milter did with a message at end of data.
+type Action string
+
+// Actions of the milter. Only with enforcement (milter.Config's
+// EnforceDMARC) is a message ever not accepted: the DMARC disposition
+// (RFC 7489 section 6.6.4) decides.
+const (
+	ActionAccept     Action = "accept"
+	ActionReject     Action = "reject"     // refused with 550 5.7.1 (RFC 3463 section 3.8)
+	ActionQuarantine Action = "quarantine" // accepted, held or marked with a header
+)
+
 // Connection is the record of one SMTP connection, written when it ends.
 type Connection struct {
 	UID           string
 	Started       time.Time
 	Ended         time.Time
-	Direction     string // inbound, outbound
+	Direction     Direction
 	MTA           string
 	Daemon        string
 	ClientIP      string
@@ -43,7 +67,7 @@ type Connection struct {
 type Message struct {
 	ConnUID          string
 	Received         time.Time
-	Direction        string
+	Direction        Direction
 	QueueID          string
 	ClientIP         string
 	MailFromDomain   string
@@ -51,26 +75,26 @@ type Message struct {
 	RcptDomains      []string
 	RcptCount        int
 	FromDomain       string
-	FromClass        string
+	FromClass        auth.FromClass
 	Size             int64
 	TLSVersion       string
 	Cipher           string
 	ForwardSecret    bool
-	SPFResult        string
-	SPFClass         string
+	SPFResult        auth.SPFStatus
+	SPFClass         auth.SPFClass
 	SPFDomain        string
-	HeloSPFResult    string
-	HeloSPFClass     string
-	DKIMResult       string
-	DMARCResult      string
-	DMARCPolicy      string
-	DMARCDisposition string
-	DMARCRecord      string
+	HeloSPFResult    auth.SPFStatus
+	HeloSPFClass     auth.SPFClass
+	DKIMResult       auth.DKIMStatus // auth.DKIMVerdict of Signatures
+	DMARCResult      auth.DMARCStatus
+	DMARCPolicy      auth.DMARCPolicy
+	DMARCDisposition auth.DMARCPolicy
+	DMARCRecord      string // the domain the record was found at
 	DMARCPublished   string // the policy record that applied (auth.DMARCRecord.Text), for aggregate reports
 	SPFAligned       bool
 	DKIMAligned      bool
-	AuthClass        string
-	Action           string // accept, reject, quarantine, tempfail
+	AuthClass        auth.AuthMethods
+	Action           Action
 	FailOpen         string // why a check was skipped, "" normally
 	Signatures       []Signature
 }
@@ -79,7 +103,9 @@ type Message struct {
 type Signature struct {
 	Domain, Selector, Algorithm string
 	KeyBits                     int
-	Result, Class, Detail       string
+	Result                      auth.DKIMStatus
+	Class                       auth.DKIMClass
+	Detail                      string
 }
 
 // rowsPerInsert is how many messages one multi-row INSERT carries: a
@@ -188,7 +214,7 @@ func (c *Connection) apply(b *batch) error {
 
 // values appends the row of insertConnection.
 func (c *Connection) values(args []driver.Value, node string) []driver.Value {
-	return append(args, c.UID, c.Started.Unix(), c.Ended.Unix(), c.Direction, c.MTA, c.Daemon,
+	return append(args, c.UID, c.Started.Unix(), c.Ended.Unix(), string(c.Direction), c.MTA, c.Daemon,
 		c.ClientIP, c.ClientPTR, c.Helo, c.TLSVersion, c.Cipher, i64(c.CipherBits), c.KeyExchange,
 		c.BulkCipher, c.MAC, c.ForwardSecret, c.ClientCert, c.CertVerify, c.Authenticated, i64(c.Messages), node)
 }
@@ -217,18 +243,19 @@ func (m *Message) apply(b *batch) error {
 
 // values appends the row of insertMessage.
 func (m *Message) values(args []driver.Value, node string) []driver.Value {
-	return append(args, m.ConnUID, m.Received.Unix(), m.Direction, m.QueueID, m.ClientIP,
+	return append(args, m.ConnUID, m.Received.Unix(), string(m.Direction), m.QueueID, m.ClientIP,
 		m.MailFromDomain, nullable(m.MailFromLocal), strings.Join(m.RcptDomains, ","), i64(m.RcptCount),
-		m.FromDomain, m.FromClass, m.Size, m.TLSVersion, m.Cipher, m.ForwardSecret, m.SPFResult, m.SPFClass,
-		m.SPFDomain, m.HeloSPFResult, m.HeloSPFClass, m.DKIMResult, i64(len(m.Signatures)),
-		m.DMARCResult, m.DMARCPolicy, m.DMARCDisposition, m.DMARCRecord, m.SPFAligned,
-		m.DKIMAligned, m.AuthClass, m.Action, m.FailOpen, nullable(m.DMARCPublished), node)
+		m.FromDomain, string(m.FromClass), m.Size, m.TLSVersion, m.Cipher, m.ForwardSecret, string(m.SPFResult),
+		string(m.SPFClass), m.SPFDomain, string(m.HeloSPFResult), string(m.HeloSPFClass), string(m.DKIMResult),
+		i64(len(m.Signatures)), string(m.DMARCResult), string(m.DMARCPolicy), string(m.DMARCDisposition),
+		m.DMARCRecord, m.SPFAligned, m.DKIMAligned, string(m.AuthClass), string(m.Action), m.FailOpen,
+		nullable(m.DMARCPublished), node)
 }
 
 // values appends the row of insertSignature: the seq-th signature of
 // message id.
 func (s *Signature) values(args []driver.Value, id int64, seq int) []driver.Value {
-	return append(args, id, i64(seq), s.Domain, s.Selector, s.Algorithm, i64(s.KeyBits), s.Result, s.Class, s.Detail)
+	return append(args, id, i64(seq), s.Domain, s.Selector, s.Algorithm, i64(s.KeyBits), string(s.Result), string(s.Class), s.Detail)
 }
 
 // flush inserts the pending messages in one statement and their
@@ -290,7 +317,7 @@ func nullable(s string) driver.Value {
 // connections and then used plaintext.
 type Downgrade struct {
 	At        time.Time
-	Direction string // inbound, outbound
+	Direction Direction
 	PeerKind  string // domain, ip
 	Peer      string
 	TLSBefore int
@@ -313,7 +340,7 @@ func (d *Downgrade) apply(b *batch) error {
 
 // values appends the row of insertDowngrade.
 func (d *Downgrade) values(args []driver.Value, node string) []driver.Value {
-	return append(args, d.At.Unix(), d.Direction, d.PeerKind, d.Peer, i64(d.TLSBefore), i64(d.Window), node)
+	return append(args, d.At.Unix(), string(d.Direction), d.PeerKind, d.Peer, i64(d.TLSBefore), i64(d.Window), node)
 }
 
 // "window" is quoted: PostgreSQL reserves the word.

@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/snowrain/snowrain/auth"
+	"github.com/snowrain/snowrain/measure/maillog"
 )
 
 // The records behind the reports snowrain sends to other domains
@@ -29,9 +32,9 @@ func (s *Store) EachDMARCMessage(ctx context.Context, since, until time.Time, fn
 		WHERE m.direction = ? AND m.received_at >= ? AND m.received_at < ?
 			AND m.dmarc_result IN (?, ?) AND COALESCE(m.dmarc_record_domain, '') <> ''
 			AND m.dmarc_published IS NOT NULL
-		ORDER BY m.id, s.seq`, []any{"inbound", since.Unix(), until.Unix(), "pass", "fail"}, func(r *sql.Rows) error {
+		ORDER BY m.id, s.seq`, []any{string(Inbound), since.Unix(), until.Unix(), string(auth.DMARCPass), string(auth.DMARCFail)}, func(r *sql.Rows) error {
 		var id, at int64
-		m := &Message{Direction: "inbound"}
+		m := &Message{Direction: Inbound}
 		var sigDomain, sigSelector, sigResult, sigClass sql.NullString
 		if err := r.Scan(&id, &at, &m.ClientIP, &m.MailFromDomain, &m.FromDomain, &m.SPFResult, &m.SPFDomain,
 			&m.DMARCPolicy, &m.DMARCDisposition, &m.DMARCRecord, &m.DMARCPublished, &m.SPFAligned, &m.DKIMAligned,
@@ -49,7 +52,7 @@ func (s *Store) EachDMARCMessage(ctx context.Context, since, until time.Time, fn
 		}
 		if sigResult.Valid {
 			cur.Signatures = append(cur.Signatures, Signature{Domain: sigDomain.String, Selector: sigSelector.String,
-				Result: sigResult.String, Class: sigClass.String})
+				Result: auth.DKIMStatus(sigResult.String), Class: auth.DKIMClass(sigClass.String)})
 		}
 		return nil
 	})
@@ -70,7 +73,8 @@ type TLSSession struct {
 	Domain, Session    string
 	At                 time.Time
 	RelayHost, RelayIP string
-	Level, Status      string
+	Level              maillog.Level
+	Status             maillog.Status
 	Result, Reason     string
 }
 

@@ -45,7 +45,7 @@ func fill(t *testing.T, s *Store, base time.Time, tag string) {
 	for i := range 20 {
 		d := &maillog.Delivery{Time: base.Add(time.Duration(i) * time.Minute), MTA: "postfix", QueueID: fmt.Sprintf("D%s%d", tag, i),
 			Domain: fmt.Sprintf("to%d.example", i%4), RelayHost: fmt.Sprintf("mx%d.%s.example", i%2, tag), RelayIP: "192.0.2.9",
-			RelayPort: 25, Status: []string{maillog.StatusSent, maillog.StatusSent, maillog.StatusDeferred, maillog.StatusBounced}[i%4],
+			RelayPort: 25, Status: []maillog.Status{maillog.StatusSent, maillog.StatusSent, maillog.StatusDeferred, maillog.StatusBounced}[i%4],
 			DSN: "2.0.0", Delay: float64(i) / 4, Level: maillog.LevelNone}
 		if i%3 != 0 {
 			d.TLSVersion, d.Cipher, d.CipherBits, d.Level = "TLSv1.3", "TLS_AES_128_GCM_SHA256", 128, maillog.LevelVerified

@@ -59,7 +59,7 @@ func (s *Store) LearnableDomains(ctx context.Context, fromHour, minDeliveries in
 func (s *Store) InboundHistory(ctx context.Context, forms []string, fromHour int64) (messages, tls int64, err error) {
 	in, args := inList(forms)
 	err = s.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(messages), 0), COALESCE(SUM(tls), 0) FROM hourly_peers
-		WHERE direction = ? AND domain IN (`+in+`) AND hour >= ?`, append(append([]any{"inbound"}, args...), fromHour)...).
+		WHERE direction = ? AND domain IN (`+in+`) AND hour >= ?`, append(append([]any{string(Inbound)}, args...), fromHour)...).
 		Scan(&messages, &tls)
 	if err != nil {
 		return 0, 0, fmt.Errorf("measure: inbound history: %w", err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/internal/pgtest"
 	"github.com/snowrain/snowrain/measure/maillog"
 	"github.com/snowrain/snowrain/tlsinfo"
@@ -227,7 +228,7 @@ func corpus(n int, base time.Time) []Event {
 	for i := range n {
 		at := base.Add(time.Duration(i%180) * time.Minute).Add(time.Duration(i) * time.Millisecond)
 		v := versions[i%3]
-		dir := "inbound"
+		dir := Direction("inbound")
 		if i%4 == 3 {
 			dir = "outbound"
 		}
@@ -236,10 +237,10 @@ func corpus(n int, base time.Time) []Event {
 			RcptDomains: []string{"example.net", fmt.Sprintf("r%d.example", i%3)}, RcptCount: 1 + i%3,
 			FromDomain: fmt.Sprintf("f%d.example", i%7), FromClass: "single", Size: int64(1000 + i),
 			TLSVersion: v, Cipher: ciphers[v], ForwardSecret: v != "" && i%5 != 0,
-			SPFResult: spf[i%len(spf)], SPFDomain: "s.example", HeloSPFResult: "none", DKIMResult: dkim[i%len(dkim)],
-			DMARCResult: []string{"pass", "fail", "none"}[i%3], DMARCPolicy: []string{"reject", "none", "quarantine"}[i%3],
+			SPFResult: auth.SPFStatus(spf[i%len(spf)]), SPFDomain: "s.example", HeloSPFResult: "none", DKIMResult: auth.DKIMStatus(dkim[i%len(dkim)]),
+			DMARCResult: auth.DMARCStatus([]string{"pass", "fail", "none"}[i%3]), DMARCPolicy: auth.DMARCPolicy([]string{"reject", "none", "quarantine"}[i%3]),
 			DMARCDisposition: "none", DMARCRecord: "s.example", SPFAligned: i%2 == 0, DKIMAligned: i%3 == 0,
-			AuthClass: []string{"dkim_and_spf", "spf_only", "dkim_only", "none"}[i%4], Action: []string{"accept", "accept", "reject", "tempfail"}[i%4]}
+			AuthClass: auth.AuthMethods([]string{"dkim_and_spf", "spf_only", "dkim_only", "none"}[i%4]), Action: Action([]string{"accept", "accept", "reject", "tempfail"}[i%4])}
 		if i%9 == 0 {
 			m.MailFromDomain = ""
 		}
@@ -254,7 +255,7 @@ func corpus(n int, base time.Time) []Event {
 		}
 		for j := range i % 4 {
 			m.Signatures = append(m.Signatures, Signature{Domain: fmt.Sprintf("d%d.example", j), Selector: "s",
-				Algorithm: "rsa-sha256", KeyBits: 1024 << (j % 2), Result: dkim[(i+j)%len(dkim)], Class: classes[(i+j)%len(classes)],
+				Algorithm: "rsa-sha256", KeyBits: 1024 << (j % 2), Result: auth.DKIMStatus(dkim[(i+j)%len(dkim)]), Class: auth.DKIMClass(classes[(i+j)%len(classes)]),
 				Detail: fmt.Sprintf("detail %d", j)})
 			if (i+j)%11 == 0 { // COPY's text format gives these a meaning
 				m.Signatures[j].Detail = "tab\tnewline\ncr\rbackslash\\N quote' \"dq\" \\."

@@ -371,7 +371,7 @@ func (s *Store) recordDeliveriesPG(ctx context.Context, ds []*maillog.Delivery, 
 	roll := newRollup(s.Node)
 	var tlsRows []int
 	for i, d := range ds {
-		roll.addDelivery(d.Time.Unix()/3600, d.Domain, d.Status, d.TLSVersion, d.Cipher, d.Level, d.Suite.ForwardSecret)
+		roll.addDelivery(d)
 		roll.addProviderDelivery(d)
 		if i < len(outs) && outs[i] != nil {
 			tlsRows = append(tlsRows, i)

@@ -72,7 +72,7 @@ func peerDomain(host string) string {
 // addProviderConnection counts an inbound connection's messages under
 // its peer's domain.
 func (r *rollup) addProviderConnection(c *Connection) {
-	if c.Direction != "inbound" || c.Messages <= 0 {
+	if c.Direction != Inbound || c.Messages <= 0 {
 		return
 	}
 	peer, source := ProviderPeer(c.ClientPTR, c.Helo)
@@ -82,7 +82,7 @@ func (r *rollup) addProviderConnection(c *Connection) {
 	if r.prov == nil {
 		r.prov, r.peerOf = map[provKey]int64{}, map[string]string{}
 	}
-	r.prov[provKey{c.Started.Unix() / 3600, "inbound", peer, source, c.TLSVersion, c.KeyExchange, c.BulkCipher,
+	r.prov[provKey{c.Started.Unix() / 3600, string(Inbound), peer, source, c.TLSVersion, c.KeyExchange, c.BulkCipher,
 		c.ForwardSecret, "", ""}] += int64(c.Messages)
 }
 
@@ -102,8 +102,8 @@ func (r *rollup) addProviderDelivery(d *maillog.Delivery) {
 	if peer == "" {
 		return
 	}
-	r.prov[provKey{d.Time.Unix() / 3600, "outbound", peer, PeerByMX, d.TLSVersion, d.Suite.KeyExchange, d.Suite.Cipher,
-		d.Suite.ForwardSecret, d.Level, d.Status}]++
+	r.prov[provKey{d.Time.Unix() / 3600, string(Outbound), peer, PeerByMX, d.TLSVersion, d.Suite.KeyExchange,
+		d.Suite.Cipher, d.Suite.ForwardSecret, string(d.Level), string(d.Status)}]++
 }
 
 var upsertProviders = upsert("hourly_providers", []string{"direction", "peer", "source", "tls_version",

@@ -84,8 +84,8 @@ func Hours(since, until time.Time) (from, to int64) {
 // node's.
 func (s *Store) BuildReport(ctx context.Context, sc Scope) (*Report, error) {
 	r := &Report{Since: sc.Since.UTC(), Until: sc.Until.UTC(), Node: sc.Node}
-	for dir, c := range map[string]*Counts{"inbound": &r.Inbound, "outbound": &r.Outbound} {
-		if err := s.fill(ctx, c, dir, sc); err != nil {
+	for dir, c := range map[Direction]*Counts{Inbound: &r.Inbound, Outbound: &r.Outbound} {
+		if err := s.fill(ctx, c, string(dir), sc); err != nil {
 			return nil, fmt.Errorf("measure: report: %w", err)
 		}
 	}
@@ -116,7 +116,7 @@ func (s *Store) fillDeliveries(ctx context.Context, c *DeliveryCounts, sc Scope)
 		if tls {
 			c.TLSAttempts += n
 		}
-		switch status {
+		switch maillog.Status(status) {
 		case maillog.StatusDeferred:
 			c.Deferred += n
 			c.DeferredByDomain[domain] += n
@@ -159,7 +159,7 @@ func (s *Store) fill(ctx context.Context, c *Counts, dir string, sc Scope) error
 			return err
 		}
 		c.Messages += n
-		if action == "reject" {
+		if Action(action) == ActionReject {
 			c.Rejected += n
 		}
 		if version != "" {

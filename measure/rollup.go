@@ -3,6 +3,8 @@ package measure
 import (
 	"database/sql/driver"
 	"strings"
+
+	"github.com/snowrain/snowrain/measure/maillog"
 )
 
 // rollup accumulates the hourly aggregates of one transaction; write adds
@@ -19,6 +21,8 @@ type rollup struct {
 	peerOf  map[string]string // relay host → provider peer, within the batch
 }
 
+// The keys hold strings, not the verdicts' types: their fields go to the
+// driver as they are, and it takes only plain strings.
 type msgKey struct {
 	hour                                               int64
 	direction, action, version, cipher                 string
@@ -78,27 +82,29 @@ func PeerDomain(m *Message) string {
 
 func (r *rollup) addMessage(m *Message) {
 	h := m.Received.Unix() / 3600
-	r.msgs[msgKey{h, m.Direction, m.Action, m.TLSVersion, m.Cipher, m.ForwardSecret, m.SPFResult, m.SPFClass,
-		m.DKIMResult, m.DMARCResult, m.DMARCPolicy, m.AuthClass, m.FailOpen}]++
+	r.msgs[msgKey{h, string(m.Direction), string(m.Action), m.TLSVersion, m.Cipher, m.ForwardSecret,
+		string(m.SPFResult), string(m.SPFClass), string(m.DKIMResult), string(m.DMARCResult),
+		string(m.DMARCPolicy), string(m.AuthClass), m.FailOpen}]++
 	tls := b2i(m.TLSVersion != "")
-	pk := peerKey{h, m.Direction, PeerDomain(m)}
+	pk := peerKey{h, string(m.Direction), PeerDomain(m)}
 	p := r.peers[pk]
 	r.peers[pk] = [2]int64{p[0] + 1, p[1] + tls}
-	if m.Direction == "inbound" {
+	if m.Direction == Inbound {
 		ck := clientKey{h, m.ClientIP}
 		c := r.clients[ck]
 		r.clients[ck] = [2]int64{c[0] + 1, c[1] + tls}
 	}
 	for _, s := range m.Signatures {
 		if s.Class != "" {
-			r.dkim[dkimKey{h, m.Direction, s.Class}]++
+			r.dkim[dkimKey{h, string(m.Direction), string(s.Class)}]++
 		}
-		r.dkimRes[dkimResKey{h, m.Direction, s.Result}]++
+		r.dkimRes[dkimResKey{h, string(m.Direction), string(s.Result)}]++
 	}
 }
 
-func (r *rollup) addDelivery(hour int64, domain, status, version, cipher, level string, fs bool) {
-	r.deliv[delivKey{hour, domain, status, version, cipher, level, fs}]++
+func (r *rollup) addDelivery(d *maillog.Delivery) {
+	r.deliv[delivKey{d.Time.Unix() / 3600, d.Domain, string(d.Status), d.TLSVersion, d.Cipher, string(d.Level),
+		d.Suite.ForwardSecret}]++
 }
 
 // upsert builds "INSERT … ON CONFLICT(pk) DO UPDATE SET counter += …",

@@ -93,7 +93,7 @@ func TestSendmailInjectedReply(t *testing.T) {
 		for _, line := range sm.Syslog() {
 			ds, _ := p.Feed(line)
 			for _, d := range ds {
-				got[d.Domain+" "+d.Status]++
+				got[d.Domain+" "+string(d.Status)]++
 			}
 		}
 		if len(got) == 6 {

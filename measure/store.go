@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+
+	"github.com/snowrain/snowrain/config"
 )
 
 // Store is an open snowrain database, SQLite or PostgreSQL.
@@ -39,14 +41,8 @@ type Store struct {
 // Dialect is the store's backend.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// defaultNode is the host name, as config's node default.
-func defaultNode() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "localhost"
-	}
-	return h
-}
+// defaultNode is config's node default, the host name.
+func defaultNode() string { return config.Hostname() }
 
 // Open opens the store named by dsn, a postgres:// URL or a SQLite file
 // path, and brings its schema up to date.

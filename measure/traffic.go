@@ -37,7 +37,7 @@ func (s *Store) HourlyTraffic(ctx context.Context, sc Scope) ([]HourTraffic, err
 	}
 	where, args := sc.rollup()
 	err := Each(ctx, s.DB, `SELECT hour, SUM(messages), SUM(CASE WHEN tls_version <> '' THEN messages ELSE 0 END)
-		FROM hourly_messages WHERE direction = ? AND `+where+` GROUP BY 1`, append([]any{"inbound"}, args...),
+		FROM hourly_messages WHERE direction = ? AND `+where+` GROUP BY 1`, append([]any{string(Inbound)}, args...),
 		func(r *sql.Rows) error {
 			var h, n, tls int64
 			if err := r.Scan(&h, &n, &tls); err != nil {
@@ -95,7 +95,7 @@ func (s *Store) PeerTraffic(ctx context.Context, sc Scope) ([]PeerTraffic, error
 	}
 	where, args := sc.rollup()
 	err := Each(ctx, s.DB, `SELECT domain, SUM(messages), SUM(tls) FROM hourly_peers
-		WHERE direction = ? AND `+where+` GROUP BY 1`, append([]any{"inbound"}, args...), func(r *sql.Rows) error {
+		WHERE direction = ? AND `+where+` GROUP BY 1`, append([]any{string(Inbound)}, args...), func(r *sql.Rows) error {
 		var d string
 		var n, tls int64
 		if err := r.Scan(&d, &n, &tls); err != nil {

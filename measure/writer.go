@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/snowrain/snowrain/config"
 )
 
 // WriterConfig tunes a Writer.
@@ -45,20 +47,23 @@ type Writer struct {
 	written, dropped, failedBatches atomic.Int64
 }
 
-// NewWriter starts a Writer on store.
+// WriterConfigFrom is the writer's part of the configuration c.
+func WriterConfigFrom(c config.Config) WriterConfig {
+	return WriterConfig{QueueSize: c.QueueSize, BatchSize: c.BatchSize, Interval: c.BatchInterval.Duration}
+}
+
+// defaultRetries is how often a failed commit is tried again before its
+// batch is dropped.
+const defaultRetries = 3
+
+// NewWriter starts a Writer on store. Fields of cfg left unset take the
+// configuration's defaults (config.Default).
 func NewWriter(store *Store, cfg WriterConfig) *Writer {
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 10000
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 500
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
-	}
-	if cfg.Retries <= 0 {
-		cfg.Retries = 3
-	}
+	d := WriterConfigFrom(config.Default())
+	config.OrDefault(&cfg.QueueSize, d.QueueSize)
+	config.OrDefault(&cfg.BatchSize, d.BatchSize)
+	config.OrDefault(&cfg.Interval, d.Interval)
+	config.OrDefault(&cfg.Retries, defaultRetries)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

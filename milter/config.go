@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/snowrain/snowrain/auth"
+	"github.com/snowrain/snowrain/config"
+	"github.com/snowrain/snowrain/measure"
 )
 
 // Config is the reloadable behaviour of the filter.
@@ -27,13 +29,13 @@ type Config struct {
 	// Enforcement, off by default: the filter only observes.
 	EnforceDMARC     bool
 	EnforceDomains   []string // when set, enforce only for these From domains
-	QuarantineAction string   // "header" (default) or "hold"
+	QuarantineAction string   // QuarantineHeader (default) or QuarantineHold
 	// InvalidFrom is what enforcement does with a message DMARC cannot
 	// evaluate because its From is missing, repeated, names several
 	// domains or does not parse (RFC 7489 6.6.1 leaves it to the
-	// receiver): "reject" (default), "quarantine" or "accept". The
-	// domains that can be read from it are evaluated all the same.
-	InvalidFrom string
+	// receiver): reject (default), quarantine or accept. The domains
+	// that can be read from it are evaluated all the same.
+	InvalidFrom measure.Action
 
 	// Limits of the milter connection, applied when the server is
 	// created (NewServer), not on reload.
@@ -42,50 +44,46 @@ type Config struct {
 	IdleTimeout time.Duration // wait for the next packet
 }
 
-// Default limits. Postfix sends body chunks of at most 65,535 bytes and
-// header fields of at most header_size_limit (100 KB); Sendmail 8.14+ may
-// negotiate 1 MB chunks (1,048,575 bytes plus the command byte): a packet of
-// 1 MiB fits both, and five connections declaring 128 MiB cost 5 MiB. The
-// idle timeout outlasts a slow client's DATA, during which the milter
-// connection is silent (Postfix smtpd_timeout and Sendmail
-// Timeout.datablock are per read, so an upload may take long); libmilter
-// uses 2 h.
+// ConfigFrom is the filter's part of the configuration c.
+func ConfigFrom(c config.Config) Config {
+	nets, _ := c.Networks()
+	return Config{AuthServID: c.AuthServID, SubmissionDaemons: c.SubmissionDaemons,
+		InternalNets: nets, DNSBudget: c.DNSBudget.Duration, MaxSignatures: c.MaxSignatures,
+		StoreLocalparts: c.StoreLocalparts, CheckHelo: c.CheckHelo,
+		EnforceDMARC: c.Enforce.DMARC, EnforceDomains: c.Enforce.Domains,
+		QuarantineAction: c.Enforce.Quarantine, InvalidFrom: measure.Action(c.Enforce.InvalidFrom),
+		MaxHeaderBytes: c.MaxHeaderBytes, MaxPacket: c.MilterMaxPacket,
+		ReadTimeout: c.MilterReadTimeout.Duration, IdleTimeout: c.MilterIdleTimeout.Duration}
+}
+
+// Defaults fills the unset fields with the configuration's defaults
+// (config.Default): the authserv-id is the host name, the limits those
+// config.Default explains.
+func (c *Config) Defaults() {
+	d := ConfigFrom(config.Default())
+	config.OrDefault(&c.AuthServID, d.AuthServID)
+	config.OrDefault(&c.DNSBudget, d.DNSBudget)
+	config.OrDefault(&c.MaxSignatures, d.MaxSignatures)
+	config.OrDefault(&c.QuarantineAction, d.QuarantineAction)
+	config.OrDefault(&c.InvalidFrom, d.InvalidFrom)
+	config.OrDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	config.OrDefault(&c.MaxPacket, d.MaxPacket)
+	config.OrDefault(&c.ReadTimeout, d.ReadTimeout)
+	config.OrDefault(&c.IdleTimeout, d.IdleTimeout)
+}
+
+// How a quarantined message is quarantined.
 const (
-	DefaultMaxPacket      = 1 << 20
-	DefaultReadTimeout    = 30 * time.Second
-	DefaultIdleTimeout    = time.Hour
-	DefaultMaxHeaderBytes = 1 << 20
+	QuarantineHeader = "header" // accepted with an X-Snowrain-Quarantine header
+	QuarantineHold   = "hold"   // put on the MTA's hold queue (SMFIR_QUARANTINE)
 )
 
-// Defaults fills unset fields.
-func (c *Config) Defaults() {
-	if c.AuthServID == "" {
-		c.AuthServID = "localhost"
+// direction is the direction of a connection's mail (outbound).
+func (c *Config) direction(ci *ConnInfo) measure.Direction {
+	if c.outbound(ci) {
+		return measure.Outbound
 	}
-	if c.DNSBudget <= 0 {
-		c.DNSBudget = 5 * time.Second
-	}
-	if c.MaxSignatures <= 0 {
-		c.MaxSignatures = 8
-	}
-	if c.QuarantineAction == "" {
-		c.QuarantineAction = "header"
-	}
-	if c.InvalidFrom == "" {
-		c.InvalidFrom = "reject"
-	}
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if c.MaxPacket <= 0 {
-		c.MaxPacket = DefaultMaxPacket
-	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
+	return measure.Inbound
 }
 
 // outbound decides the direction of a connection. Inbound is mail from an

@@ -54,7 +54,7 @@ func (s *session) evaluate(msg *message) auth.Results {
 	case spf := <-msg.spf:
 		res.SPF, res.Helo = spf[0], spf[1]
 	case <-msg.ctx.Done():
-		res.SPF = auth.SPFResult{Identity: "mailfrom", Result: "temperror", ErrorClass: auth.SPFDNSTimeout}
+		res.SPF = auth.SPFResult{Identity: auth.SPFMailFrom, Result: auth.SPFTempError, ErrorClass: auth.SPFClassDNSTimeout}
 		s.failOpen("dns_budget")
 	}
 	if msg.dkim == nil { // no header at all
@@ -87,7 +87,7 @@ func (s *session) evaluate(msg *message) auth.Results {
 	res.DMARC = s.f.dmarc.Check(ctx, auth.DMARCInput{FromDomain: from, FromClass: msg.fromClass,
 		SPF: res.SPF, DKIMDomains: passingDomains(res.DKIM)})
 	if res.DMARC.FromDomain == "" && msg.fromClass != "" {
-		res.DMARC.FromDomain = msg.fromClass
+		res.DMARC.FromDomain = string(msg.fromClass)
 	}
 	return res
 }
@@ -95,7 +95,7 @@ func (s *session) evaluate(msg *message) auth.Results {
 func passingDomains(sigs []auth.Signature) []string {
 	var passing []string
 	for _, sig := range sigs {
-		if sig.Result == "pass" {
+		if sig.Result == auth.DKIMPass {
 			passing = append(passing, sig.Domain)
 		}
 	}
@@ -105,23 +105,23 @@ func passingDomains(sigs []auth.Signature) []string {
 // decide applies the optional enforcement; by default everything is
 // accepted.
 func (s *session) decide(msg *message, res auth.Results, rec *measure.Message, m gomilter.Modifier) *gomilter.Response {
-	rec.Action = "accept"
-	if rec.Direction != "inbound" || !msg.cfg.EnforceDMARC {
+	rec.Action = measure.ActionAccept
+	if rec.Direction != measure.Inbound || !msg.cfg.EnforceDMARC {
 		return gomilter.RespAccept
 	}
 	action, why := s.enforcement(msg, res)
+	rec.Action = action
 	switch action {
-	case auth.PolicyReject:
-		rec.Action = "reject"
+	case measure.ActionAccept:
+	case measure.ActionReject:
 		// 5.7.1: delivery not authorized, message refused (RFC 3463 section 3.8).
 		r, err := gomilter.RejectWithCodeAndReason(550, "5.7.1 rejected by "+why)
 		if err != nil {
 			return gomilter.RespReject
 		}
 		return r
-	case auth.PolicyQuarantine:
-		rec.Action = "quarantine"
-		if msg.cfg.QuarantineAction == "hold" {
+	case measure.ActionQuarantine:
+		if msg.cfg.QuarantineAction == QuarantineHold {
 			m.Quarantine("quarantined by " + why)
 		} else {
 			m.InsertHeader(0, "X-Snowrain-Quarantine", headerValue(m, why))
@@ -139,10 +139,10 @@ const maxFromDomains = 16
 // the sender cannot pick the branch that skips it: a DMARC fail of any
 // From domain enforcement covers, and a From DMARC cannot evaluate
 // (missing, repeated, several domains, unparsable: the InvalidFrom action).
-func (s *session) enforcement(msg *message, res auth.Results) (action, why string) {
+func (s *session) enforcement(msg *message, res auth.Results) (action measure.Action, why string) {
 	cfg := msg.cfg
-	action = auth.PolicyNone
-	raise := func(a, reason string) {
+	action = measure.ActionAccept
+	raise := func(a measure.Action, reason string) {
 		if strength(a) > strength(action) {
 			action, why = a, reason
 		}
@@ -150,7 +150,7 @@ func (s *session) enforcement(msg *message, res auth.Results) (action, why strin
 	results := []auth.DMARCResult{res.DMARC}
 	if msg.fromClass != "" {
 		if len(msg.fromDomains) > maxFromDomains {
-			raise(auth.PolicyReject, fmt.Sprintf("From header naming %d domains", len(msg.fromDomains)))
+			raise(measure.ActionReject, fmt.Sprintf("From header naming %d domains", len(msg.fromDomains)))
 			return action, why
 		}
 		results = s.checkEach(msg, res, msg.fromDomains)
@@ -161,24 +161,38 @@ func (s *session) enforcement(msg *message, res auth.Results) (action, why strin
 			continue
 		}
 		covered = true
-		if r.Result == "fail" {
-			raise(r.Disposition, "DMARC policy of "+r.FromDomain)
+		if r.Result == auth.DMARCFail {
+			raise(actionFor(r.Disposition), "DMARC policy of "+r.FromDomain)
 		}
 	}
 	// With enforce.domains set, a From that names none of them is someone
 	// else's business; one that names no domain at all could be anyone's.
 	if msg.fromClass != "" && (covered || len(msg.fromDomains) == 0) {
-		raise(cfg.InvalidFrom, "DMARC: unusable From header ("+msg.fromClass+")")
+		raise(cfg.InvalidFrom, "DMARC: unusable From header ("+string(msg.fromClass)+")")
 	}
 	return action, why
 }
 
-func strength(action string) int {
-	switch action {
+// actionFor is the action a DMARC disposition (RFC 7489 section 6.6.4)
+// calls for.
+func actionFor(disposition auth.DMARCPolicy) measure.Action {
+	switch disposition {
 	case auth.PolicyReject:
-		return 2
+		return measure.ActionReject
 	case auth.PolicyQuarantine:
+		return measure.ActionQuarantine
+	case auth.PolicyNone, auth.PolicyAbsent, auth.PolicyInvalid:
+	}
+	return measure.ActionAccept
+}
+
+func strength(action measure.Action) int {
+	switch action {
+	case measure.ActionReject:
+		return 2
+	case measure.ActionQuarantine:
 		return 1
+	case measure.ActionAccept:
 	}
 	return 0
 }
@@ -197,7 +211,7 @@ func (s *session) checkEach(msg *message, res auth.Results, domains []string) []
 				if p := recover(); p != nil {
 					s.f.metrics.Panics.Inc()
 					s.f.log.Error("panic in DMARC check", "panic", fmt.Sprint(p))
-					out[i] = auth.DMARCResult{FromDomain: d, Result: "temperror"}
+					out[i] = auth.DMARCResult{FromDomain: d, Result: auth.DMARCTempError}
 				}
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), msg.cfg.DNSBudget)
@@ -225,11 +239,7 @@ func (s *session) modify(msg *message, res auth.Results, m gomilter.Modifier) {
 
 func (s *session) newRecord(msg *message, res auth.Results) *measure.Message {
 	cfg := msg.cfg
-	dir := "inbound"
-	if cfg.outbound(&s.ci) {
-		dir = "outbound"
-	}
-	rec := &measure.Message{ConnUID: s.uid, Received: msg.start, Direction: dir,
+	rec := &measure.Message{ConnUID: s.uid, Received: msg.start, Direction: cfg.direction(&s.ci),
 		QueueID: clean(s.queueID()), ClientIP: s.ci.ClientIP, RcptCount: msg.rcpts,
 		MailFromDomain: domainPart(msg.from), Size: msg.size,
 		TLSVersion: s.ci.TLSVersion, Cipher: s.ci.Cipher, ForwardSecret: s.ci.Suite.ForwardSecret,
@@ -267,11 +277,11 @@ func (s *session) recordPanicked() {
 	}
 	rec := msg.rec
 	if rec == nil {
-		rec = &measure.Message{ConnUID: s.uid, Received: msg.start, Direction: "inbound",
+		rec = &measure.Message{ConnUID: s.uid, Received: msg.start, Direction: measure.Inbound,
 			ClientIP: s.ci.ClientIP, MailFromDomain: domainPart(msg.from), TLSVersion: s.ci.TLSVersion,
 			Cipher: s.ci.Cipher, RcptCount: msg.rcpts}
 	}
-	rec.Action = "accept"
+	rec.Action = measure.ActionAccept
 	rec.FailOpen = strings.Join(msg.failOpen, ",")
 	s.nmsg++
 	s.count(rec)
@@ -281,18 +291,18 @@ func (s *session) recordPanicked() {
 
 func (s *session) count(rec *measure.Message) {
 	mt := s.f.metrics
-	mt.Messages.WithLabelValues(rec.Direction, rec.Action).Inc()
-	mt.Verdicts.WithLabelValues("spf", rec.SPFResult).Inc()
-	mt.Verdicts.WithLabelValues("dkim", rec.DKIMResult).Inc()
-	mt.Verdicts.WithLabelValues("dmarc", rec.DMARCResult).Inc()
-	mt.Verdicts.WithLabelValues("auth", rec.AuthClass).Inc()
-	mt.Classes.WithLabelValues("dmarc_policy", rec.DMARCPolicy).Inc()
+	mt.Messages.WithLabelValues(string(rec.Direction), string(rec.Action)).Inc()
+	mt.Verdicts.WithLabelValues("spf", string(rec.SPFResult)).Inc()
+	mt.Verdicts.WithLabelValues("dkim", string(rec.DKIMResult)).Inc()
+	mt.Verdicts.WithLabelValues("dmarc", string(rec.DMARCResult)).Inc()
+	mt.Verdicts.WithLabelValues("auth", string(rec.AuthClass)).Inc()
+	mt.Classes.WithLabelValues("dmarc_policy", string(rec.DMARCPolicy)).Inc()
 	if rec.SPFClass != "" {
-		mt.Classes.WithLabelValues("spf", rec.SPFClass).Inc()
+		mt.Classes.WithLabelValues("spf", string(rec.SPFClass)).Inc()
 	}
 	for _, sg := range rec.Signatures {
 		if sg.Class != "" {
-			mt.Classes.WithLabelValues("dkim", sg.Class).Inc()
+			mt.Classes.WithLabelValues("dkim", string(sg.Class)).Inc()
 		}
 	}
 }

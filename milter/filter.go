@@ -36,7 +36,7 @@ type Filter struct {
 
 	// Watch, if set, sees every recorded message's peer and TLS use
 	// (downgrade detection). Set it before serving.
-	Watch func(direction, domain, ip string, tls bool)
+	Watch func(direction measure.Direction, domain, ip string, tls bool)
 	// Inbound, if set, decides at MAIL FROM as a Postfix policy service
 	// would (policy.Inbound.Check): for Sendmail, which has no policy
 	// delegation, the milter applies the same TLS requirements. Set it

@@ -32,7 +32,7 @@ func (s *session) logMessage(rec *measure.Message) {
 		slog.String("client_addr", logValue(rec.ClientIP)),
 		slog.String("client_name", logValue(s.ci.ClientPTR)),
 		slog.String("helo", logValue(s.helo)),
-		slog.String("direction", rec.Direction),
+		slog.String("direction", string(rec.Direction)),
 		slog.String("tls", logValue(tls)),
 		slog.String("cipher", logValue(rec.Cipher)),
 		slog.String("mail_from", logValue(rec.MailFromDomain)),
@@ -43,7 +43,7 @@ func (s *session) logMessage(rec *measure.Message) {
 		slog.String("dmarc", logValue(orNone(rec.DMARCResult))),
 		slog.String("dmarc_policy", logValue(rec.DMARCPolicy)),
 		slog.String("dmarc_disposition", logValue(rec.DMARCDisposition)),
-		slog.String("action", rec.Action),
+		slog.String("action", string(rec.Action)),
 	}
 	if rec.FailOpen != "" {
 		attrs = append(attrs, slog.String("fail_open", logValue(rec.FailOpen)))
@@ -57,7 +57,7 @@ func fromForLog(rec *measure.Message) string {
 	if rec.FromDomain != "" {
 		return rec.FromDomain
 	}
-	return rec.FromClass
+	return string(rec.FromClass)
 }
 
 // dkimForLog renders every signature as d=DOMAIN:RESULT[:CLASS], space
@@ -79,17 +79,19 @@ func dkimForLog(sigs []measure.Signature) string {
 	return b.String()
 }
 
-func orNone(s string) string {
+func orNone[S ~string](s S) string {
 	if s == "" {
 		return "none"
 	}
-	return s
+	return string(s)
 }
 
 // logValue is clean (valid UTF-8, no C0 controls or DEL, at most 255
 // bytes) without C1 controls and format characters either: bidi
-// overrides and isolates, zero-width characters.
-func logValue(s string) string {
+// overrides and isolates, zero-width characters. It takes a verdict as
+// it takes any text.
+func logValue[S ~string](v S) string {
+	s := string(v)
 	return clean(strings.Map(func(r rune) rune {
 		if r >= 0x80 && r <= 0x9f || unicode.Is(unicode.Cf, r) {
 			return -1

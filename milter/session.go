@@ -49,15 +49,15 @@ type message struct {
 	rcptDoms    []string // their distinct domains, at most maxRcptDomains
 	spf         chan [2]auth.SPFResult
 	dkim        *auth.DKIMVerifier
-	dkimHdr     *[]byte  // header fields not yet written to dkim (see Header)
-	dkimSigs    []string // raw DKIM-Signature values, at most cfg.MaxSignatures
-	dkimSeen    int      // DKIM-Signature fields
-	froms       []string // From header values, at most maxFroms of at most maxFromBytes
-	fromSeen    int      // From fields
-	fromMore    []string // domains of the From fields not kept
-	fromDomains []string // every From domain (evaluate)
-	fromClass   string   // "" or why DMARC cannot evaluate the From
-	arIndex     []int    // occurrence numbers of our forged A-R headers
+	dkimHdr     *[]byte        // header fields not yet written to dkim (see Header)
+	dkimSigs    []string       // raw DKIM-Signature values, at most cfg.MaxSignatures
+	dkimSeen    int            // DKIM-Signature fields
+	froms       []string       // From header values, at most maxFroms of at most maxFromBytes
+	fromSeen    int            // From fields
+	fromMore    []string       // domains of the From fields not kept
+	fromDomains []string       // every From domain (evaluate)
+	fromClass   auth.FromClass // "" or why DMARC cannot evaluate the From
+	arIndex     []int          // occurrence numbers of our forged A-R headers
 	arSeen      int
 	hdrBytes    int  // header bytes so far
 	overHdr     bool // more than cfg.MaxHeaderBytes: DKIM abandoned
@@ -161,12 +161,12 @@ func (f *Filter) checkSPF(msg *message, ip net.IP, helo string) {
 		if p := recover(); p != nil {
 			f.metrics.Panics.Inc()
 			f.log.Error("panic in SPF check", "panic", p)
-			out[0] = auth.SPFResult{Identity: "mailfrom", Result: "temperror", ErrorClass: auth.SPFTempError}
+			out[0] = auth.SPFResult{Identity: auth.SPFMailFrom, Result: auth.SPFTempError, ErrorClass: auth.SPFClassTempError}
 		}
 		msg.spf <- out
 	}()
 	if ip == nil {
-		out[0] = auth.SPFResult{Identity: "mailfrom", Result: "none"}
+		out[0] = auth.SPFResult{Identity: auth.SPFMailFrom, Result: auth.SPFNone}
 		return
 	}
 	out[0] = f.spf.CheckMailFrom(msg.ctx, ip, helo, msg.from)
@@ -363,12 +363,8 @@ func (s *session) Abort(m gomilter.Modifier) error {
 
 func (s *session) Cleanup(m gomilter.Modifier) {
 	s.endMessage()
-	dir := "inbound"
-	if s.f.Config().outbound(&s.ci) {
-		dir = "outbound"
-	}
 	ci := s.ci
-	s.f.record(&measure.Connection{UID: s.uid, Started: s.started, Ended: time.Now(), Direction: dir,
+	s.f.record(&measure.Connection{UID: s.uid, Started: s.started, Ended: time.Now(), Direction: s.f.Config().direction(&ci),
 		MTA: ci.MTAVersion, Daemon: ci.Daemon, ClientIP: ci.ClientIP, ClientPTR: ci.ClientPTR,
 		Helo: s.helo, TLSVersion: ci.TLSVersion, Cipher: ci.Cipher, CipherBits: ci.CipherBits,
 		KeyExchange: ci.Suite.KeyExchange, BulkCipher: ci.Suite.Cipher, MAC: ci.Suite.MAC,

@@ -15,10 +15,26 @@ var ErrPolicySyntax = errors.New("policy: invalid TLS policy")
 // room for the netstring framing and keeps one answer cheap.
 const MaxAnswer = 8000
 
-// Levels are the security levels of smtp_tls_policy_maps (postconf(5),
-// TLS_README "TLS policy table").
-var Levels = map[string]bool{"none": true, "may": true, "encrypt": true, "dane": true, "dane-only": true,
-	"fingerprint": true, "verify": true, "secure": true}
+// Level is a Postfix TLS security level: the first word of a policy in
+// smtp_tls_policy_maps and the value of smtp_tls_security_level
+// (postconf(5); TLS_README "TLS policy table").
+type Level string
+
+// The security levels of smtp_tls_policy_maps, weakest first.
+const (
+	LevelNone        Level = "none"        // no TLS
+	LevelMay         Level = "may"         // opportunistic: TLS if offered, unauthenticated, plaintext fallback
+	LevelEncrypt     Level = "encrypt"     // mandatory TLS, certificate not checked
+	LevelDANE        Level = "dane"        // DANE when TLSA records are DNSSEC-validated (RFC 7672), else may
+	LevelDANEOnly    Level = "dane-only"   // mandatory DANE
+	LevelFingerprint Level = "fingerprint" // certificate or key pinned by fingerprint
+	LevelVerify      Level = "verify"      // mandatory TLS, trusted certificate matching the MX name
+	LevelSecure      Level = "secure"      // mandatory TLS, trusted certificate matching the next-hop domain
+)
+
+// Levels are the security levels of smtp_tls_policy_maps.
+var Levels = map[Level]bool{LevelNone: true, LevelMay: true, LevelEncrypt: true, LevelDANE: true,
+	LevelDANEOnly: true, LevelFingerprint: true, LevelVerify: true, LevelSecure: true}
 
 // TLSPolicy is one Postfix TLS policy: a security level and the
 // attributes snowrain is willing to pass. It is the only way an answer
@@ -26,7 +42,7 @@ var Levels = map[string]bool{"none": true, "may": true, "encrypt": true, "dane":
 // from the store, an import or a remote MTA-STS policy can add an
 // attribute of its own choosing ("ciphers=null", "exclude=ALL", …).
 type TLSPolicy struct {
-	Level      string
+	Level      Level
 	Match      []string // match=: host names, ".domain" patterns, hostname/nexthop/dot-nexthop; fingerprints for "fingerprint"
 	ServerName string   // servername=
 	Protocols  []string // protocols=, e.g. ">=TLSv1.2"
@@ -44,10 +60,10 @@ func ParseTLSPolicy(s string) (TLSPolicy, error) {
 		return p, fmt.Errorf("%w: %d bytes", ErrPolicySyntax, len(s))
 	}
 	fields := strings.Fields(s)
-	if len(fields) == 0 || !Levels[fields[0]] {
+	if len(fields) == 0 || !Levels[Level(fields[0])] {
 		return p, fmt.Errorf("%w: level %q", ErrPolicySyntax, firstField(s))
 	}
-	p.Level = fields[0]
+	p.Level = Level(fields[0])
 	seen := map[string]bool{}
 	for _, f := range fields[1:] {
 		if err := p.setAttr(f, seen); err != nil {
@@ -75,7 +91,7 @@ func (p *TLSPolicy) setAttr(f string, seen map[string]bool) error {
 	seen[name] = true
 	switch name {
 	case "match":
-		if p.Level != "fingerprint" {
+		if p.Level != LevelFingerprint {
 			value = strings.ToLower(value)
 		}
 		return p.setMatch(value)
@@ -105,7 +121,7 @@ func (p *TLSPolicy) setAttr(f string, seen map[string]bool) error {
 
 func (p *TLSPolicy) setMatch(value string) error {
 	switch p.Level {
-	case "fingerprint":
+	case LevelFingerprint:
 		// Fingerprints are "|"-separated: they contain colons.
 		for _, fp := range strings.Split(value, "|") {
 			if !validFingerprint(fp) {
@@ -113,7 +129,7 @@ func (p *TLSPolicy) setMatch(value string) error {
 			}
 			p.Match = append(p.Match, fp)
 		}
-	case "verify", "secure":
+	case LevelVerify, LevelSecure:
 		for _, m := range strings.Split(value, ":") {
 			if m != "hostname" && m != "nexthop" && m != "dot-nexthop" && !IsHostPattern(m) {
 				return fmt.Errorf("%w: match %q", ErrPolicySyntax, m)
@@ -159,10 +175,10 @@ func validFingerprint(s string) bool {
 // String encodes the policy as Postfix reads it.
 func (p TLSPolicy) String() string {
 	var b strings.Builder
-	b.WriteString(p.Level)
+	b.WriteString(string(p.Level))
 	if len(p.Match) > 0 {
 		sep := ":"
-		if p.Level == "fingerprint" {
+		if p.Level == LevelFingerprint {
 			sep = "|"
 		}
 		b.WriteString(" match=" + strings.Join(p.Match, sep))
@@ -190,10 +206,10 @@ func encodeAnswer(s string) (answer string, clean bool, ok bool) {
 		return p.String(), true, true
 	}
 	fields := strings.Fields(s)
-	if len(fields) == 0 || !Levels[fields[0]] {
+	if len(fields) == 0 || !Levels[Level(fields[0])] {
 		return "", false, false
 	}
-	p = TLSPolicy{Level: fields[0]}
+	p = TLSPolicy{Level: Level(fields[0])}
 	seen := map[string]bool{}
 	for _, f := range fields[1:] {
 		q := p

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/idna"
+
+	"github.com/snowrain/snowrain/auth"
 )
 
 // CanonicalDomain returns name in the one form policy compares domains
@@ -150,18 +152,7 @@ func SenderDomain(addr string) (string, bool) {
 // -1. An unterminated quote falls back to the last "@": a malformed
 // address still has the domain a mail system would route on.
 func localPartEnd(addr string) int {
-	quoted := false
-	for i := 0; i < len(addr); i++ {
-		switch c := addr[i]; {
-		case c == '\\' && quoted:
-			i++
-		case c == '"':
-			quoted = !quoted
-		case c == '@' && !quoted:
-			return strings.LastIndexByte(addr, '@')
-		}
-	}
-	if quoted {
+	if at, open := auth.DomainAt(addr); at >= 0 || open {
 		return strings.LastIndexByte(addr, '@')
 	}
 	return -1

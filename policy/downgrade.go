@@ -82,15 +82,15 @@ type Downgrades struct {
 	Detector *Detector
 	Recorder Recorder
 	// OnDowngrade, if set, is told about each (metrics).
-	OnDowngrade func(direction, kind string)
+	OnDowngrade func(direction measure.Direction, kind string)
 }
 
 // Observe takes one connection of a peer: kind is "domain" or "ip".
-func (w *Downgrades) Observe(direction, kind, peer string, tls bool) {
+func (w *Downgrades) Observe(direction measure.Direction, kind, peer string, tls bool) {
 	if peer == "" {
 		return
 	}
-	down, before := w.Detector.Observe(direction+" "+kind+" "+peer, tls)
+	down, before := w.Detector.Observe(string(direction)+" "+kind+" "+peer, tls)
 	if !down {
 		return
 	}
@@ -107,7 +107,7 @@ func (w *Downgrades) Observe(direction, kind, peer string, tls bool) {
 
 // Message takes a message the milter saw (its Filter.Watch): the peer by
 // domain and by address.
-func (w *Downgrades) Message(direction, domain, ip string, tls bool) {
+func (w *Downgrades) Message(direction measure.Direction, domain, ip string, tls bool) {
 	w.Observe(direction, "domain", domain, tls)
 	w.Observe(direction, "ip", ip, tls)
 }
@@ -116,6 +116,6 @@ func (w *Downgrades) Message(direction, domain, ip string, tls bool) {
 // recipient domain.
 func (w *Downgrades) Delivery(d *maillog.Delivery) {
 	if d.Status == maillog.StatusSent {
-		w.Observe("outbound", "domain", d.Domain, d.TLSVersion != "")
+		w.Observe(measure.Outbound, "domain", d.Domain, d.TLSVersion != "")
 	}
 }

@@ -14,18 +14,31 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/resolver"
 )
 
+// Source says where a TLS policy came from: the source column of
+// policy_decisions and of `snowrain policy list`.
+type Source string
+
 // Sources of a decision, in precedence order.
 const (
-	SourceOverride = "override"
-	SourceDANE     = "dane"
-	SourceMTASTS   = "mta-sts"
-	SourceLearned  = "learned"
-	SourceNone     = "none"
-	SourceError    = "error"
+	SourceOverride Source = "override" // Config.Overrides
+	SourceDANE     Source = "dane"     // DNSSEC-authenticated MX and TLSA records (RFC 7672)
+	SourceMTASTS   Source = "mta-sts"  // an enforced MTA-STS policy (RFC 8461)
+	SourceLearned  Source = "learned"  // delivery history (LearnConfig)
+	SourceNone     Source = "none"     // nothing applies: NOTFOUND
+	SourceError    Source = "error"    // nothing could be decided: fail open
+)
+
+// Sources of the other answers: the inbound delegation service's and the
+// entries `snowrain policy list` shows.
+const (
+	SourceInbound  Source = "inbound"  // a decision of the inbound policy service (inbound.go)
+	SourceConfig   Source = "config"   // an override from the configuration file
+	SourceImported Source = "imported" // a policy imported into the store (policy import)
 )
 
 // Config is the policy engine's behaviour.
@@ -35,7 +48,7 @@ type Config struct {
 	// secure, with options (e.g. "secure match=.example.com"); see
 	// ParseTLSPolicy for the attributes allowed.
 	Overrides map[string]string
-	DANE      bool // answer "dane" where MX and TLSA records are DNSSEC-authenticated
+	DANE      bool // answer LevelDANE where MX and TLSA records are DNSSEC-authenticated
 	MTASTS    bool
 	Learn     LearnConfig
 	// TempOnError answers TEMP when nothing can be decided and nothing is
@@ -64,6 +77,19 @@ type LearnConfig struct {
 	Answer        string // encrypt (default) or verify
 }
 
+// ConfigFrom is the engine's part of the configuration c.
+func ConfigFrom(c config.Config) Config {
+	p := c.Policy
+	return Config{Overrides: p.Overrides, DANE: p.DANE, MTASTS: p.MTASTS,
+		TempOnError: p.TempOnError, DecisionSample: p.DecisionSample, Budget: p.Budget.Duration,
+		Learn: LearnConfig{Enabled: p.Learn.Enabled, MinDeliveries: p.Learn.MinDeliveries,
+			Days: p.Learn.Days, Answer: p.Learn.Answer}}
+}
+
+// defaultCacheTTL keeps decisions in memory: a policy changed at the
+// source takes this long to reach the answers at most.
+const defaultCacheTTL = 5 * time.Minute
+
 // Validate checks every override: keys are domain names or ".parent"
 // patterns, values policies in ParseTLSPolicy's grammar.
 func (c Config) Validate() error {
@@ -74,20 +100,13 @@ func (c Config) Validate() error {
 // normalized returns c with defaults filled in and override keys in
 // canonical form.
 func (c Config) normalized() (Config, error) {
-	if c.Budget <= 0 {
-		c.Budget = 10 * time.Second
-	}
-	if c.Learn.Answer == "" {
-		c.Learn.Answer = "encrypt"
-	}
-	if c.Learn.MinDeliveries <= 0 {
-		c.Learn.MinDeliveries = 10
-	}
-	if c.Learn.Days <= 0 {
-		c.Learn.Days = 30
-	}
-	if c.CacheTTL == 0 {
-		c.CacheTTL = 5 * time.Minute
+	d := ConfigFrom(config.Default())
+	config.OrDefault(&c.Budget, d.Budget)
+	config.OrDefault(&c.Learn.Answer, d.Learn.Answer)
+	config.OrDefault(&c.Learn.MinDeliveries, d.Learn.MinDeliveries)
+	config.OrDefault(&c.Learn.Days, d.Learn.Days)
+	if c.CacheTTL == 0 { // negative: off
+		c.CacheTTL = defaultCacheTTL
 	}
 	var errs []error
 	overrides := make(map[string]string, len(c.Overrides))
@@ -116,7 +135,7 @@ type Decision struct {
 	Domain  string
 	Answer  string // Postfix policy; "" means NOTFOUND
 	Temp    bool   // answer TEMP
-	Source  string
+	Source  Source
 	Steps   []string // what each source said, for `snowrain policy check`
 	Err     error
 	Cached  bool   // answered from the in-memory cache
@@ -415,7 +434,7 @@ func (e *Engine) dane(ctx context.Context, cfg *Config, d *Decision) bool {
 		// The TLSA owner name of SMTP on port 25 (RFC 6698 section 3).
 		tlsa, err := e.res.Query(ctx, "_25._tcp."+mx.Mx, dns.TypeTLSA)
 		if err == nil && tlsa.Authenticated && len(tlsa.Records) > 0 {
-			d.Answer, d.Source = "dane", SourceDANE
+			d.Answer, d.Source = string(LevelDANE), SourceDANE
 			d.Steps = append(d.Steps, fmt.Sprintf("dane: %d authenticated TLSA records at _25._tcp.%s", len(tlsa.Records), mx.Mx))
 			return true
 		}
@@ -489,7 +508,7 @@ func (e *Engine) record(d Decision) {
 	if d.Err != nil {
 		errText = clip(d.Class+": "+d.Err.Error(), 1000)
 	}
-	rec.Enqueue(&measure.PolicyDecision{At: time.Now(), Domain: d.Domain, Source: d.Source, Answer: answer,
+	rec.Enqueue(&measure.PolicyDecision{At: time.Now(), Domain: d.Domain, Source: string(d.Source), Answer: answer,
 		Latency: d.Latency, Error: errText})
 }
 

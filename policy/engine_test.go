@@ -188,8 +188,9 @@ func testDecisions(t *testing.T, dsn string) {
 	e := w.engine(Config{DANE: true, MTASTS: true, Budget: 30 * time.Second, DecisionSample: 1, CacheTTL: -1,
 		Overrides: map[string]string{"bank.example": "verify", ".corp.example": "encrypt", "enforce.example.override": "may"}})
 	cases := []struct {
-		domain, answer, source string
-		err                    error
+		domain, answer string
+		source         Source
+		err            error
 	}{
 		{"bank.example", "verify", SourceOverride, nil},
 		{"mail.corp.example", "encrypt", SourceOverride, nil},

@@ -13,20 +13,42 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/snowrain/snowrain/config"
 	"github.com/snowrain/snowrain/measure"
+)
+
+// InboundAction is what the inbound service answers for mail that must
+// come over TLS and did not.
+type InboundAction string
+
+// Inbound actions.
+const (
+	InboundDefer  InboundAction = "defer"  // DEFER_IF_PERMIT 4.7.10: the sender may retry over STARTTLS (the default)
+	InboundReject InboundAction = "reject" // 550 5.7.10 (RFC 5248's "Encryption Needed")
+	InboundRecord InboundAction = "record" // DUNNO: only recorded
 )
 
 // InboundConfig is what an Inbound requires; SetConfig swaps it whole.
 type InboundConfig struct {
 	RequireTLS []string // sender domains, or ".parent" for all below it
 	Learned    bool
-	MinSeen    int64 // messages over TLS, none in plaintext, before a domain is learned; default 10
-	Days       int   // default 30
-	Action     string
+	MinSeen    int64 // messages over TLS, none in plaintext, before a domain is learned
+	Days       int
+	Action     InboundAction
 	// Budget is the longest one decision waits (for the database, when
-	// Learned); default 2 s, far under Postfix's
-	// smtpd_policy_service_timeout (100 s). Past it: DUNNO, counted.
+	// Learned); far under Postfix's smtpd_policy_service_timeout (100 s).
+	// Past it: DUNNO, counted.
 	Budget time.Duration
+}
+
+// InboundConfigFrom is the delegation service's part of the
+// configuration c; its zero fields are c's defaults (config.Default):
+// the learning thresholds are the outbound ones (policy.learn), the
+// budget 2 s.
+func InboundConfigFrom(c config.Config) InboundConfig {
+	in := c.Policy.Inbound
+	return InboundConfig{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: InboundAction(in.Action),
+		MinSeen: c.Policy.Learn.MinDeliveries, Days: c.Policy.Learn.Days, Budget: in.Budget.Duration}
 }
 
 // Inbound is a Postfix policy delegation service (check_policy_service)
@@ -40,7 +62,7 @@ type Inbound struct {
 	Learned    bool
 	MinSeen    int64 // messages over TLS, none in plaintext, before a domain is learned
 	Days       int
-	Action     string // defer (default), reject or record
+	Action     InboundAction // InboundDefer (default), InboundReject or InboundRecord
 	Budget     time.Duration
 
 	IdleTimeout time.Duration // close connections idle between requests; default 5 min (Postfix's max_idle is 300 s)
@@ -85,15 +107,10 @@ func (p *Inbound) SetConfig(c InboundConfig) error {
 
 func newInboundState(c InboundConfig) (*inboundState, error) {
 	st := &inboundState{InboundConfig: c}
-	if st.MinSeen <= 0 {
-		st.MinSeen = 10
-	}
-	if st.Days <= 0 {
-		st.Days = 30
-	}
-	if st.Budget <= 0 {
-		st.Budget = 2 * time.Second
-	}
+	d := InboundConfigFrom(config.Default())
+	config.OrDefault(&st.MinSeen, d.MinSeen)
+	config.OrDefault(&st.Days, d.Days)
+	config.OrDefault(&st.Budget, d.Budget)
 	var errs []error
 	for _, d := range c.RequireTLS {
 		key, ok := CanonicalPattern(d)
@@ -104,7 +121,7 @@ func newInboundState(c InboundConfig) (*inboundState, error) {
 		st.keys = append(st.keys, key)
 	}
 	switch c.Action {
-	case "", "defer", "reject", "record":
+	case "", InboundDefer, InboundReject, InboundRecord:
 	default:
 		errs = append(errs, fmt.Errorf("policy: inbound action %q: want defer, reject or record", c.Action))
 	}
@@ -268,10 +285,10 @@ func (p *Inbound) Check(ctx context.Context, attrs map[string]string) (action st
 	// X.7.10 is "Encryption Needed" in the IANA registry of enhanced
 	// status codes (RFC 5248).
 	switch st.Action {
-	case "reject":
+	case InboundReject:
 		action = "550 5.7.10 TLS required for mail from " + domain
-	case "record":
-	default:
+	case InboundRecord:
+	default: // InboundDefer
 		action = "DEFER_IF_PERMIT 4.7.10 TLS required for mail from " + domain + ", try again over STARTTLS"
 	}
 	if p.OnDecision != nil {
@@ -303,7 +320,7 @@ func (p *Inbound) required(ctx context.Context, st *inboundState, domain string)
 		if err == nil {
 			d := Decision{Domain: domain}
 			if ok {
-				d.Answer = "learned"
+				d.Answer = string(SourceLearned) // any answer: the sender has a TLS history
 			}
 			p.learned.put(d, time.Minute, gen)
 		}
@@ -330,6 +347,6 @@ func (p *Inbound) record(domain, action, errText string, start time.Time) {
 	if p.Recorder == nil {
 		return
 	}
-	p.Recorder.Enqueue(&measure.PolicyDecision{At: time.Now(), Domain: domain, Source: "inbound", Answer: action,
+	p.Recorder.Enqueue(&measure.PolicyDecision{At: time.Now(), Domain: domain, Source: string(SourceInbound), Answer: action,
 		Latency: time.Since(start), Error: errText})
 }

@@ -36,7 +36,7 @@ func TestPostfixInboundRequireTLS(t *testing.T) {
 			}
 			os.Chmod(sock, 0o666)
 			var decided []string
-			srv := &Inbound{RequireTLS: []string{"bank.example", ".gov.example"}, Action: mode,
+			srv := &Inbound{RequireTLS: []string{"bank.example", ".gov.example"}, Action: InboundAction(mode),
 				OnDecision: func(d, a string) { decided = append(decided, d) }}
 			go srv.Serve(ln)
 			t.Cleanup(func() { ln.Close() })

@@ -16,7 +16,7 @@ import (
 type Entry struct {
 	Domain string `json:"domain"`
 	Policy string `json:"policy"`
-	Source string `json:"source"`
+	Source Source `json:"source"`
 	Note   string `json:"note,omitempty"`
 }
 
@@ -26,7 +26,7 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 	cfg := e.config()
 	var out []Entry
 	for d, p := range cfg.Overrides {
-		out = append(out, Entry{Domain: d, Policy: p, Source: "config"})
+		out = append(out, Entry{Domain: d, Policy: p, Source: SourceConfig})
 	}
 	imported, err := importedEntries(ctx, e.store)
 	if err != nil {
@@ -40,11 +40,11 @@ func (e *Engine) List(ctx context.Context) ([]Entry, error) {
 	var cached []Entry
 	for _, c := range stored {
 		answer := "(not enforced)"
-		if c.Mode == "enforce" {
+		if c.Mode == STSEnforce {
 			answer = "secure servername=hostname"
 		}
 		cached = append(cached, Entry{Domain: c.Domain, Policy: answer, Source: SourceMTASTS,
-			Note: "mode " + c.Mode + ", mx " + strings.Join(c.MX, " ") +
+			Note: "mode " + string(c.Mode) + ", mx " + strings.Join(c.MX, " ") +
 				", cached until " + c.Expires.UTC().Format(time.RFC3339)})
 	}
 	out = append(out, cached...)
@@ -89,7 +89,7 @@ func WriteCSV(w io.Writer, entries []Entry) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"domain", "policy", "source", "note"})
 	for _, e := range entries {
-		cw.Write([]string{e.Domain, e.Policy, e.Source, e.Note})
+		cw.Write([]string{e.Domain, e.Policy, string(e.Source), e.Note})
 	}
 	cw.Flush()
 	return cw.Error()
@@ -140,7 +140,7 @@ func ParseImport(data []byte) ([]Entry, error) {
 		case len(rec) < 2:
 			v.fail(name, "want domain,policy")
 			continue
-		case len(rec) > 2 && (rec[2] == SourceMTASTS || rec[2] == SourceLearned):
+		case len(rec) > 2 && (Source(rec[2]) == SourceMTASTS || Source(rec[2]) == SourceLearned):
 			continue
 		}
 		v.entry(fmt.Sprintf("%s (%q)", name, rec[0]), rec[0], rec[1])
@@ -150,7 +150,7 @@ func ParseImport(data []byte) ([]Entry, error) {
 
 // stePolicy is one STARTTLS-Everywhere policy or alias.
 type stePolicy struct {
-	Mode  string   `json:"mode"`
+	Mode  STSMode  `json:"mode"`
 	MXs   []string `json:"mxs"`
 	Alias string   `json:"policy-alias"`
 }
@@ -181,16 +181,16 @@ func parseSTARTTLSEverywhere(data []byte) ([]Entry, error) {
 			p = alias
 		}
 		switch p.Mode {
-		case "enforce":
-		case "testing", "none":
+		case STSEnforce:
+		case STSTesting, STSNone:
 			continue // reported by the list, not enforced by us
 		default:
 			v.fail(name, fmt.Sprintf("mode %q: want enforce, testing or none", p.Mode))
 			continue
 		}
-		pol := TLSPolicy{Level: "encrypt"}
+		pol := TLSPolicy{Level: LevelEncrypt}
 		if len(p.MXs) > 0 {
-			pol = TLSPolicy{Level: "secure", ServerName: "hostname"}
+			pol = TLSPolicy{Level: LevelSecure, ServerName: "hostname"}
 			bad := false
 			for i, mx := range p.MXs {
 				m, ok := CanonicalPattern(mx)

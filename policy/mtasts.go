@@ -26,9 +26,19 @@ var (
 	ErrSTSTooLarge     = errors.New("mta-sts: policy too large")
 )
 
+// STSMode is the mode of an MTA-STS policy (RFC 8461 section 5).
+type STSMode string
+
+// MTA-STS policy modes.
+const (
+	STSEnforce STSMode = "enforce" // deliver only over TLS to a matching, valid MX (section 5.1)
+	STSTesting STSMode = "testing" // deliver anyway, report failures (TLS-RPT, RFC 8460)
+	STSNone    STSMode = "none"    // no policy: the domain withdraws one (section 8.3)
+)
+
 // STSPolicy is a parsed MTA-STS policy (RFC 8461 section 3.2).
 type STSPolicy struct {
-	Mode   string // enforce, testing, none
+	Mode   STSMode
 	MX     []string
 	MaxAge time.Duration
 	ID     string // from the _mta-sts TXT record
@@ -79,7 +89,7 @@ func ParseSTSPolicy(text string) (*STSPolicy, error) {
 		case "version":
 			version = v
 		case "mode":
-			p.Mode = v
+			p.Mode = STSMode(v)
 		case "max_age":
 			maxAge = v
 		case "mx":
@@ -97,11 +107,11 @@ func ParseSTSPolicy(text string) (*STSPolicy, error) {
 		return nil, fmt.Errorf("%w: version %q", ErrSTSPolicySyntax, version)
 	}
 	switch p.Mode {
-	case "enforce", "testing":
+	case STSEnforce, STSTesting:
 		if len(p.MX) == 0 {
 			return nil, fmt.Errorf("%w: no mx", ErrSTSPolicySyntax)
 		}
-	case "none":
+	case STSNone:
 	default:
 		return nil, fmt.Errorf("%w: mode %q", ErrSTSPolicySyntax, p.Mode)
 	}

@@ -43,7 +43,7 @@ func (e *Engine) cachedSTS(ctx context.Context, domain string) (*CachedSTS, bool
 // never writes to the store itself.
 func (e *Engine) storeSTS(domain string, p *STSPolicy) {
 	if rec := e.recorder(); rec != nil {
-		rec.Enqueue(&measure.MTASTSPolicy{Domain: domain, ID: p.ID, Mode: p.Mode, MX: p.MX, MaxAge: p.MaxAge,
+		rec.Enqueue(&measure.MTASTSPolicy{Domain: domain, ID: p.ID, Mode: string(p.Mode), MX: p.MX, MaxAge: p.MaxAge,
 			Fetched: time.Now(), Text: p.Text})
 	}
 }
@@ -102,7 +102,7 @@ func (e *Engine) mtaSTS(ctx context.Context, cfg *Config, d *Decision) bool {
 		return false
 	}
 	switch p.Mode {
-	case "enforce":
+	case STSEnforce:
 		d.Source = SourceMTASTS
 		d.Steps = append(d.Steps, "mta-sts: mode enforce")
 		hosts := e.stsMatch(ctx, d, p.MX)
@@ -111,11 +111,11 @@ func (e *Engine) mtaSTS(ctx context.Context, cfg *Config, d *Decision) bool {
 			d.Steps = append(d.Steps, "mta-sts: no MX host matches the policy: TEMP (RFC 8461 section 5.1: do not deliver)")
 			return true
 		}
-		d.Answer = TLSPolicy{Level: "secure", Match: hosts, ServerName: "hostname"}.String()
+		d.Answer = TLSPolicy{Level: LevelSecure, Match: hosts, ServerName: "hostname"}.String()
 		return true
-	case "testing":
+	case STSTesting:
 		d.Steps = append(d.Steps, "mta-sts: mode testing: reported, not enforced")
-	default:
+	default: // STSNone: ParseSTSPolicy admits no other mode
 		d.Steps = append(d.Steps, "mta-sts: mode none")
 	}
 	return false

@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/oschwald/maxminddb-golang/v2"
-
 	"github.com/snowrain/snowrain/feedback"
+	"github.com/snowrain/snowrain/geoip"
 	"github.com/snowrain/snowrain/measure"
 )
 
@@ -224,9 +222,9 @@ func domains(ctx context.Context, s *measure.Store, cur, prev measure.Scope) ([]
 
 // countries looks up each distinct sending address once.
 func countries(ctx context.Context, s *measure.Store, sc measure.Scope, path string) ([]Country, error) {
-	db, err := maxminddb.Open(path)
+	db, err := geoip.Open("", path)
 	if err != nil {
-		return nil, fmt.Errorf("report: geoip: %w", err)
+		return nil, fmt.Errorf("report: %w", err)
 	}
 	defer db.Close()
 	clients, err := s.ClientTraffic(ctx, sc)
@@ -257,18 +255,10 @@ func countries(ctx context.Context, s *measure.Store, sc measure.Scope, path str
 	return out, nil
 }
 
-func lookupCountry(db *maxminddb.Reader, ip string) string {
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		return "??"
+// lookupCountry is ip's country code, "??" when unknown.
+func lookupCountry(db *geoip.DB, ip string) string {
+	if cc := db.Country(ip); cc != "" {
+		return cc
 	}
-	var rec struct {
-		Country struct {
-			ISOCode string `maxminddb:"iso_code"`
-		} `maxminddb:"country"`
-	}
-	if err := db.Lookup(addr).Decode(&rec); err != nil || rec.Country.ISOCode == "" {
-		return "??"
-	}
-	return rec.Country.ISOCode
+	return "??"
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/snowrain/snowrain/geoip"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/scanner"
 )
@@ -32,10 +33,10 @@ func (r *HostReport) Tables() []Table {
 	errs := s.Classes[scanner.StripNoEcho] + s.Classes[scanner.StripEchoIntact] + s.Classes[scanner.StripEchoReplaced] +
 		s.Classes[scanner.StripEchoTruncated] + s.Classes[scanner.StripEchoLowercased]
 	t10 := Table{ID: "table10", Title: "Table 10: STARTTLS errors and the echoed command", Columns: []string{"Reply", "Hosts", "Share"}}
-	for _, c := range [][2]string{{scanner.StripNoEcho, "Command not echoed"}, {scanner.StripEchoIntact, "STARTTLS echoed correctly"},
+	for _, c := range []labeled[scanner.StripClass]{{scanner.StripNoEcho, "Command not echoed"}, {scanner.StripEchoIntact, "STARTTLS echoed correctly"},
 		{scanner.StripEchoReplaced, "STARTTLS replaced (XXXXXXXX)"}, {scanner.StripEchoTruncated, "Command truncated"},
 		{scanner.StripEchoLowercased, "Command lower-cased"}} {
-		t10.Rows = append(t10.Rows, append([]string{c[1]}, count(s.Classes[c[0]], errs)...))
+		t10.Rows = append(t10.Rows, append([]string{c.label}, count(s.Classes[c.key], errs)...))
 	}
 	t11 := Table{ID: "table11", Title: "Table 11: Prevalence of STARTTLS stripping", Columns: []string{"Behaviour", "Hosts", "Share of responsive"},
 		Rows: [][]string{
@@ -67,11 +68,11 @@ type ResolverReport struct {
 // Tables returns Tables 13 and 7.
 func (r *ResolverReport) Tables() []Table {
 	s := r.S
-	classes := []string{scanner.DNSCorrect, scanner.DNSFalseMX, scanner.DNSFalseAddress, scanner.DNSPrivate,
+	classes := []scanner.DNSClass{scanner.DNSCorrect, scanner.DNSFalseMX, scanner.DNSFalseAddress, scanner.DNSPrivate,
 		scanner.DNSOwnAddress, scanner.DNSRefused, scanner.DNSServfail, scanner.DNSNoAnswer}
 	t13 := Table{ID: "table13", Title: "Table 13: Open resolvers' answers for the mail providers", Columns: []string{"Answer", "Resolvers", "Share"}}
 	for _, c := range classes {
-		t13.Rows = append(t13.Rows, append([]string{c}, count(int64(s.Classes[c]), int64(s.Resolvers))...))
+		t13.Rows = append(t13.Rows, append([]string{string(c)}, count(int64(s.Classes[c]), int64(s.Resolvers))...))
 	}
 	var provs []string
 	for p := range s.PerProvider {
@@ -112,11 +113,11 @@ type ExposedDomain struct {
 // BuildExposure computes the join for period: the milter's inbound mail
 // (measure) by client address, against the address sets the sweeps found
 // (scanner's StrippingIPs and FalsifiedIPs).
-func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, falsified map[string]bool, geo *scanner.Geo) (*Exposure, error) {
+func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, falsified map[string]bool, geo *geoip.DB) (*Exposure, error) {
 	e := &Exposure{Period: p, Stripping: len(stripping), Falsify: len(falsified)}
 	byCountry := map[string]*ExposedCountry{}
 	err := s.EachClient(ctx, p.Since, p.Until, func(ip string, n int64) error {
-		_, _, cc := geo.Lookup(ip)
+		cc := geo.Country(ip)
 		if cc == "" {
 			cc = "??"
 		}

@@ -4,14 +4,14 @@ import (
 	"context"
 	"testing"
 
-	"github.com/snowrain/snowrain/scanner"
+	"github.com/snowrain/snowrain/geoip"
 )
 
 // TestExposureJoin joins known stripping and falsified-answer addresses
 // with the generated store's inbound mail.
 func TestExposureJoin(t *testing.T) {
 	s := generate(t)
-	geo, err := scanner.OpenGeo("", countryDB(t))
+	geo, err := geoip.Open("", countryDB(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"html/template"
 	"strings"
+
+	"github.com/snowrain/snowrain/auth"
 )
 
 // Charts are the SVG figures of the HTML form, by table ID; an empty
@@ -149,10 +151,12 @@ func (r *Report) authChart() template.HTML {
 	var b strings.Builder
 	b.WriteString(`<svg id="table17-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 40" role="img" aria-label="Authentication methods">`)
 	x := 0.0
-	for _, cl := range []struct{ key, color string }{{"dkim_and_spf", "#2ca02c"}, {"dkim_only", "#98df8a"}, {"spf_only", "#ffbb78"}, {"none", "#d62728"}} {
-		wd := 640 * float64(c.Auth[cl.key]) / float64(c.Messages)
+	for _, cl := range []labeled[auth.AuthMethods]{{auth.AuthDKIMAndSPF, "#2ca02c"}, {auth.AuthDKIMOnly, "#98df8a"},
+		{auth.AuthSPFOnly, "#ffbb78"}, {auth.AuthNone, "#d62728"}} {
+		n := sumOf(c.Auth, cl.key)
+		wd := 640 * float64(n) / float64(c.Messages)
 		fmt.Fprintf(&b, `<rect x="%.1f" y="5" width="%.1f" height="30" fill="%s"><title>%s %.1f%%</title></rect>`,
-			x, wd, cl.color, template.HTMLEscapeString(cl.key), share(c.Auth[cl.key], c.Messages))
+			x, wd, cl.label, template.HTMLEscapeString(string(cl.key)), share(n, c.Messages))
 		x += wd
 	}
 	b.WriteString(`</svg>`)

@@ -22,7 +22,7 @@ func TestOutboundDeliveredOnly(t *testing.T) {
 	}
 	defer s.Close()
 	var ds []*maillog.Delivery
-	add := func(at time.Time, domain, status string, tls bool, n int) {
+	add := func(at time.Time, domain string, status maillog.Status, tls bool, n int) {
 		for i := 0; i < n; i++ {
 			d := &maillog.Delivery{Time: at, MTA: "postfix", QueueID: "Q1234", Domain: domain, Status: status, Level: maillog.LevelNone}
 			if tls {

@@ -1,6 +1,10 @@
 package report
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/snowrain/snowrain/auth"
+)
 
 // The seed paper: Z. Durumeric, D. Adrian, A. Mirian, J. Kasten,
 // E. Bursztein, N. Lidzborski, K. Thomas, V. Eranti, M. Bailey,
@@ -124,13 +128,20 @@ const gmailColumn = "Gmail, April 2015"
 // Per-class Gmail figures for April 2015, keyed as our tables key their
 // classes: Table 17, Table 8, Table 18 and Table 21.
 var (
-	gmailTable17 = map[string]string{"dkim_and_spf": "81.01%", "dkim_only": "1.98%", "spf_only": "11.41%", "none": "5.60%"}
-	gmailTable8  = map[string]string{"overall": "6.14%", "weak_key": "15.08%", "revoked": "0.01%",
-		"unsupported_algorithm": "0.26%", "expired": "0.06%", "body_hash": "18.66%", "version": "3.32%",
-		"duplicate_tags": "0.05%", "other": "62.55%"}
-	gmailTable18 = map[string]string{"quarantine": "1.34%", "none": "11.66%", "reject": "13.08%", "absent": "73.92%"}
-	gmailTable21 = map[string]string{"dns_timeout": "< 0.001%", "temperror": "0.1840%", "permerror": "0.1405%", "invalid_record": "0.0978%"}
+	gmailTable17 = map[auth.AuthMethods]string{auth.AuthDKIMAndSPF: "81.01%", auth.AuthDKIMOnly: "1.98%",
+		auth.AuthSPFOnly: "11.41%", auth.AuthNone: "5.60%"}
+	gmailTable8 = map[auth.DKIMClass]string{auth.DKIMWeakKey: "15.08%", auth.DKIMRevoked: "0.01%",
+		auth.DKIMUnsupportedAlg: "0.26%", auth.DKIMExpired: "0.06%", auth.DKIMBodyHash: "18.66%", auth.DKIMVersion: "3.32%",
+		auth.DKIMDuplicateTags: "0.05%", auth.DKIMOther: "62.55%"}
+	gmailTable18 = map[auth.DMARCPolicy]string{auth.PolicyQuarantine: "1.34%", auth.PolicyNone: "11.66%",
+		auth.PolicyReject: "13.08%", auth.PolicyAbsent: "73.92%"}
+	gmailTable21 = map[auth.SPFClass]string{auth.SPFClassDNSTimeout: "< 0.001%", auth.SPFClassTempError: "0.1840%",
+		auth.SPFClassPermError: "0.1405%", auth.SPFClassInvalidRecord: "0.0978%"}
 )
+
+// gmailTable8Overall is Table 8's overall failure rate: DKIM-signed
+// messages that failed.
+const gmailTable8Overall = "6.14%"
 
 // gmailTable3 is Table 3, inbound TLS connections on 30 April 2015, keyed
 // by version, key exchange, cipher and MAC as tlsinfo names them.
@@ -156,7 +167,7 @@ var gmailTable3 = map[[4]string]string{
 
 // gmailFigure returns the paper's figure for key, or "-" when the paper
 // has none (a class it did not count, a suite nobody used in 2015).
-func gmailFigure(m map[string]string, key string) string {
+func gmailFigure[K comparable](m map[K]string, key K) string {
 	if v, ok := m[key]; ok {
 		return v
 	}

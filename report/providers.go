@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/snowrain/snowrain/measure"
+	"github.com/snowrain/snowrain/measure/maillog"
 )
 
 // builtinProviders names the large providers whose host names are not
@@ -125,9 +126,9 @@ func providers(ctx context.Context, s *measure.Store, cur, prev measure.Scope, n
 		for _, r := range rows {
 			p := get(r.Peer)
 			t := &p.From
-			if r.Direction == "outbound" {
+			if measure.Direction(r.Direction) == measure.Outbound {
 				t = &p.To
-				if r.Status != "sent" {
+				if maillog.Status(r.Status) != maillog.StatusSent {
 					if period.current {
 						t.NotDelivered += r.Messages
 					}
@@ -149,10 +150,10 @@ func providers(ctx context.Context, s *measure.Store, cur, prev measure.Scope, n
 			if r.Source == measure.PeerByHELO {
 				t.ByHELO += r.Messages
 			}
-			if r.Direction == "outbound" {
+			if measure.Direction(r.Direction) == measure.Outbound {
 				cert := r.Cert
 				if cert == "" {
-					cert = "none"
+					cert = string(maillog.LevelNone)
 				}
 				t.Certificates[cert] += r.Messages
 			}

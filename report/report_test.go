@@ -18,6 +18,7 @@ import (
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/internal/pgtest"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/measure/maillog"
@@ -471,7 +472,14 @@ var bigProfiles = func() []measure.Message {
 	var out []measure.Message
 	for _, v := range []struct{ version, cipher string }{{"TLSv1.3", "TLS_AES_256_GCM_SHA384"},
 		{"TLSv1.3", "TLS_AES_128_GCM_SHA256"}, {"TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"}, {"", ""}} {
-		for _, a := range []struct{ spf, dkim, dmarc, policy, auth, action string }{
+		for _, a := range []struct {
+			spf    auth.SPFStatus
+			dkim   auth.DKIMStatus
+			dmarc  auth.DMARCStatus
+			policy auth.DMARCPolicy
+			auth   auth.AuthMethods
+			action measure.Action
+		}{
 			{"pass", "pass", "pass", "reject", "dkim_and_spf", "accept"},
 			{"pass", "pass", "pass", "none", "dkim_and_spf", "accept"},
 			{"pass", "none", "pass", "quarantine", "spf_only", "accept"},

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/snowrain/snowrain/auth"
+	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/scanner"
 )
 
@@ -36,16 +38,17 @@ func count(n, total int64) []string { return []string{fmt.Sprint(n), pctS(n, tot
 
 func (r *ScanReport) table1() Table {
 	s := r.S
-	smtp := s.Status["starttls"] + s.Status["no_starttls"]
+	status := func(k scanner.DomainStatus) int64 { return s.Status[string(k)] }
+	smtp := status(scanner.DomainSTARTTLS) + status(scanner.DomainNoSTARTTLS)
 	return Table{ID: "scan_table1", Title: "Table 1: Domains scanned", Columns: []string{"Status", "Domains", "Share"},
 		Rows: [][]string{
 			append([]string{"Domains in the list"}, count(s.Domains, s.Domains)...),
-			append([]string{"No MX records (nor A)"}, count(s.Status["no_mx"], s.Domains)...),
-			append([]string{"No resolvable MX hostnames"}, count(s.Status["no_resolvable_mx"], s.Domains)...),
-			append([]string{"No responding SMTP servers"}, count(s.Status["no_response"], s.Domains)...),
+			append([]string{"No MX records (nor A)"}, count(status(scanner.DomainNoMX), s.Domains)...),
+			append([]string{"No resolvable MX hostnames"}, count(status(scanner.DomainNoResolvableMX), s.Domains)...),
+			append([]string{"No responding SMTP servers"}, count(status(scanner.DomainNoResponse), s.Domains)...),
 			append([]string{"SMTP server"}, count(smtp, s.Domains)...),
-			append([]string{"SMTP server, no STARTTLS support"}, count(s.Status["no_starttls"], smtp)...),
-			append([]string{"SMTP server, STARTTLS handshake completed"}, count(s.Status["starttls"], smtp)...),
+			append([]string{"SMTP server, no STARTTLS support"}, count(status(scanner.DomainNoSTARTTLS), smtp)...),
+			append([]string{"SMTP server, STARTTLS handshake completed"}, count(status(scanner.DomainSTARTTLS), smtp)...),
 		}, Note: "The STARTTLS rows are shares of the domains with an SMTP server."}
 }
 
@@ -61,11 +64,12 @@ func (r *ScanReport) table16() Table {
 func (r *ScanReport) table2() Table {
 	t := Table{ID: "scan_table2", Title: "Table 2: Certificates (domains with STARTTLS)",
 		Columns: []string{"Trust", "Matches domain", "Matches MX", "Matches neither", "Total"}}
-	for _, trust := range []string{scanner.TrustTrusted, scanner.TrustSelfSigned, scanner.TrustExpired,
+	for _, trust := range []scanner.Trust{scanner.TrustTrusted, scanner.TrustSelfSigned, scanner.TrustExpired,
 		scanner.TrustUnknownIssuer, scanner.TrustOther} {
-		m := r.S.Certs[trust]
-		total := m["domain"] + m["mx"] + m["neither"]
-		t.Rows = append(t.Rows, []string{trust, fmt.Sprint(m["domain"]), fmt.Sprint(m["mx"]), fmt.Sprint(m["neither"]),
+		m := r.S.Certs[string(trust)]
+		domain, mx, neither := sumOf(m, scanner.CertMatchDomain), sumOf(m, scanner.CertMatchMX), sumOf(m, scanner.CertMatchNeither)
+		total := domain + mx + neither
+		t.Rows = append(t.Rows, []string{string(trust), fmt.Sprint(domain), fmt.Sprint(mx), fmt.Sprint(neither),
 			fmt.Sprintf("%d (%s)", total, pctS(total, r.S.STARTTLS))})
 	}
 	return t
@@ -114,12 +118,12 @@ func (r *ScanReport) table19() Table {
 	}
 	// lookup_limit: more than the 10 DNS-querying terms RFC 7208 section
 	// 4.6.4 allows one evaluation.
-	for _, c := range [][2]string{{"loop", "Error: loop"}, {"lookup_limit", "Error: over 10 lookups"},
-		{"syntax", "Error: invalid term"}, {"multiple_records", "Error: several records"},
-		{"include_none", "Error: include or redirect of a name without SPF"}, {"dns", "Error: DNS"}} {
-		t.Rows = append(t.Rows, append([]string{c[1]}, count(s.SPFErrors[c[0]], s.SPFDomains)...))
+	for _, c := range []labeled[scanner.SPFClass]{{scanner.SPFLoop, "Error: loop"}, {scanner.SPFLookupLimit, "Error: over 10 lookups"},
+		{scanner.SPFSyntax, "Error: invalid term"}, {scanner.SPFMultiple, "Error: several records"},
+		{scanner.SPFIncludeNone, "Error: include or redirect of a name without SPF"}, {scanner.SPFDNS, "Error: DNS"}} {
+		t.Rows = append(t.Rows, append([]string{c.label}, count(sumOf(s.SPFErrors, c.key), s.SPFDomains)...))
 	}
-	t.Note = fmt.Sprintf("%d domains publish SPF; %d do not.", s.SPFDomains, s.SPFErrors["none"])
+	t.Note = fmt.Sprintf("%d domains publish SPF; %d do not.", s.SPFDomains, sumOf(s.SPFErrors, scanner.SPFNone))
 	return t
 }
 
@@ -156,9 +160,9 @@ func (r *ScanReport) figure4() Table {
 func (r *ScanReport) table18() Table {
 	s := r.S
 	t := Table{ID: "scan_table18", Title: "Table 18: DMARC policies (domains)", Columns: []string{"Published policy", "Domains", "Share"}}
-	for _, c := range [][2]string{{"quarantine", "Quarantine"}, {"none", "Empty (p=none)"}, {"reject", "Reject"},
-		{"absent", "Not published"}, {"invalid", "Invalid"}} {
-		t.Rows = append(t.Rows, append([]string{c[1]}, count(s.DMARC[c[0]], s.Domains)...))
+	for _, c := range []labeled[auth.DMARCPolicy]{{auth.PolicyQuarantine, "Quarantine"}, {auth.PolicyNone, "Empty (p=none)"},
+		{auth.PolicyReject, "Reject"}, {auth.PolicyAbsent, "Not published"}, {auth.PolicyInvalid, "Invalid"}} {
+		t.Rows = append(t.Rows, append([]string{c.label}, count(sumOf(s.DMARC, c.key), s.Domains)...))
 	}
 	return t
 }
@@ -167,11 +171,11 @@ func (r *ScanReport) adoption() Table {
 	s := r.S
 	return Table{ID: "scan_adoption", Title: "MTA-STS and DANE adoption", Columns: []string{"", "Domains", "Share"},
 		Rows: [][]string{
-			append([]string{"MTA-STS enforce"}, count(s.MTASTS["enforce"], s.WithMX)...),
-			append([]string{"MTA-STS testing"}, count(s.MTASTS["testing"], s.WithMX)...),
-			append([]string{"MTA-STS none"}, count(s.MTASTS["none"], s.WithMX)...),
-			append([]string{"MTA-STS broken (record or policy)"}, count(s.MTASTS["error"], s.WithMX)...),
-			append([]string{"MTA-STS policy host blocklisted (not fetched)"}, count(s.MTASTS["blocked"], s.WithMX)...),
+			append([]string{"MTA-STS enforce"}, count(sumOf(s.MTASTS, policy.STSEnforce), s.WithMX)...),
+			append([]string{"MTA-STS testing"}, count(sumOf(s.MTASTS, policy.STSTesting), s.WithMX)...),
+			append([]string{"MTA-STS none"}, count(sumOf(s.MTASTS, policy.STSNone), s.WithMX)...),
+			append([]string{"MTA-STS broken (record or policy)"}, count(sumOf(s.MTASTS, scanner.STSError), s.WithMX)...),
+			append([]string{"MTA-STS policy host blocklisted (not fetched)"}, count(sumOf(s.MTASTS, scanner.STSBlocked), s.WithMX)...),
 			append([]string{"DANE (DNSSEC-authenticated TLSA on an MX)"}, count(s.DANE, s.WithMX)...),
 		}}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/tlsinfo"
 )
@@ -66,6 +67,23 @@ func change(n, total, pn, ptotal int64) string {
 	return fmt.Sprintf("%+.2f", share(n, total)-share(pn, ptotal))
 }
 
+// labeled is one row of a table of classes: the class, and the words
+// the report shows for it.
+type labeled[K ~string] struct {
+	key   K
+	label string
+}
+
+// sumOf adds the counts of keys in m, a map of counts by class read from
+// the store.
+func sumOf[K ~string](m map[string]int64, keys ...K) int64 {
+	var n int64
+	for _, k := range keys {
+		n += m[string(k)]
+	}
+	return n
+}
+
 func sum(m map[string]int64) int64 {
 	var n int64
 	for _, v := range m {
@@ -82,9 +100,11 @@ func (r *Report) summary() Table {
 	count := func(name string, n, pn int64) []string {
 		return []string{name, fmt.Sprint(n), fmt.Sprint(pn), fmt.Sprintf("%+d", n-pn), ""}
 	}
-	authed := func(k measure.Counts) int64 { return k.Auth["dkim_and_spf"] + k.Auth["dkim_only"] + k.Auth["spf_only"] }
+	authed := func(k measure.Counts) int64 {
+		return sumOf(k.Auth, auth.AuthDKIMAndSPF, auth.AuthDKIMOnly, auth.AuthSPFOnly)
+	}
 	dmarc := func(k measure.Counts) int64 {
-		return k.DMARCPolicy["reject"] + k.DMARCPolicy["quarantine"] + k.DMARCPolicy["none"]
+		return sumOf(k.DMARCPolicy, auth.PolicyReject, auth.PolicyQuarantine, auth.PolicyNone)
 	}
 	return Table{ID: "summary", Title: "Summary",
 		Note: "The Gmail column quotes Durumeric et al., IMC 2015, at the section given (there, inbound TLS counts connections; here, messages), " +
@@ -198,16 +218,17 @@ func (r *Report) table3() Table {
 // the paper's Gmail share of each class beside them. With nothing to
 // count in either period it has no rows and says why (empty), unless
 // empty is "": then the zero rows are the result.
-func classTable(id, title, note string, classes [][2]string, cur, prev map[string]int64, total, ptotal int64,
-	gmail map[string]string, empty string) Table {
+func classTable[K ~string](id, title, note string, classes []labeled[K], cur, prev map[string]int64, total, ptotal int64,
+	gmail map[K]string, empty string) Table {
 	t := Table{ID: id, Title: title, Note: note, Columns: []string{"Class", "Count", "Share", "Previous", "Change", gmailColumn}}
 	if total == 0 && ptotal == 0 && empty != "" {
 		t.Note, t.NoData = "", empty
 		return t
 	}
 	for _, c := range classes {
-		t.Rows = append(t.Rows, []string{c[1], fmt.Sprint(cur[c[0]]), pctS(cur[c[0]], total),
-			pctS(prev[c[0]], ptotal), change(cur[c[0]], total, prev[c[0]], ptotal), gmailFigure(gmail, c[0])})
+		k := string(c.key)
+		t.Rows = append(t.Rows, []string{c.label, fmt.Sprint(cur[k]), pctS(cur[k], total),
+			pctS(prev[k], ptotal), change(cur[k], total, prev[k], ptotal), gmailFigure(gmail, c.key)})
 	}
 	return t
 }
@@ -215,21 +236,37 @@ func classTable(id, title, note string, classes [][2]string, cur, prev map[strin
 // noInbound is the no-data reason of the tables of inbound messages.
 const noInbound = "No data: no inbound message in this period or the previous one."
 
-func (r *Report) table17() Table {
+// messageTable is a class table of inbound messages by one of their
+// verdicts (counts picks its map), as shares of all inbound messages.
+func messageTable[K ~string](r *Report, id, title, note string, classes []labeled[K], gmail map[K]string,
+	counts func(measure.Counts) map[string]int64) Table {
 	c, p := r.Current.Inbound, r.Prior.Inbound
-	return classTable("table17", "Table 17: Authentication of inbound mail", "",
-		[][2]string{{"dkim_and_spf", "DKIM & SPF"}, {"dkim_only", "DKIM only"}, {"spf_only", "SPF only"}, {"none", "No authentication"}},
-		c.Auth, p.Auth, c.Messages, p.Messages, gmailTable17, noInbound)
+	return classTable(id, title, note, classes, counts(c), counts(p), c.Messages, p.Messages, gmail, noInbound)
+}
+
+// The rows of Tables 17, 18 and 21, in the paper's order.
+var (
+	table17Classes = []labeled[auth.AuthMethods]{{auth.AuthDKIMAndSPF, "DKIM & SPF"}, {auth.AuthDKIMOnly, "DKIM only"},
+		{auth.AuthSPFOnly, "SPF only"}, {auth.AuthNone, "No authentication"}}
+	table18Classes = []labeled[auth.DMARCPolicy]{{auth.PolicyQuarantine, "Quarantine"}, {auth.PolicyNone, "Empty (p=none)"},
+		{auth.PolicyReject, "Reject"}, {auth.PolicyAbsent, "Not published"}}
+	table21Classes = []labeled[auth.SPFClass]{{auth.SPFClassDNSTimeout, "DNS timeout"}, {auth.SPFClassTempError, "Temporary error"},
+		{auth.SPFClassPermError, "Permanent error"}, {auth.SPFClassInvalidRecord, "Invalid record"}}
+)
+
+func (r *Report) table17() Table {
+	return messageTable(r, "table17", "Table 17: Authentication of inbound mail", "", table17Classes, gmailTable17,
+		func(c measure.Counts) map[string]int64 { return c.Auth })
 }
 
 func (r *Report) table8() Table {
 	c, p := r.Current.Inbound, r.Prior.Inbound
 	t := classTable("table8", "Table 8: DKIM failures",
 		"Share of failing signatures; the first row is the share of DKIM-signed messages that failed.",
-		[][2]string{{"weak_key", "Weak key (< 1024 bits)"}, {"revoked", "Key revoked"},
-			{"unsupported_algorithm", "Algorithm not supported"}, {"expired", "Signature expired"},
-			{"body_hash", "Body hash mismatch"}, {"version", "Protocol version incorrect"},
-			{"duplicate_tags", "Duplicated tags"}, {"other", "Other error"}},
+		[]labeled[auth.DKIMClass]{{auth.DKIMWeakKey, "Weak key (< 1024 bits)"}, {auth.DKIMRevoked, "Key revoked"},
+			{auth.DKIMUnsupportedAlg, "Algorithm not supported"}, {auth.DKIMExpired, "Signature expired"},
+			{auth.DKIMBodyHash, "Body hash mismatch"}, {auth.DKIMVersion, "Protocol version incorrect"},
+			{auth.DKIMDuplicateTags, "Duplicated tags"}, {auth.DKIMOther, "Other error"}},
 		c.DKIMFailClass, p.DKIMFailClass, sum(c.DKIMFailClass), sum(p.DKIMFailClass), gmailTable8, "")
 	signed, psigned := dkimSigned(c), dkimSigned(p)
 	if signed == 0 && psigned == 0 {
@@ -238,7 +275,7 @@ func (r *Report) table8() Table {
 	}
 	failing, pfailing := dkimNotPass(c), dkimNotPass(p)
 	overall := []string{"Overall failure rate", fmt.Sprint(failing), pctS(failing, signed),
-		pctS(pfailing, psigned), change(failing, signed, pfailing, psigned), gmailTable8["overall"]}
+		pctS(pfailing, psigned), change(failing, signed, pfailing, psigned), gmailTable8Overall}
 	t.Rows = append([][]string{overall}, t.Rows...)
 	return t
 }
@@ -246,12 +283,12 @@ func (r *Report) table8() Table {
 // dkimSigned counts the messages with at least one DKIM signature: every
 // verdict but none.
 func dkimSigned(c measure.Counts) int64 {
-	return sum(c.DKIM) - c.DKIM["none"] - c.DKIM[""]
+	return sum(c.DKIM) - c.DKIM[string(auth.DKIMNone)] - c.DKIM[""]
 }
 
 // dkimNotPass counts signed messages without a passing signature, whatever
 // the RFC 8601 result: fail, permerror, temperror, neutral or policy.
-func dkimNotPass(c measure.Counts) int64 { return dkimSigned(c) - c.DKIM["pass"] }
+func dkimNotPass(c measure.Counts) int64 { return dkimSigned(c) - c.DKIM[string(auth.DKIMPass)] }
 
 // dkimResults counts signatures and messages by RFC 8601 result, the words
 // of the Authentication-Results header: a signature whose key lookup
@@ -266,7 +303,9 @@ func (r *Report) dkimResults() Table {
 		t.Note, t.NoData = "", "No data: no DKIM-signed inbound message in this period or the previous one."
 		return t
 	}
-	for _, res := range []string{"pass", "fail", "neutral", "policy", "permerror", "temperror"} {
+	for _, status := range []auth.DKIMStatus{auth.DKIMPass, auth.DKIMFail, auth.DKIMNeutral, auth.DKIMPolicy,
+		auth.DKIMPermError, auth.DKIMTempError} {
+		res := string(status)
 		t.Rows = append(t.Rows, []string{res, fmt.Sprint(c.DKIMResults[res]), pctS(c.DKIMResults[res], sigs),
 			fmt.Sprint(c.DKIM[res]), pctS(c.DKIM[res], dkimSigned(c)), pctS(p.DKIM[res], psigned),
 			change(c.DKIM[res], dkimSigned(c), p.DKIM[res], psigned)})
@@ -275,17 +314,13 @@ func (r *Report) dkimResults() Table {
 }
 
 func (r *Report) table18() Table {
-	c, p := r.Current.Inbound, r.Prior.Inbound
-	return classTable("table18", "Table 18: DMARC policies of inbound mail", "",
-		[][2]string{{"quarantine", "Quarantine"}, {"none", "Empty (p=none)"}, {"reject", "Reject"}, {"absent", "Not published"}},
-		c.DMARCPolicy, p.DMARCPolicy, c.Messages, p.Messages, gmailTable18, noInbound)
+	return messageTable(r, "table18", "Table 18: DMARC policies of inbound mail", "", table18Classes, gmailTable18,
+		func(c measure.Counts) map[string]int64 { return c.DMARCPolicy })
 }
 
 func (r *Report) table21() Table {
-	c, p := r.Current.Inbound, r.Prior.Inbound
-	return classTable("table21", "Table 21: SPF errors of inbound mail", "Share of all inbound messages.",
-		[][2]string{{"dns_timeout", "DNS timeout"}, {"temperror", "Temporary error"}, {"permerror", "Permanent error"}, {"invalid_record", "Invalid record"}},
-		c.SPFErrorClass, p.SPFErrorClass, c.Messages, p.Messages, gmailTable21, noInbound)
+	return messageTable(r, "table21", "Table 21: SPF errors of inbound mail", "Share of all inbound messages.",
+		table21Classes, gmailTable21, func(c measure.Counts) map[string]int64 { return c.SPFErrorClass })
 }
 
 func (r *Report) peerDomains() Table {
@@ -363,7 +398,8 @@ func (r *Report) downgrades() Table {
 		for _, dir := range []struct {
 			name             string
 			n, tls, pn, ptls int64
-		}{{"inbound", d.In, d.InTLS, d.PrevIn, d.PrevInTLS}, {"outbound", d.Out, d.OutTLS, d.PrevOut, d.PrevOutTLS}} {
+		}{{string(measure.Inbound), d.In, d.InTLS, d.PrevIn, d.PrevInTLS},
+			{string(measure.Outbound), d.Out, d.OutTLS, d.PrevOut, d.PrevOutTLS}} {
 			if dir.n < r.opts.MinMessages || dir.pn < r.opts.MinMessages {
 				continue
 			}

@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/snowrain/snowrain/config"
 )
 
 // Resolver answers DNS questions. Its method set matches what
@@ -52,6 +55,12 @@ type Config struct {
 	MaxTTL time.Duration
 	// Observe, if set, is told about every query sent on the wire.
 	Observe func(qtype uint16, result string, d time.Duration)
+}
+
+// ConfigFrom is the resolver's part of the configuration c: its servers
+// (none: /etc/resolv.conf), the timeout of one query and the cache size.
+func ConfigFrom(c config.Config) Config {
+	return Config{Servers: slices.Clone(c.DNS), Timeout: c.DNSTimeout.Duration, CacheSize: c.DNSCacheSize}
 }
 
 // Client is the miekg/dns-backed Resolver.

@@ -273,7 +273,7 @@ func BenchmarkHostSweep(b *testing.B) {
 	env := startBenchServers(b)
 	defer env.stop()
 	g := &Grabber{EHLOName: "bench.test.example", Timeout: 10 * time.Second, Dialer: &Dialer{}}
-	grab := func(addrs []string, want string) func(int) bool {
+	grab := func(addrs []string, want StripClass) func(int) bool {
 		return func(i int) bool {
 			ap, _ := netip.ParseAddrPort(addrs[i%len(addrs)])
 			return g.HostGrab(context.Background(), ap.Addr(), int(ap.Port())).Class == want

@@ -34,7 +34,11 @@ _dmarc.spaced.example.    TXT "v = DMARC1 ; p = reject"
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct{ domain, scan, milterResult string }{
+	cases := []struct {
+		domain       string
+		scan         auth.DMARCPolicy
+		milterResult auth.DMARCStatus
+	}{
 		{"several.example", "absent", "none"},       // RFC 7489 6.6.3: several records, no policy
 		{"nop.example", "absent", "none"},           // no p=, no rua=: no record
 		{"ruaonly.example", "none", "fail"},         // no p=, valid rua=: p=none

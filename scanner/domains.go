@@ -36,32 +36,63 @@ type DomainResult struct {
 	DMARC      *DMARC   `json:"dmarc"`
 	MTASTS     *MTASTS  `json:"mta_sts"`
 	TLSRPT     *TLSRPT  `json:"tls_rpt,omitempty"`
-	// Status is the Table 1 row: no_mx, no_resolvable_mx, no_response,
-	// no_starttls or starttls.
-	Status string `json:"status"`
+	// Status is the Table 1 row; "" for a dry run that found mail servers.
+	Status DomainStatus `json:"status"`
 	// Derived from the grabs of the MX addresses, best MX first.
-	Connected  bool   `json:"connected"`
-	STARTTLS   bool   `json:"starttls"`
-	Trust      string `json:"trust,omitempty"`
-	CertMatch  string `json:"cert_match,omitempty"` // domain, mx, neither
-	TLSVersion string `json:"tls_version,omitempty"`
-	Cipher     string `json:"cipher,omitempty"`
-	Error      string `json:"error,omitempty"`
+	Connected  bool      `json:"connected"`
+	STARTTLS   bool      `json:"starttls"`
+	Trust      Trust     `json:"trust,omitempty"`
+	CertMatch  CertMatch `json:"cert_match,omitempty"`
+	TLSVersion string    `json:"tls_version,omitempty"`
+	Cipher     string    `json:"cipher,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
+
+// DomainStatus is the Table 1 row ("Top 1 Million Domains Scan Results")
+// of a domain.
+type DomainStatus string
+
+// Table 1 rows.
+const (
+	DomainNoMX           DomainStatus = "no_mx"            // no MX records, nor an A (RFC 5321 section 5.1)
+	DomainNoResolvableMX DomainStatus = "no_resolvable_mx" // MX hosts without IPv4 addresses
+	DomainNoResponse     DomainStatus = "no_response"      // no MX host greeted
+	DomainNoSTARTTLS     DomainStatus = "no_starttls"      // an SMTP server, no STARTTLS handshake
+	DomainSTARTTLS       DomainStatus = "starttls"         // a STARTTLS handshake completed
+)
+
+// CertMatch is which name the certificate of a domain's best MX is valid
+// for: Table 2's columns.
+type CertMatch string
+
+// Certificate name matches of Table 2.
+const (
+	CertMatchDomain  CertMatch = "domain"  // the recipient domain
+	CertMatchMX      CertMatch = "mx"      // the MX host name only
+	CertMatchNeither CertMatch = "neither" // neither
+)
 
 // DMARC is a domain's published DMARC policy (Table 18).
 type DMARC struct {
-	Policy string `json:"policy"` // reject, quarantine, none, absent, invalid
-	SP     string `json:"sp,omitempty"`
-	Pct    int    `json:"pct"`
-	RUA    bool   `json:"rua"`
+	Policy auth.DMARCPolicy `json:"policy"` // reject, quarantine, none, absent, invalid
+	SP     string           `json:"sp,omitempty"`
+	Pct    int              `json:"pct"`
+	RUA    bool             `json:"rua"`
 }
+
+// MTA-STS states of a domain besides its policy's mode (policy.STSEnforce,
+// STSTesting, STSNone).
+const (
+	STSAbsent  policy.STSMode = "absent"  // no _mta-sts record (RFC 8461 section 3.1)
+	STSError   policy.STSMode = "error"   // an invalid record, or a policy that failed to fetch or parse
+	STSBlocked policy.STSMode = "blocked" // the policy host is blocklisted: not fetched, says nothing of the domain
+)
 
 // MTASTS is a domain's MTA-STS state.
 type MTASTS struct {
-	Mode  string   `json:"mode"` // enforce, testing, none, absent, error, blocked (policy host blocklisted)
-	MX    []string `json:"mx,omitempty"`
-	Error string   `json:"error,omitempty"`
+	Mode  policy.STSMode `json:"mode"` // a policy mode, or STSAbsent, STSError, STSBlocked
+	MX    []string       `json:"mx,omitempty"`
+	Error string         `json:"error,omitempty"`
 }
 
 // Options shape a sweep.
@@ -194,10 +225,10 @@ func (s *DomainProbe) domain(ctx context.Context, item Input) *DomainResult {
 	r.TLSRPT = tlsRPTOf(ctx, res, d)
 	switch {
 	case len(r.MX) == 0:
-		r.Status, r.Error = "no_mx", "no mail server"
+		r.Status, r.Error = DomainNoMX, "no mail server"
 		return r
 	case !hasAddress(r.MX):
-		r.Status, r.Error = "no_resolvable_mx", "no MX host resolves"
+		r.Status, r.Error = DomainNoResolvableMX, "no MX host resolves"
 		return r
 	case s.o.DryRun:
 		return r
@@ -205,11 +236,11 @@ func (s *DomainProbe) domain(ctx context.Context, item Input) *DomainResult {
 	s.judge(ctx, r)
 	switch {
 	case r.STARTTLS:
-		r.Status = "starttls"
+		r.Status = DomainSTARTTLS
 	case r.Connected:
-		r.Status = "no_starttls"
+		r.Status = DomainNoSTARTTLS
 	default:
-		r.Status = "no_response"
+		r.Status = DomainNoResponse
 	}
 	return r
 }
@@ -276,20 +307,20 @@ func dmarcOf(ctx context.Context, res resolver.Resolver, d string) *DMARC {
 
 func (s *DomainProbe) mtaSTS(ctx context.Context, d string) *MTASTS {
 	if s.o.STS == nil {
-		return &MTASTS{Mode: "absent"}
+		return &MTASTS{Mode: STSAbsent}
 	}
 	if _, err := s.o.STS.LookupID(ctx, d); err != nil {
 		if errors.Is(err, policy.ErrSTSNoRecord) {
-			return &MTASTS{Mode: "absent"}
+			return &MTASTS{Mode: STSAbsent}
 		}
-		return &MTASTS{Mode: "error", Error: err.Error()}
+		return &MTASTS{Mode: STSError, Error: err.Error()}
 	}
 	p, err := s.o.STS.Fetch(ctx, d)
 	if errors.Is(err, ErrBlocked) {
-		return &MTASTS{Mode: "blocked", Error: err.Error()} // not fetched: says nothing of the domain
+		return &MTASTS{Mode: STSBlocked, Error: err.Error()} // not fetched: says nothing of the domain
 	}
 	if err != nil {
-		return &MTASTS{Mode: "error", Error: err.Error()}
+		return &MTASTS{Mode: STSError, Error: err.Error()}
 	}
 	return &MTASTS{Mode: p.Mode, MX: p.MX}
 }
@@ -311,11 +342,11 @@ func (s *DomainProbe) judge(ctx context.Context, r *DomainResult) {
 			r.Trust, r.TLSVersion, r.Cipher = g.TLS.Trust, g.TLS.Version, g.TLS.Cipher
 			switch {
 			case g.TLS.Matches(r.Domain):
-				r.CertMatch = "domain"
+				r.CertMatch = CertMatchDomain
 			case g.TLS.Matches(mx.Host):
-				r.CertMatch = "mx"
+				r.CertMatch = CertMatchMX
 			default:
-				r.CertMatch = "neither"
+				r.CertMatch = CertMatchNeither
 			}
 			return
 		}

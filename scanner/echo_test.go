@@ -37,7 +37,7 @@ func TestEchoClassGoldens(t *testing.T) {
 		}
 		code, _ := strconv.Atoi(f[3])
 		t.Run(fmt.Sprintf("%s/%s/%s", f[0], f[1], f[2]), func(t *testing.T) {
-			if got := ClassifyEcho(code, f[4]); got != f[5] {
+			if got := ClassifyEcho(code, f[4]); string(got) != f[5] {
 				t.Errorf("%d %q: %s, want %s", code, f[4], got, f[5])
 			}
 		})
@@ -113,8 +113,9 @@ func TestEchoClassesRealMTAs(t *testing.T) {
 	smOff := sendmailtest.Start(t, sendmailtest.Options{})
 	smOn := sendmailtest.Start(t, sendmailtest.Options{CertFile: cert, KeyFile: key, CAFile: ca.CAFile()})
 	cases := []struct {
-		name, upstream, replacement, class string
-		advertised                         bool
+		name, upstream, replacement string
+		class                       StripClass
+		advertised                  bool
 	}{
 		{"postfix-off", pfOff.Addr, "", StripNoEcho, false},
 		{"postfix-broken", pfBroken.Addr, "", StripNoEcho, true},

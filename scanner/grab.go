@@ -21,25 +21,34 @@ import (
 	"github.com/snowrain/snowrain/tlsinfo"
 )
 
+// Trust is the Table 2 class ("Certificates for Top 1 Million Domains")
+// of the certificate a server presented: whether it chains to a trusted
+// root, and if not, why.
+type Trust string
+
 // Certificate trust classes of Table 2.
 const (
-	TrustTrusted       = "trusted"
-	TrustSelfSigned    = "self_signed"
-	TrustExpired       = "expired"
-	TrustUnknownIssuer = "unknown_issuer"
-	TrustOther         = "other"
+	TrustTrusted       Trust = "trusted"        // verifies against the system roots (names aside)
+	TrustSelfSigned    Trust = "self_signed"    // issued by itself
+	TrustExpired       Trust = "expired"        // outside its validity period
+	TrustUnknownIssuer Trust = "unknown_issuer" // chains to no trusted root
+	TrustOther         Trust = "other"          // unparsable, or rejected for another reason
 )
 
-// Grab error classes.
+// ErrClass is where an SMTP conversation of the scanner stopped: the
+// error class of a grab (Table 9's rows) or a host probe.
+type ErrClass string
+
+// Grab error classes, in the order a conversation meets them.
 const (
-	ErrClassBlocked   = "blocked"
-	ErrClassConnect   = "connect"
-	ErrClassTimeout   = "timeout"
-	ErrClassBanner    = "banner"
-	ErrClassEHLO      = "ehlo"
-	ErrClassNoTLS     = "starttls_refused"
-	ErrClassHandshake = "handshake"
-	ErrClassDropped   = "dropped"
+	ErrClassBlocked   ErrClass = "blocked"          // the address is blocklisted: never dialed
+	ErrClassConnect   ErrClass = "connect"          // no TCP connection (refused, unreachable)
+	ErrClassTimeout   ErrClass = "timeout"          // a step timed out
+	ErrClassBanner    ErrClass = "banner"           // no 220 greeting (RFC 5321 section 4.3.1)
+	ErrClassEHLO      ErrClass = "ehlo"             // EHLO failed
+	ErrClassNoTLS     ErrClass = "starttls_refused" // STARTTLS not offered or refused (RFC 3207)
+	ErrClassHandshake ErrClass = "handshake"        // the TLS handshake failed
+	ErrClassDropped   ErrClass = "dropped"          // the server closed the connection mid-conversation
 )
 
 // TLSResult is what a STARTTLS handshake negotiated and showed.
@@ -51,7 +60,7 @@ type TLSResult struct {
 	Group      string   `json:"group,omitempty"`       // the (EC)DHE group, e.g. X25519; "" for RSA key exchange
 	HelloRetry bool     `json:"hello_retry,omitempty"` // the server asked for another key share (TLS 1.3)
 	FS         bool     `json:"forward_secret"`
-	Trust      string   `json:"trust"`
+	Trust      Trust    `json:"trust"`
 	Names      []string `json:"names"` // DNS names of the leaf certificate
 	KeyBits    int      `json:"key_bits"`
 	KeyType    string   `json:"key_type"`     // RSA, ECDSA, Ed25519, DSA
@@ -86,7 +95,7 @@ type Grab struct {
 	ESMTP      bool       `json:"esmtp"`
 	STARTTLS   bool       `json:"starttls_advertised"`
 	TLS        *TLSResult `json:"tls,omitempty"`
-	ErrorClass string     `json:"error_class,omitempty"`
+	ErrorClass ErrClass   `json:"error_class,omitempty"`
 	Error      string     `json:"error,omitempty"`
 	Millis     int64      `json:"ms"`
 	Software   *Software  `json:"software,omitempty"` // Table 5: what the greeting and EHLO say it runs
@@ -148,14 +157,14 @@ func (g *Grabber) dial(ctx context.Context, ip netip.Addr, port int, timeout tim
 	return conn, cancel, nil
 }
 
-func dialClass(err error) string {
+func dialClass(err error) ErrClass {
 	if errors.Is(err, ErrBlocked) {
 		return ErrClassBlocked
 	}
 	return ErrClassConnect
 }
 
-func (r *Grab) fail(class string, err error) {
+func (r *Grab) fail(class ErrClass, err error) {
 	var ne net.Error
 	if class != ErrClassBlocked && errors.As(err, &ne) && ne.Timeout() {
 		class = ErrClassTimeout
@@ -177,12 +186,7 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 		res.fail(ErrClassBanner, fmt.Errorf("banner code %d", banner.Code))
 		return
 	}
-	name := g.EHLOName
-	if name == "" {
-		name = "snowrain-scanner.invalid"
-	}
-	conn.Write(ehloCmd(name))
-	ehlo, err := ReadReply(r)
+	ehlo, err := g.ehlo(conn, r)
 	res.Software = softwareOf(banner, ehlo, err)
 	if err != nil || ehlo.Code != 250 {
 		if err == nil {
@@ -226,7 +230,18 @@ func (g *Grabber) converse(conn net.Conn, res *Grab) {
 
 // droppedOr classes a failed read: the server hung up (dropped), the
 // whole-grab deadline passed (timeout), or class.
-func droppedOr(err error, class string) string {
+// ehlo says EHLO with the grabber's name (a placeholder in .invalid, RFC
+// 6761, when none is set) and reads the reply.
+func (g *Grabber) ehlo(conn net.Conn, r *bufio.Reader) (Reply, error) {
+	name := g.EHLOName
+	if name == "" {
+		name = "snowrain-scanner.invalid"
+	}
+	conn.Write(ehloCmd(name))
+	return ReadReply(r)
+}
+
+func droppedOr(err error, class ErrClass) ErrClass {
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
@@ -270,7 +285,7 @@ func (g *Grabber) classify(st tls.ConnectionState) *TLSResult {
 	}
 	key := string(h.Sum(nil))
 	if trust, ok := g.verified.Load(key); ok {
-		t.Trust = trust.(string)
+		t.Trust = trust.(Trust)
 		return t
 	}
 	inter := x509.NewCertPool()
@@ -285,7 +300,7 @@ func (g *Grabber) classify(st tls.ConnectionState) *TLSResult {
 	return t
 }
 
-func trustClass(leaf *x509.Certificate, err error) string {
+func trustClass(leaf *x509.Certificate, err error) Trust {
 	var inv x509.CertificateInvalidError
 	var unk x509.UnknownAuthorityError
 	switch {

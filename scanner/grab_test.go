@@ -38,8 +38,8 @@ func TestGrabClasses(t *testing.T) {
 	cases := []struct {
 		name  string
 		opts  smtpsink.Options
-		class string
-		trust string
+		class ErrClass
+		trust Trust
 		match string
 	}{
 		{"notls", smtpsink.Options{}, "", "", ""},

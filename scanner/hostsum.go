@@ -23,7 +23,7 @@ type HostSummary struct {
 	// Probed counts every address tried (closed ports included), Open
 	// those that accepted the connection.
 	Probed, Open, Responsive, Handshake int64
-	Classes                             map[string]int64
+	Classes                             map[StripClass]int64
 	Stripping                           int64
 	CiscoTampering                      int64 // echo replaced by X's, or XXXX in the extension list
 	ASes                                []ASStripping
@@ -38,7 +38,7 @@ type ASStripping struct {
 
 // SummarizeHosts reads run id's host results.
 func SummarizeHosts(ctx context.Context, db *sql.DB, id int64) (*HostSummary, error) {
-	s := &HostSummary{Classes: map[string]int64{}}
+	s := &HostSummary{Classes: map[StripClass]int64{}}
 	byAS := map[uint]*ASStripping{}
 	err := eachStored(ctx, db, "scan_hosts", id, func(h *HostResult) {
 		s.Probed++ // runs stored before checkpoints: only what was kept

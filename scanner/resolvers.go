@@ -13,16 +13,21 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
+// DNSClass is what an open resolver answered for a mail provider: the
+// rows of Tables 7 ("Falsified DNS Responses") and 13 ("Invalid or
+// Falsified MX Records").
+type DNSClass string
+
 // Answer classes of Table 13.
 const (
-	DNSCorrect      = "correct"
-	DNSFalseMX      = "falsified_mx"
-	DNSFalseAddress = "falsified_address"
-	DNSPrivate      = "private_address"
-	DNSOwnAddress   = "own_address"
-	DNSRefused      = "refused"
-	DNSServfail     = "servfail"
-	DNSNoAnswer     = "no_answer"
+	DNSCorrect      DNSClass = "correct"           // the trusted resolver's MX and addresses
+	DNSFalseMX      DNSClass = "falsified_mx"      // other MX hosts
+	DNSFalseAddress DNSClass = "falsified_address" // the right MX hosts at other public addresses
+	DNSPrivate      DNSClass = "private_address"   // … at private, loopback or reserved addresses
+	DNSOwnAddress   DNSClass = "own_address"       // … at the resolver's own address
+	DNSRefused      DNSClass = "refused"           // REFUSED (RFC 1035 section 4.1.1)
+	DNSServfail     DNSClass = "servfail"          // SERVFAIL
+	DNSNoAnswer     DNSClass = "no_answer"         // no reply, another error, or no MX
 )
 
 // dnsPort is where resolvers answer: "UDP ... server port 53", RFC 1035
@@ -40,10 +45,10 @@ type Truth struct {
 
 // ResolverResult is one open resolver's answers for every provider.
 type ResolverResult struct {
-	Type      string            `json:"type"` // "resolver"
-	IP        string            `json:"ip"`
-	Providers map[string]string `json:"providers"` // provider → class
-	Details   map[string]string `json:"details,omitempty"`
+	Type      string              `json:"type"` // "resolver"
+	IP        string              `json:"ip"`
+	Providers map[string]DNSClass `json:"providers"` // provider → class
+	Details   map[string]string   `json:"details,omitempty"`
 	// FalseAddrs are the addresses the resolver's lies point to (the mail
 	// servers of a falsified MX, or the falsified A records): Table 15
 	// counts mail from them.
@@ -93,7 +98,7 @@ func (p *ResolverProber) Probe(ctx context.Context, ip netip.Addr) ResolverResul
 }
 
 func (p *ResolverProber) probe(ctx context.Context, d *Dialer, ip netip.Addr) ResolverResult {
-	res := ResolverResult{Type: "resolver", IP: ip.String(), Providers: map[string]string{}, Details: map[string]string{}}
+	res := ResolverResult{Type: "resolver", IP: ip.String(), Providers: map[string]DNSClass{}, Details: map[string]string{}}
 	if d.Blocked(ip) {
 		return res
 	}
@@ -145,7 +150,7 @@ func (p *ResolverProber) probe(ctx context.Context, d *Dialer, ip netip.Addr) Re
 }
 
 func (p *ResolverProber) classify(ip netip.Addr, truth Truth, provider string,
-	ask func(string, uint16) (*dns.Msg, error)) (string, string) {
+	ask func(string, uint16) (*dns.Msg, error)) (DNSClass, string) {
 	r, err := ask(provider, dns.TypeMX)
 	if c := failure(r, err); c != "" {
 		return c, ""
@@ -205,7 +210,7 @@ func addresses(r *dns.Msg) []string {
 	return out
 }
 
-func failure(r *dns.Msg, err error) string {
+func failure(r *dns.Msg, err error) DNSClass {
 	switch {
 	case err != nil || r == nil:
 		return DNSNoAnswer
@@ -262,22 +267,22 @@ func (p *ResolverProber) Scan(ctx context.Context, d *Dialer, t Target) (Status,
 // provider).
 type ResolverSummary struct {
 	Resolvers   int
-	Classes     map[string]int            // a resolver counts once per class it showed
-	PerProvider map[string]map[string]int // provider → class → resolvers
+	Classes     map[DNSClass]int            // a resolver counts once per class it showed
+	PerProvider map[string]map[DNSClass]int // provider → class → resolvers
 }
 
 // SummarizeResolvers aggregates probe results.
 func SummarizeResolvers(results map[string]*ResolverResult) *ResolverSummary {
-	s := &ResolverSummary{Classes: map[string]int{}, PerProvider: map[string]map[string]int{}}
+	s := &ResolverSummary{Classes: map[DNSClass]int{}, PerProvider: map[string]map[DNSClass]int{}}
 	for _, r := range results {
 		if len(r.Providers) == 0 {
 			continue
 		}
 		s.Resolvers++
-		seen := map[string]bool{}
+		seen := map[DNSClass]bool{}
 		for prov, class := range r.Providers {
 			if s.PerProvider[prov] == nil {
-				s.PerProvider[prov] = map[string]int{}
+				s.PerProvider[prov] = map[DNSClass]int{}
 			}
 			s.PerProvider[prov][class]++
 			if !seen[class] {

@@ -80,7 +80,10 @@ func (f *fakeResolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 
 func TestResolverSweep(t *testing.T) {
 	truth := dnstest.Start(t, providerZone)
-	behaviours := []struct{ behave, want string }{
+	behaviours := []struct {
+		behave string
+		want   DNSClass
+	}{
 		{"honest", DNSCorrect}, {"false_mx", DNSFalseMX}, {"false_a", DNSFalseAddress},
 		{"private", DNSPrivate}, {"own", DNSOwnAddress}, {"refuse", DNSRefused},
 		{"servfail", DNSServfail}, {"silent", DNSNoAnswer}, {"honest", ""}, // the last one is blocklisted

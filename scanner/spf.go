@@ -39,7 +39,7 @@ type SPFWalk struct {
 	Lookups    int            `json:"lookups"`   // DNS-querying terms (RFC 7208 4.6.4)
 	Addresses  *big.Int       `json:"-"`         // IPv4 addresses the pass terms allow
 	Addrs4     string         `json:"ipv4_addresses"`
-	ErrorClass string         `json:"error_class,omitempty"`
+	ErrorClass SPFClass       `json:"error_class,omitempty"`
 	Err        error          `json:"-"`
 	visited    map[string]bool
 }
@@ -78,23 +78,39 @@ func (w *SPFWalker) WalkRecord(ctx context.Context, domain, rec string) *SPFWalk
 	return s
 }
 
+// SPFClass is why a domain's SPF walk ended in an error: the error rows
+// of Table 19 ("SPF Policies for Top 1M Domains"), and "none" for a
+// domain without SPF.
+type SPFClass string
+
+// SPF walk error classes (RFC 7208 sections 4.5, 4.6 and 5).
+const (
+	SPFNone        SPFClass = "none"             // no SPF record: not an error of a record
+	SPFIncludeNone SPFClass = "include_none"     // include or redirect of a name without SPF (5.2, 6.1)
+	SPFLoop        SPFClass = "loop"             // include or redirect loop
+	SPFLookupLimit SPFClass = "lookup_limit"     // over 10 DNS-querying terms (4.6.4)
+	SPFMultiple    SPFClass = "multiple_records" // several records (4.5)
+	SPFSyntax      SPFClass = "syntax"           // an invalid term (4.6)
+	SPFDNS         SPFClass = "dns"              // a DNS failure on the way
+)
+
 // spfClasses name the walk's errors as error_class stores them; the
 // first that matches wins.
 var spfClasses = []struct {
 	err   error
-	class string
+	class SPFClass
 }{
-	{ErrSPFTargetNone, "include_none"}, {ErrSPFNone, "none"}, {ErrSPFLoop, "loop"},
-	{ErrSPFLimit, "lookup_limit"}, {ErrSPFMultiple, "multiple_records"}, {ErrSPFSyntax, "syntax"},
+	{ErrSPFTargetNone, SPFIncludeNone}, {ErrSPFNone, SPFNone}, {ErrSPFLoop, SPFLoop},
+	{ErrSPFLimit, SPFLookupLimit}, {ErrSPFMultiple, SPFMultiple}, {ErrSPFSyntax, SPFSyntax},
 }
 
-func spfClass(err error) string {
+func spfClass(err error) SPFClass {
 	for _, c := range spfClasses {
 		if errors.Is(err, c.err) {
 			return c.class
 		}
 	}
-	return "dns"
+	return SPFDNS
 }
 
 func (w *SPFWalker) record(ctx context.Context, domain string) (string, error) {

@@ -39,8 +39,9 @@ func TestSPFWalk(t *testing.T) {
 	res, _ := resolver.New(resolver.Config{Servers: []string{srv.Addr}, Timeout: time.Second, CacheSize: 100})
 	w := &SPFWalker{Resolver: res}
 	cases := []struct {
-		domain, all, addrs, class string
-		lookups                   int
+		domain, all, addrs string
+		class              SPFClass
+		lookups            int
 	}{
 		{"simple.example", "-", "257", "", 0},
 		{"inc.example", "~", "259", "", 4},

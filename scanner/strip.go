@@ -11,36 +11,41 @@ import (
 	"time"
 )
 
+// StripClass is what a host did with STARTTLS sent regardless of EHLO:
+// the rows of Tables 9 ("IPv4 SMTP Scan Results"), 10 ("STARTTLS
+// Manipulation") and 11 ("Prevalence of STARTTLS Stripping").
+type StripClass string
+
 // STARTTLS outcome classes of Tables 9–11.
 const (
-	StripHandshake      = "handshake"               // STARTTLS advertised, accepted, TLS completed
-	StripUnadvertised   = "accepted_not_advertised" // not advertised, yet accepted
-	StripEchoIntact     = "error_echo_intact"       // error reply echoing STARTTLS unchanged
-	StripEchoReplaced   = "error_echo_replaced"     // … echoing XXXXXXXX (Cisco PIX/ASA)
-	StripEchoLowercased = "error_echo_lowercased"
-	StripEchoTruncated  = "error_echo_truncated"
-	StripNoEcho         = "error_no_echo"
-	StripDropped        = "dropped"
-	StripHandshakeFail  = "handshake_failed"
+	StripHandshake      StripClass = "handshake"               // STARTTLS advertised, accepted, TLS completed
+	StripUnadvertised   StripClass = "accepted_not_advertised" // not advertised, yet accepted
+	StripEchoIntact     StripClass = "error_echo_intact"       // error reply echoing STARTTLS unchanged
+	StripEchoReplaced   StripClass = "error_echo_replaced"     // … echoing XXXXXXXX (Cisco PIX/ASA)
+	StripEchoLowercased StripClass = "error_echo_lowercased"   // … echoing starttls
+	StripEchoTruncated  StripClass = "error_echo_truncated"    // … echoing STAR, TTLS and the like
+	StripNoEcho         StripClass = "error_no_echo"           // an error reply that echoes nothing
+	StripDropped        StripClass = "dropped"                 // the connection closed after STARTTLS
+	StripHandshakeFail  StripClass = "handshake_failed"        // STARTTLS accepted, TLS failed
 )
 
 // HostResult is one port-25 host's answer to STARTTLS, sent regardless of
 // what EHLO advertised.
 type HostResult struct {
-	Type         string `json:"type"` // "host"
-	IP           string `json:"ip"`
-	Banner       string `json:"banner,omitempty"`
-	BannerESMTP  bool   `json:"banner_esmtp"`
-	EHLOMasked   bool   `json:"ehlo_masked"` // extension lines turned into runs of X
-	Advertised   bool   `json:"starttls_advertised"`
-	Reply        string `json:"starttls_reply,omitempty"`
-	Class        string `json:"class"`
-	ErrorClass   string `json:"error_class,omitempty"`
-	Error        string `json:"error,omitempty"`
-	ASN          uint   `json:"asn,omitempty"`
-	Organization string `json:"as_org,omitempty"`
-	Country      string `json:"country,omitempty"`
-	HostSoftware        // Table 5: software and TLS version (software.go)
+	Type         string     `json:"type"` // "host"
+	IP           string     `json:"ip"`
+	Banner       string     `json:"banner,omitempty"`
+	BannerESMTP  bool       `json:"banner_esmtp"`
+	EHLOMasked   bool       `json:"ehlo_masked"` // extension lines turned into runs of X
+	Advertised   bool       `json:"starttls_advertised"`
+	Reply        string     `json:"starttls_reply,omitempty"`
+	Class        StripClass `json:"class"`
+	ErrorClass   ErrClass   `json:"error_class,omitempty"`
+	Error        string     `json:"error,omitempty"`
+	ASN          uint       `json:"asn,omitempty"`
+	Organization string     `json:"as_org,omitempty"`
+	Country      string     `json:"country,omitempty"`
+	HostSoftware            // Table 5: software and TLS version (software.go)
 }
 
 var xRun = regexp.MustCompile(`X{4,}`)
@@ -56,7 +61,7 @@ var xRun = regexp.MustCompile(`X{4,}`)
 // real Sendmail without TLS says "454 4.3.3 TLS not available after
 // start", which is no truncated echo. Words are compared whole and with
 // their case, since a truncating or lower-casing box changes nothing else.
-func ClassifyEcho(code int, reply string) string {
+func ClassifyEcho(code int, reply string) StripClass {
 	words := strings.FieldsFunc(reply, func(r rune) bool {
 		return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9')
 	})
@@ -146,12 +151,7 @@ func (g *Grabber) strip(conn net.Conn, res *HostResult) {
 	}
 	res.Banner = clip(banner.Text(), 512)
 	res.BannerESMTP = strings.Contains(strings.ToUpper(banner.Text()), "ESMTP")
-	name := g.EHLOName
-	if name == "" {
-		name = "snowrain-scanner.invalid"
-	}
-	conn.Write(ehloCmd(name))
-	ehlo, err := ReadReply(r)
+	ehlo, err := g.ehlo(conn, r)
 	res.Software = softwareOf(banner, ehlo, err)
 	if err != nil {
 		res.ErrorClass, res.Error = droppedOr(err, ErrClassEHLO), err.Error()

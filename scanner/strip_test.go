@@ -30,7 +30,7 @@ type middlebox struct {
 	rewrite  func(cmd string) string // what the box does to the client's command
 	tarpit   bool
 	bare     bool // EHLO answered with a bare "250 name", no extensions
-	want     string
+	want     StripClass
 	masked   bool
 }
 

@@ -42,7 +42,8 @@ type world struct {
 type kind struct {
 	name           string
 	connected, tls bool
-	trust, match   string
+	trust          Trust
+	match          CertMatch
 	opts           func(t *testing.T, ca *testca.CA, mx string, domains []string) smtpsink.Options
 }
 
@@ -272,10 +273,10 @@ func TestSweepSimulatedInternet(t *testing.T) {
 		}
 		if k.tls {
 			starttls += perKind
-			if certs[k.trust] == nil {
-				certs[k.trust] = map[string]int64{}
+			if certs[string(k.trust)] == nil {
+				certs[string(k.trust)] = map[string]int64{}
 			}
-			certs[k.trust][k.match] += perKind
+			certs[string(k.trust)][string(k.match)] += perKind
 		}
 	}
 	all := int64(len(w.domains))

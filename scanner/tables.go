@@ -8,6 +8,8 @@ import (
 	"sort"
 
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/snowrain/snowrain/auth"
 )
 
 // Summary aggregates a run's domain results into the paper's tables,
@@ -59,7 +61,7 @@ const topN = 20
 
 func (s *Summary) add(d *DomainResult) {
 	s.Domains++
-	s.Status[d.Status]++
+	s.Status[string(d.Status)]++
 	if d.Rank > 0 {
 		s.addTop(d)
 	}
@@ -79,17 +81,17 @@ func (s *Summary) add(d *DomainResult) {
 	}
 	if d.STARTTLS {
 		s.STARTTLS++
-		if s.Certs[d.Trust] == nil {
-			s.Certs[d.Trust] = map[string]int64{}
+		if s.Certs[string(d.Trust)] == nil {
+			s.Certs[string(d.Trust)] = map[string]int64{}
 		}
-		s.Certs[d.Trust][d.CertMatch]++
+		s.Certs[string(d.Trust)][string(d.CertMatch)]++
 	}
 	if d.Error != "" {
 		s.Errors[d.Error]++
 	}
 	if sp := d.SPF; sp != nil {
-		if sp.ErrorClass == "none" {
-			s.SPFErrors["none"]++
+		if sp.ErrorClass == SPFNone {
+			s.SPFErrors[string(SPFNone)]++
 		} else {
 			s.SPFDomains++
 			s.SPFAll[orNone(sp.All)]++
@@ -100,7 +102,7 @@ func (s *Summary) add(d *DomainResult) {
 				s.SPFRecursive[k] += int64(n)
 			}
 			if sp.ErrorClass != "" {
-				s.SPFErrors[sp.ErrorClass]++
+				s.SPFErrors[string(sp.ErrorClass)]++
 			}
 			if a, ok := new(big.Int).SetString(sp.Addrs4, 10); ok {
 				s.SPFAddresses = append(s.SPFAddresses, Log2Addresses(a))
@@ -108,10 +110,10 @@ func (s *Summary) add(d *DomainResult) {
 		}
 	}
 	if d.DMARC != nil {
-		s.DMARC[d.DMARC.Policy]++
+		s.DMARC[string(d.DMARC.Policy)]++
 	}
 	if d.MTASTS != nil {
-		s.MTASTS[d.MTASTS.Mode]++
+		s.MTASTS[string(d.MTASTS.Mode)]++
 	}
 	for _, mx := range d.MX {
 		if mx.TLSAValid {
@@ -130,14 +132,14 @@ func orNone(s string) string {
 
 func (s *Summary) addTop(d *DomainResult) {
 	spf, dmarc := "-", "-"
-	if d.SPF != nil && d.SPF.ErrorClass != "none" {
+	if d.SPF != nil && d.SPF.ErrorClass != SPFNone {
 		spf = map[string]string{"-": "fail", "~": "soft fail", "?": "neutral", "+": "pass", "redirect": "redirect", "": "no all"}[d.SPF.All]
 		if d.SPF.ErrorClass != "" {
-			spf += " (" + d.SPF.ErrorClass + ")"
+			spf += " (" + string(d.SPF.ErrorClass) + ")"
 		}
 	}
-	if d.DMARC != nil && d.DMARC.Policy != "absent" {
-		dmarc = d.DMARC.Policy
+	if d.DMARC != nil && d.DMARC.Policy != auth.PolicyAbsent {
+		dmarc = string(d.DMARC.Policy)
 	}
 	s.Top = append(s.Top, TopDomain{d.Rank, d.Domain, spf, dmarc})
 	sort.Slice(s.Top, func(i, j int) bool { return s.Top[i].Rank < s.Top[j].Rank })

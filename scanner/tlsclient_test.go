@@ -102,8 +102,8 @@ func TestGrabRealPostfixTLS(t *testing.T) {
 		keyType         string
 		keyBits         int
 		group           string
-		trust           string // default trusted
-		chain           int    // default 2: leaf and CA
+		trust           Trust // default trusted
+		chain           int   // default 2: leaf and CA
 	}{
 		{name: "rsa-kex-only", cert: rsaCert, key: rsaKey,
 			main: map[string]string{

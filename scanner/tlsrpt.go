@@ -7,21 +7,24 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
+// TLSRPTStatus is the state of a domain's TLS-RPT record (RFC 8460 §3).
+type TLSRPTStatus string
+
 // TLS-RPT record states (RFC 8460 §3).
 const (
-	TLSRPTValid    = "valid"
-	TLSRPTAbsent   = "absent"
-	TLSRPTInvalid  = "invalid"  // a v=TLSRPTv1 record without a usable rua
-	TLSRPTMultiple = "multiple" // more than one v=TLSRPTv1 record: none applies
-	TLSRPTError    = "error"    // the lookup failed (SERVFAIL, timeout)
+	TLSRPTValid    TLSRPTStatus = "valid"    // one record with a usable rua
+	TLSRPTAbsent   TLSRPTStatus = "absent"   // no record
+	TLSRPTInvalid  TLSRPTStatus = "invalid"  // a v=TLSRPTv1 record without a usable rua
+	TLSRPTMultiple TLSRPTStatus = "multiple" // more than one v=TLSRPTv1 record: none applies
+	TLSRPTError    TLSRPTStatus = "error"    // the lookup failed (SERVFAIL, timeout)
 )
 
 // TLSRPT is a domain's SMTP TLS Reporting policy: where senders report
 // the TLS sessions they tried (RFC 8460).
 type TLSRPT struct {
-	Status string   `json:"status"`
-	RUA    []string `json:"rua,omitempty"`
-	Error  string   `json:"error,omitempty"`
+	Status TLSRPTStatus `json:"status"`
+	RUA    []string     `json:"rua,omitempty"`
+	Error  string       `json:"error,omitempty"`
 }
 
 // tlsRPTOf looks up _smtp._tls.domain.

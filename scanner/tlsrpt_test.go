@@ -10,7 +10,7 @@ import (
 func TestParseTLSRPT(t *testing.T) {
 	for _, c := range []struct {
 		txts   []string
-		status string
+		status TLSRPTStatus
 		rua    string
 	}{
 		{nil, TLSRPTAbsent, ""},

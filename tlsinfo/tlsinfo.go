@@ -104,13 +104,7 @@ func opensslCipher(body []string) string {
 	joined := strings.Join(body, "-")
 	switch {
 	case strings.HasPrefix(joined, "AES128"), strings.HasPrefix(joined, "AES256"):
-		c := "AES-" + joined[3:6]
-		if strings.Contains(joined, "GCM") {
-			c += "-GCM"
-		} else if strings.Contains(joined, "CCM") {
-			c += "-CCM"
-		}
-		return c
+		return aesName(joined[3:6], joined)
 	case strings.HasPrefix(joined, "CHACHA20"):
 		return "CHACHA20-POLY1305"
 	case joined == "DES-CBC3", joined == "3DES-EDE-CBC":
@@ -119,6 +113,18 @@ func opensslCipher(body []string) string {
 		return "CAMELLIA-" + strings.TrimPrefix(joined, "CAMELLIA")
 	}
 	return joined
+}
+
+// aesName names an AES cipher by its key size and its mode, read from
+// the rest of the suite's name: AES-128, AES-256-GCM, AES-128-CCM.
+func aesName(bits, suite string) string {
+	switch {
+	case strings.Contains(suite, "GCM"):
+		return "AES-" + bits + "-GCM"
+	case strings.Contains(suite, "CCM"):
+		return "AES-" + bits + "-CCM"
+	}
+	return "AES-" + bits
 }
 
 func kxName(parts []string) (kx, auth string) {
@@ -135,23 +141,21 @@ func kxName(parts []string) (kx, auth string) {
 	return "", ""
 }
 
+// ianaCiphers name the bulk ciphers of IANA suite names by the start
+// of the name; AES is named by aesName.
+var ianaCiphers = []struct{ prefix, name string }{
+	{"CHACHA20", "CHACHA20-POLY1305"}, {"RC4", "RC4"}, {"3DES", "3DES"},
+}
+
 func cipherName(parts []string) string {
 	j := strings.Join(parts, "_")
-	switch {
-	case strings.HasPrefix(j, "AES_128"), strings.HasPrefix(j, "AES_256"):
-		c := "AES-" + j[4:7]
-		if strings.Contains(j, "GCM") {
-			c += "-GCM"
-		} else if strings.Contains(j, "CCM") {
-			c += "-CCM"
+	if strings.HasPrefix(j, "AES_128") || strings.HasPrefix(j, "AES_256") {
+		return aesName(j[4:7], j)
+	}
+	for _, c := range ianaCiphers {
+		if strings.HasPrefix(j, c.prefix) {
+			return c.name
 		}
-		return c
-	case strings.HasPrefix(j, "CHACHA20"):
-		return "CHACHA20-POLY1305"
-	case strings.HasPrefix(j, "RC4"):
-		return "RC4"
-	case strings.HasPrefix(j, "3DES"):
-		return "3DES"
 	}
 	return strings.ReplaceAll(j, "_", "-")
 }

@@ -5,7 +5,6 @@ package tlsrpt
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/snowrain/snowrain/dmarcrpt"
 )
 
 // ResultType is an RFC 8460 section 4.3 result type (IANA "STARTTLS
@@ -144,24 +145,11 @@ func (r *Report) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// Gzip compresses b (the report's application/tlsrpt+gzip form).
-func Gzip(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
 // Filename is the RFC 8460 5.3 name of a report's file:
 // sender!policy-domain!begin!end[!unique-id].json[.gz], times in seconds
 // since the epoch.
 func Filename(sender, policyDomain string, begin, end time.Time, unique string, gz bool) string {
-	name := sender + "!" + policyDomain + "!" + fmt.Sprint(begin.Unix()) + "!" + fmt.Sprint(end.Unix())
-	if unique != "" {
-		name += "!" + unique
-	}
-	name += ".json"
+	name := dmarcrpt.BaseName(sender, policyDomain, begin, end, unique) + ".json"
 	if gz {
 		name += ".gz"
 	}

@@ -23,22 +23,6 @@ import (
 	"github.com/snowrain/snowrain/resolver"
 )
 
-// policyConfig is the engine's part of the configuration.
-func policyConfig(cfg config.Config) policy.Config {
-	p := cfg.Policy
-	return policy.Config{Overrides: p.Overrides, DANE: p.DANE, MTASTS: p.MTASTS,
-		TempOnError: p.TempOnError, DecisionSample: p.DecisionSample, Budget: p.Budget.Duration,
-		Learn: policy.LearnConfig{Enabled: p.Learn.Enabled, MinDeliveries: p.Learn.MinDeliveries,
-			Days: p.Learn.Days, Answer: p.Learn.Answer}}
-}
-
-// inboundConfig is the delegation service's part of the configuration.
-func inboundConfig(cfg config.Config) policy.InboundConfig {
-	in := cfg.Policy.Inbound
-	return policy.InboundConfig{RequireTLS: in.RequireTLS, Learned: in.Learned, Action: in.Action,
-		MinSeen: cfg.Policy.Learn.MinDeliveries, Days: cfg.Policy.Learn.Days, Budget: in.Budget.Duration}
-}
-
 // newEngine builds the policy engine the configuration describes; an
 // invalid override is an error. The imported policies are loaded once the
 // store can be read (at once, unless serve's PostgreSQL is not reachable
@@ -55,7 +39,7 @@ func newEngine(cfg config.Config, res resolver.Resolver, store *measure.Store, l
 			return nil, fmt.Errorf("mta_sts_roots: no certificate in %s", cfg.Policy.MTASTSRoots)
 		}
 	}
-	pc := policyConfig(cfg)
+	pc := policy.ConfigFrom(cfg)
 	if err := pc.Validate(); err != nil {
 		return nil, fmt.Errorf("policy.overrides: %w", err)
 	}
@@ -97,7 +81,9 @@ func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *mea
 		}
 	}
 	downs := &policy.Downgrades{Detector: &policy.Detector{N: cfg.Policy.DowngradeN, M: cfg.Policy.DowngradeM},
-		Recorder: writer, OnDowngrade: func(direction, kind string) { mt.Downgrades.WithLabelValues(direction, kind).Inc() }}
+		Recorder: writer, OnDowngrade: func(direction measure.Direction, kind string) {
+			mt.Downgrades.WithLabelValues(string(direction), kind).Inc()
+		}}
 	filter.Watch = downs.Message
 	onDelivery := downs.Delivery
 	// SIGHUP: the engine and the inbound service take what they can;
@@ -128,7 +114,7 @@ func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *mea
 		go refreshSTS(ctx, engine, cfg.Policy.Refresh.Duration, log)
 		go engine.Watch(ctx, policy.DefaultWatchInterval)
 		onPolicyReload(func(next config.Config, log *slog.Logger) {
-			if err := engine.SetConfig(policyConfig(next)); err != nil {
+			if err := engine.SetConfig(policy.ConfigFrom(next)); err != nil {
 				log.Error("policy reload failed; keeping the running policy configuration", "err", err)
 			}
 		})
@@ -139,14 +125,14 @@ func startPolicy(ctx context.Context, d *instance, cfg config.Config, store *mea
 		IdleTimeout: cfg.Policy.IdleTimeout.Duration, ReadTimeout: cfg.Policy.ReadTimeout.Duration,
 		OnDecision: func(_, action string) {
 			verb, _, _ := strings.Cut(action, " ")
-			mt.Policy.WithLabelValues("inbound", verb).Inc()
+			mt.Policy.WithLabelValues(string(measure.Inbound), verb).Inc()
 		},
-		Classes: func(c string) { mt.Policy.WithLabelValues("inbound", c).Inc() }}
-	if err := inbound.SetConfig(inboundConfig(cfg)); err != nil {
+		Classes: func(c string) { mt.Policy.WithLabelValues(string(measure.Inbound), c).Inc() }}
+	if err := inbound.SetConfig(policy.InboundConfigFrom(cfg)); err != nil {
 		return stop, onDelivery, err
 	}
 	onPolicyReload(func(next config.Config, log *slog.Logger) {
-		if err := inbound.SetConfig(inboundConfig(next)); err != nil {
+		if err := inbound.SetConfig(policy.InboundConfigFrom(next)); err != nil {
 			log.Error("inbound policy reload failed; keeping the running requirements", "err", err)
 		}
 	})
@@ -324,19 +310,11 @@ func withEngine(c *call, cf *configFlags, readOnly bool, fn func(context.Context
 		return err
 	}
 	ctx := context.Background()
-	open := measure.Open
-	if readOnly {
-		open = measure.OpenReadOnly
-	}
-	store, err := open(ctx, cfg.DB)
+	store, res, err := openWithResolver(ctx, cfg, readOnly)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS, Timeout: cfg.DNSTimeout.Duration})
-	if err != nil {
-		return err
-	}
 	engine, err := newEngine(cfg, res, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"reflect"
-	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -88,8 +87,9 @@ func newSwapResolver(cfg config.Config, mt *metrics.Metrics) (*swapResolver, err
 }
 
 func (r *swapResolver) configure(cfg config.Config, mt *metrics.Metrics) error {
-	c, err := resolver.New(resolver.Config{Servers: slices.Clone(cfg.DNS), Timeout: cfg.DNSTimeout.Duration,
-		CacheSize: cfg.DNSCacheSize, Observe: mt.ObserveDNS})
+	rc := resolver.ConfigFrom(cfg)
+	rc.Observe = mt.ObserveDNS
+	c, err := resolver.New(rc)
 	if err != nil {
 		return err
 	}

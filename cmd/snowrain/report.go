@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/snowrain/snowrain/config"
+	"github.com/snowrain/snowrain/geoip"
 	"github.com/snowrain/snowrain/internal/atomicfile"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/report"
@@ -32,7 +33,7 @@ func reportFlags(fs *flag.FlagSet) runFunc {
 	dbPath := dbFlag(fs)
 	period := bindPeriod(fs, "mail")
 	out := bindOutput(fs)
-	geoip := fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP) for the country table")
+	geoipPath := fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP) for the country table")
 	mailTo := stringFlag(fs, "mail-to", "", "mail the report (text and HTML) to `ADDRESS` through the local MTA", checkAddress)
 	sendmail := stringFlag(fs, "sendmail", "/usr/sbin/sendmail -t -i", "`COMMAND` that takes the message of --mail-to on standard input",
 		func(s string) error {
@@ -62,7 +63,7 @@ func reportFlags(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		build := func(ctx context.Context, store *measure.Store) (*report.Document, string, error) {
-			r, err := report.Build(ctx, store, report.Options{Period: p, Loc: period.loc(), GeoIP: *geoip, Providers: providers,
+			r, err := report.Build(ctx, store, report.Options{Period: p, Loc: period.loc(), GeoIP: *geoipPath, Providers: providers,
 				Node: *node})
 			if err != nil {
 				return nil, "", err
@@ -224,7 +225,7 @@ func reportExposureFlags(fs *flag.FlagSet) runFunc {
 	dbPath := dbFlag(fs)
 	hostsRun := runFlag(fs, "hosts-run", "port-25 sweep run `ID|NAME` (default: the latest)")
 	resolversRun := runFlag(fs, "resolvers-run", "resolver sweep run `ID|NAME` (default: the latest)")
-	geoip := fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP)")
+	geoipPath := fs.String("geoip", "", "`PATH` of an MMDB country database (GeoLite2-Country, DB-IP)")
 	period := bindPeriod(fs, "mail to join")
 	out := bindOutput(fs)
 	return func(c *call) error {
@@ -249,7 +250,7 @@ func reportExposureFlags(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return nil, "", err
 			}
-			geo, err := scanner.OpenGeo("", *geoip)
+			geo, err := geoip.Open("", *geoipPath)
 			if err != nil {
 				return nil, "", fmt.Errorf("--geoip: %w", err)
 			}

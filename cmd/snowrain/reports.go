@@ -16,7 +16,6 @@ import (
 	"github.com/snowrain/snowrain/feedback"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/report"
-	"github.com/snowrain/snowrain/resolver"
 )
 
 // reportsSendFlags is `snowrain reports send`: the configuration's
@@ -86,15 +85,11 @@ func sendReports(out io.Writer, cfg config.Config, dryRun string, day feedback.D
 		return fmt.Errorf("reports: set reports.from (the sender of report mail) in %s", "the configuration")
 	}
 	ctx := context.Background()
-	store, err := measure.Open(ctx, cfg.DB)
+	store, res, err := openWithResolver(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS, Timeout: cfg.DNSTimeout.Duration})
-	if err != nil {
-		return err
-	}
 	s := &feedback.Sender{Store: store, DryRun: dryRun, Config: feedback.Config{
 		OrgName: rc.OrgName, Submitter: rc.Submitter, From: rc.From, Contact: rc.Contact,
 		ExtraContact: rc.ExtraContact, SendingIP: rc.SendingIP, Exclude: rc.Exclude, Resolver: res,
@@ -116,8 +111,7 @@ func sendReports(out io.Writer, cfg config.Config, dryRun string, day feedback.D
 			return werr
 		}
 	} else {
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "KIND\tDOMAIN\tDESTINATION\tSTATUS\tBYTES\tDETAIL\n")
+		tw := newTextTable(out, "KIND", "DOMAIN", "DESTINATION", "STATUS", "BYTES", "DETAIL")
 		for _, d := range ds {
 			detail := d.Reason
 			if d.File != "" {
@@ -177,8 +171,7 @@ func ingestReports(out io.Writer, dbPath, format string, paths []string) error {
 			return werr
 		}
 	} else {
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "STATUS\tKIND\tREPORTER\tDOMAIN\tREPORT-ID\tSOURCE\tDETAIL\n")
+		tw := newTextTable(out, "STATUS", "KIND", "REPORTER", "DOMAIN", "REPORT-ID", "SOURCE", "DETAIL")
 		for _, r := range res {
 			detail := r.Class
 			if r.Error != "" {
@@ -192,6 +185,14 @@ func ingestReports(out io.Writer, dbPath, format string, paths []string) error {
 			counts[feedback.IngestDuplicate], counts[feedback.IngestRefused])
 	}
 	return err
+}
+
+// newTextTable starts the text output of a command: aligned columns
+// under a header line; write rows to it tab-separated and Flush it.
+func newTextTable(out io.Writer, columns ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(columns, "\t"))
+	return tw
 }
 
 // termSafe keeps terminal controls a peer put in a report out of ours.

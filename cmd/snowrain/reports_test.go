@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/internal/dnstest"
 	"github.com/snowrain/snowrain/internal/reportfixture"
 	"github.com/snowrain/snowrain/internal/reportschema"
@@ -101,7 +102,7 @@ func TestReportsSendDryRun(t *testing.T) {
 	for i, ip := range []string{"192.0.2.1", "192.0.2.1", "2001:db8::7"} {
 		w.Enqueue(&measure.Message{ConnUID: "c", Received: day.Add(time.Duration(i) * time.Minute), Direction: "inbound",
 			ClientIP: ip, MailFromDomain: "example.org", FromDomain: "example.org", SPFResult: "pass", SPFDomain: "example.org",
-			SPFAligned: i < 2, DMARCResult: map[bool]string{true: "pass", false: "fail"}[i < 2], DMARCPolicy: "quarantine",
+			SPFAligned: i < 2, DMARCResult: map[bool]auth.DMARCStatus{true: "pass", false: "fail"}[i < 2], DMARCPolicy: "quarantine",
 			DMARCDisposition: "quarantine", DMARCRecord: "example.org", Action: "accept",
 			DMARCPublished: "v=DMARC1;p=quarantine;rua=mailto:dmarc@example.org;",
 			Signatures:     []measure.Signature{{Domain: "example.org", Selector: "s", Result: "fail", Class: "body_hash"}}})

@@ -52,7 +52,7 @@ func TestResolverSweepKilledAndResumed(t *testing.T) {
 		order = append(order, targets.At(i).String())
 	}
 	zones := map[string]string{}
-	want := map[string]string{} // resolver → its class for gmail.example
+	want := map[string]scanner.DNSClass{} // resolver → its class for gmail.example
 	var ips []string
 	for step, ip := range order {
 		switch {
@@ -149,7 +149,7 @@ func TestResolverSweepKilledAndResumed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	classes := map[string]int{}
+	classes := map[scanner.DNSClass]int{}
 	for _, class := range want {
 		classes[class]++
 	}
@@ -203,7 +203,7 @@ func storedResolvers(t *testing.T, db string) []string {
 }
 
 // resolversBefore returns the resolvers of the steps before step, sorted.
-func resolversBefore(order []string, want map[string]string, step int) []string {
+func resolversBefore(order []string, want map[string]scanner.DNSClass, step int) []string {
 	var out []string
 	for _, ip := range order[:step] {
 		if _, ok := want[ip]; ok {

@@ -57,17 +57,6 @@ func loadConfig(name string, args []string, extra ...func(*flag.FlagSet)) (confi
 	return cfg, path, cfg.Validate()
 }
 
-func milterConfig(cfg config.Config) milter.Config {
-	nets, _ := cfg.Networks()
-	return milter.Config{AuthServID: cfg.AuthServID, SubmissionDaemons: cfg.SubmissionDaemons,
-		InternalNets: nets, DNSBudget: cfg.DNSBudget.Duration, MaxSignatures: cfg.MaxSignatures,
-		StoreLocalparts: cfg.StoreLocalparts, CheckHelo: cfg.CheckHelo,
-		EnforceDMARC: cfg.Enforce.DMARC, EnforceDomains: cfg.Enforce.Domains,
-		QuarantineAction: cfg.Enforce.Quarantine, InvalidFrom: cfg.Enforce.InvalidFrom,
-		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxPacket: cfg.MilterMaxPacket,
-		ReadTimeout: cfg.MilterReadTimeout.Duration, IdleTimeout: cfg.MilterIdleTimeout.Duration}
-}
-
 // instance is a running `snowrain serve`: its configuration, the parts
 // SIGHUP reconfigures and the supervisor of its listeners.
 type instance struct {
@@ -152,15 +141,16 @@ func serve(args []string) error {
 		sup: supervise.New(log)}
 	d.sup.OnAcceptError = func(name, errno string) { mt.AcceptErrors.WithLabelValues(name, errno).Inc() }
 	d.sup.OnRestart = func(name string) { mt.Restarts.WithLabelValues(name).Inc() }
-	writer := measure.NewWriter(store, measure.WriterConfig{QueueSize: cfg.QueueSize,
-		BatchSize: cfg.BatchSize, Interval: cfg.BatchInterval.Duration, Logger: log})
+	wc := measure.WriterConfigFrom(cfg)
+	wc.Logger = log
+	writer := measure.NewWriter(store, wc)
 	mt.WatchWriter(writer)
 	go watchStore(ctx, store, writer, d.sup)
 	res, err := newSwapResolver(cfg, mt)
 	if err != nil {
 		return err
 	}
-	filter := milter.NewFilter(milterConfig(cfg), res, writer, mt, log)
+	filter := milter.NewFilter(milter.ConfigFrom(cfg), res, writer, mt, log)
 	d.registerReloaders(res, filter)
 
 	var msrv *metrics.Server
@@ -245,7 +235,7 @@ func (d *instance) registerReloaders(res *swapResolver, filter *milter.Filter) {
 		apply: func(old, cfg config.Config) error { return reloadResolver(res, old, cfg, d.mt, d.log) }})
 	d.onReload(reloader{name: "milter", keys: []string{"authserv_id", "submission_daemons", "internal_networks",
 		"max_signatures", "check_helo", "store_localparts", "dns_budget", "enforce."},
-		apply: func(_, cfg config.Config) error { filter.SetConfig(milterConfig(cfg)); return nil }})
+		apply: func(_, cfg config.Config) error { filter.SetConfig(milter.ConfigFrom(cfg)); return nil }})
 	// drain_timeout is read from d.cfg when the daemon stops: nothing to do now.
 	d.onReload(reloader{name: "shutdown", keys: []string{"drain_timeout"},
 		apply: func(_, _ config.Config) error { return nil }})

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/snowrain/snowrain/config"
+	"github.com/snowrain/snowrain/geoip"
 	"github.com/snowrain/snowrain/measure"
 	"github.com/snowrain/snowrain/policy"
 	"github.com/snowrain/snowrain/resolver"
@@ -100,7 +101,7 @@ type sweep struct {
 	ctx     context.Context
 	run     *scanner.Run // resume point, checkpoints, results
 	shard   scanner.SweepState
-	geo     *scanner.Geo
+	geo     *geoip.DB
 	dialer  *scanner.Dialer // every connection of the sweep
 	close   func()
 }
@@ -152,7 +153,7 @@ func (f *sweepFlags) setup(c *call, kind string) (*sweep, error) {
 	if s.targets, err = parseSpec(sr.shard.Targets); err != nil {
 		return fail(fmt.Errorf("run %d's targets: %w", sr.run.ID, err))
 	}
-	if s.geo, err = scanner.OpenGeo(*f.asnDB, *f.geoip); err != nil {
+	if s.geo, err = geoip.Open(*f.asnDB, *f.geoip); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { s.geo.Close() })

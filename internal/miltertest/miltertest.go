@@ -23,35 +23,32 @@ var tlsMacros = map[string][3]string{
 	"1.3": {"TLSv1.3", "TLS_AES_256_GCM_SHA384", "256"},
 }
 
-// Postfix sends Postfix 3.7's macros.
-var Postfix = Flavor{"postfix", func(b *gomilter.MacroBag, c corpus.Case) {
-	b.Set("j", "mx.test.example")
-	b.Set("v", "Postfix 3.7.11")
-	b.Set("{daemon_name}", "smtpd")
-	b.Set("{client_addr}", c.ClientIP)
-	b.Set("_", "unknown ["+c.ClientIP+"]")
+// setMacros sets what both MTAs send: the MTA's version v, its daemon
+// name, the client ("_" as the MTA writes it), the TLS macros of c's
+// session (plus extra ones), and the queue ID.
+func setMacros(b *gomilter.MacroBag, c corpus.Case, v, daemon, client string, extraTLS ...string) {
+	for _, kv := range [][2]string{{"j", "mx.test.example"}, {"v", v}, {"{daemon_name}", daemon},
+		{"{client_addr}", c.ClientIP}, {"_", client}, {"i", c.Name}} {
+		b.Set(gomilter.MacroName(kv[0]), kv[1])
+	}
 	if m, ok := tlsMacros[c.TLS]; ok {
 		b.Set("{tls_version}", m[0])
 		b.Set("{cipher}", m[1])
 		b.Set("{cipher_bits}", m[2])
+		for i := 0; i+1 < len(extraTLS); i += 2 {
+			b.Set(gomilter.MacroName(extraTLS[i]), extraTLS[i+1])
+		}
 	}
-	b.Set("i", c.Name)
+}
+
+// Postfix sends Postfix 3.7's macros.
+var Postfix = Flavor{"postfix", func(b *gomilter.MacroBag, c corpus.Case) {
+	setMacros(b, c, "Postfix 3.7.11", "smtpd", "unknown ["+c.ClientIP+"]")
 }}
 
 // Sendmail sends Sendmail 8.17's macros.
 var Sendmail = Flavor{"sendmail", func(b *gomilter.MacroBag, c corpus.Case) {
-	b.Set("j", "mx.test.example")
-	b.Set("v", "8.17.1")
-	b.Set("{daemon_name}", "MTA")
-	b.Set("{client_addr}", c.ClientIP)
-	b.Set("_", "client.example ["+c.ClientIP+"] (may be forged)")
-	if m, ok := tlsMacros[c.TLS]; ok {
-		b.Set("{tls_version}", m[0])
-		b.Set("{cipher}", m[1])
-		b.Set("{cipher_bits}", m[2])
-		b.Set("{verify}", "NO")
-	}
-	b.Set("i", c.Name)
+	setMacros(b, c, "8.17.1", "MTA", "client.example ["+c.ClientIP+"] (may be forged)", "{verify}", "NO")
 }}
 
 // NewClient returns a client offering what Postfix offers.

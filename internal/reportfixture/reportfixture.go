@@ -9,7 +9,6 @@ package reportfixture
 import (
 	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -177,14 +176,8 @@ func Message(from, ct string, p Part) []byte {
 	return b.Bytes()
 }
 
-// Gzip compresses b.
-func Gzip(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
+// Gzip compresses b, as report senders do.
+func Gzip(b []byte) []byte { return dmarcrpt.Gzip(b) }
 
 // Zip archives files (deflated).
 func Zip(t testing.TB, files map[string][]byte) []byte {

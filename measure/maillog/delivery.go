@@ -9,28 +9,40 @@ import (
 
 	"golang.org/x/net/idna"
 
+	"github.com/snowrain/snowrain/auth"
 	"github.com/snowrain/snowrain/tlsinfo"
 )
 
+// Level is how far a delivery's TLS session was verified: the first
+// word of Postfix's "… TLS connection established" line (the peer
+// certificate verification levels of Postfix's TLS_README), Sendmail's
+// verify= mapped onto it, and DANE when the tls= field says the dane
+// level was in force.
+type Level string
+
 // TLS verification levels, weakest first.
 const (
-	LevelNone      = "none"
-	LevelAnonymous = "anonymous"
-	LevelUntrusted = "untrusted"
-	LevelTrusted   = "trusted"
-	LevelVerified  = "verified"
-	LevelDANE      = "dane"
+	LevelNone      Level = "none"      // plaintext
+	LevelAnonymous Level = "anonymous" // TLS without a certificate checked (anonymous cipher, or Sendmail verify=NO)
+	LevelUntrusted Level = "untrusted" // a certificate that did not verify
+	LevelTrusted   Level = "trusted"   // a certificate that chains to a trusted CA, name not checked
+	LevelVerified  Level = "verified"  // trusted and matching the policy's names (verify, secure)
+	LevelDANE      Level = "dane"      // authenticated by DNSSEC TLSA records (RFC 7672)
 )
 
-// Delivery statuses: what one attempt to one recipient came to. Only
+// Status is what one delivery attempt to one recipient came to. Only
 // StatusSent is a delivery in the paper's sense (Section 4: messages
 // delivered, and of those the share over TLS); a bounce is final but
 // nothing was delivered, a deferral is one attempt of a message that may
 // be delivered later.
+type Status string
+
+// Delivery statuses: Postfix's status= words (and Sendmail's stat= and
+// DSN classes, RFC 3463 section 3.1, mapped onto them).
 const (
-	StatusSent     = "sent"
-	StatusDeferred = "deferred"
-	StatusBounced  = "bounced"
+	StatusSent     Status = "sent"
+	StatusDeferred Status = "deferred"
+	StatusBounced  Status = "bounced"
 )
 
 // Length limits applied while parsing (RFC 5321 §4.5.3.1): a field
@@ -51,14 +63,14 @@ type Delivery struct {
 	RelayHost  string // "" when there was no connection (Postfix relay=none)
 	RelayIP    string
 	RelayPort  int
-	ConnUse    int    // Postfix's conn_use=: the connection's Nth delivery (0: not said)
-	Status     string // one of the Status* constants
+	ConnUse    int // Postfix's conn_use=: the connection's Nth delivery (0: not said)
+	Status     Status
 	DSN        string
 	Delay      float64
 	TLSVersion string
 	Cipher     string
 	CipherBits int
-	Level      string // one of the Level* constants
+	Level      Level
 	Suite      tlsinfo.Suite
 }
 
@@ -68,7 +80,7 @@ type tlsState struct {
 	version string
 	cipher  string
 	bits    int
-	level   string
+	level   Level
 }
 
 func (d *Delivery) setTLS(t tlsState) {
@@ -124,19 +136,8 @@ func addrDomain(addr string) (string, bool) {
 	if len(addr) > MaxPath {
 		return "", false
 	}
-	at := -1
-	quoted := false
-	for i := 0; i < len(addr); i++ {
-		switch c := addr[i]; {
-		case c == '\\' && quoted:
-			i++
-		case c == '"':
-			quoted = !quoted
-		case c == '@' && !quoted:
-			at = i
-		}
-	}
-	if at < 0 || quoted {
+	at, open := auth.DomainAt(addr)
+	if at < 0 || open {
 		return "", false
 	}
 	return normDomain(addr[at+1:])

@@ -133,7 +133,9 @@ func FuzzReplyText(f *testing.F) {
 	f.Fuzz(func(t *testing.T, reply, local, relay string) {
 		reply, relay, addr := printable(reply), hostName(relay), quoteLocal(local)+"@real.example"
 		lines := []struct {
-			line, status, dsn string
+			line   string
+			status Status
+			dsn    string
 		}{
 			{fmt.Sprintf("Nov 24 10:00:01 mx postfix/smtp[7]: 1A2B3C4D5E: to=<%s>, relay=%s[192.0.2.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (%s)",
 				addr, relay, reply), StatusSent, "2.0.0"},

@@ -44,7 +44,7 @@ func postfixTLSFields(msg string) (tlsState, bool) {
 	if !c.ok || c.s != "" && c.s[0] != ' ' {
 		return tlsState{}, false
 	}
-	return tlsState{relay: relay, version: version, cipher: cipher, bits: bits, level: strings.ToLower(level)}, true
+	return tlsState{relay: relay, version: version, cipher: cipher, bits: bits, level: Level(strings.ToLower(level))}, true
 }
 
 // pfFields are the fields Postfix writes (log_adhoc.c) between the
@@ -151,7 +151,7 @@ func (p *Parser) postfix(l Line) (string, *Delivery) {
 
 // postfixStatus maps Postfix's status word to a delivery status; address
 // verification probes (deliverable, undeliverable) deliver nothing.
-func postfixStatus(word string) (status, class string) {
+func postfixStatus(word string) (status Status, class string) {
 	switch word {
 	case "sent":
 		return StatusSent, ClassDelivery

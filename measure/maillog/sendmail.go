@@ -195,7 +195,7 @@ func scanList(s string) (elems []string, rest string, ok bool) {
 	return nil, "", false
 }
 
-func sendmailLevel(verify string) string {
+func sendmailLevel(verify string) Level {
 	switch verify {
 	case "OK":
 		return LevelTrusted
@@ -207,7 +207,7 @@ func sendmailLevel(verify string) string {
 
 // sendmailStatus reads stat='s first word when stat= follows the fixed
 // fields, else the DSN class (RFC 3463 §3.1). "queued" is no attempt.
-func sendmailStatus(stat, dsn string) (status, class string) {
+func sendmailStatus(stat, dsn string) (status Status, class string) {
 	switch stat {
 	case "Sent":
 		return StatusSent, ClassDelivery

@@ -76,6 +76,15 @@ func ReceivedIn(ctx context.Context, st *measure.Store, since, until time.Time) 
 
 type reporterDomain struct{ org, domain string }
 
+// byReporter indexes rows by their receiver and domain.
+func byReporter[T any](rows []T, key func(T) reporterDomain) map[reporterDomain]int {
+	at := make(map[reporterDomain]int, len(rows))
+	for i, r := range rows {
+		at[key(r)] = i
+	}
+	return at
+}
+
 func receivedDMARC(ctx context.Context, st *measure.Store, from, to int64) ([]ReceivedDMARC, error) {
 	out, err := measure.Rows(ctx, st.DB, `SELECT rr.org_name, rr.domain, COUNT(DISTINCT rr.id), COALESCE(SUM(d.count), 0),
 		COALESCE(SUM(CASE WHEN d.dkim = ? OR d.spf = ? THEN d.count ELSE 0 END), 0)
@@ -90,10 +99,7 @@ func receivedDMARC(ctx context.Context, st *measure.Store, from, to int64) ([]Re
 	if err != nil {
 		return nil, err
 	}
-	at := map[reporterDomain]int{}
-	for i, d := range out {
-		at[reporterDomain{d.Receiver, d.Domain}] = i
-	}
+	at := byReporter(out, func(d ReceivedDMARC) reporterDomain { return reporterDomain{d.Receiver, d.Domain} })
 	err = measure.Each(ctx, st.DB, `SELECT rr.org_name, rr.domain, d.source_ip, SUM(d.count)
 		FROM received_reports rr JOIN received_dmarc_rows d ON d.report = rr.id
 		WHERE rr.kind = ? AND rr.begin_at >= ? AND rr.begin_at < ? AND d.dkim <> ? AND d.spf <> ?
@@ -124,10 +130,7 @@ func receivedTLS(ctx context.Context, st *measure.Store, from, to int64) ([]Rece
 	if err != nil {
 		return nil, err
 	}
-	at := map[reporterDomain]int{}
-	for i, d := range out {
-		at[reporterDomain{d.Receiver, d.Domain}] = i
-	}
+	at := byReporter(out, func(d ReceivedTLS) reporterDomain { return reporterDomain{d.Receiver, d.Domain} })
 	err = measure.Each(ctx, st.DB, `SELECT rr.org_name, rr.domain, f.result_type, SUM(f.count)
 		FROM received_reports rr JOIN received_tls_failures f ON f.report = rr.id
 		WHERE rr.kind = ? AND rr.begin_at >= ? AND rr.begin_at < ? GROUP BY 1, 2, 3 ORDER BY 4 DESC, 3`,

@@ -190,21 +190,24 @@ func domains(ctx context.Context, s *measure.Store, cur, prev measure.Scope) ([]
 		byName[n] = d
 		return d
 	}
-	now, err := s.PeerTraffic(ctx, cur)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range now {
-		d := get(p.Domain)
-		d.In, d.InTLS, d.Out, d.OutTLS = p.In, p.InTLS, p.Out, p.OutTLS
-	}
-	before, err := s.PeerTraffic(ctx, prev)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range before {
-		d := get(p.Domain)
-		d.PrevIn, d.PrevInTLS, d.PrevOut, d.PrevOutTLS = p.In, p.InTLS, p.Out, p.OutTLS
+	for _, w := range []struct {
+		sc  measure.Scope
+		set func(*Domain, measure.PeerTraffic)
+	}{
+		{cur, func(d *Domain, p measure.PeerTraffic) {
+			d.In, d.InTLS, d.Out, d.OutTLS = p.In, p.InTLS, p.Out, p.OutTLS
+		}},
+		{prev, func(d *Domain, p measure.PeerTraffic) {
+			d.PrevIn, d.PrevInTLS, d.PrevOut, d.PrevOutTLS = p.In, p.InTLS, p.Out, p.OutTLS
+		}},
+	} {
+		peers, err := s.PeerTraffic(ctx, w.sc)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range peers {
+			w.set(get(p.Domain), p)
+		}
 	}
 	list := make([]Domain, 0, len(byName))
 	for _, d := range byName {

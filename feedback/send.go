@@ -97,11 +97,32 @@ func (s *Sender) sendDMARC(ctx context.Context, day Day) ([]Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Delivery
+	list := make([]outgoing, 0, len(reports))
 	for _, r := range reports {
-		base := Delivery{Kind: KindDMARC, Domain: r.Domain, ReportID: r.Feedback.Metadata.ReportID}
-		gz, refused, err := s.prepare(base, "policy domain is not a host name", r.Feedback.Marshal,
-			dmarcFilename(c.Submitter, r.Domain, day))
+		list = append(list, outgoing{base: Delivery{Kind: KindDMARC, Domain: r.Domain, ReportID: r.Feedback.Metadata.ReportID},
+			notHost: "policy domain is not a host name", marshal: r.Feedback.Marshal,
+			file: dmarcFilename(c.Submitter, r.Domain, day), rua: r.RUA,
+			to: func(uri string, gz []byte, d Delivery) []Delivery { return s.dmarcTo(ctx, r, day, uri, gz, d) }})
+	}
+	return s.sendAll(list)
+}
+
+// outgoing is one report to send: its delivery record so far, the
+// reason a domain that is no host name is refused with, its document and
+// file name, its destinations and how to send to one.
+type outgoing struct {
+	base          Delivery
+	notHost, file string
+	marshal       func() ([]byte, error)
+	rua           []string
+	to            func(uri string, gz []byte, d Delivery) []Delivery
+}
+
+// sendAll prepares each report and sends it to each of its destinations.
+func (s *Sender) sendAll(list []outgoing) ([]Delivery, error) {
+	var out []Delivery
+	for _, o := range list {
+		gz, refused, err := s.prepare(o.base, o.notHost, o.marshal, o.file)
 		if err != nil {
 			return out, err
 		}
@@ -109,10 +130,10 @@ func (s *Sender) sendDMARC(ctx context.Context, day Day) ([]Delivery, error) {
 			out = append(out, *refused)
 			continue
 		}
-		for _, uri := range r.RUA {
-			d := base
+		for _, uri := range o.rua {
+			d := o.base
 			d.Destination = uri
-			out = append(out, s.dmarcTo(ctx, r, day, uri, gz, d)...)
+			out = append(out, o.to(uri, gz, d)...)
 		}
 	}
 	return out, nil
@@ -392,44 +413,40 @@ func (s *Sender) sendTLS(ctx context.Context, day Day) ([]Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Delivery
+	list := make([]outgoing, 0, len(reports))
 	for _, r := range reports {
-		base := Delivery{Kind: KindTLSRPT, Domain: r.Domain, ReportID: r.Report.ReportID}
-		gz, refused, err := s.prepare(base, "domain is not a host name", r.Report.Marshal,
-			tlsFilename(c.Submitter, r.Domain, day))
-		if err != nil {
-			return out, err
-		}
-		if refused != nil {
-			out = append(out, *refused)
-			continue
-		}
-		for _, uri := range r.RUA {
-			d := base
-			d.Destination = uri
-			u, _ := url.Parse(uri)
-			switch strings.ToLower(u.Scheme) {
-			case "mailto":
-				addr, ok := mailAddress(u.Opaque)
-				if !ok {
-					d.Status, d.Reason = StatusRefused, "not a usable address"
-					break
-				}
-				msg, err := c.compose(c.tlsLetter(r, day, gz), addr, c.Now())
-				if err != nil {
-					d.Status, d.Reason = StatusRefused, err.Error()
-					break
-				}
-				d.Status, d.Bytes = StatusSent, len(msg)
-				s.mail(ctx, KindTLSRPT, r.Domain, day, "mailto:"+addr, msg, &d)
-			case "https":
-				d.Bytes = len(gz)
-				s.post(ctx, r.Domain, day, u, gz, &d)
-			}
-			out = append(out, d)
-		}
+		list = append(list, outgoing{base: Delivery{Kind: KindTLSRPT, Domain: r.Domain, ReportID: r.Report.ReportID},
+			notHost: "domain is not a host name", marshal: r.Report.Marshal,
+			file: tlsFilename(c.Submitter, r.Domain, day), rua: r.RUA,
+			to: func(uri string, gz []byte, d Delivery) []Delivery { return []Delivery{s.tlsTo(ctx, r, day, uri, gz, d)} }})
 	}
-	return out, nil
+	return s.sendAll(list)
+}
+
+// tlsTo sends one TLS report to one rua= URI (RFC 8460 3): mailto: or
+// https:.
+func (s *Sender) tlsTo(ctx context.Context, r *TLSReport, day Day, uri string, gz []byte, d Delivery) Delivery {
+	c := &s.Config
+	u, _ := url.Parse(uri)
+	switch strings.ToLower(u.Scheme) {
+	case "mailto":
+		addr, ok := mailAddress(u.Opaque)
+		if !ok {
+			d.Status, d.Reason = StatusRefused, "not a usable address"
+			break
+		}
+		msg, err := c.compose(c.tlsLetter(r, day, gz), addr, c.Now())
+		if err != nil {
+			d.Status, d.Reason = StatusRefused, err.Error()
+			break
+		}
+		d.Status, d.Bytes = StatusSent, len(msg)
+		s.mail(ctx, KindTLSRPT, r.Domain, day, "mailto:"+addr, msg, &d)
+	case "https":
+		d.Bytes = len(gz)
+		s.post(ctx, r.Domain, day, u, gz, &d)
+	}
+	return d
 }
 
 // post sends a TLS report by HTTPS POST (RFC 8460 5.4): no redirects

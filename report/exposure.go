@@ -115,32 +115,21 @@ type ExposedDomain struct {
 // (scanner's StrippingIPs and FalsifiedIPs).
 func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, falsified map[string]bool, geo *geoip.DB) (*Exposure, error) {
 	e := &Exposure{Period: p, Stripping: len(stripping), Falsify: len(falsified)}
+	j := exposureJoin{stripping, falsified}
 	byCountry := map[string]*ExposedCountry{}
 	err := s.EachClient(ctx, p.Since, p.Until, func(ip string, n int64) error {
 		cc := geo.Country(ip)
 		if cc == "" {
 			cc = "??"
 		}
-		c := byCountry[cc]
-		if c == nil {
-			c = &ExposedCountry{Code: cc}
-			byCountry[cc] = c
-		}
-		c.Messages += n
-		if stripping[ip] {
-			c.FromStripping += n
-		}
-		if falsified[ip] {
-			c.FromFalse += n
-		}
+		c := entry(byCountry, cc, func() *ExposedCountry { return &ExposedCountry{Code: cc} })
+		j.add(&c.Messages, &c.FromStripping, &c.FromFalse, ip, n)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("report: exposure: %w", err)
 	}
-	for _, c := range byCountry {
-		e.Countries = append(e.Countries, *c)
-	}
+	e.Countries = values(byCountry)
 	sort.Slice(e.Countries, func(i, j int) bool {
 		a, b := e.Countries[i], e.Countries[j]
 		if a.FromStripping+a.FromFalse != b.FromStripping+b.FromFalse {
@@ -153,26 +142,14 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 		if !stripping[ip] && !falsified[ip] {
 			return nil
 		}
-		x := byDomain[d]
-		if x == nil {
-			x = &ExposedDomain{Domain: d}
-			byDomain[d] = x
-		}
-		x.Messages += n
-		if stripping[ip] {
-			x.FromStripping += n
-		}
-		if falsified[ip] {
-			x.FromFalse += n
-		}
+		x := entry(byDomain, d, func() *ExposedDomain { return &ExposedDomain{Domain: d} })
+		j.add(&x.Messages, &x.FromStripping, &x.FromFalse, ip, n)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("report: exposure: %w", err)
 	}
-	for _, d := range byDomain {
-		e.Domains = append(e.Domains, *d)
-	}
+	e.Domains = values(byDomain)
 	sort.Slice(e.Domains, func(i, j int) bool {
 		if e.Domains[i].Messages != e.Domains[j].Messages {
 			return e.Domains[i].Messages > e.Domains[j].Messages
@@ -180,6 +157,40 @@ func BuildExposure(ctx context.Context, s *measure.Store, p Period, stripping, f
 		return e.Domains[i].Domain < e.Domains[j].Domain
 	})
 	return e, nil
+}
+
+// exposureJoin holds the address sets the sweeps found.
+type exposureJoin struct{ stripping, falsified map[string]bool }
+
+// add counts n messages from ip: all of them, and those from a stripping
+// host or from an address a falsified answer pointed to.
+func (j exposureJoin) add(messages, fromStripping, fromFalse *int64, ip string, n int64) {
+	*messages += n
+	if j.stripping[ip] {
+		*fromStripping += n
+	}
+	if j.falsified[ip] {
+		*fromFalse += n
+	}
+}
+
+// entry is m's value for k, made by mk and stored the first time.
+func entry[T any](m map[string]*T, k string, mk func() *T) *T {
+	v, ok := m[k]
+	if !ok {
+		v = mk()
+		m[k] = v
+	}
+	return v
+}
+
+// values are m's values, in no order (nil for none).
+func values[T any](m map[string]*T) []T {
+	var out []T
+	for _, v := range m {
+		out = append(out, *v)
+	}
+	return out
 }
 
 // Tables returns Tables 14, 15 and the affected peer domains.

@@ -418,7 +418,9 @@ func (s *Sender) sendTLS(ctx context.Context, day Day) ([]Delivery, error) {
 		list = append(list, outgoing{base: Delivery{Kind: KindTLSRPT, Domain: r.Domain, ReportID: r.Report.ReportID},
 			notHost: "domain is not a host name", marshal: r.Report.Marshal,
 			file: tlsFilename(c.Submitter, r.Domain, day), rua: r.RUA,
-			to: func(uri string, gz []byte, d Delivery) []Delivery { return []Delivery{s.tlsTo(ctx, r, day, uri, gz, d)} }})
+			to: func(uri string, gz []byte, d Delivery) []Delivery {
+				return []Delivery{s.tlsTo(ctx, r, day, uri, gz, d)}
+			}})
 	}
 	return s.sendAll(list)
 }

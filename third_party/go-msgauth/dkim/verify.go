@@ -229,9 +229,10 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 	}
 
 	if i, ok := params["i"]; ok {
-		verif.Identifier = stripWhitespace(i)
-		if !strings.HasSuffix(verif.Identifier, "@"+verif.Domain) && !strings.HasSuffix(verif.Identifier, "."+verif.Domain) {
-			return verif, ErrDomainMismatch
+		id, err := parseIdentity(i, verif.Domain) // snowrain patch
+		verif.Identifier = id
+		if err != nil {
+			return verif, err
 		}
 	} else {
 		verif.Identifier = "@" + verif.Domain

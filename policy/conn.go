@@ -23,9 +23,10 @@ const (
 // connection, and accept errors (EMFILE and the like) retried with a
 // backoff instead of ending the listener.
 type connServer struct {
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool // by close: no connection is taken after
+	wg     sync.WaitGroup
 }
 
 // serve accepts on ln until it is closed, running handle for each
@@ -55,12 +56,13 @@ func (s *connServer) serve(ln net.Listener, name string, maxConns int, log *slog
 			continue
 		}
 		delay = 0
-		if !s.track(c, maxConns) {
-			count("too_many_connections")
+		if ok, closing := s.track(c, maxConns); !ok {
+			if !closing {
+				count("too_many_connections")
+			}
 			c.Close()
 			continue
 		}
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
@@ -89,17 +91,24 @@ func retryAccept(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (s *connServer) track(c net.Conn, maxConns int) bool {
+// track takes c unless the server is closing or full. The handler is
+// counted in wg under the same lock close takes before it waits, so no
+// Add can follow the Wait (sync.WaitGroup's rule).
+func (s *connServer) track(c net.Conn, maxConns int) (ok, closing bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return false, true
+	case len(s.conns) >= maxConns:
+		return false, false
+	}
 	if s.conns == nil {
 		s.conns = map[net.Conn]struct{}{}
 	}
-	if len(s.conns) >= maxConns {
-		return false
-	}
 	s.conns[c] = struct{}{}
-	return true
+	s.wg.Add(1)
+	return true, false
 }
 
 func (s *connServer) untrack(c net.Conn) {
@@ -112,6 +121,7 @@ func (s *connServer) untrack(c net.Conn) {
 // close ends every connection and waits for their handlers.
 func (s *connServer) close() {
 	s.mu.Lock()
+	s.closed = true
 	for c := range s.conns {
 		c.Close()
 	}

@@ -73,7 +73,13 @@ func StartWith(t testing.TB, addr string, o Options) *Sink {
 // many addresses (testnet.Pick), or one inside a network namespace.
 func Serve(t testing.TB, ln net.Listener, o Options) *Sink {
 	s := &Sink{Addr: ln.Addr().String(), ln: ln, opts: o, done: make(chan struct{})}
-	go s.serve()
+	// The accept loop is counted too, so every session's Add comes
+	// while the count is above zero (sync.WaitGroup's rule for a Wait).
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.serve()
+	}()
 	t.Cleanup(func() { close(s.done); ln.Close(); s.wg.Wait() })
 	return s
 }

@@ -286,7 +286,8 @@ func TestEMFILEOnEveryListener(t *testing.T) {
 			t.Errorf("EMFILE of %s not counted:\n%s", name, grepLines(body, "snowrain_listener"))
 		}
 	}
-	// A listener is marked healthy by its first accept after the pause.
+	// A listener is marked healthy by its first accept after the pause, or
+	// once a retried accept has waited half a second without failing.
 	waitFor(t, "healthz ok after recovery", func() bool {
 		code, h = getHealth(t, held, heldR)
 		return code == 200

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -62,6 +63,12 @@ func errnoName(e syscall.Errno) string {
 // a descriptor shortage never ends a Serve loop. The first failure of a
 // streak and the recovery are reported; the failures in between are
 // counted.
+//
+// A listener has recovered when an accept succeeds, or when a retried
+// Accept has waited quietRecovery without failing: accept(2) fails with
+// EMFILE only while a connection is pending, so one that waits has
+// nothing it cannot take, and the listener must not stay degraded until
+// the next client happens to come.
 type retryListener struct {
 	net.Listener
 	onError   func(errno string, err error, streak int)
@@ -75,15 +82,34 @@ func newRetryListener(ln net.Listener, onError func(string, error, int), onRecov
 	return &retryListener{Listener: ln, onError: onError, onRecover: onRecover, closed: make(chan struct{})}
 }
 
-const maxAcceptDelay = time.Second
+const (
+	maxAcceptDelay = time.Second
+	quietRecovery  = 500 * time.Millisecond
+)
 
 func (l *retryListener) Accept() (net.Conn, error) {
 	var delay time.Duration
 	streak := 0
 	for {
+		// recovered is claimed once per streak: by the quiet timer, by a
+		// successful accept or by the next failure, whichever comes
+		// first, so a late timer cannot mark a failing listener healthy.
+		var recovered atomic.Bool
+		var quiet *time.Timer
+		if streak > 0 {
+			n := streak
+			quiet = time.AfterFunc(quietRecovery, func() {
+				if recovered.CompareAndSwap(false, true) {
+					l.onRecover(n)
+				}
+			})
+		}
 		c, err := l.Listener.Accept()
+		if quiet != nil {
+			quiet.Stop()
+		}
 		if err == nil {
-			if streak > 0 {
+			if streak > 0 && recovered.CompareAndSwap(false, true) {
 				l.onRecover(streak)
 			}
 			return c, nil
@@ -91,6 +117,9 @@ func (l *retryListener) Accept() (net.Conn, error) {
 		errno, temp := Temporary(err)
 		if !temp {
 			return nil, err
+		}
+		if streak > 0 && !recovered.CompareAndSwap(false, true) {
+			streak, delay = 0, 0 // it had recovered: a new streak
 		}
 		streak++
 		l.onError(errno, err, streak)

@@ -128,6 +128,47 @@ func TestTemporaryAcceptErrorsAreRetried(t *testing.T) {
 	}
 }
 
+// TestQuietListenerRecovers: after a descriptor shortage, a listener that
+// waits in Accept without failing is serving again, though no client came
+// (healthz said degraded until the next connection otherwise).
+func TestQuietListenerRecovers(t *testing.T) {
+	s, logs, counts := newTest(t)
+	inner, _ := net.Listen("tcp", "127.0.0.1:0")
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	ln := &flakyListener{Listener: inner, errs: []error{emfile, emfile}}
+	s.Start(Service{Name: "quiet", Addr: inner.Addr().String(), Serve: echo,
+		Listen: func() (net.Listener, error) { return nil, errors.New("must not be called") }}, ln)
+	for i := 0; i < 1000; i++ {
+		if st, healthy := s.Status(); healthy && st["quiet"].State == Serving && st["quiet"].AcceptErrors == 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st, healthy := s.Status()
+	if !healthy || st["quiet"].State != Serving || counts("quiet EMFILE") != 2 {
+		t.Fatalf("status %+v healthy %v, EMFILE counted %d", st, healthy, counts("quiet EMFILE"))
+	}
+	if !strings.Contains(logs.String(), `msg="accepting again" listener=quiet`) {
+		t.Errorf("logs:\n%s", logs.String())
+	}
+	// It serves, and reports its recovery once.
+	roundTrip(t, inner.Addr().String())
+	if n := strings.Count(logs.String(), `msg="accepting again"`); n != 1 {
+		t.Errorf("%d recoveries logged, want 1:\n%s", n, logs.String())
+	}
+	// A later shortage is a new streak: logged and degraded again.
+	ln.mu.Lock()
+	ln.errs = []error{emfile}
+	ln.mu.Unlock()
+	roundTrip(t, inner.Addr().String()) // the Accept that was waiting takes this one; the next fails
+	for i := 0; i < 1000 && counts("quiet EMFILE") < 3; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := strings.Count(logs.String(), `msg="accept failed; retrying" listener=quiet`); n != 2 {
+		t.Errorf("%d failure streaks logged, want 2:\n%s", n, logs.String())
+	}
+}
+
 func TestStoppedServerIsRestarted(t *testing.T) {
 	s, logs, counts := newTest(t)
 	first, _ := net.Listen("tcp", "127.0.0.1:0")

@@ -119,6 +119,7 @@ func knownStore(t *testing.T, dsn string) *measure.Store {
 		{day + 36000, "sts-mismatch.example", "mta-sts", ""},
 		{day + 36000, "sts-notls.example", "mta-sts", ""},
 		{day + 36000, "sts-testing.example", "none", ""},
+		{day + 36000, "sts-testing-mx.example", "none", ""},
 		{day + 36000, "dane-ok.example", "dane", ""},
 		{day + 36000, "dane-bad.example", "dane", ""},
 		{day + 36000, "sts-fetch.example", "error", "sts_fetch: mta-sts: policy fetch failed: HTTP 404"},
@@ -134,7 +135,7 @@ func knownStore(t *testing.T, dsn string) *measure.Store {
 	for _, p := range []struct{ domain, mode string }{
 		{"sts-ok.example", "enforce"}, {"sts-untrusted.example", "enforce"}, {"sts-expired.example", "enforce"},
 		{"sts-mismatch.example", "enforce"}, {"sts-notls.example", "enforce"}, {"sts-testing.example", "testing"},
-		{"failtls.example", "enforce"},
+		{"failtls.example", "enforce"}, {"sts-testing-mx.example", "testing"},
 	} {
 		text := "version: STSv1\nmode: " + p.mode + "\nmx: mx." + p.domain + "\nmax_age: 86400\n"
 		if _, err := s.DB.Exec(`INSERT INTO mta_sts_policies VALUES (?, '1', ?, ?, 86400, ?, ?, ?)`,
@@ -153,7 +154,7 @@ func knownDNS(t *testing.T, extra ...string) resolver.Resolver {
 		zone.WriteString(e + "\n")
 	}
 	for _, d := range []string{"sts-ok", "sts-untrusted", "sts-expired", "sts-mismatch", "sts-notls", "sts-testing",
-		"dane-ok", "dane-bad", "sts-fetch", "plain", "failtls", "multi"} {
+		"sts-testing-mx", "dane-ok", "dane-bad", "sts-fetch", "plain", "failtls", "multi"} {
 		zone.WriteString("_smtp._tls." + d + ".example. TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example\"\n")
 	}
 	zone.WriteString("_25._tcp.mx.dane-ok.example. TLSA 3 1 1 8d02536c887482bc34ff54e41d2ba659bf85b341a0a20afadb5813dcfbcf286d\n")

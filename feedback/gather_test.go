@@ -70,8 +70,8 @@ func testTLSGolden(t *testing.T, dsn string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reports) != 12 {
-		t.Errorf("%d reports, want one per domain publishing _smtp._tls (12)", len(reports))
+	if len(reports) != 13 {
+		t.Errorf("%d reports, want one per domain publishing _smtp._tls (13)", len(reports))
 	}
 	for _, r := range reports {
 		doc, err := r.Report.Marshal()

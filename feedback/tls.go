@@ -170,6 +170,10 @@ type applied struct {
 	kind   tlsrpt.PolicyType
 	mx     string            // tlsa: the MX host the records belong to
 	failed tlsrpt.ResultType // a policy failure (fetch, syntax) that makes every session fail
+	// testing: the mx patterns of an MTA-STS policy in testing mode,
+	// space-separated (Postfix was not asked to check them: the session's
+	// TLS level was its own); applied is a map key, so no slice.
+	testing string
 }
 
 // policyFor reads the engine's decision: SourceDANE is a TLSA policy;
@@ -198,7 +202,10 @@ func (p *policies) policyFor(s *session) applied {
 			}
 		}
 	}
-	if p.sts != nil && (p.sts.mode == policy.STSTesting || (!ok && p.sts.mode == policy.STSEnforce)) {
+	if p.sts != nil && p.sts.mode == policy.STSTesting {
+		return applied{kind: tlsrpt.PolicySTS, testing: strings.Join(p.sts.mx, " ")}
+	}
+	if p.sts != nil && !ok && p.sts.mode == policy.STSEnforce {
 		return applied{kind: tlsrpt.PolicySTS}
 	}
 	return applied{kind: tlsrpt.PolicyNoPolicyFound}
@@ -234,8 +241,30 @@ func outcome(s *session, a applied) tlsrpt.ResultType {
 		return tlsrpt.ResultSTARTTLSNotSupported
 	case s.level == maillog.LevelUntrusted || s.level == maillog.LevelAnonymous:
 		return tlsrpt.ResultCertificateNotTrusted
+	case a.testing != "" && !matchesAnyMX(strings.Fields(a.testing), s.relayHost):
+		// Under testing, Postfix delivered at its own level and checked
+		// no name; the policy still applies (RFC 8461 5: failures are
+		// reported, not enforced). An MX the policy does not list is
+		// what enforcing would have refused (4.1), as a certificate not
+		// matching the policy's names (RFC 8460 4.3.2.1).
+		return tlsrpt.ResultCertificateHostMismatch
 	}
 	return ""
+}
+
+// matchesAnyMX reports whether the relay host that took a delivery is
+// one the MTA-STS policy lists (RFC 8461 4.1), compared canonically.
+func matchesAnyMX(patterns []string, relayHost string) bool {
+	host, ok := policy.CanonicalDomain(relayHost)
+	if !ok {
+		return false
+	}
+	for _, p := range patterns {
+		if pat, ok := policy.CanonicalMXPattern(p); ok && policy.MatchesMX(pat, host) {
+			return true
+		}
+	}
+	return false
 }
 
 func isCertificate(r tlsrpt.ResultType) bool {

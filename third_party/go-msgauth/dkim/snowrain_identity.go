@@ -1,6 +1,9 @@
 package dkim
 
-import "strings"
+import (
+	"encoding/hex"
+	"strings"
+)
 
 // parseIdentity reads the signature's i= tag (snowrain patch): its value
 // is dkim-quoted-printable (RFC 6376 3.5, 2.11), and its domain must be
@@ -17,35 +20,23 @@ func parseIdentity(i, domain string) (string, error) {
 }
 
 // decodeDKIMQuotedPrintable decodes RFC 6376 2.11's dkim-quoted-printable
-// ("=" and two upper-case hex digits for an octet; snowrain patch). A "="
-// not followed by two hex digits is kept as it is: the identity then does
-// not match d= and the signature fails as before.
+// ("=" and two hex digits for an octet; snowrain patch). A "=" not
+// followed by two hex digits is kept as it is: the identity then does not
+// match d= and the signature fails as before.
 func decodeDKIMQuotedPrintable(s string) string {
 	if !strings.Contains(s, "=") {
 		return s
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] == '=' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-			continue
+		if s[i] == '=' && i+2 < len(s) {
+			if octet, err := hex.DecodeString(s[i+1 : i+3]); err == nil {
+				b.Write(octet)
+				i += 2
+				continue
+			}
 		}
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }

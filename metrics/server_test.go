@@ -194,3 +194,55 @@ func TestHealthz(t *testing.T) {
 		t.Errorf("healthz body %+v %v", doc, err)
 	}
 }
+
+// TestConnLimiterEvictsLongestIdle drives the limiter as the HTTP server
+// does, in a fixed order: at the cap a new connection closes the one idle
+// longest, never an active one, and is refused when none is idle. (Over
+// real sockets, TestConnectionCap, which one is idle longest depends on
+// when each handler goroutine runs.)
+func TestConnLimiterEvictsLongestIdle(t *testing.T) {
+	m := New()
+	lim := &connLimiter{max: 3, conns: map[net.Conn]connState{}, m: m}
+	conn := func() (net.Conn, net.Conn) {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, b
+	}
+	closed := func(peer net.Conn) bool {
+		peer.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := peer.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe)
+	}
+	var srv, peer [5]net.Conn
+	for i := range 3 {
+		srv[i], peer[i] = conn()
+		if !lim.admit(srv[i]) {
+			t.Fatalf("conn %d refused below the cap", i)
+		}
+		lim.state(srv[i], http.StateNew)
+		lim.state(srv[i], http.StateActive)
+	}
+	// 2 turns idle first, then 0; 1 stays active.
+	lim.state(srv[2], http.StateIdle)
+	lim.state(srv[0], http.StateIdle)
+	srv[3], peer[3] = conn()
+	if !lim.admit(srv[3]) || !closed(peer[2]) {
+		t.Fatal("at the cap: want the longest-idle connection (2) closed and the new one admitted")
+	}
+	lim.state(srv[3], http.StateActive)
+	srv[4], peer[4] = conn()
+	if !lim.admit(srv[4]) || !closed(peer[0]) {
+		t.Fatal("at the cap: want the next idle connection (0) closed")
+	}
+	lim.state(srv[4], http.StateActive)
+	extra, _ := conn()
+	if lim.admit(extra) {
+		t.Error("at the cap with every connection active: want the new one refused")
+	}
+	if closed(peer[1]) || closed(peer[3]) || closed(peer[4]) {
+		t.Error("an active connection was closed")
+	}
+	if n := testutil.ToFloat64(m.HTTPRejected); n != 3 {
+		t.Errorf("evicted/refused counter %v, want 3", n)
+	}
+}
